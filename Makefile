@@ -1,0 +1,30 @@
+# Two entry points, both self-contained on a machine with Python 3.11 and pip:
+#   make demo  -> generate the fraud demo world and run valuechain on it end to end
+#   make test  -> run lint, type checks and the test suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[ml,dev]"
+	touch $(STAMP)
+
+.PHONY: install demo test lint bench clean
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/valuechain demo fraud --dir examples/fraud
+
+test: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/pytest -n 2 -q
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/build_features.py
+
+clean:
+	rm -rf $(VENV) .valuechain examples/*/.valuechain

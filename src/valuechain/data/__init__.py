@@ -1,0 +1,1 @@
+"""Sources, labels, features and point-in-time semantics."""

@@ -1,0 +1,285 @@
+"""The DuckDB engine: point-in-time windows as sorted window functions.
+
+Each group of windows sharing (source, key, lag, filter, include_current) becomes one sorted
+pass. Rows are ordered by ``(key, time, tie order)``; for each decision the first member is
+found by counting rows at or before the window start (a ``RANGE`` frame), and the aggregate
+runs over a per-row ``ROWS`` frame from there to the last member, so ties, lags and the
+decision's own row follow :mod:`valuechain.data.pit` exactly. Outcome-derived counts join the
+(rare) positive rows by key and time range with the condition ``known <= t``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from typing import ClassVar
+
+import duckdb
+import pyarrow as pa
+
+from valuechain.data.pit import EMPTY_ZERO, KNOWN, LABEL, PitProblem, Window
+from valuechain.errors import EngineError
+
+__all__ = ["DuckDBEngine"]
+
+# aggregate -> (window call over value v, wrapper around the windowed result x)
+_SQL_AGG = {
+    "count": ("count({v})", "{x}"),
+    "sum": ("sum({v})", "coalesce({x}::DOUBLE, 0.0)"),
+    "mean": ("avg({v})", "{x}::DOUBLE"),
+    "rate": ("avg({v}::DOUBLE)", "{x}"),
+    "min": ("min({v})", "{x}"),
+    "max": ("max({v})", "{x}"),
+    "std": ("stddev_samp({v})", "{x}::DOUBLE"),
+    "distinct_count": ("count(DISTINCT {v})", "{x}"),
+}
+_BIG = 9_223_372_036_854_775_807
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class DuckDBEngine:
+    """Embedded default engine. ``threads`` defaults to the machine's cores."""
+
+    name: ClassVar[str] = "duckdb"
+
+    def __init__(self, threads: int | None = None, memory_limit: str | None = None) -> None:
+        self.threads = threads or os.cpu_count() or 1
+        self.memory_limit = memory_limit
+
+    def compute(self, problem: PitProblem) -> pa.Table:
+        con = duckdb.connect()
+        try:
+            con.execute(f"SET threads = {int(self.threads)}")
+            if self.memory_limit:
+                con.execute(f"SET memory_limit = '{self.memory_limit}'")
+            con.execute("SET preserve_insertion_order = false")
+            return self._compute(con, problem)
+        except duckdb.Error as err:
+            raise EngineError(f"DuckDB engine failed: {err}") from err
+        finally:
+            con.close()
+
+    # -- orchestration -------------------------------------------------------------------
+    def _compute(self, con: duckdb.DuckDBPyConnection, problem: PitProblem) -> pa.Table:
+        con.register("points_in", problem.points)
+        con.execute("CREATE TEMP TABLE points AS SELECT * FROM points_in")
+        for name, table in problem.tables.items():
+            if name != problem.own:
+                con.register(f"in_{name}", table)
+        parts: list[str] = []  # SELECT statements keyed by __row, joined at the end
+        if problem.label is not None:
+            self._labels(con, problem)
+            parts.append("labels")
+        groups: dict[tuple[object, ...], list[Window]] = defaultdict(list)
+        for w in problem.windows:
+            own = w.source == problem.own
+            groups[(w.source, w.key, w.source_key, w.lag_us, w.filter,
+                    w.include_current if own else True)].append(w)
+        for index, windows in enumerate(groups.values()):
+            table = f"win_{index}"
+            self._window_group(con, problem, windows, table)
+            parts.append(table)
+        for index, lookup in enumerate(problem.lookups):
+            table = f"look_{index}"
+            con.execute(f"""
+                CREATE TEMP TABLE dim_{index} AS
+                SELECT {_q(lookup.on)} AS k, coalesce(__t, -{_BIG}) AS t,
+                       {_q(lookup.column)} AS v
+                FROM in_{lookup.source}
+                WHERE {_q(lookup.on)} IS NOT NULL
+                QUALIFY row_number() OVER (PARTITION BY {_q(lookup.on)}, coalesce(__t, -{_BIG})
+                                           ORDER BY __o DESC) = 1""")
+            fill = "" if lookup.fill is None else f", {lookup.fill!r}"
+            con.execute(f"""
+                CREATE TEMP TABLE {table} AS
+                SELECT p.__row, {"coalesce(" if fill else ""}d.v{fill}{")" if fill else ""}
+                       AS {_q(lookup.name)}
+                FROM points p ASOF LEFT JOIN dim_{index} d
+                  ON p.{_q(lookup.key)} = d.k AND d.t <= p.__t""")
+            parts.append(table)
+        names = [LABEL, KNOWN] if problem.label is not None else []
+        names += [w.name for w in problem.windows] + [lk.name for lk in problem.lookups]
+        if not names:
+            return pa.table({})
+        joins = " ".join(f"LEFT JOIN {t} USING (__row)" for t in parts)
+        cols = ", ".join(_q(n) for n in names)
+        return con.sql(f"SELECT {cols} FROM points {joins} ORDER BY __row").to_arrow_table()
+
+    # -- labels --------------------------------------------------------------------------
+    def _labels(self, con: duckdb.DuckDBPyConnection, problem: PitProblem) -> None:
+        plan = problem.label
+        assert plan is not None
+        if plan.outcome is None:
+            assert plan.column is not None
+            con.execute(f"""
+                CREATE TEMP TABLE labels AS SELECT __row, {_q(plan.column)} AS {LABEL},
+                       __t + {plan.horizon_us} AS {KNOWN} FROM points""")
+            return
+        on = " AND ".join(f"p.{_q(a)} = o.{_q(b)}" for a, b in plan.keys)
+        if plan.kind == "binary":
+            value, known, empty = "1", "min(o.__t)", "0"
+        else:
+            value, known, empty = f"sum(o.{_q(plan.column or '')})::DOUBLE", "max(o.__t)", "0.0"
+            con.execute(f"CREATE TEMP VIEW outcome_rows AS SELECT * FROM in_{plan.outcome} "
+                        f"WHERE {_q(plan.column or '')} IS NOT NULL")
+        source = "outcome_rows" if plan.kind == "amount" else f"in_{plan.outcome}"
+        con.execute(f"""
+            CREATE TEMP TABLE labels AS
+            WITH hits AS (
+                SELECT p.__row, {value} AS lab, {known} AS known
+                FROM points p JOIN {source} o
+                  ON {on} AND o.__e > p.__t AND o.__e <= p.__t + {plan.horizon_us}
+                GROUP BY p.__row)
+            SELECT p.__row, coalesce(h.lab, {empty}) AS {LABEL}, h.known AS {KNOWN}
+            FROM points p LEFT JOIN hits h USING (__row)""")
+
+    # -- windows -------------------------------------------------------------------------
+    def _window_group(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        problem: PitProblem,
+        windows: list[Window],
+        table: str,
+    ) -> None:
+        first = windows[0]
+        own = first.source == problem.own
+        lag = first.lag_us
+        key, skey = _q(first.key), _q(first.source_key)
+        filt = f"({_q(first.filter)})" if first.filter else "TRUE"
+        values = sorted({w.value for w in windows if w.value and not w.outcome})
+        val_cols = ", ".join(
+            f"CASE WHEN {filt} THEN {_q(v)} END AS v{i}" for i, v in enumerate(values)
+        )
+        val_of = {v: f"v{i}" for i, v in enumerate(values)}
+        sel_vals = f", {val_cols}" if val_cols else ""
+        if own:
+            # The points are the events: no union needed.
+            con.execute(f"""
+                CREATE TEMP TABLE u AS
+                SELECT __row, {key} AS k, __t AS tm, __o AS tie, 0 AS rk,
+                       CASE WHEN {filt} THEN 1 END AS ev{sel_vals}
+                FROM points""")
+            end_offset = lag  # frame ends `lag` before the row's own time
+        else:
+            src_vals = ", ".join(
+                f"CASE WHEN {filt} THEN {_q(v)} END AS v{i}" for i, v in enumerate(values)
+            )
+            null_vals = ", ".join(f"NULL AS v{i}" for i in range(len(values)))
+            con.execute(f"""
+                CREATE TEMP TABLE u AS
+                SELECT NULL::BIGINT AS __row, {skey} AS k, __t AS tm, __o AS tie, 0 AS rk,
+                       CASE WHEN {filt} THEN 1 END AS ev{", " + src_vals if src_vals else ""}
+                FROM in_{first.source} WHERE __t IS NOT NULL AND {skey} IS NOT NULL
+                UNION ALL
+                SELECT __row, {key} AS k, __t - {lag} AS tm, {_BIG} AS tie, 1 AS rk,
+                       NULL AS ev{", " + null_vals if null_vals else ""}
+                FROM points""")
+            end_offset = 0
+        # Positions: pos (1-based, unique order), lo_w (rows at or before each window start),
+        # hi (rows at or before the window end, when the end is before the row itself).
+        los = ", ".join(
+            f"count(*) OVER (PARTITION BY k ORDER BY tm RANGE BETWEEN UNBOUNDED PRECEDING "
+            f"AND {w.window_us + end_offset} PRECEDING) AS lo{i}"
+            for i, w in enumerate(windows)
+        )
+        hi = (
+            f", count(*) OVER (PARTITION BY k ORDER BY tm RANGE BETWEEN UNBOUNDED PRECEDING "
+            f"AND {end_offset} PRECEDING) AS hi"
+            if end_offset
+            else ""
+        )
+        con.execute(f"""
+            CREATE TEMP TABLE pos AS
+            SELECT *, row_number() OVER (PARTITION BY k ORDER BY tm, tie, rk) AS pos, {los}{hi}
+            FROM u""")
+        if end_offset:
+            frame_end = "(pos - hi) PRECEDING"
+        elif own and not first.include_current:
+            frame_end = "1 PRECEDING"
+        else:
+            frame_end = "CURRENT ROW"
+        exprs = []
+        for i, w in enumerate(windows):
+            frame = (f"PARTITION BY k ORDER BY tm, tie, rk ROWS BETWEEN (pos - lo{i} - 1) "
+                     f"PRECEDING AND {frame_end}")
+            if w.outcome:
+                exprs.append(f"count(ev) OVER ({frame}) AS n{i}")
+                continue
+            v = "ev" if w.value is None else val_of[w.value]
+            call, wrap = _SQL_AGG[w.agg]
+            windowed = f"{call.format(v=v)} OVER ({frame})"
+            exprs.append(f"{wrap.format(x=windowed)} AS a{i}")
+        probe = "TRUE" if own else "rk = 1"
+        con.execute(f"""
+            CREATE TEMP TABLE agg AS
+            SELECT __row, k, {", ".join(exprs)}
+            FROM pos QUALIFY {probe}""")
+        outcome_windows = [(i, w) for i, w in enumerate(windows) if w.outcome]
+        if outcome_windows:
+            self._outcome_counts(con, problem, outcome_windows, own)
+        cols = []
+        for i, w in enumerate(windows):
+            if w.outcome:
+                known = f"coalesce(oc.s{i}, 0)"
+                if w.agg == "count":
+                    expr = f"coalesce(oc.c{i}, 0)"
+                elif w.agg == "sum":
+                    expr = f"coalesce(oc.s{i}, 0.0)::DOUBLE"
+                else:
+                    expr = f"CASE WHEN a.n{i} > 0 THEN {known}::DOUBLE / a.n{i} END"
+            else:
+                expr = f"a.a{i}"
+            empty = "0" if w.agg in EMPTY_ZERO else "NULL"
+            if w.outcome and w.agg in ("count", "sum"):
+                empty = "0"
+            expr = f"CASE WHEN a.k IS NULL THEN {empty} ELSE {expr} END"
+            if w.fill is not None:
+                expr = f"coalesce({expr}, {w.fill!r})"
+            cols.append(f"{expr} AS {_q(w.name)}")
+        oc_join = "LEFT JOIN oc USING (__row)" if outcome_windows else ""
+        con.execute(f"CREATE TEMP TABLE {table} AS SELECT a.__row, {', '.join(cols)} "
+                    f"FROM agg a {oc_join}")
+        con.execute("DROP TABLE u; DROP TABLE pos; DROP TABLE agg")
+        if outcome_windows:
+            con.execute("DROP TABLE oc")
+
+    def _outcome_counts(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        problem: PitProblem,
+        windows: list[tuple[int, Window]],
+        own: bool,
+    ) -> None:
+        """Known positive outcomes per decision and window, by a range join on positives."""
+        if not own:
+            raise EngineError("outcome-derived windows must aggregate the decision source")
+        first = windows[0][1]
+        key = _q(first.key)
+        lag = first.lag_us
+        filt = f"({_q(first.filter)})" if first.filter else "TRUE"
+        widest = max(w.window_us for _, w in windows)
+        sums = []
+        for i, w in windows:
+            start = w.window_us + lag
+            inside = (f"e.__t > p.__t - {start} AND "
+                      + (f"(e.__t < p.__t OR e.__o < p.__o)" if lag == 0
+                         else f"e.__t <= p.__t - {lag}"))
+            sums.append(f"count(*) FILTER (WHERE {inside}) AS c{i}")
+            sums.append(f"sum(e.lab) FILTER (WHERE {inside}) AS s{i}")
+        upper = "e.__t <= p.__t" if lag == 0 else f"e.__t <= p.__t - {lag}"
+        con.execute(f"""
+            CREATE TEMP TABLE oc AS
+            WITH pos AS (
+                SELECT p.__row, p.__t, p.__o, p.{key} AS k, l.{LABEL}::DOUBLE AS lab,
+                       l.{KNOWN} AS known
+                FROM points p JOIN labels l USING (__row)
+                WHERE l.{LABEL} > 0 AND l.{KNOWN} IS NOT NULL AND p.{key} IS NOT NULL
+                  AND {filt})
+            SELECT p.__row, {", ".join(sums)}
+            FROM points p JOIN pos e
+              ON p.{key} = e.k AND e.__row <> p.__row AND e.known <= p.__t
+             AND e.__t > p.__t - {widest + lag} AND {upper}
+            GROUP BY p.__row""")

@@ -1,0 +1,310 @@
+"""Point-in-time semantics: the one definition, and its slow reference implementation.
+
+Everything that decides *which rows a feature or label may see* is defined here, once.
+Engines (:mod:`valuechain.data.engines`) compute the same thing fast and are tested
+against :class:`ReferenceEngine`.
+
+All times are integers: microseconds since the epoch (UTC instants for time-zone aware
+data, wall-clock for naive data). Durations are exact (a day is 24 h).
+
+Definitions
+-----------
+Decision point ``i``
+    time ``t_i``, tie order ``o_i`` (rank of its keys), and its columns.
+Availability ``a_j``
+    the time row ``j`` of a source became known (``available_at``, else the event time).
+Window membership (feature with window ``w``, lag ``L`` over key ``K``)
+    row ``j`` is a member for decision ``i`` iff ``K_j == K_i`` (never null) and the row passes
+    the feature's filter and
+
+    * ``j`` is the decision event itself: only when ``L == 0`` and ``include_current``;
+    * otherwise ``t_i - L - w < a_j <= t_i - L``, except that over the decision's own source
+      with ``L == 0`` a row *tied* with the decision (``a_j == t_i``) is a member only if it
+      arrived before it (``o_j < o_i``), exactly what an online system would have seen.
+Aggregates over the members' non-null values
+    count (rows, or non-null values of ``of``), sum (0 when empty), mean, min, max,
+    std (sample, null below 2 values), distinct_count, rate (mean of a 0/1 column).
+    Empty windows give null for mean/min/max/std/rate; ``fill`` replaces nulls.
+Outcome-derived aggregates (``of: label``)
+    count the members whose label is positive (> 0) *and known* by ``t_i`` (``known_j <= t_i``):
+    count = such members, sum = their label values, rate/mean = sum / members.
+Label
+    column label: the column's value, known at ``t + horizon``. Outcome-source label: binary
+    = any outcome row with matching keys and event time in ``(t, t + horizon]``; amount =
+    the sum of their amounts. It is known (for outcome-derived features) at the earliest
+    availability of such rows (binary) or the latest (amount).
+Maturity
+    a label is mature iff ``t + horizon <= as_of``. Immature rows are excluded and counted.
+As-of lookup
+    the dimension row with ``on == key`` and ``known_r <= t`` that is latest by
+    ``(known_r, o_r)``, where ``known_r`` is the later of ``valid_from`` and ``available_at``
+    (rows without either are always known).
+
+>>> import pyarrow as pa
+>>> points = pa.table({"__row": [0, 1, 2], "__t": [0, 10, 10], "__o": [0, 1, 2],
+...                    "cust": [1, 1, 1], "amount": [5.0, 7.0, 9.0]})
+>>> problem = PitProblem(points=points, tables={}, own="tx", windows=(
+...     Window(name="n", source="tx", key="cust", agg="count", window_us=11),
+...     Window(name="s", source="tx", key="cust", agg="sum", value="amount", window_us=11,
+...            include_current=False),))
+>>> ReferenceEngine().compute(problem).to_pydict()
+{'n': [1, 2, 3], 's': [0.0, 5.0, 12.0]}
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, Protocol
+
+import pyarrow as pa
+
+from valuechain.errors import EngineError
+
+__all__ = [
+    "AGGREGATES",
+    "EMPTY_ZERO",
+    "Engine",
+    "LabelPlan",
+    "LookupPlan",
+    "PitProblem",
+    "ReferenceEngine",
+    "Window",
+]
+
+Agg = Literal["count", "sum", "mean", "min", "max", "std", "distinct_count", "rate"]
+AGGREGATES: tuple[str, ...] = ("count", "sum", "mean", "min", "max", "std", "distinct_count",
+                               "rate")
+EMPTY_ZERO = frozenset({"count", "sum", "distinct_count"})
+OUTCOME_AGGREGATES = frozenset({"count", "sum", "rate", "mean"})
+LABEL = "__label"
+KNOWN = "__known"
+
+
+@dataclass(frozen=True)
+class Window:
+    """A windowed aggregate, already resolved to column names and microseconds."""
+
+    name: str
+    source: str
+    key: str
+    agg: Agg
+    window_us: int
+    value: str | None = None
+    lag_us: int = 0
+    include_current: bool = True
+    filter: str | None = None
+    outcome: bool = False
+    fill: float | None = None
+    key_in_source: str | None = None
+
+    @property
+    def source_key(self) -> str:
+        return self.key_in_source or self.key
+
+
+@dataclass(frozen=True)
+class LookupPlan:
+    """An as-of lookup: ``column`` of ``source`` where ``on`` equals the point's ``key``."""
+
+    name: str
+    source: str
+    key: str
+    on: str
+    column: str
+    fill: float | None = None
+
+
+@dataclass(frozen=True)
+class LabelPlan:
+    """How to label each point; see the module docstring."""
+
+    kind: Literal["binary", "amount"]
+    horizon_us: int
+    column: str | None = None
+    outcome: str | None = None
+    keys: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class PitProblem:
+    """Everything an engine needs, as Arrow tables with reserved columns.
+
+    ``points`` has ``__row`` (position), ``__t`` (decision time), ``__o`` (tie order) and
+    the columns features read. Each table in ``tables`` has ``__t`` (availability time,
+    null for static rows) and ``__o``; outcome tables also ``__e`` (outcome event time).
+    When ``own`` names a source, its rows are the points themselves.
+    """
+
+    points: pa.Table
+    tables: Mapping[str, pa.Table]
+    own: str | None = None
+    windows: tuple[Window, ...] = ()
+    lookups: tuple[LookupPlan, ...] = ()
+    label: LabelPlan | None = None
+
+    def table(self, name: str) -> pa.Table:
+        if name == self.own:
+            return self.points
+        try:
+            return self.tables[name]
+        except KeyError:
+            raise EngineError(f"problem has no table '{name}'") from None
+
+
+class Engine(Protocol):
+    """Computes labels and features of a :class:`PitProblem`.
+
+    ``compute`` returns one row per point in ``points`` order: ``__label`` and ``__known``
+    (when the problem has a label) and one column per window and lookup.
+    """
+
+    name: ClassVar[str]
+
+    def compute(self, problem: PitProblem) -> pa.Table: ...
+
+
+_ROWS: dict[int, tuple[pa.Table, list[dict[str, Any]]]] = {}
+
+
+def _rows(table: pa.Table) -> list[dict[str, Any]]:
+    """Rows as dicts, converted once per table object."""
+    cached = _ROWS.get(id(table))
+    if cached is None or cached[0] is not table:
+        if len(_ROWS) > 64:
+            _ROWS.clear()
+        cached = _ROWS[id(table)] = (table, table.to_pylist())
+    return cached[1]
+
+
+def _aggregate(agg: str, values: list[Any], members: int) -> Any:
+    if agg == "count":
+        return members
+    if agg == "distinct_count":
+        return len(set(values))
+    if agg == "sum":
+        return float(math.fsum(values)) if values else 0.0
+    if not values:
+        return None
+    if agg in ("mean", "rate"):
+        return math.fsum(values) / len(values)
+    if agg == "min":
+        return min(values)
+    if agg == "max":
+        return max(values)
+    if agg == "std":
+        if len(values) < 2:
+            return None
+        mean = math.fsum(values) / len(values)
+        return math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    raise EngineError(f"unknown aggregate '{agg}'")
+
+
+@dataclass
+class ReferenceEngine:
+    """Slow, obviously correct implementation of the module's definitions (tests only)."""
+
+    name: ClassVar[str] = "reference"
+
+    def compute(self, problem: PitProblem) -> pa.Table:
+        points = _rows(problem.points)
+        out: dict[str, list[Any]] = {}
+        labels: list[tuple[Any, Any]] = []
+        if problem.label is not None:
+            labels = [self._label(problem, p) for p in points]
+            out[LABEL] = [lab for lab, _ in labels]
+            out[KNOWN] = [known for _, known in labels]
+        for window in problem.windows:
+            out[window.name] = [self._window(problem, window, p, labels) for p in points]
+        for lookup in problem.lookups:
+            out[lookup.name] = [self._lookup(problem, lookup, p) for p in points]
+        return pa.table(out) if out else pa.table({"__row": [p["__row"] for p in points]})
+
+    def _label(self, problem: PitProblem, point: dict[str, Any]) -> tuple[Any, Any]:
+        plan = problem.label
+        assert plan is not None
+        t = point["__t"]
+        if plan.outcome is None:
+            assert plan.column is not None
+            return point[plan.column], t + plan.horizon_us
+        hits = [
+            row
+            for row in _rows(problem.table(plan.outcome))
+            if all(point[a] is not None and point[a] == row[b] for a, b in plan.keys)
+            and row["__e"] is not None
+            and t < row["__e"] <= t + plan.horizon_us
+        ]
+        if plan.kind == "binary":
+            if not hits:
+                return 0, None
+            return 1, min(row["__t"] for row in hits)
+        hits = [row for row in hits if row[plan.column] is not None]
+        if not hits:
+            return 0.0, None
+        return float(math.fsum(row[plan.column] for row in hits)), max(r["__t"] for r in hits)
+
+    def _window(
+        self,
+        problem: PitProblem,
+        window: Window,
+        point: dict[str, Any],
+        labels: list[tuple[Any, Any]],
+    ) -> Any:
+        own = window.source == problem.own
+        t, key = point["__t"], point[window.key]
+        end = t - window.lag_us
+        start = end - window.window_us
+        members: list[dict[str, Any]] = []
+        indices: list[int] = []
+        if key is not None:
+            for index, row in enumerate(_rows(problem.table(window.source))):
+                if row[window.source_key] != key:
+                    continue
+                if window.filter is not None and not row[window.filter]:
+                    continue
+                if own and row["__row"] == point["__row"]:
+                    inside = window.lag_us == 0 and window.include_current
+                elif own and window.lag_us == 0 and row["__t"] == t:
+                    inside = row["__o"] < point["__o"]
+                else:
+                    inside = row["__t"] is not None and start < row["__t"] <= end
+                if inside:
+                    members.append(row)
+                    indices.append(index)
+        if window.outcome:
+            known = [
+                labels[i][0]
+                for i in indices
+                if labels[i][1] is not None and labels[i][1] <= t
+                and labels[i][0] is not None and labels[i][0] > 0
+            ]
+            total = float(math.fsum(known))
+            if window.agg == "count":
+                value: Any = len(known)
+            elif window.agg == "sum":
+                value = total
+            else:
+                value = total / len(members) if members else None
+        else:
+            if window.value is None:
+                values: list[Any] = []
+            else:
+                values = [r[window.value] for r in members if r[window.value] is not None]
+            count = len(members) if window.value is None else len(values)
+            value = _aggregate(window.agg, values, count)
+        return window.fill if value is None else value
+
+    def _lookup(self, problem: PitProblem, lookup: LookupPlan, point: dict[str, Any]) -> Any:
+        t, key = point["__t"], point[lookup.key]
+        best: tuple[int, int] | None = None
+        value: Any = None
+        if key is not None:
+            for row in _rows(problem.table(lookup.source)):
+                known = row["__t"]
+                if row[lookup.on] != key or (known is not None and known > t):
+                    continue
+                rank = (known if known is not None else -(2**63), row["__o"])
+                if best is None or rank > best:
+                    best, value = rank, row[lookup.column]
+        return lookup.fill if value is None else value

@@ -1,0 +1,1 @@
+"""Synthetic demo worlds with planted fraud, leaks and drift (see :mod:`valuechain.demo.fraud`)."""

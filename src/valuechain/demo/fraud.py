@@ -1,0 +1,586 @@
+"""The fraud demo world: card payments decided at checkout, with planted fraud, leaks and drift.
+
+Customers with stable habits (home country, a few usual merchants, a typical amount, weekday and
+daytime rhythm) pay with their cards from their devices. Three kinds of fraud are planted:
+
+- **compromised cards**: from some moment a card has a burst of fraud over the next days —
+  higher amounts, shipping abroad, a fresh device, mostly on the web. Cards of customers with a
+  higher risk tier are compromised more often (the as-of profile lookup has real signal);
+- **compromised terminals**: a merchant terminal is compromised for a stretch of weeks and its
+  transactions in that stretch are fraud with some probability (caught by a terminal fraud-rate
+  feature that counts only chargebacks already reported);
+- **a late campaign**: in the last 60 days, fresh devices run many small 'app' payments across
+  many cards at a few digital-goods merchants — a pattern absent from the earlier data.
+
+Every fraud gets one chargeback 5-90 days later (most within 60 days); about 2.5 % of
+chargebacks are friendly fraud on genuine purchases. The export was taken at ``as_of`` = last
+transaction + 1 day: chargebacks and disputes reported later are not in it. Planted leaks:
+
+1. ``disputes`` are opened a few days before the chargeback report (post-outcome);
+2. ``transactions.status`` is ``'charged_back'`` exactly when a chargeback exists;
+3. ``customer_profiles`` raises ``risk_tier`` to 'high' right after a chargeback, so a join on
+   the latest profile instead of the as-of one leaks the outcome.
+
+Everything is vectorised numpy and deterministic for a seed.
+
+>>> world = simulate_fraud(rows=5_000, seed=1)
+>>> world.tables["transactions"].num_rows
+5000
+>>> sorted(world.tables)[:3]
+['cards', 'chargebacks', 'customer_profiles']
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from valuechain.errors import ValuechainError
+
+__all__ = ["TABLES", "FraudWorld", "FraudWorldSummary", "generate_fraud", "simulate_fraud"]
+
+Arr = npt.NDArray[Any]
+Progress = Callable[[str, float], None]
+
+TABLES = (
+    "customers", "customer_profiles", "cards", "terminals", "devices",
+    "transactions", "chargebacks", "disputes",
+)  # fmt: skip
+DAY = 86_400
+COUNTRIES = ("US", "GB", "DE", "FR", "NL", "ES", "IT", "CA", "BR", "IN", "AU", "PL")
+COUNTRY_P = (0.30, 0.12, 0.11, 0.09, 0.05, 0.07, 0.06, 0.05, 0.04, 0.04, 0.04, 0.03)
+SEGMENTS = ("consumer", "premium", "business", "student")
+SEGMENT_P = (0.62, 0.15, 0.10, 0.13)
+SEGMENT_ACTIVITY = np.array([1.0, 1.3, 1.8, 0.8])
+SEGMENT_AMOUNT = np.array([0.0, 0.35, 0.55, -0.35])
+CATEGORIES = ("grocery", "fuel", "restaurants", "pharmacy", "fashion", "home",
+              "electronics", "travel", "digital_goods", "gambling")  # fmt: skip
+CATEGORY_P = (0.22, 0.12, 0.16, 0.07, 0.10, 0.08, 0.07, 0.05, 0.09, 0.04)
+CATEGORY_AMOUNT = np.array([0.0, 0.2, -0.2, -0.4, 0.4, 0.6, 1.2, 1.5, -0.9, 0.3])
+CATEGORY_FRAUD_APPEAL = np.array([0.3, 0.3, 0.3, 0.3, 1.5, 1.0, 4.0, 3.0, 3.0, 2.5])
+DIGITAL_GOODS = CATEGORIES.index("digital_goods")
+CHANNELS = ("web", "app", "pos")
+WEB, APP, POS = range(3)
+TIERS = ("low", "medium", "high")
+TIER_COMPROMISE = np.array([1.0, 2.0, 4.0])
+CARD_TYPES = ("debit", "credit", "prepaid")
+REASONS = ("10.3", "10.4", "13.1", "13.3")  # card-present / card-absent fraud, not received, ...
+DISPUTE_CHANNELS = ("phone", "app", "web", "email")
+STATUSES = ("approved", "settled", "charged_back", "refunded")
+SCENARIOS = ("genuine", "card", "terminal", "campaign", "friendly")
+GENUINE, CARD, TERMINAL, CAMPAIGN, FRIENDLY = range(5)
+WEEKDAY = np.array([1.0, 1.0, 1.02, 1.05, 1.18, 1.22, 0.82])  # Monday first
+HOUR = np.array([1, 0.6, 0.4, 0.3, 0.3, 0.5, 1.2, 2.5, 4, 5, 5.5, 6,
+                 7, 6.5, 5.5, 5, 5.5, 6.5, 7.5, 7.5, 6.5, 5, 3.5, 2], dtype=float)  # fmt: skip
+HOUR_P = HOUR / HOUR.sum()
+ID_BASE = {"customer": 100_000_000, "card": 200_000_000, "terminal": 300_000_000,
+           "device": 400_000_000}  # fmt: skip
+CAMPAIGN_DAYS = 60
+TARGET = {"card": 0.0042, "terminal": 0.0016, "campaign": 0.0022}  # share of rows
+
+
+@dataclass(frozen=True)
+class FraudWorld:
+    """A simulated world in memory: the exported tables plus the ground truth.
+
+    ``truth`` has one row per transaction (``transaction_id``, ``is_fraud``, ``scenario`` in
+    genuine / card / terminal / campaign / friendly); it is *not* part of the export.
+    """
+
+    tables: dict[str, pa.Table]
+    truth: pa.Table
+    start: datetime
+    end: datetime
+    as_of: datetime
+    seed: int
+
+
+@dataclass(frozen=True)
+class FraudWorldSummary:
+    """What :func:`generate_fraud` wrote: table sizes, fraud rates, time range and paths."""
+
+    out: Path
+    paths: dict[str, Path]
+    rows: dict[str, int]
+    fraud_rate: float
+    chargeback_rate: float
+    first_transaction_at: datetime
+    last_transaction_at: datetime
+    as_of: datetime
+    seed: int
+    seconds: float
+
+    def lines(self) -> list[str]:
+        """Human-readable summary lines (the CLI renders them)."""
+        out = [f"{name:<18} {count:>10,} rows  {self.paths[name].name}"
+               for name, count in self.rows.items()]  # fmt: skip
+        out.append(f"fraud rate {self.fraud_rate:.3%}, chargeback rate {self.chargeback_rate:.3%}")
+        out.append(f"transactions {self.first_transaction_at} .. {self.last_transaction_at}, "
+                   f"extracted {self.as_of}; {self.seconds:.1f} s")  # fmt: skip
+        return out
+
+
+def generate_fraud(
+    out: Path,
+    rows: int = 1_000_000,
+    seed: int = 7,
+    days: int = 270,
+    start: str = "2025-01-01",
+    progress: Progress | None = None,
+) -> FraudWorldSummary:
+    """Simulate the fraud world and write one Parquet file per table into ``out``.
+
+    Each file is written under a temporary name and moved into place with :func:`os.replace`,
+    so a reader never sees a half-written file. The same arguments give identical files.
+
+    Parameters
+    ----------
+    out : Path
+        Directory for the Parquet files (created when missing).
+    rows : int
+        Number of transactions (at least 2,000).
+    seed : int
+        Seed of the random generator.
+    days : int
+        Length of the simulated period (at least 90; the late campaign takes the last 60).
+    start : str
+        First day, ISO format, tz-naive.
+    progress : callable, optional
+        Called as ``progress(stage, fraction)`` with fraction in [0, 1].
+
+    Returns
+    -------
+    FraudWorldSummary
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> summary = generate_fraud(Path(tempfile.mkdtemp()), rows=5_000, seed=3)
+    >>> summary.rows["transactions"], summary.paths["chargebacks"].name
+    (5000, 'chargebacks.parquet')
+    """
+    began = time.perf_counter()
+    world = simulate_fraud(rows=rows, seed=seed, days=days, start=start, progress=progress)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    for index, name in enumerate(TABLES):
+        path = out / f"{name}.parquet"
+        tmp = out / f".{name}.parquet.tmp-{os.getpid()}"
+        try:
+            pq.write_table(world.tables[name], tmp, compression="zstd")
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        paths[name] = path
+        _report(progress, "writing", 0.7 + 0.3 * (index + 1) / len(TABLES))
+    tx = world.tables["transactions"]
+    ts = tx.column("ts").to_numpy()
+    fraud = world.truth.column("is_fraud").to_numpy()
+    return FraudWorldSummary(
+        out=out,
+        paths=paths,
+        rows={name: world.tables[name].num_rows for name in TABLES},
+        fraud_rate=float(fraud.mean()),
+        chargeback_rate=world.tables["chargebacks"].num_rows / tx.num_rows,
+        first_transaction_at=ts.min().astype(datetime),
+        last_transaction_at=ts.max().astype(datetime),
+        as_of=world.as_of,
+        seed=seed,
+        seconds=time.perf_counter() - began,
+    )
+
+
+def simulate_fraud(
+    rows: int = 1_000_000,
+    seed: int = 7,
+    days: int = 270,
+    start: str = "2025-01-01",
+    progress: Progress | None = None,
+) -> FraudWorld:
+    """Simulate the fraud world in memory (see :func:`generate_fraud` for the parameters).
+
+    >>> world = simulate_fraud(rows=4_000, seed=2)
+    >>> bool(world.truth.column("is_fraud").to_numpy().any())
+    True
+    """
+    if rows < 2_000:
+        raise ValuechainError(f"fraud demo: rows={rows} is too small; use at least 2,000 rows.")
+    if days < 90:
+        raise ValuechainError(
+            f"fraud demo: days={days} is too short; use at least 90 days (the late campaign "
+            f"alone takes the last {CAMPAIGN_DAYS})."
+        )
+    t0 = datetime.fromisoformat(start)
+    if t0.tzinfo is not None:
+        raise ValuechainError(f"fraud demo: start={start!r} must be tz-naive, e.g. '2025-01-01'.")
+    rng = np.random.default_rng(seed)
+    horizon = days * DAY
+    ent = _entities(rng, rows, horizon)
+    _report(progress, "entities", 0.05)
+    cards = _card_bursts(rng, ent, rows, horizon)
+    campaign = _campaign(rng, ent, rows, horizon)
+    _report(progress, "fraud", 0.15)
+    n_genuine = rows - len(cards["ts"]) - len(campaign["ts"])
+    genuine = _genuine(rng, ent, n_genuine, days, t0.weekday())
+    _compromise_terminals(rng, ent, genuine, rows, horizon)
+    tx = {k: np.concatenate([genuine[k], cards[k], campaign[k]]) for k in genuine}
+    order = np.lexsort((rng.random(rows), tx["ts"]))  # ties in random order, then ids
+    tx = {k: v[order] for k, v in tx.items()}
+    _report(progress, "transactions", 0.35)
+    as_of = int(tx["ts"].max()) + DAY
+    out = _outcomes(rng, tx, as_of)
+    _report(progress, "outcomes", 0.55)
+    profiles = _profiles(rng, ent, tx, out, as_of)
+    _report(progress, "profiles", 0.65)
+    epoch = int((t0 - datetime(1970, 1, 1)).total_seconds())
+    tables = _tables(ent, tx, out, profiles, epoch)
+    truth = pa.table({
+        "transaction_id": tables["transactions"].column("transaction_id"),
+        "is_fraud": pa.array((tx["scen"] != GENUINE) & (tx["scen"] != FRIENDLY)),
+        "scenario": _strings(tx["scen"], SCENARIOS),
+    })  # fmt: skip
+    return FraudWorld(tables, truth, t0, t0 + timedelta(days=days),
+                      t0 + timedelta(seconds=as_of), seed)  # fmt: skip
+
+
+def _report(progress: Progress | None, stage: str, fraction: float) -> None:
+    if progress is not None:
+        progress(stage, fraction)
+
+
+def _owned(counts: Arr) -> tuple[Arr, Arr]:
+    """Owner index and each owner's first row for owners holding ``counts`` items each."""
+    owner = np.repeat(np.arange(len(counts)), counts)
+    return owner, np.cumsum(counts) - counts
+
+
+def _pick_owned(rng: np.random.Generator, first: Arr, counts: Arr, since: Arr, owner: Arr,
+                ts: Arr) -> Arr:  # fmt: skip
+    """A random item of each owner usable at ``ts``; the owner's first item otherwise."""
+    pick = first[owner] + (rng.random(len(owner)) * counts[owner]).astype(np.int64)
+    late = since[pick] > ts
+    pick[late] = first[owner[late]]
+    return pick
+
+
+def _group_cumsum(values: Arr, sizes: Arr) -> Arr:
+    """Cumulative sum of ``values`` restarted in each consecutive group of ``sizes`` (> 0)."""
+    total = np.cumsum(values)
+    first = np.cumsum(sizes) - sizes
+    return total - np.repeat(total[first] - values[first], sizes)
+
+
+def _other_country(rng: np.random.Generator, country: Arr) -> Arr:
+    return (country + rng.integers(1, len(COUNTRIES), len(country))) % len(COUNTRIES)
+
+
+def _entities(rng: np.random.Generator, rows: int, horizon: int) -> dict[str, Arr]:
+    """Customers with their habits, cards, devices and terminals."""
+    n_cust, n_term, n_country = max(200, rows // 50), max(60, rows // 400), len(COUNTRIES)
+    e: dict[str, Arr] = {}
+    e["country"] = rng.choice(n_country, n_cust, p=COUNTRY_P)
+    e["segment"] = rng.choice(len(SEGMENTS), n_cust, p=SEGMENT_P)
+    early = rng.random(n_cust) < 0.85  # most customers signed up before the period
+    e["signup"] = np.where(early, -rng.integers(DAY, 3 * 365 * DAY, n_cust),
+                           rng.integers(0, int(0.85 * horizon), n_cust))  # fmt: skip
+    e["activity"] = rng.gamma(2.0, 0.5, n_cust) * SEGMENT_ACTIVITY[e["segment"]]
+    e["amount_mu"] = rng.normal(np.log(35.0), 0.45, n_cust) + SEGMENT_AMOUNT[e["segment"]]
+    e["channel_cum"] = np.cumsum(rng.dirichlet((2.0, 1.5, 3.0), n_cust), axis=1)
+    e["hour_shift"] = np.rint(rng.normal(0.0, 1.2, n_cust)).astype(np.int64)
+    e["tier"] = rng.choice(len(TIERS), n_cust, p=(0.70, 0.22, 0.08))
+    # terminals (merchants); every country and category has at least one
+    e["t_country"] = rng.choice(n_country, n_term, p=COUNTRY_P)
+    e["t_country"][:n_country] = np.arange(n_country)
+    e["t_cat"] = rng.choice(len(CATEGORIES), n_term, p=CATEGORY_P)
+    e["t_cat"][: len(CATEGORIES)] = np.arange(len(CATEGORIES))
+    e["t_pop"] = rng.lognormal(0.0, 0.8, n_term)
+    by_country = np.argsort(e["t_country"], kind="stable")
+    per_country = np.bincount(e["t_country"], minlength=n_country)
+    first = (np.cumsum(per_country) - per_country)[e["country"]]
+    slot = (rng.random((n_cust, 4)) * per_country[e["country"]][:, None]).astype(np.int64)
+    e["favourites"] = by_country[first[:, None] + slot]  # four usual terminals at home
+    # cards and devices: the first one from signup, the others issued/seen later
+    for kind, extra, p_extra in (("card", 2, 0.2), ("dev", 3, 0.3)):
+        counts = 1 + rng.binomial(extra, p_extra, n_cust)
+        owner, first_of = _owned(counts)
+        later_from = np.maximum(e["signup"], -365 * DAY)[owner]
+        since = (later_from + rng.random(len(owner)) * (horizon - later_from)).astype(np.int64)
+        primary = np.arange(len(owner)) == first_of[owner]
+        e[f"{kind}_cust"], e[f"{kind}_first"], e[f"{kind}_count"] = owner, first_of, counts
+        e[f"{kind}_since"] = np.where(primary, e["signup"][owner], since)
+    e["card_type"] = rng.choice(len(CARD_TYPES), len(e["card_cust"]), p=(0.5, 0.42, 0.08))
+    e["new_dev_cust"] = np.zeros(0, np.int64)  # fresh fraud devices, appended later
+    e["new_dev_since"] = np.zeros(0, np.int64)
+    return e
+
+
+def _new_devices(e: dict[str, Arr], cust: Arr, since: Arr) -> Arr:
+    """Register fresh devices; return their device indices."""
+    base = len(e["dev_cust"]) + len(e["new_dev_cust"])
+    e["new_dev_cust"] = np.concatenate([e["new_dev_cust"], cust])
+    e["new_dev_since"] = np.concatenate([e["new_dev_since"], since])
+    return base + np.arange(len(cust))
+
+
+def _txns(ts: Arr, cust: Arr, card: Arr, term: Arr, dev: Arr, amount: Arr, ship: Arr,
+          chan: Arr, scen: int, e: dict[str, Arr]) -> dict[str, Arr]:  # fmt: skip
+    return {"ts": ts.astype(np.int64), "cust": cust, "card": card, "term": term, "dev": dev,
+            "amount": np.maximum(np.round(amount, 2), 0.5), "bill": e["country"][cust],
+            "ship": ship, "chan": chan, "scen": np.full(len(ts), scen, np.int8)}  # fmt: skip
+
+
+def _genuine(rng: np.random.Generator, e: dict[str, Arr], n: int, days: int,
+             weekday: int) -> dict[str, Arr]:  # fmt: skip
+    """Everyday purchases: weekday/daytime rhythm, usual merchants, typical amounts."""
+    grid = np.arange(days + 1, dtype=float)
+    weight = WEEKDAY[(weekday + np.arange(days)) % 7] * (1 + 0.12 * np.arange(days) / days)
+    cdf = np.concatenate([[0.0], np.cumsum(weight) / weight.sum()])
+    lo = np.maximum(e["signup"], 0) / DAY
+    exposure = e["activity"] * (days - lo)
+    cust = np.repeat(np.arange(len(lo)), rng.multinomial(n, exposure / exposure.sum()))
+    f_lo = np.interp(lo[cust], grid, cdf)
+    day = np.floor(np.interp(f_lo + rng.random(n) * (1 - f_lo), cdf, grid)).astype(np.int64)
+    hour = (rng.choice(24, n, p=HOUR_P) + e["hour_shift"][cust]) % 24
+    ts = np.minimum(day, days - 1) * DAY + hour * 3600 + rng.integers(0, 3600, n)
+    ts = np.maximum(ts, e["signup"][cust] + 60)
+    # plant exact ties between different customers (same second, same checkout load)
+    a, b = rng.integers(0, n, (2, max(3, n // 400)))
+    tie = (cust[a] != cust[b]) & (ts[a] >= e["signup"][cust[b]] + 60)
+    ts[b[tie]] = ts[a[tie]]
+    chan = (rng.random(n)[:, None] > e["channel_cum"][cust]).sum(axis=1).clip(0, POS)
+    usual = e["favourites"][cust, rng.integers(0, 4, n)]
+    pop = np.cumsum(e["t_pop"]) / e["t_pop"].sum()
+    anywhere = np.searchsorted(pop, rng.random(n)).clip(0, len(pop) - 1)
+    term = np.where(rng.random(n) < 0.85, usual, anywhere)
+    amount = np.exp(e["amount_mu"][cust] + CATEGORY_AMOUNT[e["t_cat"][term]]
+                    + rng.normal(0.0, 0.6, n))  # fmt: skip
+    card = _pick_owned(rng, e["card_first"], e["card_count"], e["card_since"], cust, ts)
+    dev = _pick_owned(rng, e["dev_first"], e["dev_count"], e["dev_since"], cust, ts)
+    dev = np.where(chan == POS, e["dev_first"][cust], dev)  # in store: the wallet phone
+    bill = e["country"][cust]
+    gift = (chan != POS) & (rng.random(n) < 0.04)
+    ship = np.where(gift, _other_country(rng, bill), bill)
+    return _txns(ts, cust, card, term, dev, amount, ship, chan, GENUINE, e)
+
+
+def _card_bursts(rng: np.random.Generator, e: dict[str, Arr], rows: int,
+                 horizon: int) -> dict[str, Arr]:  # fmt: skip
+    """Compromised cards: a burst of fraud over the days after the compromise."""
+    mean_burst = 4.5
+    n_burst = max(2, round(TARGET["card"] * rows / mean_burst))
+    weight = TIER_COMPROMISE[e["tier"][e["card_cust"]]] * (e["card_since"] < horizon - 2 * DAY)
+    bc = rng.choice(len(weight), n_burst, replace=False, p=weight / weight.sum())
+    begin = np.maximum(e["card_since"][bc], 0)
+    t0 = (begin + rng.random(n_burst) * (horizon - begin)).astype(np.int64)
+    sizes = 1 + rng.poisson(mean_burst - 1, n_burst)
+    burst = np.repeat(np.arange(n_burst), sizes)
+    ts = t0[burst] + _group_cumsum(rng.exponential(8 * 3600, len(burst)), sizes).astype(np.int64)
+    keep = ts < horizon
+    cust = e["card_cust"][bc]
+    fresh = rng.random(n_burst) < 0.75
+    dev_of_burst = e["dev_first"][cust]
+    dev_of_burst[fresh] = _new_devices(e, cust[fresh], t0[fresh])
+    burst, ts = burst[keep], ts[keep]
+    n = len(ts)
+    chan = rng.choice(3, n, p=(0.62, 0.23, 0.15))
+    appeal = CATEGORY_FRAUD_APPEAL[e["t_cat"]] * e["t_pop"]
+    term = np.searchsorted(np.cumsum(appeal) / appeal.sum(), rng.random(n)).clip(0, len(appeal) - 1)
+    amount = np.exp(np.log(110.0) + 0.5 * CATEGORY_AMOUNT[e["t_cat"][term]]
+                    + rng.normal(0.0, 0.8, n))  # fmt: skip
+    bill = e["country"][cust[burst]]
+    abroad = (chan != POS) & (rng.random(n) < 0.55)
+    ship = np.where(abroad, _other_country(rng, bill), bill)
+    return _txns(ts, cust[burst], bc[burst], term, dev_of_burst[burst], amount, ship, chan,
+                 CARD, e)  # fmt: skip
+
+
+def _campaign(rng: np.random.Generator, e: dict[str, Arr], rows: int,
+              horizon: int) -> dict[str, Arr]:  # fmt: skip
+    """The late campaign: fresh devices testing many cards with small 'app' payments."""
+    begin = horizon - CAMPAIGN_DAYS * DAY
+    cards_per_dev = 3 + rng.poisson(3.0, max(3, round(TARGET["campaign"] * rows / 8)))
+    n_dev = len(cards_per_dev)
+    start = (begin + rng.random(n_dev) * (horizon - begin - 3600)).astype(np.int64)
+    eligible = np.flatnonzero(e["card_since"] < begin)
+    card = rng.choice(eligible, int(cards_per_dev.sum()))
+    per_card = 1 + rng.binomial(1, 0.3, len(card))
+    card = np.repeat(card, per_card)
+    sizes = np.bincount(np.repeat(np.repeat(np.arange(n_dev), cards_per_dev), per_card),
+                        minlength=n_dev)  # fmt: skip
+    device = np.repeat(np.arange(n_dev), sizes)
+    ts = start[device] + _group_cumsum(rng.exponential(900, len(card)), sizes).astype(np.int64)
+    cust = e["card_cust"][card]
+    dev_ids = _new_devices(e, cust[np.cumsum(sizes) - sizes], start)
+    keep = ts < horizon
+    ts, card, cust, device = ts[keep], card[keep], cust[keep], device[keep]
+    n = len(ts)
+    targets = np.flatnonzero(e["t_cat"] == DIGITAL_GOODS)
+    targets = rng.choice(targets, min(4, len(targets)), replace=False)
+    amount = np.exp(rng.normal(np.log(6.0), 0.5, n)).clip(1.0, 30.0)
+    return _txns(ts, cust, card, targets[rng.integers(0, len(targets), n)], dev_ids[device],
+                 amount, e["country"][cust], np.full(n, APP), CAMPAIGN, e)  # fmt: skip
+
+
+def _compromise_terminals(rng: np.random.Generator, e: dict[str, Arr], tx: dict[str, Arr],
+                          rows: int, horizon: int) -> None:  # fmt: skip
+    """Compromised terminals: some purchases there during a stretch of weeks become fraud."""
+    n_term, p_fraud, mean_days = len(e["t_cat"]), 0.4, 30.0
+    per_terminal = len(tx["ts"]) / n_term * mean_days * DAY / horizon * p_fraud
+    n_hit = int(np.clip(round(TARGET["terminal"] * rows / per_terminal), 1, n_term // 5))
+    hit = rng.choice(n_term, n_hit, replace=False)
+    begin = np.full(n_term, np.iinfo(np.int64).max)
+    end = np.zeros(n_term, np.int64)
+    begin[hit] = rng.integers(0, horizon - 10 * DAY, n_hit)
+    end[hit] = begin[hit] + rng.integers(15 * DAY, 45 * DAY, n_hit)
+    term, ts = tx["term"], tx["ts"]
+    fraud = (ts >= begin[term]) & (ts < end[term]) & (rng.random(len(ts)) < p_fraud)
+    tx["scen"][fraud] = TERMINAL
+
+
+def _outcomes(rng: np.random.Generator, tx: dict[str, Arr], as_of: int) -> dict[str, Arr]:
+    """Chargebacks, disputes and the export's status column, as known at ``as_of``."""
+    n = len(tx["ts"])
+    scen = tx["scen"]
+    genuine = np.flatnonzero((scen == GENUINE) & (tx["chan"] != POS))
+    n_fraud = int(np.count_nonzero(scen != GENUINE))
+    friendly = rng.choice(genuine, min(len(genuine), round(0.025 / 0.975 * n_fraud)),
+                          replace=False)  # fmt: skip
+    scen[friendly] = FRIENDLY
+    cb = np.flatnonzero(scen != GENUINE)
+    is_friendly = scen[cb] == FRIENDLY
+    delay = np.where(is_friendly, 15 * DAY + 75 * DAY * rng.beta(2.0, 3.0, len(cb)),
+                     5 * DAY + 85 * DAY * rng.beta(1.6, 4.5, len(cb))).astype(np.int64)
+    reported = tx["ts"][cb] + delay
+    reason = np.where(is_friendly, 2 + rng.integers(0, 2, len(cb)),
+                      np.where(tx["chan"][cb] == POS, 0, 1))  # fmt: skip
+    # disputes: nearly every chargeback, opened a few days before it is reported ...
+    opened_cb = reported - np.minimum(rng.uniform(1, 6, len(cb)) * DAY, 0.8 * delay)
+    with_dispute = is_friendly | (rng.random(len(cb)) < 0.95)
+    # ... and a few genuine purchases disputed without a chargeback
+    calm = rng.choice(genuine, max(1, len(genuine) * 3 // 1000), replace=False)
+    calm = calm[scen[calm] == GENUINE]
+    opened_calm = tx["ts"][calm] + rng.uniform(2, 40, len(calm)) * DAY
+    d_tx = np.concatenate([cb[with_dispute], calm])
+    d_opened = np.concatenate([opened_cb[with_dispute], opened_calm]).astype(np.int64)
+    known_d = d_opened <= as_of
+    known = reported <= as_of
+    status = np.where(tx["ts"] <= as_of - 3 * DAY, 1, 0)
+    status[(scen == GENUINE) & (rng.random(n) < 0.015)] = 3
+    status[cb[known]] = 2
+    return {"cb_tx": cb[known], "cb_reported": reported[known], "cb_reason": reason[known],
+            "d_tx": d_tx[known_d], "d_opened": d_opened[known_d],
+            "d_channel": rng.integers(0, len(DISPUTE_CHANNELS), int(known_d.sum())),
+            "status": status}  # fmt: skip
+
+
+def _profiles(rng: np.random.Generator, e: dict[str, Arr], tx: dict[str, Arr],
+              out: dict[str, Arr], as_of: int) -> dict[str, Arr]:  # fmt: skip
+    """Slowly changing profiles: signup row, routine reviews, phone checks, chargeback rows."""
+    n = len(e["signup"])
+    tier0 = e["tier"]
+    age0 = np.exp(rng.normal(6.2 - 0.7 * tier0, 1.0)).astype(np.int64) + 1
+    verified0 = rng.random(n) < np.array([0.88, 0.65, 0.40])[tier0]
+    routine = rng.poisson(1.3, n)
+    r_cust = np.repeat(np.arange(n), routine)
+    lo = np.maximum(e["signup"], -365 * DAY)[r_cust]
+    r_time = lo + rng.random(len(r_cust)) * (as_of - lo)
+    r_tier = np.clip(tier0[r_cust] + rng.choice([-1, 0, 1], len(r_cust), p=(0.06, 0.88, 0.06)),
+                     0, 2)  # fmt: skip
+    verifies = ~verified0 & (rng.random(n) < 0.5)
+    verify_at = np.full(n, np.inf)
+    verify_at[verifies] = e["signup"][verifies] + rng.random(int(verifies.sum())) * (
+        as_of - e["signup"][verifies])
+    # after a customer's first known chargeback the risk team raises the tier to 'high'
+    escalate_at = np.full(n, np.inf)
+    np.minimum.at(escalate_at, tx["cust"][out["cb_tx"]], out["cb_reported"].astype(float))
+    escalate_at += rng.uniform(3600, 2 * DAY, n)
+    escalate_at[escalate_at > as_of] = np.inf
+    has_v, has_e = np.flatnonzero(verifies), np.flatnonzero(np.isfinite(escalate_at))
+    cust = np.concatenate([np.arange(n), r_cust, has_v, has_e])
+    at = np.concatenate([e["signup"], r_time, verify_at[has_v], escalate_at[has_e]])
+    at = at.astype(np.int64)
+    tier = np.concatenate([tier0, r_tier, tier0[has_v], np.full(len(has_e), 2)])
+    order = np.lexsort((at, cust))
+    cust, at, tier = cust[order], at[order], tier[order]
+    tier = np.where(at >= escalate_at[cust], 2, tier)
+    first = np.ones(len(cust), bool)
+    first[1:] = (cust[1:] != cust[:-1]) | (at[1:] != at[:-1])
+    cust, at, tier = cust[first], at[first], tier[first]
+    return {"cust": cust, "valid_from": at, "tier": tier,
+            "age": age0[cust] + (at - e["signup"][cust]) // DAY,
+            "verified": verified0[cust] | (at >= verify_at[cust])}  # fmt: skip
+
+
+def _strings(codes: Arr, labels: tuple[str, ...]) -> pa.Array:
+    dictionary = pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32)),
+                                                pa.array(labels))  # fmt: skip
+    return dictionary.dictionary_decode()
+
+
+def _tables(e: dict[str, Arr], tx: dict[str, Arr], out: dict[str, Arr], prof: dict[str, Arr],
+            epoch: int) -> dict[str, pa.Table]:  # fmt: skip
+    def ts(seconds: Arr) -> pa.Array:
+        return pa.array((np.asarray(seconds, np.int64) + epoch) * 1_000_000, pa.timestamp("us"))
+
+    def ids(kind: str, index: Arr) -> pa.Array:
+        return pa.array(ID_BASE[kind] + 1 + np.asarray(index, np.int64))
+
+    n_cust, n_term = len(e["signup"]), len(e["t_cat"])
+    dev_cust = np.concatenate([e["dev_cust"], e["new_dev_cust"]])
+    dev_since = np.concatenate([e["dev_since"], e["new_dev_since"]])
+    tx_id = np.arange(1, len(tx["ts"]) + 1, dtype=np.int64)
+    cb_order = np.lexsort((out["cb_tx"], out["cb_reported"]))
+    d_order = np.lexsort((out["d_tx"], out["d_opened"]))
+    cb_tx, d_tx = out["cb_tx"][cb_order], out["d_tx"][d_order]
+    return {
+        "customers": pa.table({
+            "customer_id": ids("customer", np.arange(n_cust)), "signup_at": ts(e["signup"]),
+            "home_country": _strings(e["country"], COUNTRIES),
+            "segment": _strings(e["segment"], SEGMENTS)}),
+        "customer_profiles": pa.table({
+            "customer_id": ids("customer", prof["cust"]), "valid_from": ts(prof["valid_from"]),
+            "risk_tier": _strings(prof["tier"], TIERS),
+            "email_domain_age_days": pa.array(prof["age"].astype(np.int64)),
+            "verified_phone": pa.array(prof["verified"])}),
+        "cards": pa.table({
+            "card_id": ids("card", np.arange(len(e["card_cust"]))),
+            "customer_id": ids("customer", e["card_cust"]), "issued_at": ts(e["card_since"]),
+            "card_type": _strings(e["card_type"], CARD_TYPES)}),
+        "terminals": pa.table({
+            "terminal_id": ids("terminal", np.arange(n_term)),
+            "merchant_category": _strings(e["t_cat"], CATEGORIES),
+            "country": _strings(e["t_country"], COUNTRIES)}),
+        "devices": pa.table({
+            "device_id": ids("device", np.arange(len(dev_cust))),
+            "customer_id": ids("customer", dev_cust), "first_seen_at": ts(dev_since)}),
+        "transactions": pa.table({
+            "transaction_id": pa.array(tx_id), "ts": ts(tx["ts"]),
+            "customer_id": ids("customer", tx["cust"]), "card_id": ids("card", tx["card"]),
+            "terminal_id": ids("terminal", tx["term"]), "device_id": ids("device", tx["dev"]),
+            "amount": pa.array(tx["amount"].astype(np.float64)),
+            "billing_country": _strings(tx["bill"], COUNTRIES),
+            "shipping_country": _strings(tx["ship"], COUNTRIES),
+            "channel": _strings(tx["chan"], CHANNELS),
+            "status": _strings(out["status"], STATUSES)}),
+        "chargebacks": pa.table({
+            "chargeback_id": pa.array(np.arange(1, len(cb_tx) + 1, dtype=np.int64)),
+            "transaction_id": pa.array(tx_id[cb_tx]),
+            "reported_at": ts(out["cb_reported"][cb_order]),
+            "amount": pa.array(tx["amount"][cb_tx].astype(np.float64)),
+            "reason_code": _strings(out["cb_reason"][cb_order], REASONS)}),
+        "disputes": pa.table({
+            "dispute_id": pa.array(np.arange(1, len(d_tx) + 1, dtype=np.int64)),
+            "transaction_id": pa.array(tx_id[d_tx]), "opened_at": ts(out["d_opened"][d_order]),
+            "channel": _strings(out["d_channel"][d_order], DISPUTE_CHANNELS)}),
+    }  # fmt: skip

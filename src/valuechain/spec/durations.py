@@ -1,0 +1,58 @@
+"""Durations written in the spec: ``90s``, ``15min``, ``6h``, ``7d``, ``2w``.
+
+Durations are exact lengths of time (a day is 24 hours, also across a daylight-saving change).
+Months and years are refused because their length varies.
+
+>>> parse_duration("7d")
+datetime.timedelta(days=7)
+>>> format_duration(parse_duration("36h"))
+'36h'
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+__all__ = ["MICROS", "format_duration", "parse_duration", "to_micros"]
+
+MICROS = 1_000_000
+_UNITS = {"s": 1, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|min|h|d|w)\s*$")
+
+
+def parse_duration(text: str | int | float | timedelta) -> timedelta:
+    """Parse ``<number><unit>`` with unit one of s, min, h, d, w."""
+    if isinstance(text, timedelta):
+        return text
+    if isinstance(text, bool):
+        raise ValueError(f"expected a duration such as '7d', got {text!r}")
+    if isinstance(text, int | float):
+        raise ValueError(
+            f"expected a duration with a unit such as '7d' or '12h', got the bare number {text!r}"
+        )
+    match = _PATTERN.match(str(text))
+    if not match:
+        hint = " (months and years vary in length; write days, e.g. '30d')" if re.search(
+            r"\d\s*(m|mo|month|y|year)s?\s*$", str(text)
+        ) else ""
+        raise ValueError(
+            f"expected a duration such as '90s', '15min', '6h', '7d' or '2w', got {text!r}{hint}"
+        )
+    value, unit = match.groups()
+    return timedelta(seconds=float(value) * _UNITS[unit])
+
+
+def to_micros(delta: timedelta) -> int:
+    """Whole microseconds in ``delta``."""
+    return (delta.days * 86400 + delta.seconds) * MICROS + delta.microseconds
+
+
+def format_duration(delta: timedelta) -> str:
+    """The shortest spec spelling of ``delta``."""
+    seconds = delta.total_seconds()
+    for unit in ("w", "d", "h", "min", "s"):
+        size = _UNITS[unit]
+        if seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds}s"

@@ -1,0 +1,384 @@
+"""The decision spec: strict, frozen pydantic models for ``valuechain.yaml``.
+
+Every stage reads one :class:`Spec`. Fields are documented in ``docs/spec.md``; the JSON
+Schema is published by ``valuechain schema``.
+
+>>> spec = Spec.model_validate({
+...     "project": {"name": "demo"},
+...     "decision": {"statement": "Review risky orders", "owner": "fraud ops",
+...                  "moment": "checkout", "actions": ["approve", "review"]},
+...     "decision_points": {"source": "orders"},
+...     "sources": {"orders": {"path": "orders.parquet", "keys": ["order_id"],
+...                            "event_time": "ts"}},
+...     "label": {"column": "is_fraud", "horizon": "7d"},
+...     "features": [{"name": "amount", "expr": "amount"}],
+... })
+>>> spec.features[0].kind
+'row'
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PlainSerializer,
+    Tag,
+    model_validator,
+)
+
+from valuechain.spec.durations import format_duration, parse_duration
+
+__all__ = [
+    "AggregateFeature",
+    "AuditAcceptance",
+    "AuditSettings",
+    "Capacity",
+    "Decision",
+    "DecisionPoints",
+    "Duration",
+    "EventPoints",
+    "Feature",
+    "Label",
+    "LookupFeature",
+    "Lookup",
+    "Monitoring",
+    "Owners",
+    "Period",
+    "Project",
+    "RowFeature",
+    "Schedule",
+    "SchedulePoints",
+    "Source",
+    "Spec",
+    "TimeSplit",
+    "Value",
+]
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str, when_used="json"),
+    Field(json_schema_extra={"type": "string", "pattern": r"^\d+(\.\d+)?(s|min|h|d|w)$"}),
+]
+Identifier = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=120)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class Project(_Model):
+    """Project name and where artifacts go."""
+
+    name: str = Field(description="Short project name, used in reports and artifact names.")
+    workspace: str | None = Field(
+        None, description="Directory for artifacts; default `.valuechain/` beside the spec."
+    )
+    description: str | None = None
+
+
+class Decision(_Model):
+    """The decision the model serves: who acts, when, with which actions."""
+
+    statement: str = Field(description="One sentence: what is decided, for whom.")
+    owner: str = Field(description="Person or team accountable for the decision.")
+    moment: str = Field(description="When the decision is taken, e.g. 'at checkout'.")
+    actions: list[str] = Field(min_length=1, description="The actions the decision can take.")
+    latency_budget_ms: float | None = Field(
+        None, gt=0, description="Time allowed to decide one case online, in milliseconds."
+    )
+    kpi: str | None = Field(None, description="The business KPI the decision should move.")
+
+
+class EventPoints(_Model):
+    """One decision point per row of an event source (e.g. each transaction at checkout)."""
+
+    source: str = Field(description="Name of an `events` source; its keys and event time are used.")
+
+
+class Schedule(_Model):
+    """Decision points on a schedule: each active entity every `every` from `start`."""
+
+    every: Duration = Field(description="Spacing of decision times, e.g. '7d'.")
+    start: datetime = Field(description="First decision time (sets the weekday and hour).")
+    end: datetime | None = Field(None, description="Last decision time; default `as_of`.")
+    population: str = Field(description="Source whose rows define the entities.")
+    key: str = Field(description="Entity key column in the population source.")
+    active_within: Duration | None = Field(
+        None,
+        description="Only entities with a population event in (t - active_within, t]; "
+        "default: every entity seen at or before t.",
+    )
+
+
+class SchedulePoints(_Model):
+    """Scheduled decision points (e.g. every active customer each Monday)."""
+
+    schedule: Schedule
+
+
+def _points_tag(value: Any) -> str:
+    if isinstance(value, dict):
+        return "schedule" if "schedule" in value else "events"
+    return "schedule" if isinstance(value, SchedulePoints) else "events"
+
+
+DecisionPoints = Annotated[
+    Annotated[EventPoints, Tag("events")] | Annotated[SchedulePoints, Tag("schedule")],
+    Discriminator(_points_tag),
+]
+
+
+class Source(_Model):
+    """A table: Parquet, CSV or a DuckDB table, with its keys and times."""
+
+    path: str | None = Field(
+        None, description="Parquet/CSV file or directory (relative to the spec), or DuckDB file."
+    )
+    table: str | None = Field(None, description="Table name when `path` is a DuckDB database.")
+    format: Literal["parquet", "csv", "duckdb"] | None = Field(
+        None, description="Inferred from the path suffix when omitted."
+    )
+    keys: list[str] = Field(
+        default_factory=list, description="Columns that identify a row (also order tied events)."
+    )
+    event_time: str | None = Field(None, description="When the row's event happened.")
+    available_at: str | None = Field(
+        None, description="When the row became known, if later than `event_time`."
+    )
+    valid_from: str | None = Field(
+        None, description="For slowly changing tables: from when the row's values hold."
+    )
+    role: Literal["events", "dimension", "outcome", "post_outcome"] = Field(
+        "events",
+        description="events: facts in time; dimension: attributes; outcome: what the label "
+        "is made of; post_outcome: exists only after the outcome (never a feature).",
+    )
+    description: str | None = None
+
+    @model_validator(mode="after")
+    def _located(self) -> Source:
+        if self.path is None and self.table is None:
+            raise ValueError("a source needs `path` (a file) or `table` (in a DuckDB database)")
+        return self
+
+
+class Label(_Model):
+    """The outcome the model predicts, within a horizon after the decision time."""
+
+    name: Identifier = Field("label", description="Column name of the label in the frame.")
+    kind: Literal["binary", "amount"] = "binary"
+    horizon: Duration = Field(description="The outcome counts if it happens in (t, t + horizon].")
+    source: str | None = Field(
+        None, description="An `outcome` source whose rows are the outcome events."
+    )
+    keys: dict[str, str] | None = Field(
+        None, description="Join: decision column -> outcome column (default: shared key names)."
+    )
+    column: str | None = Field(
+        None,
+        description="Without `source`: a column of the decision source recording the outcome "
+        "within the horizon, known at t + horizon. With `source` and kind amount: the amount.",
+    )
+
+    @model_validator(mode="after")
+    def _one_way(self) -> Label:
+        if self.source is None and self.column is None:
+            raise ValueError("a label needs `source` (an outcome table) or `column`")
+        if self.kind == "amount" and self.source is not None and self.column is None:
+            raise ValueError("an amount label from an outcome source needs `column` (the amount)")
+        return self
+
+
+class RowFeature(_Model):
+    """A value computed from the decision event's own fields (a DuckDB SQL expression)."""
+
+    name: Identifier
+    expr: str = Field(description="SQL expression over the decision row's columns.")
+    description: str | None = None
+    fill: float | None = Field(None, description="Value used where the result is null.")
+
+    @property
+    def kind(self) -> Literal["row"]:
+        return "row"
+
+
+AggregateName = Literal["count", "sum", "mean", "min", "max", "std", "distinct_count", "rate"]
+
+
+class AggregateFeature(_Model):
+    """An aggregate over a key's rows whose availability lies in (t - lag - window, t - lag].
+
+    ``of: label`` makes it outcome-derived: only outcomes known at t count.
+    """
+
+    name: Identifier
+    aggregate: AggregateName
+    key: str = Field(description="Grouping column, present in the decision row and the source.")
+    window: Duration
+    lag: Duration = Field(timedelta(0), description="Window ends this long before t.")
+    of: str | None = Field(
+        None,
+        description="Column aggregated (not needed for count); `label` for outcome-derived "
+        "aggregates; for rate, a 0/1 column or `label`.",
+    )
+    source: str | None = Field(None, description="Source aggregated; default the decision source.")
+    where: str | None = Field(None, description="SQL filter over the source rows.")
+    include_current: bool = Field(
+        True, description="Whether the decision event itself is in windows over its own table."
+    )
+    description: str | None = None
+    fill: float | None = Field(None, description="Value used where the window is empty.")
+
+    @property
+    def kind(self) -> Literal["aggregate"]:
+        return "aggregate"
+
+    @property
+    def outcome_derived(self) -> bool:
+        return self.of == "label"
+
+    @model_validator(mode="after")
+    def _needs_column(self) -> AggregateFeature:
+        if self.aggregate != "count" and self.of is None:
+            raise ValueError(f"aggregate '{self.aggregate}' needs `of` (the column aggregated)")
+        if self.window <= timedelta(0):
+            raise ValueError("`window` must be longer than zero")
+        if self.lag < timedelta(0):
+            raise ValueError("`lag` cannot be negative")
+        return self
+
+
+class Lookup(_Model):
+    """As-of lookup into a dimension source."""
+
+    source: str
+    key: str = Field(description="Column of the decision row.")
+    on: str | None = Field(None, description="Column of the dimension source; default `key`.")
+    column: str = Field(description="Dimension column returned.")
+
+
+class LookupFeature(_Model):
+    """The value of a dimension column as known at t (as-of `valid_from`/`available_at` <= t)."""
+
+    name: Identifier
+    lookup: Lookup
+    description: str | None = None
+    fill: float | None = None
+
+    @property
+    def kind(self) -> Literal["lookup"]:
+        return "lookup"
+
+
+def _feature_tag(value: Any) -> str:
+    if isinstance(value, dict):
+        for tag in ("aggregate", "lookup", "expr"):
+            if tag in value:
+                return "row" if tag == "expr" else tag
+        return "row"
+    return str(value.kind)
+
+
+Feature = Annotated[
+    Annotated[RowFeature, Tag("row")]
+    | Annotated[AggregateFeature, Tag("aggregate")]
+    | Annotated[LookupFeature, Tag("lookup")],
+    Discriminator(_feature_tag),
+]
+
+
+class Period(_Model):
+    """A named time period [start, end)."""
+
+    name: str
+    start: datetime
+    end: datetime
+
+
+class TimeSplit(_Model):
+    """Consecutive train / validation / test periods separated by an embargo."""
+
+    periods: list[Period] = Field(default_factory=list)
+    embargo: Duration | None = Field(None, description="Gap between periods; default the horizon.")
+
+
+class Capacity(_Model):
+    """How many of an action can be taken per period."""
+
+    limit: int = Field(ge=0)
+    per: Duration = Field(timedelta(days=1))
+    overflow: Literal["approve", "decline"] = "approve"
+
+
+class Value(_Model):
+    """Costs (SQL expressions over frame columns), capacities and today's policy."""
+
+    currency: str = "USD"
+    costs: dict[str, str] = Field(default_factory=dict)
+    capacity: dict[str, Capacity] = Field(default_factory=dict)
+    baseline_policy: str | None = Field(
+        None, description="SQL expression of the rule the business runs today."
+    )
+
+
+class Monitoring(_Model):
+    """How the deployed decision is watched."""
+
+    cadence: Duration = Field(timedelta(days=1))
+    drift_metric: Literal["psi", "ks", "wasserstein"] = "psi"
+    drift_threshold: float = 0.2
+    kpis: list[str] = Field(default_factory=list)
+    alert_channel: str | None = None
+
+
+class Owners(_Model):
+    """Who owns each link of the value chain."""
+
+    product: str | None = None
+    data_science: str | None = None
+    data_engineering: str | None = None
+    ml_engineering: str | None = None
+    operations: str | None = None
+
+
+class AuditAcceptance(_Model):
+    """An audit finding accepted on purpose."""
+
+    id: str
+    reason: str
+    by: str
+
+
+class AuditSettings(_Model):
+    accept: list[AuditAcceptance] = Field(default_factory=list)
+
+
+class Spec(_Model):
+    """The whole decision spec."""
+
+    version: Literal[1] = 1
+    project: Project
+    decision: Decision
+    decision_points: DecisionPoints
+    sources: dict[Identifier, Source] = Field(min_length=1)
+    label: Label
+    features: list[Feature] = Field(min_length=1)
+    split: TimeSplit | None = None
+    value: Value | None = None
+    monitoring: Monitoring | None = None
+    owners: Owners = Field(default_factory=Owners)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+
+    @property
+    def event_source(self) -> str | None:
+        """Name of the decision source in event mode, else None."""
+        dp = self.decision_points
+        return dp.source if isinstance(dp, EventPoints) else None
