@@ -75,13 +75,16 @@ WINDOWS: tuple[int, ...] = (1, 7, 30)
 DELAY_PERIOD = 7
 NS_PER_DAY = 86_400 * 1_000_000_000
 NS_PER_HOUR = 3_600 * 1_000_000_000
+_THREAD_MIN_ROWS = 100_000  # below this, two threads cost more than they save
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 
 
 def feature_columns(
-    windows_size_in_days: Sequence[int] = WINDOWS, *, customer: str = "CUSTOMER_ID",
+    windows_size_in_days: Sequence[int] = WINDOWS,
+    *,
+    customer: str = "CUSTOMER_ID",
     terminal: str = "TERMINAL_ID",
 ) -> list[str]:
     """The 15 feature names (for the default windows), in the book's order."""
@@ -200,22 +203,30 @@ def handbook_features(
         One row per ``TRANSACTION_ID``, sorted by it, with a RangeIndex and the columns
         ``TRANSACTION_ID`` followed by :func:`feature_columns` (15 features by default).
     """
-    needed = ["TRANSACTION_ID", "TX_DATETIME", "CUSTOMER_ID", "TERMINAL_ID", "TX_AMOUNT",
-              "TX_FRAUD"]
+    needed = [
+        "TRANSACTION_ID",
+        "TX_DATETIME",
+        "CUSTOMER_ID",
+        "TERMINAL_ID",
+        "TX_AMOUNT",
+        "TX_FRAUD",
+    ]
     tx = df[needed].sort_values("TRANSACTION_ID", kind="mergesort").reset_index(drop=True)
     tx["TX_DURING_WEEKEND"] = tx["TX_DATETIME"].apply(is_weekend)
     tx["TX_DURING_NIGHT"] = tx["TX_DATETIME"].apply(is_night)
     windows = list(windows_size_in_days)
 
     tx = _groupby_apply(
-        tx, "CUSTOMER_ID",
+        tx,
+        "CUSTOMER_ID",
         lambda x: get_customer_spending_behaviour_features(x, windows_size_in_days=windows),
     )
     # The book: sort_values('TX_DATETIME').reset_index(drop=True); ties by TRANSACTION_ID here
     tx = tx.sort_values(["TX_DATETIME", "TRANSACTION_ID"], kind="mergesort")
     tx = tx.reset_index(drop=True)
     tx = _groupby_apply(
-        tx, "TERMINAL_ID",
+        tx,
+        "TERMINAL_ID",
         lambda x: get_count_risk_rolling_window(
             x, delay_period=delay_period, windows_size_in_days=windows, feature="TERMINAL_ID"
         ),
@@ -228,6 +239,7 @@ def handbook_features(
 # The sorted two-pointer kernel
 # ---------------------------------------------------------------------------------------------
 
+_njit: Callable[..., Any] | None
 try:  # numba is optional (the ``bench`` extra); the numpy fallback is exact but slower
     from numba import njit as _njit
 
@@ -240,7 +252,8 @@ except ImportError:  # pragma: no cover - depends on the environment
 def _jit(func: Callable[..., Any]) -> Callable[..., Any]:
     if _njit is None:
         return func
-    return _njit(cache=True, nogil=True)(func)  # type: ignore[no-any-return]
+    compiled: Callable[..., Any] = _njit(cache=True, nogil=True)(func)
+    return compiled
 
 
 @_jit
@@ -294,27 +307,32 @@ def _scatter(values: F64, dest: I64, out: F64, col0: int) -> None:
 
 
 @_jit
-def _customer_pass(
-    perm: I64, key: I64, t: I64, amount: F64, win: I64, rank: I64, out: F64, col0: int
-) -> None:
-    """Count and mean amount over ``(t - w, t]``, current row and tied earlier rows included.
-
-    The amount sum is updated like pandas' variable-window ``roll_sum``: Kahan-compensated,
-    removals before the addition, restarted from zero when the window has emptied.
-    """
+def _gather(perm: I64, key: I64, t: I64, value: F64, rank: I64) -> tuple[I64, I64, F64, I64]:
+    """Key, time, value and output position of the rows, in ``perm`` order."""
     n = perm.size
-    nw = win.size
-    ts = np.empty(n, np.int64)
-    am = np.empty(n, np.float64)
     ks = np.empty(n, np.int64)
+    ts = np.empty(n, np.int64)
+    vs = np.empty(n, np.float64)
     dest = np.empty(n, np.int64)
     for i in range(n):
         r = perm[i]
-        ts[i] = t[r]
-        am[i] = amount[r]
         ks[i] = key[r]
+        ts[i] = t[r]
+        vs[i] = value[r]
         dest[i] = rank[r]
-    values = np.empty((2 * nw, n), np.float64)
+    return ks, ts, vs, dest
+
+
+@_jit
+def _customer_pass(ks: I64, ts: I64, am: F64, win: I64, values: F64) -> None:
+    """Count and mean amount over ``(t - w, t]``, current row and tied earlier rows included.
+
+    Rows are sorted by (key, time, TRANSACTION_ID). The amount sum is updated like pandas'
+    variable-window ``roll_sum``: Kahan-compensated, removals before the addition, restarted
+    from zero when the window has emptied.
+    """
+    n = ts.size
+    nw = win.size
     lo = np.zeros(nw, np.int64)
     s = np.zeros(nw, np.float64)
     comp = np.zeros(nw, np.float64)
@@ -348,38 +366,25 @@ def _customer_pass(
             cnt = i - j + 1
             values[2 * w, i] = cnt
             values[2 * w + 1, i] = sw / cnt
-    _scatter(values, dest, out, col0)
 
 
 @_jit
-def _terminal_pass(
-    perm: I64, key: I64, t: I64, fraud: F64, delay: int, win: I64, rank: I64, out: F64,
-    col0: int,
-) -> None:
+def _terminal_pass(ks: I64, ts: I64, fraud: F64, delay: int, win: I64, values: F64) -> None:
     """Count and fraud rate over ``(t - delay - w, t - delay]``; rate 0 when the count is 0."""
-    n = perm.size
+    n = ts.size
     nw = win.size
-    ts = np.empty(n, np.int64)
-    ks = np.empty(n, np.int64)
-    dest = np.empty(n, np.int64)
     cum = np.empty(n + 1, np.float64)  # fraud prefix sums, exact for 0/1 labels
     cum[0] = 0.0
     for i in range(n):
-        r = perm[i]
-        ts[i] = t[r]
-        ks[i] = key[r]
-        dest[i] = rank[r]
-        cum[i + 1] = cum[i] + fraud[r]
-    values = np.empty((2 * nw, n), np.float64)
+        cum[i + 1] = cum[i] + fraud[i]
     a = 0
     lo = np.zeros(nw, np.int64)
     for i in range(n):
         if i == 0 or ks[i] != ks[i - 1]:
             a = i
             lo[:] = i
-        ti = ts[i]
-        bound = ti - delay
-        while ts[a] <= bound:
+        bound = ts[i] - delay
+        while ts[a] <= bound:  # stops at i at the latest
             a += 1
         for w in range(nw):
             bw = bound - win[w]
@@ -390,7 +395,6 @@ def _terminal_pass(
             cnt = a - j
             values[2 * w, i] = cnt
             values[2 * w + 1, i] = (cum[a] - cum[j]) / cnt if cnt > 0 else 0.0
-    _scatter(values, dest, out, col0)
 
 
 @_jit
@@ -451,8 +455,15 @@ def _check_periods(windows: Sequence[int], delay_period: int) -> None:
 
 
 def _numba_windows(
-    tid: I64, t: I64, cust: I64, term: I64, amount: F64, fraud: F64, rank: I64,
-    windows: Sequence[int], delay_period: int,
+    tid: I64,
+    t: I64,
+    cust: I64,
+    term: I64,
+    amount: F64,
+    fraud: F64,
+    rank: I64,
+    windows: Sequence[int],
+    delay_period: int,
 ) -> F64:
     n = tid.size
     nw = len(windows)
@@ -464,14 +475,19 @@ def _numba_windows(
 
     def customer() -> None:
         dense, k = _dense(cust)
-        _customer_pass(_counting_sort(dense, order, k), dense, t, amount, win, rank, out, 0)
+        ks, ts, am, dest = _gather(_counting_sort(dense, order, k), dense, t, amount, rank)
+        values = np.empty((2 * nw, n), dtype=np.float64)
+        _customer_pass(ks, ts, am, win, values)
+        _scatter(values, dest, out, 0)
 
     def terminal() -> None:
         dense, k = _dense(term)
-        perm = _counting_sort(dense, order, k)
-        _terminal_pass(perm, dense, t, fraud, delay_period * NS_PER_DAY, win, rank, out, 2 * nw)
+        ks, ts, fr, dest = _gather(_counting_sort(dense, order, k), dense, t, fraud, rank)
+        values = np.empty((2 * nw, n), dtype=np.float64)
+        _terminal_pass(ks, ts, fr, delay_period * NS_PER_DAY, win, values)
+        _scatter(values, dest, out, 2 * nw)
 
-    if n >= 100_000 and (os.cpu_count() or 1) > 1:
+    if n >= _THREAD_MIN_ROWS and (os.cpu_count() or 1) > 1:
         with ThreadPoolExecutor(max_workers=2) as pool:  # the kernels release the GIL
             futures = [pool.submit(customer), pool.submit(terminal)]
             for f in futures:
@@ -483,8 +499,15 @@ def _numba_windows(
 
 
 def _numpy_windows(
-    tid: I64, t: I64, cust: I64, term: I64, amount: F64, fraud: F64, rank: I64,
-    windows: Sequence[int], delay_period: int,
+    tid: I64,
+    t: I64,
+    cust: I64,
+    term: I64,
+    amount: F64,
+    fraud: F64,
+    rank: I64,
+    windows: Sequence[int],
+    delay_period: int,
 ) -> F64:
     """Same as the numba passes, vectorised: the left pointers come from ``searchsorted``."""
     n = tid.size
@@ -592,14 +615,16 @@ def warm_up() -> None:
     """Compile the numba kernels (a no-op without numba) so timings exclude JIT time."""
     rng = np.random.default_rng(0)
     n = 64
-    df = pd.DataFrame({
-        "TRANSACTION_ID": np.arange(n),
-        "TX_DATETIME": pd.Timestamp("2018-04-01")
-        + pd.to_timedelta(np.sort(rng.integers(0, 40 * 86_400, n)), unit="s"),
-        "CUSTOMER_ID": rng.integers(0, 4, n),
-        "TERMINAL_ID": rng.integers(0, 4, n),
-        "TX_AMOUNT": rng.random(n),
-        "TX_FRAUD": rng.integers(0, 2, n),
-    })
+    df = pd.DataFrame(
+        {
+            "TRANSACTION_ID": np.arange(n),
+            "TX_DATETIME": pd.Timestamp("2018-04-01")
+            + pd.to_timedelta(np.sort(rng.integers(0, 40 * 86_400, n)), unit="s"),
+            "CUSTOMER_ID": rng.integers(0, 4, n),
+            "TERMINAL_ID": rng.integers(0, 4, n),
+            "TX_AMOUNT": rng.random(n),
+            "TX_FRAUD": rng.integers(0, 2, n),
+        }
+    )
     two_pointer_features(df)
     two_pointer_features(df.iloc[::-1])

@@ -52,10 +52,8 @@ __all__ = ["TABLES", "FraudWorld", "FraudWorldSummary", "generate_fraud", "simul
 Arr = npt.NDArray[Any]
 Progress = Callable[[str, float], None]
 
-TABLES = (
-    "customers", "customer_profiles", "cards", "terminals", "devices",
-    "transactions", "chargebacks", "disputes",
-)  # fmt: skip
+_DIMENSIONS = ("customers", "customer_profiles", "cards", "terminals", "devices")
+TABLES = (*_DIMENSIONS, "transactions", "chargebacks", "disputes")
 DAY = 86_400
 COUNTRIES = ("US", "GB", "DE", "FR", "NL", "ES", "IT", "CA", "BR", "IN", "AU", "PL")
 COUNTRY_P = (0.30, 0.12, 0.11, 0.09, 0.05, 0.07, 0.06, 0.05, 0.04, 0.04, 0.04, 0.03)
@@ -63,8 +61,8 @@ SEGMENTS = ("consumer", "premium", "business", "student")
 SEGMENT_P = (0.62, 0.15, 0.10, 0.13)
 SEGMENT_ACTIVITY = np.array([1.0, 1.3, 1.8, 0.8])
 SEGMENT_AMOUNT = np.array([0.0, 0.35, 0.55, -0.35])
-CATEGORIES = ("grocery", "fuel", "restaurants", "pharmacy", "fashion", "home",
-              "electronics", "travel", "digital_goods", "gambling")  # fmt: skip
+_EVERYDAY = ("grocery", "fuel", "restaurants", "pharmacy", "fashion", "home")
+CATEGORIES = (*_EVERYDAY, "electronics", "travel", "digital_goods", "gambling")
 CATEGORY_P = (0.22, 0.12, 0.16, 0.07, 0.10, 0.08, 0.07, 0.05, 0.09, 0.04)
 CATEGORY_AMOUNT = np.array([0.0, 0.2, -0.2, -0.4, 0.4, 0.6, 1.2, 1.5, -0.9, 0.3])
 CATEGORY_FRAUD_APPEAL = np.array([0.3, 0.3, 0.3, 0.3, 1.5, 1.0, 4.0, 3.0, 3.0, 2.5])
@@ -80,11 +78,11 @@ STATUSES = ("approved", "settled", "charged_back", "refunded")
 SCENARIOS = ("genuine", "card", "terminal", "campaign", "friendly")
 GENUINE, CARD, TERMINAL, CAMPAIGN, FRIENDLY = range(5)
 WEEKDAY = np.array([1.0, 1.0, 1.02, 1.05, 1.18, 1.22, 0.82])  # Monday first
-HOUR = np.array([1, 0.6, 0.4, 0.3, 0.3, 0.5, 1.2, 2.5, 4, 5, 5.5, 6,
-                 7, 6.5, 5.5, 5, 5.5, 6.5, 7.5, 7.5, 6.5, 5, 3.5, 2], dtype=float)  # fmt: skip
+_AM = (1, 0.6, 0.4, 0.3, 0.3, 0.5, 1.2, 2.5, 4, 5, 5.5, 6)  # relative activity by hour
+_PM = (7, 6.5, 5.5, 5, 5.5, 6.5, 7.5, 7.5, 6.5, 5, 3.5, 2)
+HOUR = np.array(_AM + _PM, float)
 HOUR_P = HOUR / HOUR.sum()
-ID_BASE = {"customer": 100_000_000, "card": 200_000_000, "terminal": 300_000_000,
-           "device": 400_000_000}  # fmt: skip
+ID_BASE = {"customer": 10**8, "card": 2 * 10**8, "terminal": 3 * 10**8, "device": 4 * 10**8}
 CAMPAIGN_DAYS = 60
 TARGET = {"card": 0.0042, "terminal": 0.0016, "campaign": 0.0022}  # share of rows
 
@@ -122,11 +120,15 @@ class FraudWorldSummary:
 
     def lines(self) -> list[str]:
         """Human-readable summary lines (the CLI renders them)."""
-        out = [f"{name:<18} {count:>10,} rows  {self.paths[name].name}"
-               for name, count in self.rows.items()]  # fmt: skip
+        out = [
+            f"{name:<18} {count:>10,} rows  {self.paths[name].name}"
+            for name, count in self.rows.items()
+        ]
         out.append(f"fraud rate {self.fraud_rate:.3%}, chargeback rate {self.chargeback_rate:.3%}")
-        out.append(f"transactions {self.first_transaction_at} .. {self.last_transaction_at}, "
-                   f"extracted {self.as_of}; {self.seconds:.1f} s")  # fmt: skip
+        out.append(
+            f"transactions {self.first_transaction_at} .. {self.last_transaction_at}, "
+            f"extracted {self.as_of}; {self.seconds:.1f} s"
+        )
         return out
 
 
@@ -245,13 +247,16 @@ def simulate_fraud(
     _report(progress, "profiles", 0.65)
     epoch = int((t0 - datetime(1970, 1, 1)).total_seconds())
     tables = _tables(ent, tx, out, profiles, epoch)
-    truth = pa.table({
-        "transaction_id": tables["transactions"].column("transaction_id"),
-        "is_fraud": pa.array((tx["scen"] != GENUINE) & (tx["scen"] != FRIENDLY)),
-        "scenario": _strings(tx["scen"], SCENARIOS),
-    })  # fmt: skip
-    return FraudWorld(tables, truth, t0, t0 + timedelta(days=days),
-                      t0 + timedelta(seconds=as_of), seed)  # fmt: skip
+    truth = pa.table(
+        {
+            "transaction_id": tables["transactions"].column("transaction_id"),
+            "is_fraud": pa.array((tx["scen"] != GENUINE) & (tx["scen"] != FRIENDLY)),
+            "scenario": _strings(tx["scen"], SCENARIOS),
+        }
+    )
+    return FraudWorld(
+        tables, truth, t0, t0 + timedelta(days=days), t0 + timedelta(seconds=as_of), seed
+    )
 
 
 def _report(progress: Progress | None, stage: str, fraction: float) -> None:
@@ -265,8 +270,9 @@ def _owned(counts: Arr) -> tuple[Arr, Arr]:
     return owner, np.cumsum(counts) - counts
 
 
-def _pick_owned(rng: np.random.Generator, first: Arr, counts: Arr, since: Arr, owner: Arr,
-                ts: Arr) -> Arr:  # fmt: skip
+def _pick_owned(
+    rng: np.random.Generator, first: Arr, counts: Arr, since: Arr, owner: Arr, ts: Arr
+) -> Arr:
     """A random item of each owner usable at ``ts``; the owner's first item otherwise."""
     pick = first[owner] + (rng.random(len(owner)) * counts[owner]).astype(np.int64)
     late = since[pick] > ts
@@ -276,9 +282,10 @@ def _pick_owned(rng: np.random.Generator, first: Arr, counts: Arr, since: Arr, o
 
 def _group_cumsum(values: Arr, sizes: Arr) -> Arr:
     """Cumulative sum of ``values`` restarted in each consecutive group of ``sizes`` (> 0)."""
-    total = np.cumsum(values)
+    total: Arr = np.cumsum(values)
     first = np.cumsum(sizes) - sizes
-    return total - np.repeat(total[first] - values[first], sizes)
+    restarted: Arr = total - np.repeat(total[first] - values[first], sizes)
+    return restarted
 
 
 def _other_country(rng: np.random.Generator, country: Arr) -> Arr:
@@ -292,8 +299,11 @@ def _entities(rng: np.random.Generator, rows: int, horizon: int) -> dict[str, Ar
     e["country"] = rng.choice(n_country, n_cust, p=COUNTRY_P)
     e["segment"] = rng.choice(len(SEGMENTS), n_cust, p=SEGMENT_P)
     early = rng.random(n_cust) < 0.85  # most customers signed up before the period
-    e["signup"] = np.where(early, -rng.integers(DAY, 3 * 365 * DAY, n_cust),
-                           rng.integers(0, int(0.85 * horizon), n_cust))  # fmt: skip
+    e["signup"] = np.where(
+        early,
+        -rng.integers(DAY, 3 * 365 * DAY, n_cust),
+        rng.integers(0, int(0.85 * horizon), n_cust),
+    )
     e["activity"] = rng.gamma(2.0, 0.5, n_cust) * SEGMENT_ACTIVITY[e["segment"]]
     e["amount_mu"] = rng.normal(np.log(35.0), 0.45, n_cust) + SEGMENT_AMOUNT[e["segment"]]
     e["channel_cum"] = np.cumsum(rng.dirichlet((2.0, 1.5, 3.0), n_cust), axis=1)
@@ -333,15 +343,22 @@ def _new_devices(e: dict[str, Arr], cust: Arr, since: Arr) -> Arr:
     return base + np.arange(len(cust))
 
 
-def _txns(ts: Arr, cust: Arr, card: Arr, term: Arr, dev: Arr, amount: Arr, ship: Arr,
-          chan: Arr, scen: int, e: dict[str, Arr]) -> dict[str, Arr]:  # fmt: skip
-    return {"ts": ts.astype(np.int64), "cust": cust, "card": card, "term": term, "dev": dev,
-            "amount": np.maximum(np.round(amount, 2), 0.5), "bill": e["country"][cust],
-            "ship": ship, "chan": chan, "scen": np.full(len(ts), scen, np.int8)}  # fmt: skip
+_TX = ("ts", "cust", "card", "term", "dev", "amount", "ship", "chan")
 
 
-def _genuine(rng: np.random.Generator, e: dict[str, Arr], n: int, days: int,
-             weekday: int) -> dict[str, Arr]:  # fmt: skip
+def _txns(e: dict[str, Arr], scen: int, *columns: Arr) -> dict[str, Arr]:
+    """Transaction columns (in the order of ``_TX``) of one scenario."""
+    tx = dict(zip(_TX, columns, strict=True))
+    tx["ts"] = tx["ts"].astype(np.int64)
+    tx["amount"] = np.maximum(np.round(tx["amount"], 2), 0.5)
+    tx["bill"] = e["country"][tx["cust"]]
+    tx["scen"] = np.full(len(tx["ts"]), scen, np.int8)
+    return tx
+
+
+def _genuine(
+    rng: np.random.Generator, e: dict[str, Arr], n: int, days: int, weekday: int
+) -> dict[str, Arr]:
     """Everyday purchases: weekday/daytime rhythm, usual merchants, typical amounts."""
     grid = np.arange(days + 1, dtype=float)
     weight = WEEKDAY[(weekday + np.arange(days)) % 7] * (1 + 0.12 * np.arange(days) / days)
@@ -363,19 +380,21 @@ def _genuine(rng: np.random.Generator, e: dict[str, Arr], n: int, days: int,
     pop = np.cumsum(e["t_pop"]) / e["t_pop"].sum()
     anywhere = np.searchsorted(pop, rng.random(n)).clip(0, len(pop) - 1)
     term = np.where(rng.random(n) < 0.85, usual, anywhere)
-    amount = np.exp(e["amount_mu"][cust] + CATEGORY_AMOUNT[e["t_cat"][term]]
-                    + rng.normal(0.0, 0.6, n))  # fmt: skip
+    amount = np.exp(
+        e["amount_mu"][cust] + CATEGORY_AMOUNT[e["t_cat"][term]] + rng.normal(0.0, 0.6, n)
+    )
     card = _pick_owned(rng, e["card_first"], e["card_count"], e["card_since"], cust, ts)
     dev = _pick_owned(rng, e["dev_first"], e["dev_count"], e["dev_since"], cust, ts)
     dev = np.where(chan == POS, e["dev_first"][cust], dev)  # in store: the wallet phone
     bill = e["country"][cust]
     gift = (chan != POS) & (rng.random(n) < 0.04)
     ship = np.where(gift, _other_country(rng, bill), bill)
-    return _txns(ts, cust, card, term, dev, amount, ship, chan, GENUINE, e)
+    return _txns(e, GENUINE, ts, cust, card, term, dev, amount, ship, chan)
 
 
-def _card_bursts(rng: np.random.Generator, e: dict[str, Arr], rows: int,
-                 horizon: int) -> dict[str, Arr]:  # fmt: skip
+def _card_bursts(
+    rng: np.random.Generator, e: dict[str, Arr], rows: int, horizon: int
+) -> dict[str, Arr]:
     """Compromised cards: a burst of fraud over the days after the compromise."""
     mean_burst = 4.5
     n_burst = max(2, round(TARGET["card"] * rows / mean_burst))
@@ -396,17 +415,19 @@ def _card_bursts(rng: np.random.Generator, e: dict[str, Arr], rows: int,
     chan = rng.choice(3, n, p=(0.62, 0.23, 0.15))
     appeal = CATEGORY_FRAUD_APPEAL[e["t_cat"]] * e["t_pop"]
     term = np.searchsorted(np.cumsum(appeal) / appeal.sum(), rng.random(n)).clip(0, len(appeal) - 1)
-    amount = np.exp(np.log(110.0) + 0.5 * CATEGORY_AMOUNT[e["t_cat"][term]]
-                    + rng.normal(0.0, 0.8, n))  # fmt: skip
+    amount = np.exp(
+        np.log(110.0) + 0.5 * CATEGORY_AMOUNT[e["t_cat"][term]] + rng.normal(0.0, 0.8, n)
+    )
     bill = e["country"][cust[burst]]
     abroad = (chan != POS) & (rng.random(n) < 0.55)
     ship = np.where(abroad, _other_country(rng, bill), bill)
-    return _txns(ts, cust[burst], bc[burst], term, dev_of_burst[burst], amount, ship, chan,
-                 CARD, e)  # fmt: skip
+    dev = dev_of_burst[burst]
+    return _txns(e, CARD, ts, cust[burst], bc[burst], term, dev, amount, ship, chan)
 
 
-def _campaign(rng: np.random.Generator, e: dict[str, Arr], rows: int,
-              horizon: int) -> dict[str, Arr]:  # fmt: skip
+def _campaign(
+    rng: np.random.Generator, e: dict[str, Arr], rows: int, horizon: int
+) -> dict[str, Arr]:
     """The late campaign: fresh devices testing many cards with small 'app' payments."""
     begin = horizon - CAMPAIGN_DAYS * DAY
     cards_per_dev = 3 + rng.poisson(3.0, max(3, round(TARGET["campaign"] * rows / 8)))
@@ -416,8 +437,9 @@ def _campaign(rng: np.random.Generator, e: dict[str, Arr], rows: int,
     card = rng.choice(eligible, int(cards_per_dev.sum()))
     per_card = 1 + rng.binomial(1, 0.3, len(card))
     card = np.repeat(card, per_card)
-    sizes = np.bincount(np.repeat(np.repeat(np.arange(n_dev), cards_per_dev), per_card),
-                        minlength=n_dev)  # fmt: skip
+    sizes = np.bincount(
+        np.repeat(np.repeat(np.arange(n_dev), cards_per_dev), per_card), minlength=n_dev
+    )
     device = np.repeat(np.arange(n_dev), sizes)
     ts = start[device] + _group_cumsum(rng.exponential(900, len(card)), sizes).astype(np.int64)
     cust = e["card_cust"][card]
@@ -428,12 +450,14 @@ def _campaign(rng: np.random.Generator, e: dict[str, Arr], rows: int,
     targets = np.flatnonzero(e["t_cat"] == DIGITAL_GOODS)
     targets = rng.choice(targets, min(4, len(targets)), replace=False)
     amount = np.exp(rng.normal(np.log(6.0), 0.5, n)).clip(1.0, 30.0)
-    return _txns(ts, cust, card, targets[rng.integers(0, len(targets), n)], dev_ids[device],
-                 amount, e["country"][cust], np.full(n, APP), CAMPAIGN, e)  # fmt: skip
+    term = targets[rng.integers(0, len(targets), n)]
+    ship, chan = e["country"][cust], np.full(n, APP)
+    return _txns(e, CAMPAIGN, ts, cust, card, term, dev_ids[device], amount, ship, chan)
 
 
-def _compromise_terminals(rng: np.random.Generator, e: dict[str, Arr], tx: dict[str, Arr],
-                          rows: int, horizon: int) -> None:  # fmt: skip
+def _compromise_terminals(
+    rng: np.random.Generator, e: dict[str, Arr], tx: dict[str, Arr], rows: int, horizon: int
+) -> None:
     """Compromised terminals: some purchases there during a stretch of weeks become fraud."""
     n_term, p_fraud, mean_days = len(e["t_cat"]), 0.4, 30.0
     per_terminal = len(tx["ts"]) / n_term * mean_days * DAY / horizon * p_fraud
@@ -454,16 +478,19 @@ def _outcomes(rng: np.random.Generator, tx: dict[str, Arr], as_of: int) -> dict[
     scen = tx["scen"]
     genuine = np.flatnonzero((scen == GENUINE) & (tx["chan"] != POS))
     n_fraud = int(np.count_nonzero(scen != GENUINE))
-    friendly = rng.choice(genuine, min(len(genuine), round(0.025 / 0.975 * n_fraud)),
-                          replace=False)  # fmt: skip
+    friendly = rng.choice(genuine, min(len(genuine), round(0.025 / 0.975 * n_fraud)), replace=False)
     scen[friendly] = FRIENDLY
     cb = np.flatnonzero(scen != GENUINE)
     is_friendly = scen[cb] == FRIENDLY
-    delay = np.where(is_friendly, 15 * DAY + 75 * DAY * rng.beta(2.0, 3.0, len(cb)),
-                     5 * DAY + 85 * DAY * rng.beta(1.6, 4.5, len(cb))).astype(np.int64)
+    delay = np.where(
+        is_friendly,
+        15 * DAY + 75 * DAY * rng.beta(2.0, 3.0, len(cb)),
+        5 * DAY + 85 * DAY * rng.beta(1.6, 4.5, len(cb)),
+    ).astype(np.int64)
     reported = tx["ts"][cb] + delay
-    reason = np.where(is_friendly, 2 + rng.integers(0, 2, len(cb)),
-                      np.where(tx["chan"][cb] == POS, 0, 1))  # fmt: skip
+    reason = np.where(
+        is_friendly, 2 + rng.integers(0, 2, len(cb)), np.where(tx["chan"][cb] == POS, 0, 1)
+    )
     # disputes: nearly every chargeback, opened a few days before it is reported ...
     opened_cb = reported - np.minimum(rng.uniform(1, 6, len(cb)) * DAY, 0.8 * delay)
     with_dispute = is_friendly | (rng.random(len(cb)) < 0.95)
@@ -478,14 +505,20 @@ def _outcomes(rng: np.random.Generator, tx: dict[str, Arr], as_of: int) -> dict[
     status = np.where(tx["ts"] <= as_of - 3 * DAY, 1, 0)
     status[(scen == GENUINE) & (rng.random(n) < 0.015)] = 3
     status[cb[known]] = 2
-    return {"cb_tx": cb[known], "cb_reported": reported[known], "cb_reason": reason[known],
-            "d_tx": d_tx[known_d], "d_opened": d_opened[known_d],
-            "d_channel": rng.integers(0, len(DISPUTE_CHANNELS), int(known_d.sum())),
-            "status": status}  # fmt: skip
+    return {
+        "cb_tx": cb[known],
+        "cb_reported": reported[known],
+        "cb_reason": reason[known],
+        "d_tx": d_tx[known_d],
+        "d_opened": d_opened[known_d],
+        "d_channel": rng.integers(0, len(DISPUTE_CHANNELS), int(known_d.sum())),
+        "status": status,
+    }
 
 
-def _profiles(rng: np.random.Generator, e: dict[str, Arr], tx: dict[str, Arr],
-              out: dict[str, Arr], as_of: int) -> dict[str, Arr]:  # fmt: skip
+def _profiles(
+    rng: np.random.Generator, e: dict[str, Arr], tx: dict[str, Arr], out: dict[str, Arr], as_of: int
+) -> dict[str, Arr]:
     """Slowly changing profiles: signup row, routine reviews, phone checks, chargeback rows."""
     n = len(e["signup"])
     tier0 = e["tier"]
@@ -495,12 +528,14 @@ def _profiles(rng: np.random.Generator, e: dict[str, Arr], tx: dict[str, Arr],
     r_cust = np.repeat(np.arange(n), routine)
     lo = np.maximum(e["signup"], -365 * DAY)[r_cust]
     r_time = lo + rng.random(len(r_cust)) * (as_of - lo)
-    r_tier = np.clip(tier0[r_cust] + rng.choice([-1, 0, 1], len(r_cust), p=(0.06, 0.88, 0.06)),
-                     0, 2)  # fmt: skip
+    r_tier = np.clip(
+        tier0[r_cust] + rng.choice([-1, 0, 1], len(r_cust), p=(0.06, 0.88, 0.06)), 0, 2
+    )
     verifies = ~verified0 & (rng.random(n) < 0.5)
     verify_at = np.full(n, np.inf)
     verify_at[verifies] = e["signup"][verifies] + rng.random(int(verifies.sum())) * (
-        as_of - e["signup"][verifies])
+        as_of - e["signup"][verifies]
+    )
     # after a customer's first known chargeback the risk team raises the tier to 'high'
     escalate_at = np.full(n, np.inf)
     np.minimum.at(escalate_at, tx["cust"][out["cb_tx"]], out["cb_reported"].astype(float))
@@ -517,19 +552,23 @@ def _profiles(rng: np.random.Generator, e: dict[str, Arr], tx: dict[str, Arr],
     first = np.ones(len(cust), bool)
     first[1:] = (cust[1:] != cust[:-1]) | (at[1:] != at[:-1])
     cust, at, tier = cust[first], at[first], tier[first]
-    return {"cust": cust, "valid_from": at, "tier": tier,
-            "age": age0[cust] + (at - e["signup"][cust]) // DAY,
-            "verified": verified0[cust] | (at >= verify_at[cust])}  # fmt: skip
+    return {
+        "cust": cust,
+        "valid_from": at,
+        "tier": tier,
+        "age": age0[cust] + (at - e["signup"][cust]) // DAY,
+        "verified": verified0[cust] | (at >= verify_at[cust]),
+    }
 
 
 def _strings(codes: Arr, labels: tuple[str, ...]) -> pa.Array:
-    dictionary = pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32)),
-                                                pa.array(labels))  # fmt: skip
+    dictionary = pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32)), pa.array(labels))
     return dictionary.dictionary_decode()
 
 
-def _tables(e: dict[str, Arr], tx: dict[str, Arr], out: dict[str, Arr], prof: dict[str, Arr],
-            epoch: int) -> dict[str, pa.Table]:  # fmt: skip
+def _tables(
+    e: dict[str, Arr], tx: dict[str, Arr], out: dict[str, Arr], prof: dict[str, Arr], epoch: int
+) -> dict[str, pa.Table]:
     def ts(seconds: Arr) -> pa.Array:
         return pa.array((np.asarray(seconds, np.int64) + epoch) * 1_000_000, pa.timestamp("us"))
 
@@ -544,43 +583,75 @@ def _tables(e: dict[str, Arr], tx: dict[str, Arr], out: dict[str, Arr], prof: di
     d_order = np.lexsort((out["d_tx"], out["d_opened"]))
     cb_tx, d_tx = out["cb_tx"][cb_order], out["d_tx"][d_order]
     return {
-        "customers": pa.table({
-            "customer_id": ids("customer", np.arange(n_cust)), "signup_at": ts(e["signup"]),
-            "home_country": _strings(e["country"], COUNTRIES),
-            "segment": _strings(e["segment"], SEGMENTS)}),
-        "customer_profiles": pa.table({
-            "customer_id": ids("customer", prof["cust"]), "valid_from": ts(prof["valid_from"]),
-            "risk_tier": _strings(prof["tier"], TIERS),
-            "email_domain_age_days": pa.array(prof["age"].astype(np.int64)),
-            "verified_phone": pa.array(prof["verified"])}),
-        "cards": pa.table({
-            "card_id": ids("card", np.arange(len(e["card_cust"]))),
-            "customer_id": ids("customer", e["card_cust"]), "issued_at": ts(e["card_since"]),
-            "card_type": _strings(e["card_type"], CARD_TYPES)}),
-        "terminals": pa.table({
-            "terminal_id": ids("terminal", np.arange(n_term)),
-            "merchant_category": _strings(e["t_cat"], CATEGORIES),
-            "country": _strings(e["t_country"], COUNTRIES)}),
-        "devices": pa.table({
-            "device_id": ids("device", np.arange(len(dev_cust))),
-            "customer_id": ids("customer", dev_cust), "first_seen_at": ts(dev_since)}),
-        "transactions": pa.table({
-            "transaction_id": pa.array(tx_id), "ts": ts(tx["ts"]),
-            "customer_id": ids("customer", tx["cust"]), "card_id": ids("card", tx["card"]),
-            "terminal_id": ids("terminal", tx["term"]), "device_id": ids("device", tx["dev"]),
-            "amount": pa.array(tx["amount"].astype(np.float64)),
-            "billing_country": _strings(tx["bill"], COUNTRIES),
-            "shipping_country": _strings(tx["ship"], COUNTRIES),
-            "channel": _strings(tx["chan"], CHANNELS),
-            "status": _strings(out["status"], STATUSES)}),
-        "chargebacks": pa.table({
-            "chargeback_id": pa.array(np.arange(1, len(cb_tx) + 1, dtype=np.int64)),
-            "transaction_id": pa.array(tx_id[cb_tx]),
-            "reported_at": ts(out["cb_reported"][cb_order]),
-            "amount": pa.array(tx["amount"][cb_tx].astype(np.float64)),
-            "reason_code": _strings(out["cb_reason"][cb_order], REASONS)}),
-        "disputes": pa.table({
-            "dispute_id": pa.array(np.arange(1, len(d_tx) + 1, dtype=np.int64)),
-            "transaction_id": pa.array(tx_id[d_tx]), "opened_at": ts(out["d_opened"][d_order]),
-            "channel": _strings(out["d_channel"][d_order], DISPUTE_CHANNELS)}),
-    }  # fmt: skip
+        "customers": pa.table(
+            {
+                "customer_id": ids("customer", np.arange(n_cust)),
+                "signup_at": ts(e["signup"]),
+                "home_country": _strings(e["country"], COUNTRIES),
+                "segment": _strings(e["segment"], SEGMENTS),
+            }
+        ),
+        "customer_profiles": pa.table(
+            {
+                "customer_id": ids("customer", prof["cust"]),
+                "valid_from": ts(prof["valid_from"]),
+                "risk_tier": _strings(prof["tier"], TIERS),
+                "email_domain_age_days": pa.array(prof["age"].astype(np.int64)),
+                "verified_phone": pa.array(prof["verified"]),
+            }
+        ),
+        "cards": pa.table(
+            {
+                "card_id": ids("card", np.arange(len(e["card_cust"]))),
+                "customer_id": ids("customer", e["card_cust"]),
+                "issued_at": ts(e["card_since"]),
+                "card_type": _strings(e["card_type"], CARD_TYPES),
+            }
+        ),
+        "terminals": pa.table(
+            {
+                "terminal_id": ids("terminal", np.arange(n_term)),
+                "merchant_category": _strings(e["t_cat"], CATEGORIES),
+                "country": _strings(e["t_country"], COUNTRIES),
+            }
+        ),
+        "devices": pa.table(
+            {
+                "device_id": ids("device", np.arange(len(dev_cust))),
+                "customer_id": ids("customer", dev_cust),
+                "first_seen_at": ts(dev_since),
+            }
+        ),
+        "transactions": pa.table(
+            {
+                "transaction_id": pa.array(tx_id),
+                "ts": ts(tx["ts"]),
+                "customer_id": ids("customer", tx["cust"]),
+                "card_id": ids("card", tx["card"]),
+                "terminal_id": ids("terminal", tx["term"]),
+                "device_id": ids("device", tx["dev"]),
+                "amount": pa.array(tx["amount"].astype(np.float64)),
+                "billing_country": _strings(tx["bill"], COUNTRIES),
+                "shipping_country": _strings(tx["ship"], COUNTRIES),
+                "channel": _strings(tx["chan"], CHANNELS),
+                "status": _strings(out["status"], STATUSES),
+            }
+        ),
+        "chargebacks": pa.table(
+            {
+                "chargeback_id": pa.array(np.arange(1, len(cb_tx) + 1, dtype=np.int64)),
+                "transaction_id": pa.array(tx_id[cb_tx]),
+                "reported_at": ts(out["cb_reported"][cb_order]),
+                "amount": pa.array(tx["amount"][cb_tx].astype(np.float64)),
+                "reason_code": _strings(out["cb_reason"][cb_order], REASONS),
+            }
+        ),
+        "disputes": pa.table(
+            {
+                "dispute_id": pa.array(np.arange(1, len(d_tx) + 1, dtype=np.int64)),
+                "transaction_id": pa.array(tx_id[d_tx]),
+                "opened_at": ts(out["d_opened"][d_order]),
+                "channel": _strings(out["d_channel"][d_order], DISPUTE_CHANNELS),
+            }
+        ),
+    }

@@ -101,6 +101,11 @@ class EventPoints(_Model):
     """One decision point per row of an event source (e.g. each transaction at checkout)."""
 
     source: str = Field(description="Name of an `events` source; its keys and event time are used.")
+    keep: list[str] = Field(
+        default_factory=list,
+        description="Columns of the decision source copied into the frame as they are (for "
+        "grouping, costs and audits); they are not features.",
+    )
 
 
 class Schedule(_Model):

@@ -1,0 +1,222 @@
+"""Sources as DuckDB views, with column checks, time handling and fingerprints.
+
+A :class:`Catalog` opens each source named in the spec once (Parquet, CSV or a DuckDB
+table) as a view ``src_<name>`` and answers questions about it. Every error names the spec
+field, the file and the column, says what was expected and how to fix it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from valuechain.errors import DataError, SpecError
+from valuechain.spec.loader import LoadedSpec
+from valuechain.spec.models import Source
+
+__all__ = ["Catalog", "SourceInfo", "datetime_to_us", "fingerprint", "us_to_datetime"]
+
+_TIME_TYPES = ("TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "DATE", "TIMESTAMP_NS", "TIMESTAMP_MS",
+               "TIMESTAMP_S")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def datetime_to_us(value: datetime) -> int:
+    """Microseconds since the epoch: a UTC instant if aware, wall-clock if naive."""
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    delta = aware - _EPOCH
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def us_to_datetime(us: int, aware: bool) -> datetime:
+    """Inverse of :func:`datetime_to_us` (aware results are in UTC)."""
+    from datetime import timedelta
+
+    value = _EPOCH + timedelta(microseconds=us)
+    return value if aware else value.replace(tzinfo=None)
+
+
+def fingerprint(paths: Iterable[Path]) -> str:
+    """Content hash of files (blake2b over their bytes, in path order)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for path in sorted(paths):
+        digest.update(path.name.encode())
+        with path.open("rb") as handle:
+            while chunk := handle.read(1 << 22):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """What the lineage manifest records about one source."""
+
+    name: str
+    path: str
+    format: str
+    rows: int
+    time_column: str | None
+    min_time: str | None
+    max_time: str | None
+    fingerprint: str
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class Catalog:
+    """The spec's sources, opened in one DuckDB connection."""
+
+    def __init__(self, loaded: LoadedSpec, con: duckdb.DuckDBPyConnection | None = None) -> None:
+        self.loaded = loaded
+        self.con = con or duckdb.connect()
+        self.con.execute("SET enable_progress_bar = false")
+        self._types: dict[str, dict[str, str]] = {}
+        self._files: dict[str, list[Path]] = {}
+        for name in loaded.spec.sources:
+            self._open(name)
+
+    # -- opening ---------------------------------------------------------------------------
+    def _open(self, name: str) -> None:
+        src = self.loaded.spec.sources[name]
+        where = self.loaded.where("sources", name, "path")
+        fmt = src.format or self._infer_format(name, src)
+        path = (self.loaded.root / src.path).resolve() if src.path else None
+        if path is not None and not path.exists():
+            raise DataError(
+                f"{where}: source '{name}' points to {path}, which does not exist. Fix `path` "
+                "(relative to the spec file) or create the data"
+                + (" (`valuechain generate fraud --out DIR`)." if "data" in str(src.path) else ".")
+            )
+        assert path is not None or fmt == "duckdb"
+        view = f"src_{name}"
+        try:
+            if fmt == "parquet":
+                assert path is not None
+                files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
+                if not files:
+                    raise DataError(f"{where}: directory {path} holds no .parquet files.")
+                self._files[name] = files
+                listing = ", ".join(f"'{f}'" for f in files)
+                self.con.execute(f"CREATE VIEW {_q(view)} AS SELECT * FROM read_parquet([{listing}])")
+            elif fmt == "csv":
+                assert path is not None
+                self._files[name] = [path]
+                self.con.execute(
+                    f"CREATE VIEW {_q(view)} AS SELECT * FROM read_csv('{path}', header=true)"
+                )
+            else:
+                if path is None or src.table is None:
+                    raise DataError(
+                        f"{self.loaded.where('sources', name)}: a DuckDB source needs both "
+                        "`path` (the database file) and `table`."
+                    )
+                self._files[name] = [path]
+                alias = f"db_{name}"
+                self.con.execute(f"ATTACH '{path}' AS {_q(alias)} (READ_ONLY)")
+                self.con.execute(
+                    f"CREATE VIEW {_q(view)} AS SELECT * FROM {_q(alias)}.{_q(src.table)}"
+                )
+            described = self.con.execute(f"DESCRIBE {_q(view)}").fetchall()
+        except duckdb.Error as err:
+            raise DataError(
+                f"{where}: could not read source '{name}' ({path}) as {fmt}: "
+                f"{str(err).splitlines()[0]}. Check the file and `format`."
+            ) from None
+        self._types[name] = {row[0]: str(row[1]) for row in described}
+
+    def _infer_format(self, name: str, src: Source) -> str:
+        if src.table is not None:
+            return "duckdb"
+        suffix = Path(src.path or "").suffix.lower()
+        if suffix in (".parquet", ".pq", ""):
+            return "parquet"
+        if suffix in (".csv", ".tsv", ".txt", ".gz"):
+            return "csv"
+        if suffix in (".duckdb", ".db"):
+            return "duckdb"
+        raise SpecError(
+            f"{self.loaded.where('sources', name, 'path')}: cannot tell the format of "
+            f"'{src.path}' from its suffix. Set `format: parquet|csv|duckdb`."
+        )
+
+    # -- questions -------------------------------------------------------------------------
+    def view(self, name: str) -> str:
+        return _q(f"src_{name}")
+
+    def columns(self, name: str) -> dict[str, str]:
+        return self._types[name]
+
+    def require_column(self, source: str, column: str, *field: str | int) -> str:
+        """The DuckDB type of ``column``; a DataError naming the field if it is missing."""
+        types = self._types[source]
+        if column not in types:
+            close = [c for c in types if c.lower() == column.lower()]
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise DataError(
+                f"{self.loaded.where(*field)}: column '{column}' is not in source '{source}' "
+                f"({self._display_path(source)}). Expected one of {sorted(types)}.{hint}"
+            )
+        return types[column]
+
+    def _display_path(self, source: str) -> str:
+        files = self._files.get(source, [])
+        return str(files[0]) if len(files) == 1 else f"{len(files)} files"
+
+    def time_us(self, source: str, column: str, *field: str | int) -> tuple[str, bool]:
+        """SQL giving ``column`` as epoch microseconds, and whether it is time-zone aware."""
+        kind = self.require_column(source, column, *field)
+        col = _q(column)
+        if kind == "TIMESTAMP WITH TIME ZONE":
+            return f"epoch_us({col})", True
+        if kind in _TIME_TYPES:
+            return f"epoch_us({col}::TIMESTAMP)", False
+        if kind == "VARCHAR":
+            bad = self.con.execute(
+                f"SELECT {col} FROM {self.view(source)} WHERE {col} IS NOT NULL "
+                f"AND try_cast({col} AS TIMESTAMP) IS NULL LIMIT 1"
+            ).fetchone()
+            if bad is None:
+                return f"epoch_us({col}::TIMESTAMP)", False
+            raise DataError(
+                f"{self.loaded.where(*field)}: column '{column}' of source '{source}' holds text "
+                f"that is not a timestamp (e.g. {bad[0]!r}). Expected ISO timestamps such as "
+                "'2025-03-01 14:05:00'; convert the column or point to another one."
+            )
+        raise DataError(
+            f"{self.loaded.where(*field)}: column '{column}' of source '{source}' has type "
+            f"{kind}. Expected a timestamp or date; convert it (e.g. with to_timestamp) or point "
+            "to a time column."
+        )
+
+    def info(self, name: str) -> SourceInfo:
+        src = self.loaded.spec.sources[name]
+        time_col = src.event_time or src.valid_from or src.available_at
+        rows, lo, hi = self.con.execute(
+            f"SELECT count(*), min({_q(time_col)})::VARCHAR, max({_q(time_col)})::VARCHAR "
+            f"FROM {self.view(name)}"
+            if time_col
+            else f"SELECT count(*), NULL, NULL FROM {self.view(name)}"
+        ).fetchone() or (0, None, None)
+        files = self._files.get(name, [])
+        return SourceInfo(
+            name=name,
+            path=str(files[0]) if len(files) == 1 else str(self.loaded.root / (src.path or "")),
+            format=src.format or self._infer_format(name, src),
+            rows=int(rows),
+            time_column=time_col,
+            min_time=lo,
+            max_time=hi,
+            fingerprint=fingerprint(files),
+        )
+
+    def scalar(self, sql: str) -> Any:
+        row = self.con.execute(sql).fetchone()
+        return None if row is None else row[0]
