@@ -7,14 +7,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from handbook_oracle import (
     KERNEL_BACKEND,
     feature_columns,
     handbook_features,
     two_pointer_features,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 HANDBOOK = SHARED_DATA / "fraud_handbook" / "transactions.parquet"

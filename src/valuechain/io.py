@@ -45,7 +45,10 @@ def _write(path: Path, writer: Callable[[Path], None]) -> None:
 
 
 def write_text(path: Path, text: str) -> None:
-    _write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    def writer(tmp: Path) -> None:
+        tmp.write_text(text, encoding="utf-8")
+
+    _write(path, writer)
 
 
 def write_json(path: Path, payload: Any) -> None:

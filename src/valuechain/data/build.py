@@ -40,6 +40,7 @@ from valuechain.spec.models import (
 __all__ = ["BuildResult", "Resolved", "RowCounts", "build_frame", "resolve"]
 
 Progress = Callable[[str, float], None]
+_NUMERIC = ("INT", "DOUBLE", "FLOAT", "DECIMAL", "REAL", "BOOLEAN", "NUMERIC")
 _WINDOW_FN = re.compile(r"\bover\s*\(", re.IGNORECASE)
 
 
@@ -235,8 +236,8 @@ def resolve(
         time_column = "decision_time"
         if row_feats:
             inner = sql
-            feats = ", ".join(f"({f.expr}) AS {_q('__x_' + f.name)}" for f in row_feats)
-            sql = f"SELECT *, {feats} FROM ({inner}) ORDER BY __row"
+            exprs = ", ".join(f"({f.expr}) AS {_q('__x_' + f.name)}" for f in row_feats)
+            sql = f"SELECT *, {exprs} FROM ({inner}) ORDER BY __row"
     if progress:
         progress("decision points", 0.1)
     try:
@@ -268,7 +269,14 @@ def resolve(
             )
         catalog.require_column(source, f.key, "features", index, "key")
         if f.of and not f.outcome_derived:
-            catalog.require_column(source, f.of, "features", index, "of")
+            kind = catalog.require_column(source, f.of, "features", index, "of")
+            numeric = any(n in kind for n in _NUMERIC)
+            if f.aggregate in ("sum", "mean", "std", "rate") and not numeric:
+                raise DataError(
+                    f"{loaded.where('features', index, 'of')}: feature '{f.name}' takes the "
+                    f"{f.aggregate} of '{f.of}', whose type is {kind}. Expected a number or "
+                    "boolean; use count/distinct_count/min/max, or cast it in a row feature."
+                )
         if f.outcome_derived and f.aggregate not in ("count", "sum", "rate", "mean"):
             raise SpecError(
                 f"{loaded.where('features', index, 'aggregate')}: an outcome-derived feature "
@@ -299,11 +307,10 @@ def resolve(
                 f"FROM {catalog.view(source)}"
             ).to_arrow_table()
     lookups: list[LookupPlan] = []
-    for f in spec.features:
-        if not isinstance(f, LookupFeature):
+    for index, feature in enumerate(spec.features):
+        if not isinstance(feature, LookupFeature):
             continue
-        index = spec.features.index(f)
-        lk = f.lookup
+        lk = feature.lookup
         on = lk.on or lk.key
         if lk.key not in points.column_names:
             raise SpecError(
@@ -323,8 +330,8 @@ def resolve(
                 f"SELECT *, {t_expr} AS __t, row_number() OVER (ORDER BY {order}) - 1 AS __o "
                 f"FROM {catalog.view(lk.source)}"
             ).to_arrow_table()
-        lookups.append(LookupPlan(name=f.name, source=name, key=lk.key, on=on,
-                                  column=lk.column, fill=f.fill))
+        lookups.append(LookupPlan(name=feature.name, source=name, key=lk.key, on=on,
+                                  column=lk.column, fill=feature.fill))
 
     # Label ------------------------------------------------------------------------------
     lab = spec.label

@@ -165,17 +165,24 @@ class Engine(Protocol):
     def compute(self, problem: PitProblem) -> pa.Table: ...
 
 
-_ROWS: dict[int, tuple[pa.Table, list[dict[str, Any]]]] = {}
+_ROWS: dict[tuple[int, str], tuple[pa.Table, dict[Any, list[dict[str, Any]]]]] = {}
 
 
 def _rows(table: pa.Table) -> list[dict[str, Any]]:
-    """Rows as dicts, converted once per table object."""
-    cached = _ROWS.get(id(table))
+    return table.to_pylist()  # type: ignore[no-any-return]
+
+
+def _rows_with(table: pa.Table, column: str, value: Any) -> list[dict[str, Any]]:
+    """Rows whose ``column`` equals ``value`` (indexed once per table; a speed-up only)."""
+    cached = _ROWS.get((id(table), column))
     if cached is None or cached[0] is not table:
         if len(_ROWS) > 64:
             _ROWS.clear()
-        cached = _ROWS[id(table)] = (table, table.to_pylist())
-    return cached[1]
+        index: dict[Any, list[dict[str, Any]]] = {}
+        for row in _rows(table):
+            index.setdefault(row[column], []).append(row)
+        cached = _ROWS[(id(table), column)] = (table, index)
+    return cached[1].get(value, []) if value is not None else []
 
 
 def _aggregate(agg: str, values: list[Any], members: int) -> Any:
@@ -228,9 +235,10 @@ class ReferenceEngine:
         if plan.outcome is None:
             assert plan.column is not None
             return point[plan.column], t + plan.horizon_us
+        first_point, first_outcome = plan.keys[0]
         hits = [
             row
-            for row in _rows(problem.table(plan.outcome))
+            for row in _rows_with(problem.table(plan.outcome), first_outcome, point[first_point])
             if all(point[a] is not None and point[a] == row[b] for a, b in plan.keys)
             and row["__e"] is not None
             and t < row["__e"] <= t + plan.horizon_us
@@ -239,10 +247,11 @@ class ReferenceEngine:
             if not hits:
                 return 0, None
             return 1, min(row["__t"] for row in hits)
-        hits = [row for row in hits if row[plan.column] is not None]
+        amount = plan.column or ""
+        hits = [row for row in hits if row[amount] is not None]
         if not hits:
             return 0.0, None
-        return float(math.fsum(row[plan.column] for row in hits)), max(r["__t"] for r in hits)
+        return float(math.fsum(row[amount] for row in hits)), max(r["__t"] for r in hits)
 
     def _window(
         self,
@@ -256,11 +265,8 @@ class ReferenceEngine:
         end = t - window.lag_us
         start = end - window.window_us
         members: list[dict[str, Any]] = []
-        indices: list[int] = []
         if key is not None:
-            for index, row in enumerate(_rows(problem.table(window.source))):
-                if row[window.source_key] != key:
-                    continue
+            for row in _rows_with(problem.table(window.source), window.source_key, key):
                 if window.filter is not None and not row[window.filter]:
                     continue
                 if own and row["__row"] == point["__row"]:
@@ -271,13 +277,12 @@ class ReferenceEngine:
                     inside = row["__t"] is not None and start < row["__t"] <= end
                 if inside:
                     members.append(row)
-                    indices.append(index)
         if window.outcome:
             known = [
-                labels[i][0]
-                for i in indices
-                if labels[i][1] is not None and labels[i][1] <= t
-                and labels[i][0] is not None and labels[i][0] > 0
+                labels[r["__row"]][0]
+                for r in members
+                if labels[r["__row"]][1] is not None and labels[r["__row"]][1] <= t
+                and labels[r["__row"]][0] is not None and labels[r["__row"]][0] > 0
             ]
             total = float(math.fsum(known))
             if window.agg == "count":
@@ -300,9 +305,9 @@ class ReferenceEngine:
         best: tuple[int, int] | None = None
         value: Any = None
         if key is not None:
-            for row in _rows(problem.table(lookup.source)):
+            for row in _rows_with(problem.table(lookup.source), lookup.on, key):
                 known = row["__t"]
-                if row[lookup.on] != key or (known is not None and known > t):
+                if known is not None and known > t:
                     continue
                 rank = (known if known is not None else -(2**63), row["__o"])
                 if best is None or rank > best:

@@ -74,17 +74,26 @@ def _q(name: str) -> str:
 class Catalog:
     """The spec's sources, opened in one DuckDB connection."""
 
-    def __init__(self, loaded: LoadedSpec, con: duckdb.DuckDBPyConnection | None = None) -> None:
+    def __init__(
+        self,
+        loaded: LoadedSpec,
+        con: duckdb.DuckDBPyConnection | None = None,
+        open_all: bool = True,
+    ) -> None:
         self.loaded = loaded
         self.con = con or duckdb.connect()
         self.con.execute("SET enable_progress_bar = false")
         self._types: dict[str, dict[str, str]] = {}
         self._files: dict[str, list[Path]] = {}
-        for name in loaded.spec.sources:
-            self._open(name)
+        if open_all:
+            for name in loaded.spec.sources:
+                self.open(name)
 
     # -- opening ---------------------------------------------------------------------------
-    def _open(self, name: str) -> None:
+    def open(self, name: str) -> None:
+        """Open source ``name`` as view ``src_<name>``; DataError if it cannot be read."""
+        if name in self._types:
+            return
         src = self.loaded.spec.sources[name]
         where = self.loaded.where("sources", name, "path")
         fmt = src.format or self._infer_format(name, src)
@@ -156,6 +165,7 @@ class Catalog:
 
     def require_column(self, source: str, column: str, *field: str | int) -> str:
         """The DuckDB type of ``column``; a DataError naming the field if it is missing."""
+        self.open(source)
         types = self._types[source]
         if column not in types:
             close = [c for c in types if c.lower() == column.lower()]

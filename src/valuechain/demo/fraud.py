@@ -118,6 +118,21 @@ class FraudWorldSummary:
     seed: int
     seconds: float
 
+    def to_json(self) -> dict[str, object]:
+        """Machine-readable summary (``valuechain generate fraud --json``)."""
+        return {
+            "out": str(self.out),
+            "paths": {name: str(path) for name, path in self.paths.items()},
+            "rows": dict(self.rows),
+            "fraud_rate": self.fraud_rate,
+            "chargeback_rate": self.chargeback_rate,
+            "first_transaction_at": self.first_transaction_at.isoformat(),
+            "last_transaction_at": self.last_transaction_at.isoformat(),
+            "as_of": self.as_of.isoformat(),
+            "seed": self.seed,
+            "seconds": round(self.seconds, 3),
+        }
+
     def lines(self) -> list[str]:
         """Human-readable summary lines (the CLI renders them)."""
         out = [

@@ -40,6 +40,11 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def _src(name: str) -> str:
+    """The registered view of problem table ``name``."""
+    return _q(f"in_{name}")
+
+
 class DuckDBEngine:
     """Embedded default engine. ``threads`` defaults to the machine's cores."""
 
@@ -88,7 +93,7 @@ class DuckDBEngine:
                 CREATE TEMP TABLE dim_{index} AS
                 SELECT {_q(lookup.on)} AS k, coalesce(__t, -{_BIG}) AS t,
                        {_q(lookup.column)} AS v
-                FROM in_{lookup.source}
+                FROM {_src(lookup.source)}
                 WHERE {_q(lookup.on)} IS NOT NULL
                 QUALIFY row_number() OVER (PARTITION BY {_q(lookup.on)}, coalesce(__t, -{_BIG})
                                            ORDER BY __o DESC) = 1""")
@@ -123,9 +128,9 @@ class DuckDBEngine:
             value, known, empty = "1", "min(o.__t)", "0"
         else:
             value, known, empty = f"sum(o.{_q(plan.column or '')})::DOUBLE", "max(o.__t)", "0.0"
-            con.execute(f"CREATE TEMP VIEW outcome_rows AS SELECT * FROM in_{plan.outcome} "
+            con.execute(f"CREATE TEMP VIEW outcome_rows AS SELECT * FROM {_src(plan.outcome)} "
                         f"WHERE {_q(plan.column or '')} IS NOT NULL")
-        source = "outcome_rows" if plan.kind == "amount" else f"in_{plan.outcome}"
+        source = "outcome_rows" if plan.kind == "amount" else _src(plan.outcome)
         con.execute(f"""
             CREATE TEMP TABLE labels AS
             WITH hits AS (
@@ -172,7 +177,7 @@ class DuckDBEngine:
                 CREATE TEMP TABLE u AS
                 SELECT NULL::BIGINT AS __row, {skey} AS k, __t AS tm, __o AS tie, 0 AS rk,
                        CASE WHEN {filt} THEN 1 END AS ev{", " + src_vals if src_vals else ""}
-                FROM in_{first.source} WHERE __t IS NOT NULL AND {skey} IS NOT NULL
+                FROM {_src(first.source)} WHERE __t IS NOT NULL AND {skey} IS NOT NULL
                 UNION ALL
                 SELECT __row, {key} AS k, __t - {lag} AS tm, {_BIG} AS tie, 1 AS rk,
                        NULL AS ev{", " + null_vals if null_vals else ""}
@@ -265,7 +270,7 @@ class DuckDBEngine:
         for i, w in windows:
             start = w.window_us + lag
             inside = (f"e.__t > p.__t - {start} AND "
-                      + (f"(e.__t < p.__t OR e.__o < p.__o)" if lag == 0
+                      + ("(e.__t < p.__t OR e.__o < p.__o)" if lag == 0
                          else f"e.__t <= p.__t - {lag}"))
             sums.append(f"count(*) FILTER (WHERE {inside}) AS c{i}")
             sums.append(f"sum(e.lab) FILTER (WHERE {inside}) AS s{i}")

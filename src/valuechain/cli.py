@@ -1,0 +1,272 @@
+"""The ``valuechain`` command: parse, call a stage, render with Rich.
+
+Every command accepts ``--spec`` (a file, or a directory holding ``valuechain.yaml``) and
+``--json`` for machine output. User mistakes print one clear paragraph and exit with 2;
+failed checks exit with 1.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from valuechain import __version__
+from valuechain.errors import ValuechainError
+
+app = typer.Typer(
+    name="valuechain",
+    help="Turn a predictive model into a decision rule a business can rely on.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+generate_app = typer.Typer(help="Generate demo worlds.", no_args_is_help=True)
+demo_app = typer.Typer(help="Run a demo project end to end.", no_args_is_help=True)
+app.add_typer(generate_app, name="generate")
+app.add_typer(demo_app, name="demo")
+
+console = Console()
+err_console = Console(stderr=True)
+
+SpecOpt = Annotated[
+    Path, typer.Option("--spec", "-s", help="valuechain.yaml, or the directory holding it.")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object (machine output).")]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _emit(payload: Any) -> None:
+    sys.stdout.write(json.dumps(payload, default=str) + "\n")
+
+
+def user_errors(fn: F) -> F:
+    """Turn ValuechainError into a clear message and exit status 2 (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ValuechainError as err:
+            if kwargs.get("as_json"):
+                _emit({"error": str(err), "type": type(err).__name__})
+            else:
+                err_console.print(f"[bold red]{type(err).__name__}[/]", highlight=False)
+                err_console.print(Text(str(err)), soft_wrap=True, highlight=False)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@contextmanager
+def _progress(enabled: bool, label: str) -> Iterator[Callable[[str, float], None] | None]:
+    if not enabled:
+        yield None
+        return
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn(
+            "{task.percentage:>3.0f}%"), TimeElapsedColumn(), console=err_console,
+            transient=True) as bar:
+        task = bar.add_task(label, total=1.0)
+
+        def update(stage: str, fraction: float) -> None:
+            bar.update(task, completed=fraction, description=f"{label}: {stage}")
+
+        yield update
+
+
+def _load(spec: Path) -> Any:
+    from valuechain.spec import load_spec
+
+    return load_spec(spec)
+
+
+@app.command()
+@user_errors
+def version(as_json: JsonOpt = False) -> None:
+    """Print the version."""
+    _emit({"version": __version__}) if as_json else console.print(__version__)
+
+
+@app.command()
+@user_errors
+def schema(
+    out: Annotated[Path | None, typer.Option(help="Write the schema to this file.")] = None,
+) -> None:
+    """Print the JSON Schema of valuechain.yaml."""
+    from valuechain.spec.models import Spec
+
+    text = json.dumps(Spec.model_json_schema(), indent=2)
+    if out:
+        from valuechain.io import write_text
+
+        write_text(out, text + "\n")
+        console.print(f"wrote {out}")
+    else:
+        sys.stdout.write(text + "\n")
+
+
+@app.command()
+@user_errors
+def check(spec: SpecOpt = Path("."), as_json: JsonOpt = False) -> None:
+    """Validate the spec against its data and print the readiness checklist."""
+    from valuechain.data.validate import check_project
+    from valuechain.io import write_json
+
+    loaded = _load(spec)
+    report = check_project(loaded)
+    write_json(loaded.workspace / "check.json", report.to_json())
+    if as_json:
+        _emit(report.to_json())
+    else:
+        table = Table(title=f"Data checks - {loaded.path}", show_lines=False)
+        table.add_column("check")
+        table.add_column("")
+        table.add_column("detail", overflow="fold")
+        for c in report.data_checks:
+            table.add_row(c.name, _mark(c.passed), c.message)
+        console.print(table)
+        ready = Table(title="Readiness checklist")
+        ready.add_column("question")
+        ready.add_column("")
+        ready.add_column("reason", overflow="fold")
+        for item in report.checklist:
+            ready.add_row(item.title, _mark(item.passed), item.reason)
+        console.print(ready)
+    if not report.passed:
+        raise typer.Exit(1)
+
+
+def _mark(passed: bool) -> str:
+    return "[green]pass[/]" if passed else "[red]FAIL[/]"
+
+
+@app.command()
+@user_errors
+def build(
+    spec: SpecOpt = Path("."),
+    as_of: Annotated[
+        datetime | None,
+        typer.Option("--as-of", help="Extraction time; default the latest time in the sources."),
+    ] = None,
+    engine: Annotated[str, typer.Option(help="duckdb (default) or reference.")] = "duckdb",
+    force: Annotated[bool, typer.Option(help="Rebuild even if inputs are unchanged.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Build the point-in-time training frame and its lineage manifest."""
+    from valuechain.data.build import build_frame
+
+    loaded = _load(spec)
+    with _progress(not as_json, "build") as progress:
+        result = build_frame(loaded, as_of=as_of, engine=engine, force=force, progress=progress)
+    if as_json:
+        _emit(result.to_json())
+        return
+    rows = result.rows
+    table = Table(title=f"Frame - {loaded.spec.project.name}")
+    table.add_column("")
+    table.add_column("value", justify="right")
+    for name, value in [
+        ("decision rows", f"{rows.total:,}"),
+        ("mature (kept)", f"{rows.mature:,}"),
+        ("immature (excluded)", f"{rows.immature:,}"),
+        ("positive", f"{rows.positive:,} ({rows.positive / max(rows.mature, 1):.3%})"),
+        ("as of", result.manifest["as_of"]),
+        ("features", str(len(loaded.spec.features))),
+        ("seconds", f"{result.seconds:.2f}" + (" (cached)" if result.cached else "")),
+    ]:
+        table.add_row(name, value)
+    console.print(table)
+    console.print(f"frame: {result.frame}\nmanifest: {result.manifest_path}")
+
+
+@app.command()
+@user_errors
+def report(
+    spec: SpecOpt = Path("."),
+    out: Annotated[Path | None, typer.Option(help="HTML file to write.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write one self-contained HTML report from whatever stage outputs exist."""
+    from valuechain.report import render_report
+
+    path = render_report(_load(spec), out)
+    _emit({"report": str(path)}) if as_json else console.print(f"report: {path}")
+
+
+@generate_app.command("fraud")
+@user_errors
+def generate_fraud(
+    out: Annotated[Path, typer.Option(help="Directory for the Parquet tables.")],
+    rows: Annotated[int, typer.Option(help="Number of transactions.")] = 1_000_000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+    as_json: JsonOpt = False,
+) -> None:
+    """Generate the fraud demo world (transactions, chargebacks, disputes, profiles...)."""
+    from valuechain.demo.fraud import generate_fraud as generate
+
+    with _progress(not as_json, "generate") as progress:
+        summary = generate(out, rows=rows, seed=seed, progress=progress)
+    if as_json:
+        _emit(summary.to_json())
+    else:
+        for line in summary.lines():
+            console.print(line)
+
+
+@demo_app.command("fraud")
+@user_errors
+def demo_fraud(
+    dir: Annotated[Path, typer.Option("--dir", help="Project directory.")] = Path(
+        "examples/fraud"),
+    rows: Annotated[int, typer.Option(help="Transactions to generate.")] = 1_000_000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+    as_json: JsonOpt = False,
+) -> None:
+    """Generate the fraud world if needed, then check, build and report on it."""
+    from valuechain.data.build import build_frame
+    from valuechain.data.validate import check_project
+    from valuechain.demo.fraud import generate_fraud as generate
+    from valuechain.io import write_json
+    from valuechain.report import render_report
+
+    data = dir / "data"
+    if not (data / "transactions.parquet").exists():
+        with _progress(not as_json, "generate") as progress:
+            generate(data, rows=rows, seed=seed, progress=progress)
+    loaded = _load(dir)
+    checked = check_project(loaded)
+    write_json(loaded.workspace / "check.json", checked.to_json())
+    with _progress(not as_json, "build") as progress:
+        built = build_frame(loaded, progress=progress)
+    path = render_report(loaded)
+    payload = {"check": checked.to_json(), "build": built.to_json(), "report": str(path)}
+    if as_json:
+        _emit(payload)
+        return
+    failed = [c.name for c in checked.data_checks if not c.passed]
+    console.print(f"check: {'passed' if checked.passed else 'FAILED ' + str(failed)}")
+    for item in checked.checklist:
+        console.print(f"  {_mark(item.passed)} {item.title}")
+    r = built.rows
+    console.print(f"build: {r.mature:,} mature rows ({r.immature:,} immature excluded), "
+                  f"{r.positive:,} positive, {built.seconds:.1f}s -> {built.frame}")
+    console.print(f"report: {path}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""``valuechain check``: does the data match the spec, and is the project ready?
+
+Each data check is independent and reports pass/fail with a message, so one bad source does
+not hide the others. Results are data; the CLI renders them and sets the exit code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from valuechain.data.build import _awareness, resolve
+from valuechain.data.sources import Catalog
+from valuechain.errors import ValuechainError
+from valuechain.spec.loader import LoadedSpec
+from valuechain.spec.readiness import ChecklistItem, readiness
+
+__all__ = ["CheckReport", "DataCheck", "check_project"]
+
+
+@dataclass(frozen=True)
+class DataCheck:
+    name: str
+    passed: bool
+    message: str
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    spec: str
+    data_checks: list[DataCheck] = field(default_factory=list)
+    checklist: list[ChecklistItem] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.data_checks) and all(c.passed for c in self.checklist)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "spec": self.spec,
+            "passed": self.passed,
+            "data_checks": [c.__dict__ for c in self.data_checks],
+            "checklist": [c.__dict__ for c in self.checklist],
+        }
+
+
+def _run(name: str, fn: Callable[[], str]) -> DataCheck:
+    try:
+        return DataCheck(name, True, fn())
+    except ValuechainError as err:
+        return DataCheck(name, False, str(err))
+
+
+def check_project(loaded: LoadedSpec) -> CheckReport:
+    """Validate the spec against its data and evaluate the readiness checklist."""
+    spec = loaded.spec
+    catalog = Catalog(loaded, open_all=False)
+    checks: list[DataCheck] = []
+
+    def readable(name: str) -> Callable[[], str]:
+        def fn() -> str:
+            catalog.open(name)
+            src = spec.sources[name]
+            for fld in ("event_time", "available_at", "valid_from"):
+                column = getattr(src, fld)
+                if column:
+                    catalog.time_us(name, column, "sources", name, fld)
+            for key in src.keys:
+                catalog.require_column(name, key, "sources", name, "keys")
+            rows = catalog.scalar(f"SELECT count(*) FROM {catalog.view(name)}")
+            return f"{rows:,} rows, {len(catalog.columns(name))} columns; declared columns exist"
+        return fn
+
+    for name in spec.sources:
+        checks.append(_run(f"source '{name}'", readable(name)))
+    if not all(c.passed for c in checks):
+        return CheckReport(str(loaded.path), checks, readiness(spec))
+
+    def times() -> str:
+        aware, _ = _awareness(catalog)
+        return f"all time columns are {'time-zone aware' if aware else 'naive'}"
+
+    checks.append(_run("time columns", times))
+
+    def label_join() -> str:
+        lab, own = spec.label, spec.event_source
+        if lab.source is None or own is None:
+            return "label read from the decision rows" if lab.source is None else "schedule"
+        pairs = list((lab.keys or {}).items()) or [
+            (k, k) for k in spec.sources[own].keys if k in catalog.columns(lab.source)]
+        cond = " AND ".join(f'd."{a}" = o."{b}"' for a, b in pairs)
+        total, matched = catalog.con.execute(
+            f"SELECT count(*), count(*) FILTER (WHERE EXISTS (SELECT 1 FROM "
+            f"{catalog.view(own)} d WHERE {cond})) FROM {catalog.view(lab.source)} o"
+        ).fetchone() or (0, 0)
+        if total and not matched:
+            raise ValuechainError(
+                f"{loaded.where('label', 'keys')}: none of the {total:,} outcome rows of "
+                f"'{lab.source}' matches a decision on {pairs}. Fix `label.keys`."
+            )
+        return f"{matched:,} of {total:,} outcome rows join a decision on {pairs}"
+
+    checks.append(_run("label joins", label_join))
+
+    def features() -> str:
+        resolved = resolve(loaded, catalog)
+        return (f"{len(spec.features)} features resolve over "
+                f"{resolved.problem.points.num_rows:,} decision points")
+
+    if all(c.passed for c in checks):
+        checks.append(_run("features", features))
+    return CheckReport(str(loaded.path), checks, readiness(spec))

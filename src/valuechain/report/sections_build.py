@@ -1,0 +1,174 @@
+"""Report sections from ``valuechain build``: lineage and label maturity.
+
+Both read ``<workspace>/build/manifest.json`` (see :func:`valuechain.data.build.build_frame`);
+the maturity section also charts ``frame.parquet`` over time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from valuechain.report.fmt import fmt_duration, fmt_pct
+from valuechain.report.framestats import over_time
+from valuechain.report.section import Section, fragment, read_json, register_section, unavailable
+from valuechain.report.svg import COLORS, Bar, hbar_chart, weekly_chart
+from valuechain.spec.loader import LoadedSpec
+
+__all__ = ["frame_path", "label_maturity_section", "lineage_section", "read_manifest"]
+
+BUILD = "valuechain build"
+
+
+def read_manifest(workspace: Path) -> dict[str, Any] | None:
+    """The build manifest of ``workspace``, or ``None`` before the first build."""
+    manifest = read_json(workspace / "build" / "manifest.json")
+    return manifest if isinstance(manifest, dict) else None
+
+
+def frame_path(workspace: Path, manifest: dict[str, Any]) -> Path | None:
+    """The built frame named by ``manifest``, if the file exists."""
+    frame = manifest.get("frame") or {}
+    path = workspace / "build" / str(frame.get("path") or "frame.parquet")
+    return path if path.is_file() else None
+
+
+_LINEAGE = """
+{% if stale %}<p class="note warn">The frame was built from an earlier version of the spec
+(hash <code>{{ spec.hash }}</code>; the spec now hashes to <code>{{ current }}</code>). Run
+<code>valuechain build</code> to rebuild it.</p>{% endif %}
+<table class="kv">
+  <tr><th>Spec</th><td><code>{{ spec.path }}</code></td></tr>
+  <tr><th>Spec hash</th><td><code>{{ spec.hash }}</code>
+    {{ badge(not stale, 'matches the spec', 'spec changed since') }}</td></tr>
+  <tr><th>As of</th><td><strong>{{ m.as_of }}</strong>
+    <span class="muted">({{ m.as_of_source or 'source not recorded' }}
+    {%- if m.time_zone_aware is defined %};
+    {{ 'time-zone aware, UTC' if m.time_zone_aware else 'naive wall-clock times' }}{% endif %})
+    </span></td></tr>
+  <tr><th>Engine</th><td>{{ m.engine }}</td></tr>
+  <tr><th>Built</th><td>{{ m.created_at }} in {{ m.build_seconds|seconds }}</td></tr>
+  <tr><th>valuechain</th><td>{{ m.valuechain_version }}</td></tr>
+  <tr><th>Cache key</th><td><code>{{ m.cache_key }}</code></td></tr>
+</table>
+<h3>Sources</h3>
+<div class="scroll"><table class="data">
+  <thead><tr><th>Source</th><th>Path</th><th>Format</th><th class="num">Rows</th>
+    <th>Time column</th><th>First</th><th>Last</th><th>Fingerprint</th></tr></thead>
+  <tbody>
+  {% for name, s in sources %}
+    <tr><th>{{ name }}</th><td class="path"><code>{{ s.path }}</code></td><td>{{ s.format }}</td>
+      <td class="num">{{ s.rows|thousands }}</td><td><code>{{ s.time_column or '–' }}</code></td>
+      <td class="nowrap">{{ s.min_time or '–' }}</td><td class="nowrap">{{ s.max_time or '–' }}</td>
+      <td><code title="{{ s.fingerprint }}">{{ (s.fingerprint or '')[:12] }}</code></td></tr>
+  {% endfor %}
+  </tbody>
+</table></div>
+"""
+
+_LINEAGE_KEYS = ("as_of", "as_of_source", "engine", "created_at", "build_seconds",
+                 "valuechain_version", "cache_key")
+
+
+@register_section(order=30)
+def lineage_section(loaded: LoadedSpec, workspace: Path) -> Section:
+    """Where the frame came from: spec, engine, as_of and every source's fingerprint."""
+    manifest = read_manifest(workspace)
+    if manifest is None:
+        return unavailable("lineage", "Lineage", BUILD, "No frame has been built yet.")
+    m = {key: manifest.get(key) for key in _LINEAGE_KEYS}
+    if "time_zone_aware" in manifest:
+        m["time_zone_aware"] = manifest["time_zone_aware"]
+    spec = {"path": "", "hash": "", **(manifest.get("spec") or {})}
+    stale = bool(spec["hash"]) and spec["hash"] != loaded.hash
+    sources = sorted((manifest.get("sources") or {}).items())
+    html = fragment(_LINEAGE, m=m, spec=spec, stale=stale, current=loaded.hash,
+                    sources=[(name, {"path": "", "format": "", "rows": None,
+                                     "time_column": None, "min_time": None, "max_time": None,
+                                     "fingerprint": "", **(info or {})})
+                             for name, info in sources])
+    return Section("lineage", "Lineage", html, "warn" if stale else "ok")
+
+
+_MATURITY = """
+<div class="tiles">
+  <div class="tile"><div class="value">{{ rows.total|thousands }}</div>
+    <div class="label">decision points</div></div>
+  <div class="tile"><div class="value">{{ rows.mature|thousands }}</div>
+    <div class="label">mature ({{ share(rows.mature, rows.total) }})</div></div>
+  <div class="tile"><div class="value">{{ rows.immature|thousands }}</div>
+    <div class="label">immature, not in the frame ({{ share(rows.immature, rows.total) }})</div>
+  </div>
+  <div class="tile accent"><div class="value">{{ positive_rate }}</div>
+    <div class="label">positive rate ({{ rows.positive|thousands }} of the mature rows)</div>
+  </div>
+  <div class="tile"><div class="value">{{ horizon }}</div><div class="label">label horizon</div>
+  </div>
+</div>
+<p>A label is <em>mature</em> when <code>t + {{ horizon }} ≤ as_of</code>
+(<code>{{ as_of }}</code>): the outcome window of <code>{{ label_name }}</code> has closed.
+Immature decision points are never trained on as negatives; they are counted here and left out
+of the frame.
+{% if rows.dropped_no_time %}<strong>{{ rows.dropped_no_time|thousands }}</strong> rows had no
+decision time and were dropped.{% endif %}</p>
+{{ bars }}
+<h3>Mature decisions over time</h3>
+{% if chart %}{{ chart }}
+<p class="muted small">Per {{ grain }} (starting {{ 'Monday' if grain == 'week' else 'the 1st' }},
+UTC) over the frame's mature rows; the last {{ horizon }} before as_of has no rows because those
+labels have not matured.</p>
+{% else %}<div class="hint">{{ chart_hint }}</div>{% endif %}
+"""
+
+
+def _share(part: Any, whole: Any) -> str:
+    try:
+        return fmt_pct(float(part) / float(whole), 1)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return "–"
+
+
+@register_section(order=40)
+def label_maturity_section(loaded: LoadedSpec, workspace: Path) -> Section:
+    """Mature, immature and positive rows, and decisions and positive rate per week."""
+    manifest = read_manifest(workspace)
+    spec_label = loaded.spec.label
+    if manifest is None:
+        return unavailable(
+            "label-maturity", "Label maturity", BUILD,
+            f"Label '{spec_label.name}' matures {fmt_duration(spec_label.horizon)} after each "
+            "decision; the counts need a built frame.")
+    rows = {"total": 0, "mature": 0, "immature": 0, "positive": 0, "dropped_no_time": 0,
+            **(manifest.get("rows") or {})}
+    label = manifest.get("label") or {}
+    label_name = str(label.get("name") or spec_label.name)
+    horizon = fmt_duration(label.get("horizon") or spec_label.horizon)
+    amount = label.get("kind") == "amount"
+    bars = hbar_chart([
+        Bar("decision points", rows["total"], COLORS["neutral"]),
+        Bar("mature", rows["mature"], COLORS["primary"], _share(rows["mature"], rows["total"])),
+        Bar("immature", rows["immature"], COLORS["warn"], _share(rows["immature"], rows["total"])),
+        Bar("outcome > 0" if amount else "positive", rows["positive"], COLORS["positive"],
+            _share(rows["positive"], rows["mature"]) + " of mature"),
+        Bar("dropped (no time)", rows["dropped_no_time"], COLORS["muted"]),
+    ], title=f"Row counts of the frame for label {label_name}")
+    chart, grain, hint = None, "week", ""
+    frame = frame_path(workspace, manifest)
+    time_column = str((manifest.get("frame") or {}).get("time_column") or "")
+    if frame is None:
+        hint = "The frame file is missing; run `valuechain build` to chart decisions over time."
+    else:
+        series = over_time(frame, time_column, label_name)
+        if series is None:
+            hint = (f"The frame has no usable time column '{time_column}' or label "
+                    f"'{label_name}', so nothing can be charted over time.")
+        else:
+            grain = series.grain
+            chart = weekly_chart(series.starts, series.decisions, series.positive_rate,
+                                 title=f"Mature decisions and positive rate per {grain}")
+    html = fragment(
+        _MATURITY, rows=rows, share=_share, positive_rate=_share(rows["positive"], rows["mature"]),
+        horizon=horizon, as_of=manifest.get("as_of"), label_name=label_name, bars=bars,
+        chart=chart, grain=grain, chart_hint=hint,
+    )
+    return Section("label-maturity", "Label maturity", html)

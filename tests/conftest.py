@@ -1,0 +1,22 @@
+"""Shared fixtures: small generated worlds and paths to the shared data."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def fraud_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of examples/fraud with a small generated world (20k transactions)."""
+    from valuechain.demo.fraud import generate_fraud
+
+    project = tmp_path_factory.mktemp("fraud")
+    shutil.copy(ROOT / "examples" / "fraud" / "valuechain.yaml", project / "valuechain.yaml")
+    generate_fraud(project / "data", rows=20_000, seed=3)
+    return project

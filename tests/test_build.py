@@ -1,0 +1,144 @@
+"""The build stage end to end: frame, manifest, maturity, caching, time zones, engines."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from valuechain.cli import app
+from valuechain.data.build import build_frame
+from valuechain.spec import load_spec
+
+from .conftest import ROOT, SHARED_DATA
+
+
+def test_build_json_output_and_frame_layout(fraud_project: Path) -> None:
+    result = CliRunner().invoke(app, ["build", "--spec", str(fraud_project), "--json",
+                                      "--force"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    rows = out["rows"]
+    assert rows["total"] == 20_000
+    assert rows["mature"] + rows["immature"] == rows["total"]
+    assert 0 < rows["positive"] < rows["mature"]
+    frame = pq.read_table(out["frame"])
+    spec = load_spec(fraud_project).spec
+    assert frame.num_rows == rows["mature"]
+    assert frame.column_names[:2] == ["transaction_id", "ts"]
+    for feature in spec.features:
+        assert feature.name in frame.column_names
+    assert spec.label.name in frame.column_names
+    manifest = json.loads(Path(out["manifest"]).read_text())
+    assert manifest["spec"]["hash"] == load_spec(fraud_project).hash
+    assert manifest["sources"]["transactions"]["rows"] == 20_000
+    assert len(manifest["sources"]["transactions"]["fingerprint"]) == 32
+    assert [f["name"] for f in manifest["features"]] == [f.name for f in spec.features]
+
+
+def test_immature_rows_are_exactly_those_within_the_horizon(fraud_project: Path) -> None:
+    result = build_frame(load_spec(fraud_project))
+    as_of = pd.Timestamp(result.manifest["as_of"])
+    frame = pq.read_table(result.frame).to_pandas()
+    assert (frame["ts"] + pd.Timedelta(days=60) <= as_of).all()
+    all_ts = pd.read_parquet(fraud_project / "data" / "transactions.parquet")["ts"]
+    assert result.rows.immature == int((all_ts + pd.Timedelta(days=60) > as_of).sum())
+
+
+def test_rebuild_reuses_cache_and_as_of_override(fraud_project: Path) -> None:
+    loaded = load_spec(fraud_project)
+    first = build_frame(loaded)
+    again = build_frame(loaded)
+    assert again.cached and again.rows == first.rows
+    earlier = build_frame(loaded, as_of=datetime(2025, 6, 1))
+    assert not earlier.cached
+    assert earlier.rows.mature < first.rows.mature
+    assert earlier.manifest["as_of"].startswith("2025-06-01")
+
+
+def test_duckdb_and_reference_agree_on_the_demo_world(tmp_path: Path) -> None:
+    from valuechain.demo.fraud import generate_fraud
+
+    shutil.copy(ROOT / "examples" / "fraud" / "valuechain.yaml", tmp_path / "valuechain.yaml")
+    generate_fraud(tmp_path / "data", rows=3_000, seed=11, days=120)
+    loaded = load_spec(tmp_path)
+    fast = pq.read_table(build_frame(loaded, engine="duckdb").frame).to_pandas()
+    slow = pq.read_table(build_frame(loaded, engine="reference").frame).to_pandas()
+    assert list(fast.columns) == list(slow.columns)
+    assert len(fast) == len(slow) > 0
+    for column in fast.columns:
+        a, b = fast[column].tolist(), slow[column].tolist()
+        for x, y in zip(a, b, strict=True):
+            if isinstance(x, float) and isinstance(y, float):
+                assert (math.isnan(x) and math.isnan(y)) or math.isclose(x, y, rel_tol=1e-9,
+                                                                         abs_tol=1e-9), column
+            else:
+                assert x == y or (pd.isna(x) and pd.isna(y)), column
+
+
+def _tz_project(tmp_path: Path, tz: str | None, times: list[pd.Timestamp]) -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    ts = pa.array(times, pa.timestamp("us", tz=tz))
+    pq.write_table(pa.table({"id": list(range(len(times))), "ts": ts,
+                             "cust": [1] * len(times), "y": [0] * len(times)}),
+                   tmp_path / "tx.parquet")
+    spec = {
+        "project": {"name": "tz"},
+        "decision": {"statement": "s", "owner": "o", "moment": "m", "actions": ["a", "b"]},
+        "decision_points": {"source": "tx"},
+        "sources": {"tx": {"path": "tx.parquet", "keys": ["id"], "event_time": "ts"}},
+        "label": {"column": "y", "horizon": "1h"},
+        "features": [{"name": "n_24h", "aggregate": "count", "key": "cust", "window": "1d"}],
+    }
+    (tmp_path / "valuechain.yaml").write_text(yaml.safe_dump(spec))
+    return tmp_path
+
+
+def test_windows_are_exact_durations_across_a_dst_change(tmp_path: Path) -> None:
+    # Europe/Paris springs forward on 2025-03-30. 01:00 on the 31st is 23h30 after 00:30 on
+    # the 30th in real time (inside a 1-day window) but 24h30 on the wall clock (outside).
+    local = [pd.Timestamp("2025-03-30 00:30", tz="Europe/Paris"),
+             pd.Timestamp("2025-03-30 23:45", tz="Europe/Paris"),
+             pd.Timestamp("2025-03-31 01:00", tz="Europe/Paris"),
+             pd.Timestamp("2025-04-02 00:00", tz="Europe/Paris")]
+    later = datetime.fromisoformat("2026-01-01T00:00:00+00:00")
+    aware = build_frame(load_spec(_tz_project(tmp_path / "a", "Europe/Paris", local)),
+                        as_of=later)
+    n_aware = pq.read_table(aware.frame).column("n_24h").to_pylist()
+    utc_naive = [t.tz_convert("UTC").tz_localize(None) for t in local]
+    naive = build_frame(load_spec(_tz_project(tmp_path / "b", None, utc_naive)),
+                        as_of=later.replace(tzinfo=None))
+    n_naive = pq.read_table(naive.frame).column("n_24h").to_pylist()
+    assert n_aware == n_naive
+    assert n_aware == [1, 2, 3, 1]  # wall-clock windows would give [1, 2, 2, 1]
+
+
+def test_handbook_features_reproduced_to_1e9_on_every_row(tmp_path: Path) -> None:
+    data = SHARED_DATA / "fraud_handbook" / "transactions.parquet"
+    if not data.exists():
+        pytest.skip(f"{data} is not present")
+    from .handbook_oracle import handbook_features
+
+    project = tmp_path / "handbook"
+    project.mkdir()
+    spec = yaml.safe_load((ROOT / "examples" / "fraud-handbook" / "valuechain.yaml").read_text())
+    spec["sources"]["transactions"]["path"] = str(data)
+    (project / "valuechain.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    result = build_frame(load_spec(project), as_of=datetime(2030, 1, 1))  # keep every row
+    ours = pq.read_table(result.frame).to_pandas().set_index("TRANSACTION_ID").sort_index()
+    expected = handbook_features(pd.read_parquet(data)).set_index("TRANSACTION_ID").sort_index()
+    assert len(ours) == len(expected) == 1_754_155
+    checked = [c for c in expected.columns if c in ours.columns]
+    assert len(checked) == 15
+    for column in checked:
+        diff = (ours[column].astype(float) - expected[column].astype(float)).abs().max()
+        assert diff <= 1e-9, (column, diff)
