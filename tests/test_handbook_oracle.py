@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from handbook_oracle import (
+from .handbook_oracle import (
     KERNEL_BACKEND,
     feature_columns,
     handbook_features,

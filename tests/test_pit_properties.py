@@ -81,6 +81,9 @@ def _named(windows: list[Window]) -> tuple[Window, ...]:
 @given(data=st.data(), stream=events(n_min=1))
 def test_own_source_windows_and_column_labels(data: Any, stream: dict[str, list[Any]]) -> None:
     n = len(stream["__t"])
+    # Realistic epoch-microsecond times exercise the engines' composite sort codes.
+    origin = data.draw(st.sampled_from([0, -50, 1_700_000_000_000_000]))
+    stream = {**stream, "__t": [t + origin for t in stream["__t"]]}
     points = pa.table({"__row": list(range(n)), **stream})
     windows = data.draw(st.lists(window_defs("tx", own=True, outcome_ok=True),
                                  min_size=1, max_size=4))

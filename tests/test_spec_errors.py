@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -174,3 +175,23 @@ def test_schema_command_prints_json_schema() -> None:
     result = CliRunner().invoke(app, ["schema"])
     assert result.exit_code == 0
     assert '"decision_points"' in result.output and '"horizon"' in result.output
+
+
+def test_on_is_a_key_not_a_boolean(tmp_path: Path) -> None:
+    spec = _with()
+    spec["features"].append({"name": "tier", "lookup": {"source": "orders", "key": "customer",
+                                                        "on": "customer", "column": "amount"}})
+    path = _write(tmp_path, spec)
+    text = path.read_text().replace("'on':", "on:")
+    path.write_text(text)
+    assert "  on: customer" in text
+    loaded = load_spec(path)
+    assert loaded.spec.features[2].lookup.on == "customer"  # type: ignore[union-attr]
+
+
+def test_row_feature_fill_replaces_nulls(tmp_path: Path) -> None:
+    spec = _with(features__0__expr="CASE WHEN amount > 4 THEN amount END")
+    spec["features"][0]["fill"] = -1.0
+    frame = build_frame(load_spec(_write(tmp_path, spec)), as_of=datetime(2030, 1, 1)).frame
+    values = pq.read_table(frame).column("amount").to_pylist()
+    assert -1.0 in values and None not in values

@@ -90,6 +90,12 @@ class Resolved:
     dropped_no_time: int
 
 
+def _row_expr(feature: RowFeature) -> str:
+    if feature.fill is None:
+        return f"({feature.expr})"
+    return f"coalesce(({feature.expr}), {feature.fill!r})"
+
+
 # -- time ------------------------------------------------------------------------------------
 def _time_columns(loaded: LoadedSpec) -> list[tuple[str, str, str]]:
     out = []
@@ -180,7 +186,7 @@ def resolve(
             for i, w in enumerate(windows)
             if w.where and (w.source or own) == own
         ]
-        feats = [f"({f.expr}) AS {_q('__x_' + f.name)}" for f in row_feats]
+        feats = [f"{_row_expr(f)} AS {_q('__x_' + f.name)}" for f in row_feats]
         extra = "".join(f", {e}" for e in feats + filters)
         dropped = int(catalog.scalar(
             f"SELECT count(*) FROM {catalog.view(own)} WHERE {t_sql} IS NULL"))
@@ -236,7 +242,7 @@ def resolve(
         time_column = "decision_time"
         if row_feats:
             inner = sql
-            exprs = ", ".join(f"({f.expr}) AS {_q('__x_' + f.name)}" for f in row_feats)
+            exprs = ", ".join(f"{_row_expr(f)} AS {_q('__x_' + f.name)}" for f in row_feats)
             sql = f"SELECT *, {exprs} FROM ({inner}) ORDER BY __row"
     if progress:
         progress("decision points", 0.1)

@@ -209,12 +209,12 @@ class Catalog:
     def info(self, name: str) -> SourceInfo:
         src = self.loaded.spec.sources[name]
         time_col = src.event_time or src.valid_from or src.available_at
-        rows, lo, hi = self.con.execute(
+        rows, lo, hi = self.con.sql(
             f"SELECT count(*), min({_q(time_col)})::VARCHAR, max({_q(time_col)})::VARCHAR "
             f"FROM {self.view(name)}"
             if time_col
             else f"SELECT count(*), NULL, NULL FROM {self.view(name)}"
-        ).fetchone() or (0, None, None)
+        ).fetchall()[0]
         files = self._files.get(name, [])
         return SourceInfo(
             name=name,
@@ -228,5 +228,5 @@ class Catalog:
         )
 
     def scalar(self, sql: str) -> Any:
-        row = self.con.execute(sql).fetchone()
-        return None if row is None else row[0]
+        rows = self.con.execute(sql).fetchall()
+        return rows[0][0] if rows else None

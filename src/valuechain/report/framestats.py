@@ -8,6 +8,7 @@ Both read ``frame.parquet`` directly and never load the whole frame into Python.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -83,6 +84,7 @@ def over_time(frame: Path, time_column: str, label: str) -> TimeSeries | None:
 class Histogram:
     """Counts of ``len(counts)`` equal bins over ``[lo, hi]``.
 
+    ``discrete`` histograms count whole numbers: bin ``i`` holds the value ``lo + i``.
     ``outside`` is the share of sampled values left out because they lie beyond the central
     99% (long tails would squash the picture); ``rows`` is how many non-null values were used.
     """
@@ -92,6 +94,7 @@ class Histogram:
     hi: float
     rows: int
     outside: float
+    discrete: bool = False
 
 
 def _numeric(kind: pa.DataType) -> bool:
@@ -104,19 +107,24 @@ def _histogram(values: np.ndarray, integer: bool) -> Histogram | None:
     if values.size == 0:
         return None
     lo, hi = float(values.min()), float(values.max())
-    if integer and hi - lo < BINS:
-        edges = np.arange(lo, hi + 2, dtype=float)
-        counts, _ = np.histogram(values, bins=edges)
-        return Histogram([int(c) for c in counts], lo, hi + 1, int(values.size), 0.0)
     q_lo, q_hi = (float(v) for v in np.quantile(values, [0.005, 0.995]))
-    if q_hi > q_lo:
-        lo, hi = q_lo, q_hi
-    if hi <= lo:
-        hi = lo + 1.0
-    inside = (values >= lo) & (values <= hi)
-    counts, _ = np.histogram(values[inside], bins=BINS, range=(lo, hi))
+    if integer:
+        if hi - lo >= BINS and q_hi > q_lo:  # a wide integer range: clip the tails
+            lo, hi = math.floor(q_lo), math.ceil(q_hi)
+        width = max(1, math.ceil((hi - lo + 1) / BINS))  # whole numbers per bin, no aliasing
+        edges = lo + width * np.arange(math.ceil((hi - lo + 1) / width) + 1, dtype=float)
+    else:
+        if q_hi > q_lo:
+            lo, hi = q_lo, q_hi
+        if hi <= lo:
+            hi = lo + 1.0
+        edges = np.linspace(lo, hi, BINS + 1)
+    top = float(edges[-1])
+    inside = (values >= lo) & ((values < top) if integer else (values <= top))
+    counts, _ = np.histogram(values[inside], bins=edges)
     outside = 1.0 - float(inside.sum()) / float(values.size)
-    return Histogram([int(c) for c in counts], lo, hi, int(values.size), outside)
+    return Histogram([int(c) for c in counts], lo, top, int(values.size), outside,
+                     integer and edges[1] - edges[0] == 1)
 
 
 def histograms(

@@ -165,7 +165,8 @@ def label_maturity_section(loaded: LoadedSpec, workspace: Path) -> Section:
         else:
             grain = series.grain
             chart = weekly_chart(series.starts, series.decisions, series.positive_rate,
-                                 title=f"Mature decisions and positive rate per {grain}")
+                                 title=f"Mature decisions and positive rate per {grain}",
+                                 grain=grain)
     html = fragment(
         _MATURITY, rows=rows, share=_share, positive_rate=_share(rows["positive"], rows["mature"]),
         horizon=horizon, as_of=manifest.get("as_of"), label_name=label_name, bars=bars,

@@ -114,9 +114,16 @@ class _Frame:
 
 
 def weekly_chart(
-    weeks: Sequence[date], counts: Sequence[float], rates: Sequence[float | None], title: str
+    weeks: Sequence[date],
+    counts: Sequence[float],
+    rates: Sequence[float | None],
+    title: str,
+    grain: str = "week",
 ) -> Markup:
-    """Bars of decisions per week (left axis) and a line of the positive rate (right axis)."""
+    """Bars of decisions per ``grain`` (left axis) and a line of the positive rate (right axis).
+
+    ``weeks`` are the period starts; a ``None`` rate leaves a gap-free line through the others.
+    """
     f = _Frame()
     n = max(len(weeks), 1)
     slot = f.plot_w / n
@@ -150,7 +157,7 @@ def weekly_chart(
     for i, (week, count, rate) in enumerate(zip(weeks, counts, rates, strict=True)):
         x = f.left + i * slot
         y = y_count(count)
-        tip = f"week of {week.isoformat()}: {fmt_int(count)} decisions, positive rate " + (
+        tip = f"{grain} of {week.isoformat()}: {fmt_int(count)} decisions, positive rate " + (
             fmt_pct(rate) if rate is not None else "–"
         )
         body.append(
@@ -181,7 +188,7 @@ def weekly_chart(
         f'stroke="{COLORS["muted"]}"/>'
         f'<rect x="{f.left}" y="6" width="12" height="12" fill="{COLORS["secondary"]}"/>'
         f'<text x="{f.left + 18}" y="16" font-size="12" fill="{COLORS["ink"]}">'
-        "decisions per week (left)</text>"
+        f"decisions per {escape(grain)} (left)</text>"
         f'<line x1="{f.left + 200}" x2="{f.left + 220}" y1="12" y2="12" '
         f'stroke="{COLORS["positive"]}" stroke-width="2"/>'
         f'<text x="{f.left + 226}" y="16" font-size="12" fill="{COLORS["ink"]}">'
@@ -191,9 +198,17 @@ def weekly_chart(
 
 
 def histogram(
-    counts: Sequence[float], lo: float, hi: float, width: int = 180, height: int = 40
+    counts: Sequence[float],
+    lo: float,
+    hi: float,
+    width: int = 160,
+    height: int = 40,
+    discrete: bool = False,
 ) -> Markup:
-    """A small histogram: ``counts`` of equal-width bins spanning ``[lo, hi]``."""
+    """A small histogram: ``counts`` of equal-width bins spanning ``[lo, hi]``.
+
+    With ``discrete``, bin ``i`` holds the whole number ``lo + i`` (and is labelled so).
+    """
     n = max(len(counts), 1)
     top = max(counts, default=0) or 1
     total = sum(counts) or 1
@@ -203,7 +218,8 @@ def histogram(
     for i, count in enumerate(counts):
         h = 0.0 if count <= 0 else max(count / top * (height - 2), 1.0)
         left, right = lo + i * step, lo + (i + 1) * step
-        tip = f"[{fmt_num(left)}, {fmt_num(right)}): {fmt_pct(count / total, 1)}"
+        where = f"= {fmt_num(left)}" if discrete else f"[{fmt_num(left)}, {fmt_num(right)})"
+        tip = f"{where}: {fmt_pct(count / total, 1)}"
         body.append(
             f'<rect x="{i * slot + 0.5:.1f}" y="{height - h:.1f}" '
             f'width="{max(slot - 1, 0.5):.1f}" height="{h:.1f}" fill="{COLORS["primary"]}">'
@@ -213,5 +229,5 @@ def histogram(
         f'<line x1="0" x2="{width}" y1="{height - 0.5}" y2="{height - 0.5}" '
         f'stroke="{COLORS["neutral"]}"/>'
     )
-    label = f"histogram from {fmt_num(lo)} to {fmt_num(hi)}"
+    label = f"histogram from {fmt_num(lo)} to {fmt_num(hi - 1 if discrete else hi)}"
     return _svg(width, height, label, body, "chart chart-hist")

@@ -12,11 +12,20 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
+from dataclasses import replace
 from typing import ClassVar
 
 import duckdb
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from valuechain.data.engines.prefix import (
+    DECOMPOSABLE,
+    SortedGroup,
+    sort_group,
+    window_values,
+)
 from valuechain.data.pit import EMPTY_ZERO, KNOWN, LABEL, PitProblem, Window
 from valuechain.errors import EngineError
 
@@ -38,6 +47,16 @@ _BIG = 9_223_372_036_854_775_807
 
 def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+def _in_point_order(table: pa.Table, n: int) -> dict[str, pa.Array]:
+    """Columns of a ``__row``-keyed table, in points order (rows absent become null)."""
+    rows = np.asarray(table.column("__row").to_numpy(), dtype=np.int64)
+    position = np.full(n, -1, dtype=np.int64)
+    position[rows] = np.arange(len(rows), dtype=np.int64)
+    take = pa.array(position, mask=position < 0)
+    return {name: table.column(name).combine_chunks().take(take)
+            for name in table.column_names if name != "__row"}
 
 
 def _src(name: str) -> str:
@@ -83,7 +102,17 @@ class DuckDBEngine:
             own = w.source == problem.own
             groups[(w.source, w.key, w.source_key, w.lag_us, w.filter,
                     w.include_current if own else True)].append(w)
+        arrays: dict[str, pa.Array] = {}
         for index, windows in enumerate(groups.values()):
+            first = windows[0]
+            sorted_group = (
+                sort_group(problem.points, first.key, first.filter)
+                if first.source == problem.own and all(w.agg in DECOMPOSABLE for w in windows)
+                else None
+            )
+            if sorted_group is not None:
+                arrays.update(self._prefix_group(con, problem, windows, sorted_group))
+                continue
             table = f"win_{index}"
             self._window_group(con, problem, windows, table)
             parts.append(table)
@@ -109,9 +138,46 @@ class DuckDBEngine:
         names += [w.name for w in problem.windows] + [lk.name for lk in problem.lookups]
         if not names:
             return pa.table({})
-        joins = " ".join(f"LEFT JOIN {t} USING (__row)" for t in parts)
-        cols = ", ".join(_q(n) for n in names)
-        return con.sql(f"SELECT {cols} FROM points {joins} ORDER BY __row").to_arrow_table()
+        n = problem.points.num_rows
+        for part in parts:
+            arrays.update(_in_point_order(con.sql(f"SELECT * FROM {part}").to_arrow_table(), n))
+        return pa.table({name: arrays[name] for name in names})
+
+    def _prefix_group(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        problem: PitProblem,
+        windows: list[Window],
+        group: SortedGroup,
+    ) -> dict[str, pa.Array]:
+        """Decomposable windows over the points, by prefix sums; outcome numerators in SQL."""
+        out = {}
+        outcome = [(i, w) for i, w in enumerate(windows) if w.outcome]
+        for w in windows:
+            if not w.outcome:
+                out[w.name] = window_values(group, problem.points, w)
+        if not outcome:
+            return out
+        self._outcome_counts(con, problem, outcome, own=True)
+        n_rows = problem.points.num_rows
+        known = _in_point_order(con.sql("SELECT * FROM oc").to_arrow_table(), n_rows)
+        con.execute("DROP TABLE oc")
+        for i, w in outcome:
+            members = window_values(group, problem.points, replace(
+                w, agg="count", value=None, outcome=False, fill=None))
+            count = pc.fill_null(known[f"c{i}"], 0)
+            total = pc.fill_null(pc.cast(known[f"s{i}"], pa.float64()), 0.0)
+            if w.agg == "count":
+                value = count
+            elif w.agg == "sum":
+                value = total
+            else:
+                value = pc.if_else(pc.greater(members, 0),
+                                   pc.divide(total, pc.cast(members, pa.float64())), None)
+                if w.fill is not None:
+                    value = pc.fill_null(value, w.fill)
+            out[w.name] = value
+        return out
 
     # -- labels --------------------------------------------------------------------------
     def _labels(self, con: duckdb.DuckDBPyConnection, problem: PitProblem) -> None:

@@ -1,0 +1,51 @@
+"""HTML reports: one self-contained file (inline CSS and SVG, no scripts, works offline).
+
+:func:`render_report` writes ``<workspace>/report.html`` from whatever stage outputs exist;
+sections whose stage has not run say which command adds them.
+
+Adding a section (how a stage plugs in)
+---------------------------------------
+Create ``src/valuechain/report/sections_<stage>.py``; it is discovered and imported on every
+render. In it, decorate a function ``(loaded, workspace) -> Section | None``::
+
+    from valuechain.report.section import (
+        Section, fragment, read_json, register_section, unavailable)
+
+    @register_section(order=60)            # audit 60, train 70, decide 80, package 85,
+    def audit_section(loaded, workspace):  # monitor 90, forecast / segment 95
+        findings = read_json(workspace / "audit" / "findings.json")
+        if findings is None:
+            return unavailable("audit", "Leakage audit", "valuechain audit")
+        return Section("audit", "Leakage audit",
+                       fragment("<p>{{ n }} findings</p>", n=len(findings)), "ok")
+
+Return ``None`` when the section does not apply to the project at all. Build the HTML with
+:func:`~valuechain.report.section.fragment` (autoescaped Jinja) and the charts in
+:mod:`valuechain.report.svg`; never format user text into HTML by hand. A section that raises
+shows the error in its own card and does not stop the report.
+"""
+
+from __future__ import annotations
+
+from valuechain.report.html import render_report, report_sections
+from valuechain.report.section import (
+    Section,
+    SectionFn,
+    fragment,
+    read_json,
+    register_section,
+    unavailable,
+    unregister_section,
+)
+
+__all__ = [
+    "Section",
+    "SectionFn",
+    "fragment",
+    "read_json",
+    "register_section",
+    "render_report",
+    "report_sections",
+    "unavailable",
+    "unregister_section",
+]
