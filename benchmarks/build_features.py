@@ -55,7 +55,7 @@ DEFAULT_HANDBOOK = (
 DEFAULT_SPEC = REPO / "examples" / "fraud-handbook" / "valuechain.yaml"
 ENGINES = ("pandas", "kernel", "valuechain")
 
-sys.path.insert(0, str(REPO / "tests"))  # handbook_oracle lives beside the tests
+sys.path.insert(0, str(REPO))  # tests/handbook_oracle.py: the oracle and the kernel
 
 
 class ValuechainUnavailable(RuntimeError):
@@ -175,8 +175,12 @@ def child_main(args: argparse.Namespace) -> None:
         print(json.dumps(check_valuechain_frame(data, args.frame)))
         return
     import pandas as pd
-
-    from handbook_oracle import KERNEL_BACKEND, handbook_features, two_pointer_features, warm_up
+    from tests.handbook_oracle import (
+        KERNEL_BACKEND,
+        handbook_features,
+        two_pointer_features,
+        warm_up,
+    )
 
     df = pd.read_parquet(data)
     report: dict[str, Any] = {"engine": engine, "rows": len(df)}
@@ -330,8 +334,7 @@ def check_valuechain_frame(data: Path, frame_path: Path) -> dict[str, float | in
     """Largest difference between valuechain's frame and the kernel on the frame's rows."""
     import numpy as np
     import pandas as pd
-
-    from handbook_oracle import feature_columns, two_pointer_features
+    from tests.handbook_oracle import feature_columns, two_pointer_features
 
     frame = pd.read_parquet(frame_path)
     expected = two_pointer_features(pd.read_parquet(data)).set_index("TRANSACTION_ID")

@@ -252,7 +252,7 @@ except ImportError:  # pragma: no cover - depends on the environment
 def _jit(func: Callable[..., Any]) -> Callable[..., Any]:
     if _njit is None:
         return func
-    compiled: Callable[..., Any] = _njit(cache=True, nogil=True)(func)
+    compiled: Callable[..., Any] = _njit(nogil=True)(func)
     return compiled
 
 

@@ -158,9 +158,13 @@ def test_two_pointer_matches_handbook_on_random_frame(backend: str, odd_keys: bo
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_two_pointer_other_windows_and_delay(backend: str) -> None:
     df = random_frame(1_500, seed=11)
-    kwargs = {"windows_size_in_days": [2, 14], "delay_period": 3}
-    expected = handbook_features(df, **kwargs)  # type: ignore[arg-type]
-    assert_same(two_pointer_features(df, backend=backend, **kwargs), expected)  # type: ignore[arg-type]
+    expected = handbook_features(df, windows_size_in_days=[2, 14], delay_period=3)
+    assert list(expected.columns)[4:6] == [
+        "CUSTOMER_ID_NB_TX_2DAY_WINDOW",
+        "CUSTOMER_ID_AVG_AMOUNT_2DAY_WINDOW",
+    ]
+    got = two_pointer_features(df, windows_size_in_days=[2, 14], delay_period=3, backend=backend)
+    assert_same(got, expected)
 
 
 @settings(

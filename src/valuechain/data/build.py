@@ -40,6 +40,7 @@ from valuechain.spec.models import (
 __all__ = ["BuildResult", "Resolved", "RowCounts", "build_frame", "resolve"]
 
 Progress = Callable[[str, float], None]
+_INTS = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER")
 _NUMERIC = ("INT", "DOUBLE", "FLOAT", "DECIMAL", "REAL", "BOOLEAN", "NUMERIC")
 _WINDOW_FN = re.compile(r"\bover\s*\(", re.IGNORECASE)
 
@@ -200,9 +201,13 @@ def resolve(
                 f"row of source '{own}': {dict(zip(src.keys, dup[:-1], strict=False))} appears "
                 f"{dup[-1]} times. Fix the duplicates or declare more key columns."
             )
+        key_types = [catalog.columns(own)[k] for k in src.keys]
+        # A single integer key is its own tie order; otherwise rank the keys.
+        tie = (f"{_q(src.keys[0])}::BIGINT" if len(src.keys) == 1 and key_types[0] in _INTS
+               else f"row_number() OVER (ORDER BY {keys}) - 1")
         sql = f"""
             SELECT row_number() OVER (ORDER BY __t, __o) - 1 AS __row, *
-            FROM (SELECT *, {t_sql} AS __t, row_number() OVER (ORDER BY {keys}) - 1 AS __o
+            FROM (SELECT *, {t_sql} AS __t, {tie} AS __o
                           {extra}
                   FROM {catalog.view(own)} WHERE {t_sql} IS NOT NULL)
             ORDER BY __row"""

@@ -6,6 +6,8 @@ Every function accepts ``None`` (a value the stage did not record) and renders i
 '1,754,155'
 >>> fmt_num(53.62514580666572)
 '53.63'
+>>> fmt_num(0.00012345), fmt_num(1.5e-9)
+('0.0001234', '1.5e-09')
 >>> fmt_pct(0.008346)
 '0.83%'
 >>> fmt_duration("1w"), fmt_duration("37d"), fmt_duration("90min")
@@ -52,10 +54,7 @@ def fmt_num(value: Any, digits: int = 4) -> str:
         return f"{int(number):,}"
     if abs(number) >= 10 ** digits:
         return f"{number:,.0f}"
-    if abs(number) < 1e-3:
-        return f"{number:.{digits - 1}e}"
-    text = f"{number:.{digits}g}"
-    return text if "e" not in text else f"{number:.{digits - 1}e}"
+    return f"{number:.{digits}g}"
 
 
 def fmt_pct(value: Any, digits: int = 2) -> str:

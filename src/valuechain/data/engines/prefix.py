@@ -9,7 +9,10 @@ Membership follows :mod:`valuechain.data.pit` exactly; the property tests check 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -23,6 +26,7 @@ __all__ = ["DECOMPOSABLE", "SortedGroup", "sort_group", "window_values"]
 DECOMPOSABLE = frozenset({"count", "sum", "mean", "rate"})
 I64 = npt.NDArray[np.int64]
 _LIMIT = 2**62
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,13 @@ class SortedGroup:
     floor: I64  # per sorted row: just below the smallest code of its key
     valid: npt.NDArray[np.bool_]  # key is not null
     passes: npt.NDArray[np.bool_]  # row passes the group's filter (sorted order)
+    _cache: dict[object, object] = field(default_factory=dict, compare=False, repr=False)
+
+    def cached(self, key: object, make: Callable[[], T]) -> T:
+        """Work shared by windows of the group (bounds, prefix sums), computed once."""
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]  # type: ignore[return-value]
 
 
 def sort_group(points: pa.Table, key: str, filter_column: str | None) -> SortedGroup | None:
@@ -49,7 +60,10 @@ def sort_group(points: pa.Table, key: str, filter_column: str | None) -> SortedG
     span = (int(t.max()) - t0 if len(t) else 0) + 2
     if (len(encoded.dictionary) + 2) * span >= _LIMIT:
         return None
-    order = np.lexsort((tie, t, codes)).astype(np.int64)
+    in_time_order = len(t) < 2 or bool(np.all(
+        (t[1:] > t[:-1]) | ((t[1:] == t[:-1]) & (tie[1:] >= tie[:-1]))))
+    order = (np.argsort(codes, kind="stable") if in_time_order  # already (t, tie)-sorted
+             else np.lexsort((tie, t, codes))).astype(np.int64)
     code_s = codes[order]
     base = code_s * span - t0
     filt = (np.ones(len(t), dtype=bool) if filter_column is None else
@@ -65,37 +79,47 @@ def _prefix(values: npt.NDArray[np.floating]) -> npt.NDArray[np.longdouble]:
     return out
 
 
-def window_values(group: SortedGroup, points: pa.Table, window: Window) -> pa.Array:
-    """One decomposable window's values, in points order (not for outcome windows)."""
-    n = len(group.order)
-    t_sorted = group.code - group.base
-    end = t_sorted - window.lag_us
-    start = end - window.window_us
-    # Members of sorted row i occupy sorted positions [lo, hi).
-    floor = group.floor  # clamps window starts before the time origin to the key's start
-    lo = np.searchsorted(group.code, np.maximum(group.base + start, floor), side="right")
-    if window.lag_us:
-        hi = np.searchsorted(group.code, np.maximum(group.base + end, floor), side="right")
-    else:
-        hi = np.arange(n, dtype=np.int64) + (1 if window.include_current else 0)
-        hi = np.maximum(hi, lo)
-    member = group.passes.copy()
-    values: npt.NDArray[np.float64] | None = None
-    if window.value is not None:
-        column = points.column(window.value).combine_chunks()
+def _bound(group: SortedGroup, offset: int) -> I64:
+    """Per sorted row: the first position after every row at or before ``t - offset``."""
+    target = np.maximum(group.code - offset, group.floor)
+    return np.searchsorted(group.code, target, side="right").astype(np.int64)
+
+
+def _columns(group: SortedGroup, points: pa.Table, value: str | None) -> tuple[
+        I64, npt.NDArray[np.longdouble] | None]:
+    """Prefix counts of members and prefix sums of their values, for one value column."""
+    member = group.passes
+    sums = None
+    if value is not None:
+        column = points.column(value).combine_chunks()
         present = np.asarray(pc.is_valid(column).to_numpy(zero_copy_only=False), dtype=bool)
         raw = np.asarray(pc.cast(column, pa.float64()).fill_null(0.0).to_numpy(),
                          dtype=np.float64)
-        member &= present[group.order]
-        values = np.where(member, raw[group.order], 0.0)
-    counts = np.concatenate(([0], np.cumsum(member, dtype=np.int64)))
+        member = member & present[group.order]
+        sums = _prefix(np.where(member, raw[group.order], 0.0))
+    counts = np.zeros(len(member) + 1, dtype=np.int64)
+    np.cumsum(member, out=counts[1:])
+    return counts, sums
+
+
+def window_values(group: SortedGroup, points: pa.Table, window: Window) -> pa.Array:
+    """One decomposable window's values, in points order (not for outcome windows)."""
+    n = len(group.order)
+    # Members of sorted row i occupy sorted positions [lo, hi).
+    start = window.lag_us + window.window_us
+    lo = group.cached(("bound", start), lambda: _bound(group, start))
+    if window.lag_us:
+        hi = group.cached(("bound", window.lag_us), lambda: _bound(group, window.lag_us))
+    else:
+        hi = np.maximum(np.arange(n, dtype=np.int64) + int(window.include_current), lo)
+    counts, sums = group.cached(("prefix", window.value),
+                                lambda: _columns(group, points, window.value))
     count = counts[hi] - counts[lo]
     result: npt.NDArray[np.float64] | I64
     if window.agg == "count":
         result = count
     else:
-        assert values is not None
-        sums = _prefix(values)
+        assert sums is not None
         total = (sums[hi] - sums[lo]).astype(np.float64)
         if window.agg == "sum":
             result = total
