@@ -258,7 +258,7 @@ def _jit(func: Callable[..., Any]) -> Callable[..., Any]:
 
 @_jit
 def _time_order(t: I64, tid: I64) -> I64:
-    """Row order by (t, tid) when t is already sorted (ties fixed in place); else empty."""
+    """Row order by (t, tid) when t is already sorted (short tie runs fixed); else empty."""
     n = t.size
     for i in range(1, n):
         if t[i] < t[i - 1]:
@@ -269,6 +269,8 @@ def _time_order(t: I64, tid: I64) -> I64:
         j = i + 1
         while j < n and t[j] == t[i]:
             j += 1
+        if j - i > 64:  # long runs of ties: let the caller sort instead
+            return np.empty(0, np.int64)
         # insertion sort of the (short) run of tied timestamps by tid
         for a in range(i + 1, j):
             v = order[a]
@@ -437,11 +439,19 @@ def _tid_rank(tid: I64) -> I64:
     return rank
 
 
+def _key_codes(key: pd.Series) -> I64:
+    """Integer keys as they are; any other key type as factorised codes."""
+    if pd.api.types.is_integer_dtype(key.dtype):
+        return key.to_numpy(dtype=np.int64)
+    codes, _ = pd.factorize(key)
+    return codes.astype(np.int64)
+
+
 def _columns(df: pd.DataFrame) -> tuple[I64, I64, I64, I64, F64, F64]:
     tid = df["TRANSACTION_ID"].to_numpy(dtype=np.int64)
     t = df["TX_DATETIME"].to_numpy(dtype="datetime64[ns]").view(np.int64)
-    cust = df["CUSTOMER_ID"].to_numpy(dtype=np.int64)
-    term = df["TERMINAL_ID"].to_numpy(dtype=np.int64)
+    cust = _key_codes(df["CUSTOMER_ID"])
+    term = _key_codes(df["TERMINAL_ID"])
     amount = df["TX_AMOUNT"].to_numpy(dtype=np.float64)
     fraud = df["TX_FRAUD"].to_numpy(dtype=np.float64)
     return tid, t, cust, term, amount, fraud

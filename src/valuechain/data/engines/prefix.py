@@ -9,9 +9,8 @@ Membership follows :mod:`valuechain.data.pit` exactly; the property tests check 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import numpy as np
