@@ -129,22 +129,22 @@ def check(spec: SpecOpt = Path("."), as_json: JsonOpt = False) -> None:
     if as_json:
         _emit(report.to_json())
     else:
-        table = Table(title=f"Data checks - {loaded.path}", show_lines=False)
-        table.add_column("check")
-        table.add_column("")
-        table.add_column("detail", overflow="fold")
-        for c in report.data_checks:
-            table.add_row(c.name, _mark(c.passed), c.message)
-        console.print(table)
-        ready = Table(title="Readiness checklist")
-        ready.add_column("question")
-        ready.add_column("")
-        ready.add_column("reason", overflow="fold")
-        for item in report.checklist:
-            ready.add_row(item.title, _mark(item.passed), item.reason)
-        console.print(ready)
+        console.print(_verdicts(f"Data checks - {loaded.path}", ("check", "detail"),
+                                [(c.name, c.passed, c.message) for c in report.data_checks]))
+        console.print(_verdicts("Readiness checklist", ("question", "reason"),
+                                [(i.title, i.passed, i.reason) for i in report.checklist]))
     if not report.passed:
         raise typer.Exit(1)
+
+
+def _verdicts(title: str, headers: tuple[str, str], rows: list[tuple[str, bool, str]]) -> Table:
+    table = Table(title=title)
+    table.add_column(headers[0])
+    table.add_column("")
+    table.add_column(headers[1], overflow="fold")
+    for name, passed, detail in rows:
+        table.add_row(name, _mark(passed), detail)
+    return table
 
 
 def _mark(passed: bool) -> str:
