@@ -24,7 +24,8 @@ test: $(STAMP)
 	$(BIN)/pytest -n 2 -q
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/build_features.py
+	$(BIN)/pip install --quiet -e ".[ml,dev,bench]"
+	$(BIN)/python benchmarks/build_features.py --write-results
 
 clean:
 	rm -rf $(VENV) .valuechain examples/*/.valuechain
