@@ -142,3 +142,41 @@ def test_handbook_features_reproduced_to_1e9_on_every_row(tmp_path: Path) -> Non
     for column in checked:
         diff = (ours[column].astype(float) - expected[column].astype(float)).abs().max()
         assert diff <= 1e-9, (column, diff)
+
+
+def test_scheduled_decision_points_every_active_customer_weekly(tmp_path: Path) -> None:
+    day = 86_400_000_000
+    base = 1_735_689_600_000_000  # 2025-01-01 00:00
+    times = [base + d * day for d in (0, 1, 8, 9, 30)]
+    pq.write_table(pa.table({
+        "order_id": [1, 2, 3, 4, 5], "customer": [1, 2, 1, 1, 2],
+        "ts": pa.array(times, pa.timestamp("us")), "amount": [10.0, 5.0, 20.0, 30.0, 7.0],
+    }), tmp_path / "orders.parquet")
+    pq.write_table(pa.table({
+        "customer": [2], "cancelled_at": pa.array([base + 12 * day], pa.timestamp("us")),
+    }), tmp_path / "cancels.parquet")
+    spec = {
+        "project": {"name": "churn"},
+        "decision": {"statement": "call", "owner": "cs", "moment": "monday",
+                     "actions": ["call", "skip"]},
+        "decision_points": {"schedule": {"every": "7d", "start": "2025-01-06T00:00:00",
+                                         "end": "2025-01-20T00:00:00", "population": "orders",
+                                         "key": "customer", "active_within": "14d"}},
+        "sources": {
+            "orders": {"path": "orders.parquet", "keys": ["order_id"], "event_time": "ts"},
+            "cancels": {"path": "cancels.parquet", "keys": ["customer"],
+                        "event_time": "cancelled_at", "role": "outcome"},
+        },
+        "label": {"source": "cancels", "keys": {"customer": "customer"}, "horizon": "7d"},
+        "features": [{"name": "spend_7d", "aggregate": "sum", "of": "amount", "key": "customer",
+                      "window": "7d", "source": "orders"}],
+    }
+    (tmp_path / "valuechain.yaml").write_text(yaml.safe_dump(spec))
+    result = build_frame(load_spec(tmp_path), as_of=datetime(2025, 3, 1))
+    frame = pq.read_table(result.frame).to_pandas()
+    rows = {(r.customer, r.decision_time.day): (r.spend_7d, r.label)
+            for r in frame.itertuples()}
+    # Jan 6: both active; Jan 13: both (customer 2's last order on Jan 2 is within 14 days);
+    # Jan 20: customer 1 only (customer 2 inactive since Jan 2).
+    assert rows == {(1, 6): (10.0, 0), (2, 6): (5.0, 1), (1, 13): (50.0, 0),
+                    (2, 13): (0.0, 0), (1, 20): (0.0, 0)}
