@@ -195,3 +195,11 @@ def test_row_feature_fill_replaces_nulls(tmp_path: Path) -> None:
     frame = build_frame(load_spec(_write(tmp_path, spec)), as_of=datetime(2030, 1, 1)).frame
     values = pq.read_table(frame).column("amount").to_pylist()
     assert -1.0 in values and None not in values
+
+
+def test_decision_source_cannot_be_known_later(tmp_path: Path) -> None:
+    spec = _with()
+    spec["sources"]["orders"]["available_at"] = "ts"
+    with pytest.raises(SpecError) as err:
+        load_spec(_write(tmp_path, spec))
+    assert "sources.orders.available_at" in str(err.value) and "Remove it" in str(err.value)

@@ -196,6 +196,13 @@ def _check_references(loaded: LoadedSpec) -> None:
                     f"- {loaded.where('sources', event_source)}: the decision source needs "
                     "`event_time` (the decision time of each row). Add it."
                 )
+            if src.available_at is not None:
+                problems.append(
+                    f"- {loaded.where('sources', event_source, 'available_at')}: the decision "
+                    "source's rows are the decisions, known at their `event_time`; a later "
+                    "`available_at` cannot apply. Remove it (declare late facts in their own "
+                    "source)."
+                )
             if not src.keys:
                 problems.append(
                     f"- {loaded.where('sources', event_source)}: the decision source needs `keys` "
