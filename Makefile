@@ -21,7 +21,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
-	$(BIN)/pytest -n 2 -q
+	$(BIN)/pytest -n 2 -q tests src/valuechain --doctest-modules
 
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e ".[ml,dev,bench]"
