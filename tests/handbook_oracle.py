@@ -74,6 +74,8 @@ __all__ = [
 WINDOWS: tuple[int, ...] = (1, 7, 30)
 DELAY_PERIOD = 7
 NS_PER_DAY = 86_400 * 1_000_000_000
+RAW_COLUMNS = ("TRANSACTION_ID", "TX_DATETIME", "CUSTOMER_ID", "TERMINAL_ID", "TX_AMOUNT",
+               "TX_FRAUD")
 NS_PER_HOUR = 3_600 * 1_000_000_000
 _THREAD_MIN_ROWS = 100_000  # below this, two threads cost more than they save
 
@@ -203,15 +205,7 @@ def handbook_features(
         One row per ``TRANSACTION_ID``, sorted by it, with a RangeIndex and the columns
         ``TRANSACTION_ID`` followed by :func:`feature_columns` (15 features by default).
     """
-    needed = [
-        "TRANSACTION_ID",
-        "TX_DATETIME",
-        "CUSTOMER_ID",
-        "TERMINAL_ID",
-        "TX_AMOUNT",
-        "TX_FRAUD",
-    ]
-    tx = df[needed].sort_values("TRANSACTION_ID", kind="mergesort").reset_index(drop=True)
+    tx = df[list(RAW_COLUMNS)].sort_values("TRANSACTION_ID", kind="mergesort").reset_index(drop=True)
     tx["TX_DURING_WEEKEND"] = tx["TX_DATETIME"].apply(is_weekend)
     tx["TX_DURING_NIGHT"] = tx["TX_DATETIME"].apply(is_night)
     windows = list(windows_size_in_days)

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from .handbook_oracle import (
     KERNEL_BACKEND,
+    RAW_COLUMNS,
     feature_columns,
     handbook_features,
     two_pointer_features,
@@ -43,17 +44,7 @@ def hand_frame() -> pd.DataFrame:
         (1, "2018-04-08 06:30", 1, 10, 20.0, 0),
         (2, "2018-04-09 07:00", 1, 10, 30.0, 0),
     ]
-    df = pd.DataFrame(
-        rows,
-        columns=[
-            "TRANSACTION_ID",
-            "TX_DATETIME",
-            "CUSTOMER_ID",
-            "TERMINAL_ID",
-            "TX_AMOUNT",
-            "TX_FRAUD",
-        ],
-    )
+    df = pd.DataFrame(rows, columns=list(RAW_COLUMNS))
     df["TX_DATETIME"] = pd.to_datetime(df["TX_DATETIME"])
     return df
 
