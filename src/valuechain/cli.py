@@ -192,6 +192,73 @@ def build(
 
 @app.command()
 @user_errors
+def audit(
+    spec: SpecOpt = Path("."),
+    frame: Annotated[Path | None, typer.Option(help="Audit this flat Parquet/CSV table.")] = None,
+    time_col: Annotated[str | None, typer.Option(help="Decision time column (--frame).")] = None,
+    label_col: Annotated[str | None, typer.Option(help="Label column (--frame).")] = None,
+    key_col: Annotated[str | None, typer.Option(help="Row or entity key (--frame).")] = None,
+    explain_id: Annotated[
+        str | None, typer.Option("--explain", help="Print the rows behind a finding id.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Find features that could carry information from after the decision."""
+    from valuechain.audit import audit_frame, audit_project, explain, load_flat
+    from valuechain.errors import DataError
+    from valuechain.io import write_json
+
+    loaded = None
+    if frame is not None:
+        if time_col is None or label_col is None:
+            raise DataError("--frame needs --time-col and --label-col (and optionally "
+                            "--key-col) to know which columns are not features.")
+        with _progress(not as_json, "audit") as progress:
+            if progress:
+                progress("checks", 0.2)
+            result, data = audit_frame(load_flat(frame), time_col, label_col, key_col,
+                                       source=str(frame))
+    else:
+        loaded = _load(spec)
+        with _progress(not as_json, "audit") as progress:
+            if progress:
+                progress("build, then checks", 0.2)
+            result, data = audit_project(loaded)
+        write_json(loaded.workspace / "audit.json", result.to_json())
+    if explain_id is not None:
+        finding = result.get(explain_id)
+        if finding is None:
+            raise DataError(f"no finding with id '{explain_id}'. Expected one of "
+                            f"{[f.id for f in result.findings]}.")
+        rows = explain(finding, data, loaded)
+        if as_json:
+            _emit({"finding": finding.to_json(), "rows": rows.to_dict(orient="records")})
+        else:
+            console.print(f"[bold]{finding.id}[/]: {finding.explanation}")
+            console.print(rows.to_string(index=False))
+        return
+    if as_json:
+        _emit(result.to_json())
+    else:
+        table = Table(title="Leakage audit")
+        for column in ("severity", "finding", "evidence", "fix"):
+            table.add_column(column, overflow="fold")
+        colours = {"critical": "red", "warning": "yellow", "info": "dim"}
+        for f in result.findings:
+            severity = f"[{colours[f.severity]}]{f.severity}[/]"
+            if f.accepted:
+                severity += f"\n(accepted by {f.accepted_by})"
+            evidence = ", ".join(f"{k}={v}" for k, v in f.evidence.items())
+            table.add_row(severity, f"{f.id}\n{f.explanation}", evidence, f.fix)
+        console.print(table)
+        console.print(f"{result.critical} unaccepted critical finding(s); "
+                      "`--explain ID` prints the rows behind one.")
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
+
+
+@app.command()
+@user_errors
 def report(
     spec: SpecOpt = Path("."),
     out: Annotated[Path | None, typer.Option(help="HTML file to write.")] = None,

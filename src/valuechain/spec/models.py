@@ -161,6 +161,11 @@ class Source(_Model):
     valid_from: str | None = Field(
         None, description="For slowly changing tables: from when the row's values hold."
     )
+    reporting_delay: Duration | None = Field(
+        None,
+        description="How long after `event_time` a row reaches the systems that serve "
+        "features; aggregates over this source need a `lag` at least this long.",
+    )
     role: Literal["events", "dimension", "outcome", "post_outcome"] = Field(
         "events",
         description="events: facts in time; dimension: attributes; outcome: what the label "

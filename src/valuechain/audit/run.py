@@ -1,0 +1,122 @@
+"""Run the audit on a built project or on a flat table, and explain a finding with rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from valuechain.audit.empirical import AuditFrame, empirical_findings, feature_power
+from valuechain.audit.findings import AuditResult, Finding
+from valuechain.audit.static import static_findings
+from valuechain.data.build import build_frame
+from valuechain.data.sources import Catalog, datetime_to_us
+from valuechain.errors import DataError
+from valuechain.spec.durations import to_micros
+from valuechain.spec.loader import LoadedSpec
+
+__all__ = ["audit_frame", "audit_project", "explain", "load_flat"]
+
+
+def audit_project(loaded: LoadedSpec, *, seed: int = 0) -> tuple[AuditResult, AuditFrame]:
+    """Static checks on the spec and its sources, empirical checks on the built frame."""
+    spec = loaded.spec
+    built = build_frame(loaded)
+    frame = pd.read_parquet(built.frame)
+    manifest = built.manifest["frame"]
+    horizon = to_micros(spec.label.horizon)
+    features = [f.name for f in spec.features]
+    data = AuditFrame.prepare(frame, manifest["time_column"], spec.label.name, features,
+                              key_col=(manifest["id_columns"] or [None])[0],
+                              embargo_us=horizon)
+    periods = [(p.name, datetime_to_us(p.start), datetime_to_us(p.end))
+               for p in (spec.split.periods if spec.split else [])]
+    catalog = Catalog(loaded)
+    found = static_findings(loaded, catalog)
+    empirical, context = empirical_findings(data, periods=periods, horizon_us=horizon, seed=seed)
+    return AuditResult.of(found + empirical, spec.audit.accept,
+                          {**context, "mode": "project", "frame": str(built.frame)}), data
+
+
+def load_flat(path: Path) -> pd.DataFrame:
+    """Read a Parquet or CSV table; a DataError naming the file if it cannot be read."""
+    if not path.exists():
+        raise DataError(f"{path}: no such file. Pass the frame to audit with --frame.")
+    reader = "read_parquet" if path.suffix.lower() in (".parquet", ".pq") else "read_csv"
+    try:
+        return pd.DataFrame(duckdb.connect().sql(f"SELECT * FROM {reader}('{path}')").df())
+    except duckdb.Error as err:
+        raise DataError(f"{path}: could not read it ({str(err).splitlines()[0]}).") from None
+
+
+def audit_frame(
+    frame: pd.DataFrame,
+    time_col: str,
+    label_col: str,
+    key_col: str | None = None,
+    *,
+    source: str = "frame",
+    seed: int = 0,
+) -> tuple[AuditResult, AuditFrame]:
+    """Audit a pre-joined table: every column but time, label and key is a feature."""
+    for role, column in (("--time-col", time_col), ("--label-col", label_col),
+                         ("--key-col", key_col)):
+        if column is not None and column not in frame.columns:
+            raise DataError(
+                f"{source}: {role} '{column}' is not a column. Expected one of "
+                f"{list(frame.columns)}."
+            )
+    try:
+        pd.to_datetime(frame[time_col])
+    except (ValueError, TypeError):
+        raise DataError(
+            f"{source}: --time-col '{time_col}' does not hold timestamps (e.g. "
+            f"{frame[time_col].iloc[0]!r}). Point it to the decision time column."
+        ) from None
+    features = [c for c in frame.columns if c not in (time_col, label_col, key_col)]
+    data = AuditFrame.prepare(frame, time_col, label_col, features, key_col=key_col)
+    found, context = empirical_findings(data, seed=seed)
+    return AuditResult.of(found, (), {**context, "mode": "frame", "frame": source}), data
+
+
+def explain(finding: Finding, data: AuditFrame, loaded: LoadedSpec | None = None,
+            limit: int = 20) -> pd.DataFrame:
+    """Rows that show the problem behind ``finding``."""
+    frame = data.frame
+    base = [c for c in (data.key_col, data.time_col) if c]
+    columns = [*base, *finding.features, data.label_col]
+    if finding.check in ("single_feature_power", "post_outcome_signature"):
+        name = finding.features[0]
+        power = feature_power(data, name)
+        if finding.check == "post_outcome_signature":
+            value = finding.evidence["value"]
+            chosen = np.flatnonzero(np.asarray(power.labels) == value)
+            mask = (power.codes > 0) if value == "<present>" else (
+                power.codes == (chosen[0] if len(chosen) else 0))
+        else:
+            mask = power.rates[power.codes] >= np.quantile(power.rates[power.codes], 0.99)
+        return frame.loc[mask, columns].head(limit)
+    if finding.check == "later_values":
+        name = finding.features[0]
+        later = pd.to_datetime(frame[name]) > pd.to_datetime(frame[data.time_col])
+        return frame.loc[later.to_numpy(), columns].head(limit)
+    if finding.check == "identifier":
+        name = finding.features[0]
+        return (frame.groupby(name)[data.label_col].agg(["count", "mean"])
+                .sort_values("count", ascending=False).head(limit).reset_index())
+    if finding.check == "unversioned_dimension" and loaded is not None:
+        spec = loaded.spec
+        feature = next(f for f in spec.features if f.name == finding.features[0])
+        lookup = feature.lookup  # type: ignore[union-attr]
+        own = spec.event_source or ""
+        catalog = Catalog(loaded)
+        t_col = spec.sources[own].event_time
+        dim_t = finding.evidence["time_column"]
+        return pd.DataFrame(catalog.con.sql(
+            f'SELECT p."{lookup.key}", p."{t_col}" AS decision_time, d."{dim_t}", '
+            f'd."{lookup.column}" FROM {catalog.view(own)} p JOIN '
+            f'{catalog.view(lookup.source)} d ON p."{lookup.key}" = d."{lookup.on or lookup.key}"'
+            f' WHERE d."{dim_t}" > p."{t_col}" LIMIT {limit}').df())
+    return pd.DataFrame({"finding": [finding.id], "evidence": [dict(finding.evidence)]})
