@@ -32,7 +32,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -47,7 +46,6 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 WORK = HERE / "_work"
-RESULTS_MD = HERE / "RESULTS.md"
 SECTION = "## build_features"
 DEFAULT_HANDBOOK = (
     Path(__file__).resolve().parents[2] / "shared/data/fraud_handbook/transactions.parquet"
@@ -56,6 +54,8 @@ DEFAULT_SPEC = REPO / "examples" / "fraud-handbook" / "valuechain.yaml"
 ENGINES = ("pandas", "kernel", "valuechain")
 
 sys.path.insert(0, str(REPO))  # tests/handbook_oracle.py: the oracle and the kernel
+sys.path.insert(0, str(HERE))
+from _results import RESULTS_MD, machine_info, write_section  # noqa: E402
 
 
 class ValuechainUnavailable(RuntimeError):
@@ -409,30 +409,6 @@ def add_ratios(results: list[Measurement]) -> None:
                 m.extra["speed_vs_kernel"] = kernel_s / m.seconds
 
 
-def machine_info() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info: dict[str, Any] = {
-        "platform": platform.platform(),
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-    }
-    for name in ("pandas", "numpy", "numba", "duckdb"):
-        try:
-            module = __import__(name)
-            info[name] = getattr(module, "__version__", "?")
-        except ImportError:
-            info[name] = None
-    return info
-
-
 def _fmt(value: float | None, spec: str) -> str:
     return "—" if value is None else format(value, spec)
 
@@ -522,21 +498,7 @@ def write_results(
     command: str = "",
 ) -> Path:
     """Replace (or append) the ``## build_features`` section of ``path``."""
-    section = markdown_section(results, machine, date, command)
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.strip() == SECTION), None)
-    if start is None:
-        new = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        rest = "\n".join(lines[end:])
-        new = "\n".join(lines[:start]).rstrip("\n")
-        new = (new + "\n\n" if new else "") + section + ("\n" + rest if rest else "")
-    path.write_text(new.rstrip("\n") + "\n")
-    return path
+    return write_section(SECTION, markdown_section(results, machine, date, command), path)
 
 
 # ---------------------------------------------------------------------------------------------

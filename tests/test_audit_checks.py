@@ -234,3 +234,21 @@ def test_handbook_features_have_no_critical_finding_and_a_noisy_copy_does(
     leaky, _ = audit_frame(flat, "TX_DATETIME", "TX_FRAUD", "TRANSACTION_ID")
     critical = {f.id for f in leaky.findings if f.severity == "critical"}
     assert critical == {"single_feature_power:ANALYST_SCORE"}
+
+
+def test_id_names_and_string_literals() -> None:
+    from valuechain.audit.static import ID_NAME, _columns_in
+
+    for name in ("id", "customer_id", "TRANSACTION_ID", "customerId", "ID", "order_key"):
+        assert ID_NAME.search(name), name
+    for name in ("is_paid", "VALID", "valid", "paid_amount", "width"):
+        assert not ID_NAME.search(name), name
+    assert _columns_in("channel = 'y' AND amount > 1") == {"channel", "amount", "AND"}
+
+
+def test_critical_power_needs_certainty() -> None:
+    from valuechain.audit.empirical import auc_standard_error
+
+    # Few positives: a high AUC is not yet sure; many positives: it is.
+    assert 0.947 - 1.2816 * auc_standard_error(0.947, 33, 2800) < 0.95
+    assert 0.99 - 1.2816 * auc_standard_error(0.99, 2000, 200_000) > 0.95

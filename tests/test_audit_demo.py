@@ -35,7 +35,7 @@ def test_planted_leaks_are_critical(fraud_project: Path, tmp_path: Path) -> None
     assert "unversioned_dimension:dispute_channel" in critical
     assert "post_outcome_signature:status" in critical
     assert "identifier:card_number" in critical
-    assert "single_feature_power:dispute_channel" in critical
+    assert "single_feature_power:status" in critical
     leaks = {"dispute_channel", "status", "card_number"}
     assert all(set(f.features) <= leaks for f in result.findings if f.severity == "critical")
     assert result.exit_code == 1

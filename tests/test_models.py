@@ -90,7 +90,7 @@ def test_feature_set_infers_types(data: dict[str, tuple[pd.DataFrame, np.ndarray
     assert fs.numeric == ("amount", "hour", "noise")
     assert fs.categorical == ("channel", "segment", "is_new")
     when = pd.DataFrame({"when": pd.to_datetime(["2024-01-01"])})
-    with pytest.raises(DataError, match="'when'.*Fix"):
+    with pytest.raises(DataError, match=r"'when'.*Fix"):
         FeatureSet.infer(when, ["when"])
     with pytest.raises(DataError, match="not in the frame"):
         FeatureSet.infer(when, ["absent"])
@@ -235,9 +235,10 @@ def test_rules_map_outputs_to_training_rates(
     assert np.allclose(scores[null], y[null].mean())
     assert rules.describe()["outputs"] == [0.0, 1.0]
     # an output the rule never produced in training scores the base rate
-    numeric = Rules(features, expression="CASE WHEN amount > 150 THEN 2 ELSE 1 END").fit(
-        train, y, valid, yv)
-    assert numeric.predict(pd.DataFrame({"amount": [np.nan]}))[0] == pytest.approx(y.mean())
+    expression = "CASE WHEN amount > 150 THEN 2 WHEN amount >= 0 THEN 1 WHEN amount < 0 THEN 3 END"
+    numeric = Rules(features, expression=expression).fit(train, y, valid, yv)
+    assert numeric.describe()["outputs"] == [1.0, 2.0]
+    assert numeric.predict(pd.DataFrame({"amount": [-5.0]}))[0] == pytest.approx(y.mean())
 
 
 def test_rules_with_many_outputs_use_quantile_bins(
@@ -279,5 +280,5 @@ def test_make_candidate_options_and_errors(features: FeatureSet) -> None:
 
 
 def test_load_candidate_reports_missing_directory(tmp_path: Path) -> None:
-    with pytest.raises(ValuechainError, match="candidate.json is missing"):
+    with pytest.raises(ValuechainError, match=r"candidate\.json is missing"):
         load_candidate(tmp_path)

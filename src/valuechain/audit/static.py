@@ -16,13 +16,15 @@ from valuechain.spec.models import AggregateFeature, LookupFeature, RowFeature
 
 __all__ = ["ID_NAME", "static_findings"]
 
-ID_NAME = re.compile(r"(^id$|_id$|^id_|ID$|_key$|^uuid|_uuid$)", re.IGNORECASE)
+ID_NAME = re.compile(r"(^(id|ID|Id)$|_(id|ID|Id)$|^(id|ID)_|[a-z]Id$|(?<![A-Z])ID$|_key$|uuid)")
+_STRING = re.compile(r"'(?:[^']|'')*'")
 _IDENT = re.compile(r'"([^"]+)"|\b([A-Za-z_][A-Za-z0-9_]*)\b')
 _TIME_TYPES = ("TIMESTAMP", "DATE")
 
 
 def _columns_in(expr: str) -> set[str]:
-    return {quoted or bare for quoted, bare in _IDENT.findall(expr)}
+    """Column names an SQL expression mentions (string literals ignored)."""
+    return {quoted or bare for quoted, bare in _IDENT.findall(_STRING.sub("''", expr))}
 
 
 def _label_copy(loaded: LoadedSpec) -> Iterator[Finding]:

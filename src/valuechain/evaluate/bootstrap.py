@@ -6,11 +6,17 @@ recomputes the metric on each resample (percentile interval). One resample is de
 how many times each block is drawn; the draws depend only on ``seed``, the number of blocks
 and ``n_boot``, so two calls with the same blocks and seed see the same resamples.
 
-Speed: a resample is never materialised for the built-in metrics. :func:`roc_auc` and
-:func:`average_precision` sort the scores once and re-weight the tie groups per resample
-(two ``bincount`` calls); :func:`brier`, :func:`log_loss` and :func:`ece` reduce to sums per
-block. A callable with a ``sample_weight`` parameter is called with each row's block count
-as its weight; any other callable gets the resampled rows.
+Speed: a resample is never materialised for the built-in metrics; a resample is a vector of
+block counts and the metric a function of it. :func:`~valuechain.evaluate.metrics.brier`,
+``log_loss`` and ``ece`` reduce to sums per block, so all resamples are one matrix product.
+For ``roc_auc`` and ``average_precision`` each row of the rarer class gets, per block, the
+number of rows of the other class ranked below/above it; all resamples then are a product
+of the (resamples x blocks) counts with that (blocks x rows) matrix. When that matrix would
+be large (balanced classes and many blocks) the scores are sorted once and each resample
+re-weights the tie groups (two ``bincount`` calls). 200 resamples of AUC on 300,000 rows with
+1 % positives and 30 day blocks take about 0.2 s. A callable with a ``sample_weight``
+parameter is called with each row's block count as its weight; any other callable gets the
+resampled rows.
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
@@ -131,7 +137,8 @@ def _rank_kernel(name: str, s: F64, y: F64, codes: I64, n_blocks: int) -> _Evalu
     auc = name == "roc_auc"
     side = pos if (not auc or n_pos <= n_neg) else neg
     n_side = int(side.sum())
-    if n_blocks * n_side > 30 * len(s):
+    # measured break-even against the per-resample pass: ~20 (AUC) / ~5 (AP) entries per row
+    if n_blocks * n_side > (20 if auc else 5) * len(s):
         return None
     pos_sorted = _sorted_by_block(s[pos], codes[pos], n_blocks)
     neg_sorted = _sorted_by_block(s[neg], codes[neg], n_blocks)
@@ -165,8 +172,8 @@ def _rank_kernel(name: str, s: F64, y: F64, codes: I64, n_blocks: int) -> _Evalu
         p_w, n_w = counts @ pos_block, counts @ neg_block
         with np.errstate(invalid="ignore", divide="ignore"):
             out = total / (p_w * n_w) if auc else total / p_w
-        out[(p_w <= 0) | (n_w <= 0 if auc else False)] = NAN
-        return cast(F64, out)
+        out[(p_w <= 0) | ((n_w <= 0) & auc)] = NAN
+        return out
     return kernel
 
 
@@ -210,7 +217,7 @@ def _evaluator(
 
         def additive(counts: F64) -> F64:
             with np.errstate(invalid="ignore", divide="ignore"):
-                return cast(F64, (counts @ loss_by_block) / (counts @ rows))
+                return (counts @ loss_by_block) / (counts @ rows)
         return additive
     if _takes_weights(fn):
         def weighted(c: F64) -> float:

@@ -59,15 +59,21 @@ def _times_us(times: npt.ArrayLike | pd.Series | pd.Index) -> tuple[I64, bool]:
 def _fmt_time(value: datetime) -> str:
     if (value.hour, value.minute, value.second, value.microsecond) == (0, 0, 0, 0):
         return f"{value:%Y-%m-%d}"
+    if (value.second, value.microsecond) == (0, 0):
+        return f"{value:%Y-%m-%d %H:%M}"
     return value.isoformat(sep=" ", timespec="seconds" if not value.microsecond else "auto")
 
 
 def _fmt_delta(delta: timedelta) -> str:
+    """``60d``, ``36h``, ``39d 23h``: whole days when possible, to the second at most."""
     sign = "-" if delta < timedelta(0) else ""
-    delta = abs(delta)
-    if delta.total_seconds() % 86400 == 0:
-        return f"{sign}{delta.days}d"
-    return sign + format_duration(delta)
+    seconds = round(abs(delta).total_seconds())
+    days, rest = divmod(seconds, 86400)
+    if rest == 0:
+        return f"{sign}{days}d"
+    if days == 0:
+        return sign + format_duration(timedelta(seconds=rest))
+    return f"{sign}{days}d {format_duration(timedelta(seconds=rest))}"
 
 
 def _span(period: Period) -> str:
@@ -266,10 +272,11 @@ def default_periods(
         first, last = first // _DAY_US * _DAY_US, -(-last // _DAY_US) * _DAY_US
     usable = last - first - gaps
     if usable <= len(shares):
+        low, high = int(us.min()), int(us.max())
         raise DataError(
-            f"the decision times span {_fmt_delta(timedelta(microseconds=last - first))} "
-            f"({_fmt_time(us_to_datetime(first, aware))} .. "
-            f"{_fmt_time(us_to_datetime(last - 1, aware))}), not more than the "
+            f"the decision times span {_fmt_delta(timedelta(microseconds=high - low))} "
+            f"({_fmt_time(us_to_datetime(low, aware))} .. "
+            f"{_fmt_time(us_to_datetime(high, aware))}), not more than the "
             f"{len(shares) - 1} embargo gaps of {_fmt_delta(embargo)} between {len(shares)} "
             "periods. Use more history, or declare `split.periods` yourself."
         )
@@ -388,17 +395,18 @@ def rolling_origin(
     step, gap = to_micros(test_length), to_micros(embargo)
     window = None if train_length is None else to_micros(train_length)
     first_train_end = end - n_folds * step - gap
-    needed = n_folds * step + gap + (window or 1)
+    needed = n_folds * step + gap + (window or 0)
     if first_train_end <= first or (window is not None and first_train_end - window < first):
         fixed = "" if train_length is None else f" + train_length {_fmt_delta(train_length)}"
         raise DataError(
             f"not enough history for {n_folds} rolling-origin folds: they need "
             f"{n_folds} x test_length {_fmt_delta(test_length)} + embargo {_fmt_delta(embargo)}"
             f"{fixed} = {_fmt_delta(timedelta(microseconds=needed))}"
-            f"{'' if window else ' plus some training history'}, but the decision times span "
-            f"{_fmt_delta(timedelta(microseconds=end - first))} "
-            f"({_fmt_time(us_to_datetime(first, aware))} .. "
-            f"{_fmt_time(us_to_datetime(end - 1, aware))}). Use fewer or shorter folds, a "
+            f"{'' if window else ' plus some training history'}, but the decision times run "
+            f"from {_fmt_time(us_to_datetime(first, aware))} to "
+            f"{_fmt_time(us_to_datetime(int(us.max()), aware))} (folds end "
+            f"{_fmt_time(us_to_datetime(end, aware))}: "
+            f"{_fmt_delta(timedelta(microseconds=end - first))}). Use fewer or shorter folds, a "
             "shorter train_length, or more history."
         )
     folds: list[Fold] = []

@@ -169,7 +169,7 @@ class Rules:
                 f"{FIELD}: `{self.expression}` returned {table.num_rows} rows for a frame of "
                 f"{len(frame)}. Fix: use a row-wise expression (no aggregates)."
             )
-        out = np.asarray(table.column(0).to_numpy(zero_copy_only=False), dtype=np.float64)
+        out = np.array(table.column(0).to_numpy(zero_copy_only=False), dtype=np.float64)
         out[~np.isfinite(out)] = np.nan
         return out
 
