@@ -24,6 +24,7 @@ def test_demo_generates_checks_builds_and_reports(tmp_path: Path) -> None:
         "task_to_decision_fit", "training_inference_parity", "evaluation_realism",
         "operational_ownership", "monitoring_discipline"]
     assert out["build"]["rows"]["total"] == 20_000
+    assert out["audit"]["critical"] == 0 and "findings" in out["audit"]
     report = Path(out["report"]).read_text()
     assert "Label maturity" in report and "<svg" in report
 

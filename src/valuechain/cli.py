@@ -300,7 +300,8 @@ def demo_fraud(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
     as_json: JsonOpt = False,
 ) -> None:
-    """Generate the fraud world if needed, then check, build and report on it."""
+    """Generate the fraud world if needed, then check, build, audit and report on it."""
+    from valuechain.audit import audit_project
     from valuechain.data.build import build_frame
     from valuechain.data.validate import check_project
     from valuechain.demo.fraud import generate_fraud as generate
@@ -316,8 +317,14 @@ def demo_fraud(
     write_json(loaded.workspace / "check.json", checked.to_json())
     with _progress(not as_json, "build") as progress:
         built = build_frame(loaded, progress=progress)
+    with _progress(not as_json, "audit") as progress:
+        if progress:
+            progress("leakage checks", 0.2)
+        audited, _ = audit_project(loaded)
+    write_json(loaded.workspace / "audit.json", audited.to_json())
     path = render_report(loaded)
-    payload = {"check": checked.to_json(), "build": built.to_json(), "report": str(path)}
+    payload = {"check": checked.to_json(), "build": built.to_json(),
+               "audit": audited.to_json(), "report": str(path)}
     if as_json:
         _emit(payload)
         return
@@ -328,6 +335,9 @@ def demo_fraud(
     r = built.rows
     console.print(f"build: {r.mature:,} mature rows ({r.immature:,} immature excluded), "
                   f"{r.positive:,} positive, {built.seconds:.1f}s -> {built.frame}")
+    counts = audited.to_json()["counts"]
+    console.print(f"audit: {audited.critical} critical, {counts['warning']} warning(s), "
+                  f"{counts['info']} info")
     console.print(f"report: {path}")
 
 
