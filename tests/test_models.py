@@ -150,6 +150,7 @@ def test_save_load_round_trip(name: str, features: FeatureSet, tmp_path: Path,
     np.testing.assert_array_equal(again.predict(test), model.predict(test))
     np.testing.assert_array_equal(again.predict(odd_frame(test)), model.predict(odd_frame(test)))
     assert again.describe()["candidate"] == name
+    assert isinstance(again, Candidate)
 
 
 @pytest.mark.parametrize("name", sorted(CANDIDATES))
@@ -183,6 +184,22 @@ def test_logistic_numpy_predictor_equals_sklearn(
         design = model.design(frame, list(features.numeric), list(features.categorical))
         theirs = model.pipeline.predict_proba(design)[:, 1]
         np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-12)
+    names = model.pipeline.named_steps["prep"].get_feature_names_out()
+    assert len(names) == len(model.input_names())
+    assert "channel=infrequent" in model.input_names() and "amount__missing" in model.input_names()
+    assert "channel=web" in model.describe()["largest_coefficients"]
+
+
+def test_only_numeric_or_only_categorical_features(
+    data: dict[str, tuple[pd.DataFrame, np.ndarray]], tmp_path: Path
+) -> None:
+    test = data["test"][0]
+    for i, fs in enumerate([FeatureSet((), ("channel", "segment")), FeatureSet(("amount",))]):
+        for name in ("logistic", "lightgbm"):
+            model = fitted(name, fs, data)
+            model.save(tmp_path / f"{name}{i}")
+            again = load_candidate(tmp_path / f"{name}{i}")
+            np.testing.assert_array_equal(again.predict(test), model.predict(test))
 
 
 def test_logistic_drops_columns_missing_in_training(

@@ -224,15 +224,33 @@ class Logistic:
         out.n_train = int(state["n_train"])
         return out
 
-    def describe(self) -> dict[str, Any]:
-        """Parameters, inputs, design width, dropped columns and solver iterations."""
+    def input_names(self) -> list[str]:
+        """Name of each model input, in coefficient order.
+
+        ``amount``, ``amount__missing`` (indicator), ``channel=web``, ``channel=infrequent``.
+        """
+        if self.state is None:
+            return []
+        num, cat = self.state["numeric"], self.state["categorical"]
+        names = list(num["columns"])
+        names += [f"{num['columns'][i]}__missing" for i in num.get("indicator", [])]
+        for j, column in enumerate(cat["columns"]):
+            rare = set(cat["infrequent"][j] or ())
+            names += [f"{column}={level}" for level in cat["levels"][j] if level not in rare]
+            names += [f"{column}=infrequent"] if rare else []
+        return names
+
+    def describe(self, top: int = 20) -> dict[str, Any]:
+        """Parameters, inputs, dropped columns, solver iterations, largest coefficients."""
         state = self.state or {}
+        coef = dict(zip(self.input_names(), state.get("coef", []), strict=True))
+        largest = sorted(coef.items(), key=lambda kv: -abs(kv[1]))[:top]
         return {
             "candidate": self.name, "params": dict(self.params), "seed": self.seed,
-            "n_features": len(self.features.columns),
-            "n_inputs": len(state.get("coef", [])),
+            "n_features": len(self.features.columns), "n_inputs": len(coef),
             "dropped_all_missing": list(state.get("dropped", [])),
             "n_iter": self.n_iter, "n_train": self.n_train,
+            "intercept": state.get("intercept"), "largest_coefficients": dict(largest),
         }
 
 
