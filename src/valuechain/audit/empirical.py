@@ -19,6 +19,7 @@ import pandas as pd
 
 from valuechain.audit.findings import Finding, Severity
 from valuechain.audit.static import ID_NAME
+from valuechain.threads import threads
 
 __all__ = [
     "CRITICAL_AUC",
@@ -176,7 +177,8 @@ def _full_model_auc(data: AuditFrame, rows_train: Array, rows_test: Array,
         return float("nan")
     params = {"objective": "binary", "learning_rate": 0.15, "num_leaves": 31,
               "min_data_in_leaf": 50, "max_bin": 63, "feature_fraction": 0.8,
-              "verbose": -1, "seed": seed, "num_threads": 2, "deterministic": True}
+              "verbose": -1, "seed": seed, "num_threads": threads(),
+              "deterministic": True}
     model = lgb.train(params, lgb.Dataset(frame.iloc[train_idx], y[train_idx]),
                       num_boost_round=80)
     return auc(np.asarray(model.predict(frame.iloc[test_idx])), y[test_idx])

@@ -38,6 +38,7 @@ from valuechain.models.base import (
     text_matrix,
 )
 from valuechain.models.persist import read_manifest, write_manifest
+from valuechain.threads import threads
 
 __all__ = ["DEFAULT_PARAMS", "LightGBM"]
 
@@ -55,7 +56,6 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "max_bin": 255,
     "deterministic": True,
     "force_col_wise": True,
-    "num_threads": 2,
     "verbosity": -1,
 }
 """LightGBM parameters for tabular fraud-like data; ``params=`` overrides any of them."""
@@ -113,7 +113,8 @@ class LightGBM:
             )
         self.features = features
         self.seed = seed
-        self.params: dict[str, Any] = {**DEFAULT_PARAMS, **(params or {}), "seed": seed}
+        self.params: dict[str, Any] = {**DEFAULT_PARAMS, "num_threads": threads(),
+                                       **(params or {}), "seed": seed}
         self.num_boost_round = num_boost_round
         self.early_stopping_rounds = early_stopping_rounds
         self.early_stopping_metric = early_stopping_metric

@@ -10,7 +10,6 @@ decision's own row follow :mod:`valuechain.data.pit` exactly. Outcome-derived co
 
 from __future__ import annotations
 
-import os
 from collections import defaultdict
 from dataclasses import replace
 from typing import ClassVar
@@ -28,6 +27,7 @@ from valuechain.data.engines.prefix import (
 )
 from valuechain.data.pit import EMPTY_ZERO, KNOWN, LABEL, PitProblem, Window
 from valuechain.errors import EngineError
+from valuechain.threads import threads as default_threads
 
 __all__ = ["DuckDBEngine"]
 
@@ -70,7 +70,7 @@ class DuckDBEngine:
     name: ClassVar[str] = "duckdb"
 
     def __init__(self, threads: int | None = None, memory_limit: str | None = None) -> None:
-        self.threads = threads or os.cpu_count() or 1
+        self.threads = threads or default_threads()
         self.memory_limit = memory_limit
 
     def compute(self, problem: PitProblem) -> pa.Table:
