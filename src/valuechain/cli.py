@@ -259,6 +259,77 @@ def audit(
 
 @app.command()
 @user_errors
+def train(
+    spec: SpecOpt = Path("."),
+    seed: Annotated[int, typer.Option(help="Random seed (models, bootstrap).")] = 0,
+    candidates: Annotated[
+        str | None, typer.Option(help="Comma-separated: prior,rules,logistic,lightgbm.")
+    ] = None,
+    backtest: Annotated[int, typer.Option(help="Rolling-origin folds (0: none).")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train baselines and models on time periods; calibrate; evaluate with intervals."""
+    from valuechain.train import train_project
+
+    loaded = _load(spec)
+    names = [c.strip() for c in candidates.split(",")] if candidates else None
+    with _progress(not as_json, "train") as progress:
+        run = train_project(loaded, seed=seed, candidates=names, backtest_folds=backtest,
+                            progress=progress)
+    if as_json:
+        _emit(run.to_json())
+        return
+    m = run.metrics
+    shown = ("roc_auc", "average_precision", "precision_at_capacity", "expected_cost", "ece")
+    table = Table(title=f"Candidates on test ({m['splits']['test']['start'][:10]} .. "
+                        f"{m['splits']['test']['end'][:10]}), 95% day-block intervals")
+    table.add_column("candidate")
+    for name in shown:
+        table.add_column(name, justify="right")
+    for name, entry in m["candidates"].items():
+        test = entry["test"]
+        table.add_row(name, *[
+            f"{test[k]:.4f} [{test.get(k + '_low', float('nan')):.3f}, "
+            f"{test.get(k + '_high', float('nan')):.3f}]" if k in test else "-" for k in shown])
+    console.print(table)
+    verdicts = Table(title=f"Against the baselines ({m['headline_metric']}, paired difference)")
+    for column in ("candidate", "baseline", "difference", "verdict"):
+        verdicts.add_column(column)
+    colours = {"beats": "green", "ties": "yellow", "loses": "red"}
+    for v in m["verdicts"]:
+        d = v["difference"]
+        verdicts.add_row(v["candidate"], v["baseline"],
+                         f"{d['value']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]",
+                         f"[{colours[v['verdict']]}]{v['verdict']}[/]")
+    console.print(verdicts)
+    rt = m["random_vs_time"]
+    console.print(f"random split AUC {rt['auc_random_split']:.4f} vs time split "
+                  f"{rt['auc_time_split']:.4f} ({rt['candidate']}): {rt['explanation']}")
+    console.print(f"run {run.run_id}: {run.run_dir}")
+
+
+@app.command()
+@user_errors
+def runs(spec: SpecOpt = Path("."), as_json: JsonOpt = False) -> None:
+    """List training runs, newest first."""
+    from valuechain.train import list_runs
+
+    found = list_runs(_load(spec).workspace / "runs")
+    if as_json:
+        _emit({"runs": found})
+        return
+    table = Table(title="Runs")
+    for column in ("run", "created", "best", "test headline", "test AUC"):
+        table.add_column(column)
+    for r in found:
+        table.add_row(r["run_id"], r["created_at"], str(r["best"]),
+                      f"{r['test']:.4f}" if r["test"] is not None else "-",
+                      f"{r['roc_auc']:.4f}" if r["roc_auc"] is not None else "-")
+    console.print(table)
+
+
+@app.command()
+@user_errors
 def report(
     spec: SpecOpt = Path("."),
     out: Annotated[Path | None, typer.Option(help="HTML file to write.")] = None,

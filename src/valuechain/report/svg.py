@@ -231,3 +231,245 @@ def histogram(
     )
     label = f"histogram from {fmt_num(lo)} to {fmt_num(hi - 1 if discrete else hi)}"
     return _svg(width, height, label, body, "chart chart-hist")
+
+
+# --- Line and scatter charts (evaluation curves, reliability, metrics over time) -------------
+
+#: Distinguishable line colours, one per series (candidate) in order.
+PALETTE = ("#2563eb", "#dc2626", "#059669", "#d97706", "#7c3aed", "#0891b2", "#db2777",
+           "#4b5563")
+
+
+@dataclass(frozen=True)
+class Line:
+    """One series of :func:`xy_chart`: points joined by a line and/or drawn as markers.
+
+    A ``None`` (or NaN) ``y`` breaks the line. ``sizes`` scale the marker areas (e.g. row
+    counts); ``tips`` are the hover texts of the markers.
+    """
+
+    label: str
+    xs: Sequence[float]
+    ys: Sequence[float | None]
+    color: str = COLORS["primary"]
+    dashed: bool = False
+    joined: bool = True
+    markers: bool = False
+    hollow: bool = False
+    sizes: Sequence[float] | None = None
+    tips: Sequence[str] | None = None
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def axis_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
+    """Round ticks covering ``[lo, hi]`` (the first at or below ``lo``, the last at or above).
+
+    >>> axis_ticks(0.0, 1.0)
+    [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    >>> axis_ticks(0.82, 0.93)
+    [0.8, 0.85, 0.9, 0.95]
+    """
+    if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
+        base = lo if math.isfinite(lo) else 0.0
+        return [base, base + 1.0]
+    raw = (hi - lo) / count
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
+    first = math.floor(lo / step + 1e-9)
+    last = math.ceil(hi / step - 1e-9)
+    return [round(i * step, 12) for i in range(first, last + 1)]
+
+
+def _thin(points: list[tuple[float, float]], min_px: float = 0.75) -> list[tuple[float, float]]:
+    """Drop points closer than ``min_px`` to the previously kept one (keeping the last)."""
+    if len(points) <= 2:
+        return points
+    kept = [points[0]]
+    for x, y in points[1:-1]:
+        px, py = kept[-1]
+        if abs(x - px) >= min_px or abs(y - py) >= min_px:
+            kept.append((x, y))
+    kept.append(points[-1])
+    return kept
+
+
+def _short(text: str, limit: int = 22) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def xy_chart(
+    lines: Sequence[Line],
+    title: str,
+    x_label: str,
+    y_label: str,
+    x_range: tuple[float, float] = (0.0, 1.0),
+    y_range: tuple[float, float] = (0.0, 1.0),
+    *,
+    diagonal: str | None = None,
+    x_ticks: Sequence[tuple[float, str]] | None = None,
+    y_ticks: Sequence[float] | None = None,
+    plot_width: int = 300,
+    plot_height: int = 300,
+    legend_width: int = 160,
+) -> Markup:
+    """Lines and markers on linear axes with a legend on the right (ROC, PR, reliability, ...).
+
+    ``diagonal`` draws the dashed line ``y = x`` with that text in the legend; ``x_ticks`` are
+    ``(value, label)`` pairs (default: round numbers over ``x_range``). Dense curves are
+    thinned to what the pixels can show.
+
+    >>> print(xy_chart([Line("model", [0, 0.2, 1], [0, 0.8, 1])], "ROC", "FPR", "TPR",
+    ...                diagonal="chance")[:4])
+    <svg
+    """
+    left, top, bottom, gap = 56, 14, 44, 18
+    width = left + plot_width + gap + legend_width
+    height = top + plot_height + bottom
+    (x0, x1), (y0, y1) = x_range, y_range
+    x_span = (x1 - x0) or 1.0
+    y_span = (y1 - y0) or 1.0
+
+    def px(v: float) -> float:
+        return left + (min(max(v, x0), x1) - x0) / x_span * plot_width
+
+    def py(v: float) -> float:
+        return top + (1 - (min(max(v, y0), y1) - y0) / y_span) * plot_height
+
+    base = top + plot_height
+    body: list[str] = []
+    for tick in y_ticks if y_ticks is not None else axis_ticks(y0, y1):
+        if not y0 - 1e-9 <= tick <= y1 + 1e-9:
+            continue
+        body.append(
+            f'<line x1="{left}" x2="{left + plot_width}" y1="{py(tick):.1f}" y2="{py(tick):.1f}" '
+            f'stroke="{COLORS["grid"]}"/>'
+            f'<text x="{left - 6}" y="{py(tick) + 4:.1f}" text-anchor="end" font-size="11" '
+            f'fill="{COLORS["muted"]}">{fmt_num(tick, 3)}</text>'
+        )
+    xt = x_ticks if x_ticks is not None else [(t, fmt_num(t, 3)) for t in axis_ticks(x0, x1)]
+    for tick, text in xt:
+        if not x0 - 1e-9 <= tick <= x1 + 1e-9:
+            continue
+        body.append(
+            f'<line x1="{px(tick):.1f}" x2="{px(tick):.1f}" y1="{top}" y2="{base}" '
+            f'stroke="{COLORS["grid"]}"/>'
+            f'<text x="{px(tick):.1f}" y="{base + 15}" text-anchor="middle" font-size="11" '
+            f'fill="{COLORS["muted"]}">{escape(text)}</text>'
+        )
+    body.append(
+        f'<rect x="{left}" y="{top}" width="{plot_width}" height="{plot_height}" fill="none" '
+        f'stroke="{COLORS["neutral"]}"/>'
+        f'<text x="{left + plot_width / 2:.1f}" y="{height - 6}" text-anchor="middle" '
+        f'font-size="12" fill="{COLORS["ink"]}">{escape(x_label)}</text>'
+        f'<text x="14" y="{top + plot_height / 2:.1f}" text-anchor="middle" font-size="12" '
+        f'fill="{COLORS["ink"]}" transform="rotate(-90 14 {top + plot_height / 2:.1f})">'
+        f"{escape(y_label)}</text>"
+    )
+    legend: list[tuple[str, str, bool, bool]] = []  # label, colour, dashed, marker only
+    if diagonal is not None:
+        lo, hi = max(x0, y0), min(x1, y1)
+        if hi > lo:
+            body.append(
+                f'<line class="diagonal" x1="{px(lo):.1f}" y1="{py(lo):.1f}" x2="{px(hi):.1f}" '
+                f'y2="{py(hi):.1f}" stroke="{COLORS["neutral"]}" stroke-dasharray="4 4"/>'
+            )
+        legend.append((diagonal, COLORS["neutral"], True, False))
+    for line in lines:
+        dash = ' stroke-dasharray="6 4"' if line.dashed else ""
+        segments: list[list[tuple[float, float]]] = [[]]
+        marks: list[tuple[float, float, int]] = []
+        for i, (x, y) in enumerate(zip(line.xs, line.ys, strict=False)):
+            if not (_finite(x) and _finite(y)):
+                if segments[-1]:
+                    segments.append([])
+                continue
+            assert y is not None
+            point = (px(float(x)), py(float(y)))
+            segments[-1].append(point)
+            marks.append((*point, i))
+        if line.joined:
+            for segment in segments:
+                if len(segment) < 2:
+                    continue
+                coords = " ".join(f"{x:.1f},{y:.1f}" for x, y in _thin(segment))
+                body.append(
+                    f'<polyline points="{coords}" fill="none" stroke="{escape(line.color)}" '
+                    f'stroke-width="2" stroke-linejoin="round"{dash}>'
+                    f"<title>{escape(line.label)}</title></polyline>"
+                )
+        if line.markers or not line.joined:
+            weights = [float(s) for s in line.sizes or [] if _finite(s)]
+            top_w = max(weights, default=0.0)
+            for x, y, i in marks:
+                r = 3.0
+                if line.sizes is not None and top_w > 0 and i < len(line.sizes):
+                    w = line.sizes[i]
+                    r = 2.5 + 5.5 * math.sqrt(max(float(w), 0.0) / top_w) if _finite(w) else 2.5
+                fill = "#ffffff" if line.hollow else escape(line.color)
+                tip = line.tips[i] if line.tips is not None and i < len(line.tips) else line.label
+                body.append(
+                    f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{r:.1f}" fill="{fill}" '
+                    f'fill-opacity="{0.9 if line.hollow else 0.75}" '
+                    f'stroke="{escape(line.color)}" stroke-width="1.5">'
+                    f"<title>{escape(tip)}</title></circle>"
+                )
+        legend.append((line.label, line.color, line.dashed, not line.joined))
+    lx = left + plot_width + gap
+    for i, (label, color, dashed, dot) in enumerate(legend):
+        y = top + 8 + i * 20
+        if dot:
+            mark = (f'<circle cx="{lx + 10}" cy="{y}" r="4" fill="{escape(color)}" '
+                    'fill-opacity="0.75"/>')
+        else:
+            dash = ' stroke-dasharray="5 3"' if dashed else ""
+            mark = (f'<line x1="{lx}" x2="{lx + 20}" y1="{y}" y2="{y}" stroke="{escape(color)}" '
+                    f'stroke-width="2"{dash}/>')
+        body.append(
+            f'<g class="legend">{mark}<text x="{lx + 26}" y="{y + 4}" font-size="12" '
+            f'fill="{COLORS["ink"]}">{escape(_short(label))}<title>{escape(label)}</title>'
+            "</text></g>"
+        )
+    return _svg(width, height, title, body, "chart chart-xy")
+
+
+def period_chart(
+    periods: Sequence[date],
+    lines: Sequence[Line],
+    title: str,
+    y_label: str,
+    y_range: tuple[float, float] | None = None,
+) -> Markup:
+    """A metric over time, one line per series: ``xs`` of each line are ignored and the
+    ``ys`` are aligned with ``periods`` (``None`` where a series has no value).
+
+    The y axis spans the values (rounded outwards) unless ``y_range`` is given.
+
+    >>> print(period_chart([date(2025, 1, 6), date(2025, 1, 13)],
+    ...                    [Line("model", [], [0.81, 0.84])], "AUC per week", "ROC AUC")[:4])
+    <svg
+    """
+    days = [float(p.toordinal()) for p in periods]
+    if y_range is None:
+        values = [y for line in lines for y in line.ys if y is not None and math.isfinite(y)]
+        ticks = axis_ticks(min(values, default=0.0), max(values, default=1.0), 4)
+        y_range = (ticks[0], ticks[-1])
+    else:
+        ticks = axis_ticks(*y_range)
+    if len(days) >= 2:
+        x_range = (days[0], days[-1])
+    else:
+        first = days[0] if days else 0.0
+        x_range = (first - 1.0, first + 1.0)
+    every = max(1, math.ceil(len(periods) / 7))
+    x_ticks = [(d, f"{p:%d %b %y}") for i, (d, p) in enumerate(zip(days, periods, strict=True))
+               if i % every == 0]
+    aligned = [Line(line.label, days, list(line.ys)[: len(days)], line.color, line.dashed,
+                    line.joined, True, line.hollow, line.sizes, line.tips) for line in lines]
+    return xy_chart(aligned, title, "period start", y_label, x_range, y_range,
+                    x_ticks=x_ticks, y_ticks=ticks, plot_width=540, plot_height=220)
+
+
+__all__ += ["PALETTE", "Line", "axis_ticks", "period_chart", "xy_chart"]

@@ -316,8 +316,18 @@ class Period(_Model):
 class TimeSplit(_Model):
     """Consecutive train / validation / test periods separated by an embargo."""
 
-    periods: list[Period] = Field(default_factory=list)
+    periods: list[Period] = Field(
+        default_factory=list,
+        description="Consecutive periods: train, validation, test (a fourth and later are "
+        "extra test periods). With two, validation is the last fifth of train.",
+    )
     embargo: Duration | None = Field(None, description="Gap between periods; default the horizon.")
+    entity: str | None = Field(
+        None,
+        description="Frame column for precision at k by entity (e.g. a card, as the "
+        "handbook's CP@k); keep it with `decision_points.keep`.",
+    )
+    min_positives: int = Field(20, ge=1, description="Fewest mature positives a period needs.")
 
 
 class Capacity(_Model):
@@ -332,7 +342,12 @@ class Value(_Model):
     """Costs (SQL expressions over frame columns), capacities and today's policy."""
 
     currency: str = "USD"
-    costs: dict[str, str] = Field(default_factory=dict)
+    costs: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per-decision costs as SQL expressions over frame columns. "
+        "`false_negative` (a positive not acted on) and `false_positive` (a negative acted on) "
+        "price the default policy in `valuechain train`.",
+    )
     capacity: dict[str, Capacity] = Field(default_factory=dict)
     baseline_policy: str | None = Field(
         None, description="SQL expression of the rule the business runs today."

@@ -1,0 +1,112 @@
+"""Metrics with block-bootstrap intervals by day, per-period metrics and curves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from valuechain.evaluate import (
+    all_metrics,
+    average_precision,
+    block_bootstrap,
+    precision_recall_at_capacity,
+)
+from valuechain.evaluate import roc_auc as auc_of
+from valuechain.train.context import EvaluationContext
+
+__all__ = ["curves", "per_period", "scored"]
+
+F64 = npt.NDArray[np.float64]
+FAST = ("roc_auc", "average_precision", "brier", "log_loss", "ece")
+N_BOOT = 200
+
+
+def _ratio_interval(num: F64, den: F64, days: npt.NDArray[np.int64], seed: int,
+                    n_boot: int = N_BOOT) -> tuple[float, float]:
+    """Percentile interval of sum(num)/sum(den), resampling whole days."""
+    codes, index = np.unique(days, return_inverse=True)
+    per_num = np.bincount(index, weights=num, minlength=len(codes))
+    per_den = np.bincount(index, weights=den, minlength=len(codes))
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(codes), size=(n_boot, len(codes)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratios = per_num[draws].sum(axis=1) / per_den[draws].sum(axis=1)
+    ratios = ratios[np.isfinite(ratios)]
+    if not len(ratios):
+        return float("nan"), float("nan")
+    return float(np.quantile(ratios, 0.025)), float(np.quantile(ratios, 0.975))
+
+
+def scored(scores: F64, labels: F64, ctx: EvaluationContext, seed: int = 0) -> dict[str, float]:
+    """Every metric the context allows, with ``<metric>_low``/``_high`` 95 % intervals."""
+    out = all_metrics(scores, labels, periods=ctx.capacity_period, k=ctx.capacity_k,
+                      entity=ctx.entity, days=ctx.days if ctx.entity is not None else None,
+                      cost_fp=ctx.cost_fp, cost_fn=ctx.cost_fn)
+    for name in FAST:
+        interval = block_bootstrap(name, ctx.days, scores, labels, n_boot=N_BOOT, seed=seed)
+        out[f"{name}_low"], out[f"{name}_high"] = interval.low, interval.high
+    if ctx.capacity_period is not None and ctx.capacity_k is not None:
+        taken = _taken(scores, ctx.capacity_period, ctx.capacity_k)
+        out["precision_at_capacity_low"], out["precision_at_capacity_high"] = _ratio_interval(
+            taken * labels, taken.astype(np.float64), ctx.days, seed)
+        out["recall_at_capacity_low"], out["recall_at_capacity_high"] = _ratio_interval(
+            taken * labels, labels, ctx.days, seed)
+    if ctx.cost_fp is not None and ctx.cost_fn is not None:
+        flagged = scores >= 0.5
+        cost = np.where(flagged, (1 - labels) * ctx.cost_fp, labels * ctx.cost_fn)
+        out["expected_cost_low"], out["expected_cost_high"] = _ratio_interval(
+            cost, np.ones_like(cost), ctx.days, seed)
+    return out
+
+
+def _taken(scores: F64, periods: npt.NDArray[np.int64], k: int) -> F64:
+    """1.0 for rows within the top ``k`` scores of their period."""
+    order = np.lexsort((-scores, periods))
+    sorted_periods = periods[order]
+    starts = np.searchsorted(sorted_periods, sorted_periods, side="left")
+    rank = np.arange(len(order)) - starts
+    taken = np.zeros(len(scores))
+    taken[order] = (rank < k).astype(np.float64)
+    return taken
+
+
+def per_period(scores: F64, labels: F64, when: pd.Series, ctx: EvaluationContext,
+               freq: str) -> list[dict[str, Any]]:
+    """Metrics per calendar period (``D`` or ``W``) of the decision time."""
+    keys = pd.to_datetime(when).dt.to_period(freq).dt.start_time.to_numpy()
+    rows = []
+    for key in np.unique(keys):
+        mask = keys == key
+        y = labels[mask]
+        entry: dict[str, Any] = {
+            "period": pd.Timestamp(key).date().isoformat(), "rows": int(mask.sum()),
+            "positives": int(y.sum()), "roc_auc": auc_of(scores[mask], y),
+            "average_precision": float("nan"),
+        }
+        if y.sum() > 0:
+            entry["average_precision"] = average_precision(scores[mask], y)
+        if ctx.capacity_period is not None and ctx.capacity_k is not None:
+            cap = precision_recall_at_capacity(scores[mask], y, ctx.capacity_period[mask],
+                                               ctx.capacity_k)
+            entry["precision_at_capacity"] = cap.precision
+        rows.append(entry)
+    return rows
+
+
+def curves(scores: F64, labels: F64, points: int = 200) -> dict[str, dict[str, list[float]]]:
+    """ROC and precision-recall curves, thinned to about ``points`` points."""
+    order = np.argsort(-scores, kind="stable")
+    y = labels[order]
+    tp = np.cumsum(y)
+    fp = np.cumsum(1 - y)
+    pos, neg = max(tp[-1], 1.0) if len(tp) else 1.0, max(fp[-1], 1.0) if len(fp) else 1.0
+    pick = np.unique(np.linspace(0, max(len(y) - 1, 0), points).astype(int))
+    tpr, fpr = tp[pick] / pos, fp[pick] / neg
+    precision = tp[pick] / (pick + 1)
+    return {
+        "roc": {"fpr": [0.0, *np.round(fpr, 5).tolist()], "tpr": [0.0, *np.round(tpr, 5).tolist()]},
+        "pr": {"recall": np.round(tpr, 5).tolist(), "precision": np.round(precision, 5).tolist()},
+    }
