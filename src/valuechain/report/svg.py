@@ -368,7 +368,7 @@ def xy_chart(
         f'fill="{COLORS["ink"]}" transform="rotate(-90 14 {top + plot_height / 2:.1f})">'
         f"{escape(y_label)}</text>"
     )
-    legend: list[tuple[str, str, bool, bool]] = []  # label, colour, dashed, marker only
+    legend: list[Line] = []  # drawn as a sample of each line (and its marker)
     if diagonal is not None:
         lo, hi = max(x0, y0), min(x1, y1)
         if hi > lo:
@@ -376,7 +376,7 @@ def xy_chart(
                 f'<line class="diagonal" x1="{px(lo):.1f}" y1="{py(lo):.1f}" x2="{px(hi):.1f}" '
                 f'y2="{py(hi):.1f}" stroke="{COLORS["neutral"]}" stroke-dasharray="4 4"/>'
             )
-        legend.append((diagonal, COLORS["neutral"], True, False))
+        legend.append(Line(diagonal, [], [], COLORS["neutral"], dashed=True))
     for line in lines:
         dash = ' stroke-dasharray="6 4"' if line.dashed else ""
         segments: list[list[tuple[float, float]]] = [[]]
@@ -408,25 +408,28 @@ def xy_chart(
                 if line.sizes is not None and top_w > 0 and i < len(line.sizes):
                     w = line.sizes[i]
                     r = 2.5 + 5.5 * math.sqrt(max(float(w), 0.0) / top_w) if _finite(w) else 2.5
-                fill = "#ffffff" if line.hollow else escape(line.color)
+                fill = "#ffffff" if line.hollow else line.color
                 tip = line.tips[i] if line.tips is not None and i < len(line.tips) else line.label
                 body.append(
-                    f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{r:.1f}" fill="{fill}" '
+                    f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{r:.1f}" fill="{escape(fill)}" '
                     f'fill-opacity="{0.9 if line.hollow else 0.75}" '
                     f'stroke="{escape(line.color)}" stroke-width="1.5">'
                     f"<title>{escape(tip)}</title></circle>"
                 )
-        legend.append((line.label, line.color, line.dashed, not line.joined))
+        legend.append(line)
     lx = left + plot_width + gap
-    for i, (label, color, dashed, dot) in enumerate(legend):
+    for i, item in enumerate(legend):
         y = top + 8 + i * 20
-        if dot:
-            mark = (f'<circle cx="{lx + 10}" cy="{y}" r="4" fill="{escape(color)}" '
-                    'fill-opacity="0.75"/>')
-        else:
-            dash = ' stroke-dasharray="5 3"' if dashed else ""
-            mark = (f'<line x1="{lx}" x2="{lx + 20}" y1="{y}" y2="{y}" stroke="{escape(color)}" '
-                    f'stroke-width="2"{dash}/>')
+        color, label = escape(item.color), item.label
+        mark = ""
+        if item.joined:
+            dash = ' stroke-dasharray="5 3"' if item.dashed else ""
+            mark += (f'<line x1="{lx}" x2="{lx + 20}" y1="{y}" y2="{y}" stroke="{color}" '
+                     f'stroke-width="2"{dash}/>')
+        if item.markers or not item.joined:
+            fill = "#ffffff" if item.hollow else color
+            mark += (f'<circle cx="{lx + 10}" cy="{y}" r="4" fill="{fill}" fill-opacity="0.9" '
+                     f'stroke="{color}" stroke-width="1.5"/>')
         body.append(
             f'<g class="legend">{mark}<text x="{lx + 26}" y="{y + 4}" font-size="12" '
             f'fill="{COLORS["ink"]}">{escape(_short(label))}<title>{escape(label)}</title>'

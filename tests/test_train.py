@@ -1,0 +1,107 @@
+"""valuechain train end to end on a generated world: runs, metrics, verdicts, persistence."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from valuechain.cli import app
+from valuechain.models import load_candidate
+from valuechain.spec import load_spec
+from valuechain.train import list_runs, train_project
+
+from .conftest import ROOT
+
+METRICS = ("roc_auc", "average_precision", "brier", "log_loss", "ece",
+           "precision_at_capacity", "recall_at_capacity", "expected_cost")
+
+
+@pytest.fixture(scope="module")
+def train_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from valuechain.demo.fraud import generate_fraud
+
+    project = tmp_path_factory.mktemp("train")
+    spec = yaml.safe_load((ROOT / "examples" / "fraud" / "valuechain.yaml").read_text())
+    spec["split"]["min_positives"] = 10
+    (project / "valuechain.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    generate_fraud(project / "data", rows=150_000, seed=5)
+    return project
+
+
+def test_train_writes_a_complete_run(train_world: Path) -> None:
+    loaded = load_spec(train_world)
+    run = train_project(loaded, seed=1)
+    out = run.to_json()
+    assert set(out["candidates"]) == {"prior", "rules", "logistic", "lightgbm"}
+    for entry in out["candidates"].values():
+        for role in ("validation", "test"):
+            for metric in METRICS:
+                assert metric in entry[role], (role, metric)
+                assert f"{metric}_low" in entry[role] and f"{metric}_high" in entry[role]
+                low, high = entry[role][f"{metric}_low"], entry[role][f"{metric}_high"]
+                assert low <= high or np.isnan(low)
+    test = out["candidates"]
+    assert test["prior"]["test"]["roc_auc"] == pytest.approx(0.5)
+    assert test["lightgbm"]["test"]["roc_auc"] > 0.75
+    assert "card_precision_at_k" in test["lightgbm"]["test"]
+    # Verdicts: every model against every baseline, with the paired interval.
+    pairs = {(v["candidate"], v["baseline"]): v for v in out["verdicts"]}
+    for model in ("logistic", "lightgbm"):
+        for baseline in ("prior", "rules"):
+            assert pairs[(model, baseline)]["verdict"] == "beats"
+            assert pairs[(model, baseline)]["difference"]["low"] > 0
+    gap = out["random_vs_time"]
+    assert {"auc_time_split", "auc_random_split", "gap", "explanation"} <= set(gap)
+    # The run directory: portable models, calibrators, predictions, metrics.
+    run_dir = Path(out["run_dir"])
+    assert (run_dir / "candidates" / "lightgbm" / "model.txt").exists()
+    assert not list(run_dir.rglob("*.pkl")) and not list(run_dir.rglob("*.pickle"))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["run_id"] == out["run_id"] and metrics["splits"]["embargo"] == "60d"
+    assert metrics["candidates"]["lightgbm"]["calibration"]["method"] in ("isotonic", "sigmoid")
+    predictions = pd.read_parquet(run_dir / "predictions_test.parquet")
+    reloaded = load_candidate(run_dir / "candidates" / "lightgbm")
+    frame = pd.read_parquet(metrics["frame"]["path"])
+    test_rows = frame[frame["transaction_id"].isin(predictions["transaction_id"])]
+    again = reloaded.predict(test_rows.set_index("transaction_id").loc[
+        predictions["transaction_id"]].reset_index())
+    np.testing.assert_allclose(again, predictions["raw_lightgbm"], rtol=1e-9)
+    assert list_runs(loaded.workspace / "runs")[0]["run_id"] == out["run_id"]
+    assert (loaded.workspace / "runs" / "latest").read_text().strip() == out["run_id"]
+
+
+def test_train_cli_json_and_embargo_error(train_world: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["train", "--spec", str(train_world), "--candidates",
+                                      "prior,logistic", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert set(out["candidates"]) == {"prior", "logistic"} and out["run_id"]
+    listed = CliRunner().invoke(app, ["runs", "--spec", str(train_world), "--json"])
+    assert out["run_id"] in listed.output
+
+    spec = yaml.safe_load((train_world / "valuechain.yaml").read_text())
+    spec["split"]["embargo"] = "7d"
+    (tmp_path / "valuechain.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    shutil.copytree(train_world / "data", tmp_path / "data")
+    bad = CliRunner().invoke(app, ["train", "--spec", str(tmp_path)])
+    assert bad.exit_code == 2 and "Traceback" not in bad.output
+    assert "embargo" in bad.output and "60d" in bad.output
+
+
+def test_backtest_folds_step_forward(train_world: Path) -> None:
+    run = train_project(load_spec(train_world), candidates=["prior", "logistic"],
+                        backtest_folds=3)
+    backtest = run.metrics["backtest"]
+    assert len(backtest["folds"]) == 3
+    starts = [f["test_start"] for f in backtest["folds"]]
+    assert starts == sorted(starts)
+    for fold in backtest["folds"]:
+        assert fold["train_end"] < fold["test_start"]
+    assert backtest["summary"]["prior"]["roc_auc_mean"] == pytest.approx(0.5)
