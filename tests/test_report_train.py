@@ -192,7 +192,7 @@ def test_curves_reliability_periods_and_backtest_are_charted(trained: LoadedSpec
     assert roc.count("<polyline") == 5 and 'class="diagonal"' in roc and ">chance<" in roc
     assert "lightgbm" in roc and 'stroke-dasharray="6 4"' in roc  # baselines dashed
     reliability = next(s for s in svgs if "Reliability of lightgbm" in s)
-    assert reliability.count("<circle") == 10 + 2  # 5 bins before and after (+ legend)
+    assert reliability.count("<circle") == 10 + 2  # 5 bins before and after, 2 in the legend
     assert "perfectly calibrated" in reliability
     over_time = next(s for s in svgs if "Average precision per period" in s)
     assert over_time.count("<polyline") == 4 and "10 Mar 25" in over_time

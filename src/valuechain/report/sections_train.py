@@ -237,7 +237,9 @@ def _metric_names(candidates: dict[str, Any]) -> list[str]:
             for key, value in _dict(_dict(info).get(split)).items():
                 suffix = next((s for s in _SUFFIXES if key.endswith(s)), "")
                 base = key.removesuffix(suffix) if suffix else key
-                if (suffix or _number(value) is not None) and base not in seen:
+                numeric = value is None or (isinstance(value, int | float)
+                                            and not isinstance(value, bool))
+                if (suffix or numeric) and base not in seen:  # NaN: recorded, undefined
                     seen.append(base)
     known = [m for m in METRIC_LABELS if m in seen]
     return known + sorted(m for m in seen if m not in METRIC_LABELS)

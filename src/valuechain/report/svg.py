@@ -327,7 +327,8 @@ def xy_chart(
     """
     left, top, bottom, gap = 56, 14, 44, 18
     width = left + plot_width + gap + legend_width
-    height = top + plot_height + bottom
+    entries = len(lines) + (diagonal is not None)
+    height = max(top + plot_height + bottom, top + 20 * entries + 4)
     (x0, x1), (y0, y1) = x_range, y_range
     x_span = (x1 - x0) or 1.0
     y_span = (y1 - y0) or 1.0
@@ -362,7 +363,7 @@ def xy_chart(
     body.append(
         f'<rect x="{left}" y="{top}" width="{plot_width}" height="{plot_height}" fill="none" '
         f'stroke="{COLORS["neutral"]}"/>'
-        f'<text x="{left + plot_width / 2:.1f}" y="{height - 6}" text-anchor="middle" '
+        f'<text x="{left + plot_width / 2:.1f}" y="{base + 36}" text-anchor="middle" '
         f'font-size="12" fill="{COLORS["ink"]}">{escape(x_label)}</text>'
         f'<text x="14" y="{top + plot_height / 2:.1f}" text-anchor="middle" font-size="12" '
         f'fill="{COLORS["ink"]}" transform="rotate(-90 14 {top + plot_height / 2:.1f})">'
@@ -382,11 +383,10 @@ def xy_chart(
         segments: list[list[tuple[float, float]]] = [[]]
         marks: list[tuple[float, float, int]] = []
         for i, (x, y) in enumerate(zip(line.xs, line.ys, strict=False)):
-            if not (_finite(x) and _finite(y)):
+            if x is None or y is None or not (math.isfinite(x) and math.isfinite(y)):
                 if segments[-1]:
                     segments.append([])
                 continue
-            assert y is not None
             point = (px(float(x)), py(float(y)))
             segments[-1].append(point)
             marks.append((*point, i))
