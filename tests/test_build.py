@@ -34,7 +34,8 @@ def test_build_json_output_and_frame_layout(fraud_project: Path) -> None:
     frame = pq.read_table(out["frame"])
     spec = load_spec(fraud_project).spec
     assert frame.num_rows == rows["mature"]
-    assert frame.column_names[:2] == ["transaction_id", "ts"]
+    # ids (keys, then `keep` columns) and the time column under their source names
+    assert frame.column_names[:4] == ["transaction_id", "customer_id", "card_id", "ts"]
     for feature in spec.features:
         assert feature.name in frame.column_names
     assert spec.label.name in frame.column_names

@@ -22,6 +22,7 @@ from valuechain.models import (
     make_candidate,
 )
 from valuechain.models.base import check_labels, text_matrix
+from valuechain.threads import threads
 
 RULE = "amount > 150 AND channel = 'web'"
 FEATURES = ["amount", "hour", "channel", "segment", "is_new", "noise"]
@@ -226,7 +227,7 @@ def test_lightgbm_unseen_level_scores_as_missing(
     np.testing.assert_array_equal(model.predict(unseen), model.predict(missing))
     facts = model.describe()
     assert 0 < facts["best_iteration"] < facts["num_boost_round"]
-    assert facts["params"]["deterministic"] is True and facts["params"]["num_threads"] == 2
+    assert facts["params"]["deterministic"] is True and facts["params"]["num_threads"] == threads()
     assert model.levels["channel"][:2] in (["web", "pos"], ["pos", "web"])
     assert facts["importance_gain"]["amount"] > facts["importance_gain"]["noise"]
 
