@@ -105,3 +105,15 @@ def test_backtest_folds_step_forward(train_world: Path) -> None:
     for fold in backtest["folds"]:
         assert fold["train_end"] < fold["test_start"]
     assert backtest["summary"]["prior"]["roc_auc_mean"] == pytest.approx(0.5)
+
+
+def test_a_failed_run_leaves_nothing_behind(train_world: Path) -> None:
+    from valuechain.errors import ValuechainError
+
+    loaded = load_spec(train_world)
+    runs = loaded.workspace / "runs"
+    before = sorted(p.name for p in runs.iterdir()) if runs.exists() else []
+    with pytest.raises(ValuechainError, match="not enough history"):
+        train_project(loaded, candidates=["prior"], backtest_folds=40)
+    assert sorted(p.name for p in runs.iterdir()) == before
+    assert not list(runs.glob(".tmp-*"))

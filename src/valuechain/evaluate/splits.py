@@ -34,7 +34,7 @@ import pandas as pd
 
 from valuechain.data.sources import datetime_to_us, us_to_datetime
 from valuechain.errors import DataError, SpecError
-from valuechain.spec.durations import format_duration, to_micros
+from valuechain.spec.durations import to_micros
 from valuechain.spec.models import Period
 
 __all__ = ["Fold", "default_periods", "random_split", "rolling_origin", "time_splits"]
@@ -65,15 +65,19 @@ def _fmt_time(value: datetime) -> str:
 
 
 def _fmt_delta(delta: timedelta) -> str:
-    """``60d``, ``36h``, ``39d 23h``: whole days when possible, to the second at most."""
+    """``60d``, ``36h``, ``39d 23h 54min 30s``: days, hours, minutes and seconds as needed."""
     sign = "-" if delta < timedelta(0) else ""
     seconds = round(abs(delta).total_seconds())
+    if seconds == 0:
+        return "0s"
     days, rest = divmod(seconds, 86400)
-    if rest == 0:
-        return f"{sign}{days}d"
-    if days == 0:
-        return sign + format_duration(timedelta(seconds=rest))
-    return f"{sign}{days}d {format_duration(timedelta(seconds=rest))}"
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if not days and hours and not minutes and not secs:
+        return f"{sign}{hours}h"
+    parts = [f"{v}{u}" for v, u in ((days, "d"), (hours, "h"), (minutes, "min"), (secs, "s"))
+             if v]
+    return sign + " ".join(parts)
 
 
 def _span(period: Period) -> str:

@@ -62,8 +62,8 @@ class EvaluationContext:
         if getattr(t.dt, "tz", None) is not None:
             t = t.dt.tz_convert("UTC").dt.tz_localize(None)
         us = t.to_numpy(dtype="datetime64[us]").astype(np.int64)
-        origin = int(us.min()) if len(us) else 0
         day = 86_400_000_000
+        origin = (int(us.min()) // day) * day if len(us) else 0  # midnight of the first day
         days = (us - origin) // day
         period = k = action = None
         if spec.value is not None and spec.value.capacity:

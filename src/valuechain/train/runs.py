@@ -22,7 +22,7 @@ import pandas as pd
 from valuechain.io import write_json, write_text
 from valuechain.models import Calibrator, Candidate
 
-__all__ = ["RunWriter", "latest_run", "list_runs"]
+__all__ = ["RunWriter", "finite", "latest_run", "list_runs"]
 
 
 class RunWriter:
@@ -49,7 +49,7 @@ class RunWriter:
     def finish(self, metrics: dict[str, Any], manifest: dict[str, Any]) -> tuple[str, Path]:
         body = {"run_id": self.run_id, "created_at": self.created_at,
                 "spec_hash": self.spec_hash, "seed": self.seed, **metrics}
-        write_json(self.tmp / "metrics.json", _finite(body))
+        write_json(self.tmp / "metrics.json", finite(body))
         write_json(self.tmp / "frame_manifest.json", manifest)
         final = self.runs / self.run_id
         os.replace(self.tmp, final)
@@ -61,14 +61,14 @@ class RunWriter:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def _finite(value: Any) -> Any:
+def finite(value: Any) -> Any:
     """NaN and infinities become null so metrics.json is strict JSON."""
     if isinstance(value, float):
         return value if value == value and abs(value) != float("inf") else None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: finite(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
+        return [finite(v) for v in value]
     return value
 
 

@@ -38,7 +38,7 @@ from valuechain.spec.durations import format_duration
 from valuechain.spec.loader import LoadedSpec
 from valuechain.spec.models import Period
 from valuechain.train.context import EvaluationContext
-from valuechain.train.runs import RunWriter
+from valuechain.train.runs import RunWriter, finite
 from valuechain.train.scoring import curves, per_period, scored
 
 __all__ = ["BASELINES", "TrainRun", "train_project"]
@@ -56,7 +56,7 @@ class TrainRun:
     metrics: dict[str, Any]
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = finite({
             "run_id": self.run_id,
             "run_dir": self.run_dir,
             "candidates": {
@@ -65,7 +65,8 @@ class TrainRun:
             },
             "verdicts": self.metrics["verdicts"],
             "random_vs_time": self.metrics["random_vs_time"],
-        }
+        })
+        return out
 
 
 def _periods(loaded: LoadedSpec, times: pd.Series) -> tuple[list[Period], timedelta]:
@@ -129,6 +130,20 @@ def train_project(
                         "`value.baseline_policy` (the rule the business runs today).")
     ctx = EvaluationContext.of(loaded, frame, time_col)
     writer = RunWriter(loaded.workspace / "runs", spec_hash=loaded.hash, seed=seed)
+    try:
+        return _run(loaded, writer, frame, built, times, y, periods, embargo, roles, features,
+                    rules, names, ctx, seed, backtest_folds, progress, started)
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def _run(loaded: LoadedSpec, writer: RunWriter, frame: pd.DataFrame, built: Any,
+         times: pd.Series, y: F64, periods: list[Period], embargo: timedelta,
+         roles: dict[str, npt.NDArray[np.bool_]], features: FeatureSet, rules: str | None,
+         names: list[str], ctx: EvaluationContext, seed: int, backtest_folds: int,
+         progress: Progress | None, started: float) -> TrainRun:
+    time_col = built.manifest["frame"]["time_column"]
     results: dict[str, Any] = {}
     test_scores: dict[str, F64] = {}
     predictions: dict[str, dict[str, F64]] = {"validation": {}, "test": {}}
@@ -138,8 +153,8 @@ def train_project(
         model = _fit(name, features, rules, seed, frame, roles, y)
         raw = {role: model.predict(frame[roles[role]]) for role in ("validation", "test")}
         calibrator = (Calibrator.identity("the prior is its own calibration")
-                      if name == "prior" else fit_calibrator(raw["validation"],
-                                                             y[roles["validation"]]))
+                      if name == "prior" else fit_calibrator(
+                          raw["validation"], y[roles["validation"]], seed=seed))
         entry: dict[str, Any] = {"describe": model.describe()}
         for role in ("validation", "test"):
             score = calibrator.apply(raw[role])
@@ -179,10 +194,11 @@ def train_project(
                 "verdict": verdict(diff),
                 "intervals_overlap": bool(a[f"{HEADLINE}_low"] <= b[f"{HEADLINE}_high"]),
             })
+    # Chosen on validation: choosing on test would make the test score optimistic.
     best = max((n for n in names if n not in BASELINES), default=names[-1],
-               key=lambda n: results[n]["test"][HEADLINE])
+               key=lambda n: np.nan_to_num(results[n]["validation"][HEADLINE], nan=-1.0))
     random_vs_time = _random_vs_time(best, features, rules, seed, frame, roles, y,
-                                     results[best]["test"]["roc_auc"])
+                                     auc_of(predictions["test"][f"raw_{best}"], y[test]))
     freq = "W" if (times[test].max() - times[test].min()) > pd.Timedelta(days=21) else "D"
     metrics: dict[str, Any] = {
         "headline_metric": HEADLINE,
