@@ -52,6 +52,7 @@ __all__ = [
     "Owners",
     "Period",
     "Project",
+    "ReviewOutcome",
     "RowFeature",
     "Schedule",
     "SchedulePoints",
@@ -335,7 +336,26 @@ class Capacity(_Model):
 
     limit: int = Field(ge=0)
     per: Duration = Field(timedelta(days=1))
-    overflow: Literal["approve", "decline"] = "approve"
+    overflow: Literal["approve", "decline"] = Field(
+        "approve", description="Where cases beyond the limit go: approved or declined."
+    )
+    percentile: float = Field(
+        1.0, gt=0, le=1,
+        description="Share of periods that must stay within the limit (1.0: every period).",
+    )
+
+
+class ReviewOutcome(_Model):
+    """What a manual review achieves."""
+
+    catch_rate: float = Field(
+        1.0, ge=0, le=1, description="Share of positives a reviewer catches (then declined)."
+    )
+    friction: float = Field(
+        0.0, ge=0, le=1,
+        description="Share of genuine cases lost to review friction (each costs a false "
+        "positive).",
+    )
 
 
 class Value(_Model):
@@ -349,6 +369,7 @@ class Value(_Model):
         "price the default policy in `valuechain train`.",
     )
     capacity: dict[str, Capacity] = Field(default_factory=dict)
+    review: ReviewOutcome = Field(ReviewOutcome(), description="What a manual review achieves.")
     baseline_policy: str | None = Field(
         None, description="SQL expression of the rule the business runs today."
     )
