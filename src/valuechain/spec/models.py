@@ -349,10 +349,10 @@ class ReviewOutcome(_Model):
     """What a manual review achieves."""
 
     catch_rate: float = Field(
-        1.0, ge=0, le=1, description="Share of positives a reviewer catches (then declined)."
+        default=1.0, ge=0, le=1, description="Share of positives a reviewer catches (then declined)."
     )
     friction: float = Field(
-        0.0, ge=0, le=1,
+        default=0.0, ge=0, le=1,
         description="Share of genuine cases lost to review friction (each costs a false "
         "positive).",
     )
@@ -369,7 +369,8 @@ class Value(_Model):
         "price the default policy in `valuechain train`.",
     )
     capacity: dict[str, Capacity] = Field(default_factory=dict)
-    review: ReviewOutcome = Field(ReviewOutcome(), description="What a manual review achieves.")
+    review: ReviewOutcome = Field(default_factory=ReviewOutcome,
+                                  description="What a manual review achieves.")
     baseline_policy: str | None = Field(
         None, description="SQL expression of the rule the business runs today."
     )
