@@ -105,7 +105,7 @@ def main() -> int:
             f"{alternative_s / audit_s:.2f}× | {peak_mib:,.0f} | under 60 s: "
             f"{'met' if audit_s < 60 else 'NOT met'} |", "",
             "The full audit includes every empirical check (30 one-feature models by binning, "
-            "two LightGBM full models on 250k-row samples for the time and random splits, "
+            "two LightGBM full models on 120k-row samples for the time and random splits, "
             "signatures, identifiers, hygiene); the alternative only fits the 30 one-feature "
             "LightGBM models.", ""]))
     return 0
