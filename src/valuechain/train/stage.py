@@ -131,18 +131,38 @@ def train_project(
     ctx = EvaluationContext.of(loaded, frame, time_col)
     writer = RunWriter(loaded.workspace / "runs", spec_hash=loaded.hash, seed=seed)
     try:
-        return _run(loaded, writer, frame, built, times, y, periods, embargo, roles, features,
-                    rules, names, ctx, seed, backtest_folds, progress, started)
+        prepared = _Prepared(loaded, frame, built, times, y, periods, embargo, roles, features,
+                             rules, names, ctx, seed)
+        return _run(prepared, writer, backtest_folds, progress, started)
     except BaseException:
         writer.abort()
         raise
 
 
-def _run(loaded: LoadedSpec, writer: RunWriter, frame: pd.DataFrame, built: Any,
-         times: pd.Series, y: F64, periods: list[Period], embargo: timedelta,
-         roles: dict[str, npt.NDArray[np.bool_]], features: FeatureSet, rules: str | None,
-         names: list[str], ctx: EvaluationContext, seed: int, backtest_folds: int,
-         progress: Progress | None, started: float) -> TrainRun:
+@dataclass(frozen=True)
+class _Prepared:
+    """The frame, labels, split roles and settings every candidate is trained with."""
+
+    loaded: LoadedSpec
+    frame: pd.DataFrame
+    built: Any
+    times: pd.Series
+    y: F64
+    periods: list[Period]
+    embargo: timedelta
+    roles: dict[str, npt.NDArray[np.bool_]]
+    features: FeatureSet
+    rules: str | None
+    names: list[str]
+    ctx: EvaluationContext
+    seed: int
+
+
+def _run(p: _Prepared, writer: RunWriter, backtest_folds: int, progress: Progress | None,
+         started: float) -> TrainRun:
+    loaded, frame, built, times, y = p.loaded, p.frame, p.built, p.times, p.y
+    periods, embargo, roles, features = p.periods, p.embargo, p.roles, p.features
+    rules, names, ctx, seed = p.rules, p.names, p.ctx, p.seed
     time_col = built.manifest["frame"]["time_column"]
     results: dict[str, Any] = {}
     test_scores: dict[str, F64] = {}
