@@ -330,6 +330,57 @@ def runs(spec: SpecOpt = Path("."), as_json: JsonOpt = False) -> None:
 
 @app.command()
 @user_errors
+def decide(
+    spec: SpecOpt = Path("."),
+    kind: Annotated[
+        str, typer.Option(help="three_band (approve/review/decline), threshold or top_n.")
+    ] = "three_band",
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Turn the latest run's scores into actions under costs and capacity; price them."""
+    from valuechain.decide import decide_project
+    from valuechain.errors import SpecError
+
+    if kind not in ("three_band", "threshold", "top_n"):
+        raise SpecError(f"--kind '{kind}': expected three_band, threshold or top_n.")
+    loaded = _load(spec)
+    with _progress(not as_json, "decide") as progress:
+        result = decide_project(loaded, kind=kind, seed=seed,  # type: ignore[arg-type]
+                                progress=progress)
+    if as_json:
+        _emit(result.to_json())
+        return
+    body = result.body
+    currency = loaded.spec.value.currency if loaded.spec.value else ""
+    console.print(f"policy ({body['kind']}, from run {body['run_id']}, {body['candidate']}): "
+                  f"{ {k: v for k, v in body['policy'].items() if k != 'metadata'} }")
+    table = Table(title="Test period")
+    for column in ("", "cost", "per 1,000", "reviews/period max", "over limit"):
+        table.add_column(column, justify="right")
+    rows = [("policy", body["test"])] + list(body["baselines"].items())
+    for name, summary in rows:
+        cap = summary["capacity"]
+        table.add_row(name, f"{summary['expected_cost']:,.0f}", f"{summary['cost_per_1000']:,.1f}",
+                      f"{cap['max_used']:.0f} / {cap['limit']}", str(cap["periods_over_limit"]))
+    console.print(table)
+    savings = Table(title=f"Savings of the policy on test ({currency}, 95% day-block interval)")
+    for column in ("against", "saved", "interval"):
+        savings.add_column(column, justify="right")
+    for name, s in body["test"]["savings"].items():
+        savings.add_row(name, f"{s['value']:,.0f}", f"[{s['low']:,.0f}, {s['high']:,.0f}]")
+    console.print(savings)
+    chain = Table(title="The value chain")
+    for column in ("link", "owner", "what"):
+        chain.add_column(column, overflow="fold")
+    for link in body["value_chain"]:
+        chain.add_row(link["link"], link["owner"], link["what"])
+    console.print(chain)
+    console.print(f"policy written to {result.policy_path}")
+
+
+@app.command()
+@user_errors
 def report(
     spec: SpecOpt = Path("."),
     out: Annotated[Path | None, typer.Option(help="HTML file to write.")] = None,
