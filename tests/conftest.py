@@ -25,3 +25,18 @@ def fraud_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copy(ROOT / "examples" / "fraud" / "valuechain.yaml", project / "valuechain.yaml")
     generate_fraud(project / "data", rows=20_000, seed=3)
     return project
+
+
+@pytest.fixture(scope="session")
+def train_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """examples/fraud over a 150k-transaction world (train/decide tests)."""
+    import yaml
+
+    from valuechain.demo.fraud import generate_fraud
+
+    project = tmp_path_factory.mktemp("train")
+    spec = yaml.safe_load((ROOT / "examples" / "fraud" / "valuechain.yaml").read_text())
+    spec["split"]["min_positives"] = 10
+    (project / "valuechain.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    generate_fraud(project / "data", rows=150_000, seed=5)
+    return project

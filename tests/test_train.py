@@ -17,22 +17,8 @@ from valuechain.models import load_candidate
 from valuechain.spec import load_spec
 from valuechain.train import list_runs, train_project
 
-from .conftest import ROOT
-
 METRICS = ("roc_auc", "average_precision", "brier", "log_loss", "ece",
            "precision_at_capacity", "recall_at_capacity", "expected_cost")
-
-
-@pytest.fixture(scope="module")
-def train_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from valuechain.demo.fraud import generate_fraud
-
-    project = tmp_path_factory.mktemp("train")
-    spec = yaml.safe_load((ROOT / "examples" / "fraud" / "valuechain.yaml").read_text())
-    spec["split"]["min_positives"] = 10
-    (project / "valuechain.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    generate_fraud(project / "data", rows=150_000, seed=5)
-    return project
 
 
 def test_train_writes_a_complete_run(train_world: Path) -> None:
