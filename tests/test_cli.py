@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import yaml
 from typer.testing import CliRunner
 
 from valuechain.cli import app
@@ -15,16 +16,21 @@ from .conftest import ROOT
 
 def test_demo_generates_checks_builds_and_reports(tmp_path: Path) -> None:
     shutil.copy(ROOT / "examples" / "fraud" / "valuechain.yaml", tmp_path / "valuechain.yaml")
+    spec = yaml.safe_load((tmp_path / "valuechain.yaml").read_text())
+    spec["split"]["min_positives"] = 10  # a small world: few frauds per period
+    (tmp_path / "valuechain.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     result = CliRunner().invoke(app, ["demo", "fraud", "--dir", str(tmp_path), "--rows",
-                                      "20000", "--json"])
+                                      "150000", "--json"])
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)
     assert out["check"]["passed"] is True
     assert [c["item"] for c in out["check"]["checklist"]] == [
         "task_to_decision_fit", "training_inference_parity", "evaluation_realism",
         "operational_ownership", "monitoring_discipline"]
-    assert out["build"]["rows"]["total"] == 20_000
+    assert out["build"]["rows"]["total"] == 150_000
     assert out["audit"]["critical"] == 0 and "findings" in out["audit"]
+    assert "lightgbm" in out["train"]["candidates"]
+    assert out["decide"]["test"]["capacity"]["limit"] == 150
     report = Path(out["report"]).read_text()
     assert "Label maturity" in report and "<svg" in report
 

@@ -358,7 +358,7 @@ def decide(
     table = Table(title="Test period")
     for column in ("", "cost", "per 1,000", "reviews/period max", "over limit"):
         table.add_column(column, justify="right")
-    rows = [("policy", body["test"])] + list(body["baselines"].items())
+    rows = [("policy", body["test"]), *body["baselines"].items()]
     for name, summary in rows:
         cap = summary["capacity"]
         table.add_row(name, f"{summary['expected_cost']:,.0f}", f"{summary['cost_per_1000']:,.1f}",
@@ -422,13 +422,15 @@ def demo_fraud(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
     as_json: JsonOpt = False,
 ) -> None:
-    """Generate the fraud world if needed, then check, build, audit and report on it."""
+    """Generate the fraud world if needed, then check, build, audit, train, decide, report."""
     from valuechain.audit import audit_project
     from valuechain.data.build import build_frame
     from valuechain.data.validate import check_project
+    from valuechain.decide import decide_project
     from valuechain.demo.fraud import generate_fraud as generate
     from valuechain.io import write_json
     from valuechain.report import render_report
+    from valuechain.train import train_project
 
     data = dir / "data"
     if not (data / "transactions.parquet").exists():
@@ -444,9 +446,14 @@ def demo_fraud(
             progress("leakage checks", 0.2)
         audited, _ = audit_project(loaded)
     write_json(loaded.workspace / "audit.json", audited.to_json())
+    with _progress(not as_json, "train") as progress:
+        run = train_project(loaded, seed=seed, progress=progress)
+    with _progress(not as_json, "decide") as progress:
+        decided = decide_project(loaded, seed=seed, progress=progress)
     path = render_report(loaded)
     payload = {"check": checked.to_json(), "build": built.to_json(),
-               "audit": audited.to_json(), "report": str(path)}
+               "audit": audited.to_json(), "train": run.to_json(),
+               "decide": decided.to_json(), "report": str(path)}
     if as_json:
         _emit(payload)
         return
@@ -460,6 +467,19 @@ def demo_fraud(
     counts = audited.to_json()["counts"]
     console.print(f"audit: {audited.critical} critical, {counts['warning']} warning(s), "
                   f"{counts['info']} info")
+    best = run.metrics["best_candidate"]
+    test = run.metrics["candidates"][best]["test"]
+    console.print(f"train: run {run.run_id}, best {best}: test AUC {test['roc_auc']:.3f}, "
+                  f"AP {test['average_precision']:.3f}; verdicts "
+                  + ", ".join(f"{v['candidate']} {v['verdict']} {v['baseline']}"
+                              for v in run.metrics["verdicts"]))
+    body = decided.body
+    today = body["test"]["savings"].get("rules") or body["test"]["savings"]["approve_all"]
+    console.print(f"decide: {body['policy']['kind']} policy, max "
+                  f"{body['test']['capacity']['max_used']:.0f}/"
+                  f"{body['test']['capacity']['limit']} reviews per day on test, saves "
+                  f"{today['value']:,.0f} [{today['low']:,.0f}, {today['high']:,.0f}] vs "
+                  "today's policy")
     console.print(f"report: {path}")
 
 
