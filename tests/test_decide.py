@@ -61,13 +61,15 @@ def test_three_band_policy_respects_capacity_and_saves_money(trained: Path) -> N
     assert json.loads((loaded.workspace / "decide.json").read_text())["policy"] == out["policy"]
 
 
-@pytest.mark.parametrize("kind", ["threshold", "top_n"])
-def test_other_policy_kinds_through_the_cli(trained: Path, kind: str) -> None:
+@pytest.mark.parametrize(("kind", "objective"), [("threshold", "expected"),
+                                                 ("top_n", "expected"),
+                                                 ("three_band", "realised")])
+def test_other_policy_kinds_through_the_cli(trained: Path, kind: str, objective: str) -> None:
     result = CliRunner().invoke(app, ["decide", "--spec", str(trained), "--kind", kind,
-                                      "--json"])
+                                      "--objective", objective, "--json"])
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)
-    assert out["policy"]["kind"] == kind
+    assert out["policy"]["kind"] == kind and out["objective"] == objective
     assert out["test"]["capacity"]["periods_over_limit"] == 0 or kind == "threshold"
     assert {"value", "low", "high"} <= set(out["test"]["savings"]["approve_all"])
 

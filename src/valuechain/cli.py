@@ -335,6 +335,9 @@ def decide(
     kind: Annotated[
         str, typer.Option(help="three_band (approve/review/decline), threshold or top_n.")
     ] = "three_band",
+    objective: Annotated[
+        str, typer.Option(help="expected (under calibrated scores) or realised (labels).")
+    ] = "expected",
     seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
     as_json: JsonOpt = False,
 ) -> None:
@@ -344,10 +347,12 @@ def decide(
 
     if kind not in ("three_band", "threshold", "top_n"):
         raise SpecError(f"--kind '{kind}': expected three_band, threshold or top_n.")
+    if objective not in ("expected", "realised"):
+        raise SpecError(f"--objective '{objective}': expected 'expected' or 'realised'.")
     loaded = _load(spec)
     with _progress(not as_json, "decide") as progress:
-        result = decide_project(loaded, kind=kind, seed=seed,  # type: ignore[arg-type]
-                                progress=progress)
+        result = decide_project(loaded, kind=kind, objective=objective,  # type: ignore[arg-type]
+                                seed=seed, progress=progress)
     if as_json:
         _emit(result.to_json())
         return

@@ -39,6 +39,7 @@ __all__ = ["DecideResult", "decide_project"]
 
 F64 = npt.NDArray[np.float64]
 Kind = Literal["three_band", "threshold", "top_n"]
+Objective = Literal["expected", "realised"]
 N_BOOT = 500
 DAY_US = 86_400_000_000
 
@@ -193,15 +194,16 @@ def _baselines(rows: Rows, validation: Rows, review_action: str, limit: int,
 
 
 def _optimise(kind: Kind, rows: Rows, limit: int, overflow: str, percentile: float,
-              per: str) -> Optimum:
-    """Minimise the expected cost under the calibrated scores (smoother than realised labels,
-    which overfit a short validation period)."""
+              per: str, objective: Objective) -> Optimum:
+    """Minimise cost on validation: expected under the calibrated scores (smooth, relies on
+    calibration) or realised under the labels (no model assumption, can overfit few days)."""
+    target = rows.scores if objective == "expected" else rows.labels
     if kind == "three_band":
-        return optimize_three_band(rows.scores, rows.costs, rows.scores, rows.periods, limit,
+        return optimize_three_band(rows.scores, rows.costs, target, rows.periods, limit,
                                    overflow=overflow, percentile=percentile)
     if kind == "threshold":
-        return optimize_threshold(rows.scores, rows.costs, rows.scores, rows.periods)
-    return optimize_top_n(rows.scores, rows.costs, rows.scores, rows.periods, limit, per=per)
+        return optimize_threshold(rows.scores, rows.costs, target, rows.periods)
+    return optimize_top_n(rows.scores, rows.costs, target, rows.periods, limit, per=per)
 
 
 def _scaled(rows: Rows, field: str, factor: float) -> Rows:
@@ -213,6 +215,7 @@ def decide_project(
     loaded: LoadedSpec,
     *,
     kind: Kind = "three_band",
+    objective: Objective = "expected",
     seed: int = 0,
     progress: Callable[[str, float], None] | None = None,
 ) -> DecideResult:
@@ -233,13 +236,13 @@ def decide_project(
                         best, time_col, per_us, origin) for role in ("validation", "test")}
     if progress:
         progress("optimising on validation", 0.2)
-    optimum = _optimise(kind, data["validation"], limit, overflow, percentile, per)
+    optimum = _optimise(kind, data["validation"], limit, overflow, percentile, per, objective)
     policy = optimum.policy
     applied = {role: np.asarray(apply_with_capacity(policy, rows.scores, rows.periods, limit,
                                                     overflow), dtype=object)
                for role, rows in data.items()}
     body: dict[str, Any] = {
-        "run_id": metrics["run_id"], "candidate": best, "kind": kind,
+        "run_id": metrics["run_id"], "candidate": best, "kind": kind, "objective": objective,
         "policy": policy.to_dict(),
         "validation": _summary(data["validation"], applied["validation"], action, limit),
         "test": _summary(data["test"], applied["test"], action, limit),
@@ -257,7 +260,8 @@ def decide_project(
     for field in ("false_negative", "false_positive", "review"):
         for factor in (0.5, 2.0):
             moved = {role: _scaled(rows, field, factor) for role, rows in data.items()}
-            opt = _optimise(kind, moved["validation"], limit, overflow, percentile, per)
+            opt = _optimise(kind, moved["validation"], limit, overflow, percentile, per,
+                            objective)
             acts = np.asarray(apply_with_capacity(opt.policy, moved["test"].scores,
                                                   moved["test"].periods, limit, overflow),
                               dtype=object)
