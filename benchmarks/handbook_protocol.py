@@ -413,7 +413,8 @@ def overhead(frame: pd.DataFrame, rows: int = 1_000_000, repeat: int = 2,
     Train: the last ``rows`` transactions before 2018-08-01; validation (LightGBM early
     stopping): 2018-08-01..08-07. Both LightGBM runs use the candidate's parameters, the same
     float64 matrix content, the same early stopping, so they boost the same number of rounds
-    (checked); ``repeat`` runs each, alternating, best time kept.
+    (checked); ``repeat`` runs each, alternating, best time kept. The 1-minute load average
+    before and after is recorded: on a shared machine, other processes skew the seconds.
     """
     import lightgbm as lgb
     from sklearn.linear_model import LogisticRegression
@@ -429,6 +430,7 @@ def overhead(frame: pd.DataFrame, rows: int = 1_000_000, repeat: int = 2,
     y, yv = labels(train), labels(valid)
     cols = list(FEATURES)
 
+    load_before = os.getloadavg()[0]
     ours: list[float] = []
     direct: list[float] = []
     model: Any = None
@@ -439,14 +441,14 @@ def overhead(frame: pd.DataFrame, rows: int = 1_000_000, repeat: int = 2,
         with _timer(direct):
             params = {**model.params, "metric": ["binary_logloss", "auc"],
                       "first_metric_only": True}
-            dtrain = lgb.Dataset(train[cols].to_numpy(np.float64), label=y,
-                                 feature_name=cols, free_raw_data=True)
-            dvalid = lgb.Dataset(valid[cols].to_numpy(np.float64), label=yv, reference=dtrain)
+            dtrain = lgb.Dataset(_matrix(train), label=y, feature_name=cols,
+                                 free_raw_data=True)
+            dvalid = lgb.Dataset(_matrix(valid), label=yv, reference=dtrain)
             booster = lgb.train(
                 params, dtrain, num_boost_round=model.num_boost_round, valid_sets=[dvalid],
                 callbacks=[lgb.early_stopping(model.early_stopping_rounds,
                                               first_metric_only=True, verbose=False)])
-    direct_pred = booster.predict(valid[cols].to_numpy(np.float64),
+    direct_pred = booster.predict(_matrix(valid),
                                   num_iteration=booster.best_iteration)
     gbm = {"valuechain_s": min(ours), "direct_s": min(direct),
            "ratio": min(ours) / min(direct),
@@ -462,13 +464,20 @@ def overhead(frame: pd.DataFrame, rows: int = 1_000_000, repeat: int = 2,
         with _timer(direct):
             plain = Pipeline([("scale", StandardScaler()), ("model", LogisticRegression(
                 max_iter=5000, random_state=seed))])
-            plain.fit(train[cols].to_numpy(np.float64), y)
-    plain_pred = plain.predict_proba(valid[cols].to_numpy(np.float64))[:, 1]
+            plain.fit(_matrix(train), y)
+    plain_pred = plain.predict_proba(_matrix(valid))[:, 1]
     logit = {"valuechain_s": min(ours), "direct_s": min(direct),
              "ratio": min(ours) / min(direct),
              "max_abs_diff": float(np.max(np.abs(model.predict(valid) - plain_pred)))}
     return {"rows": len(train), "valid_rows": len(valid), "threads": threads(),
-            "repeat": repeat, "lightgbm": gbm, "logistic": logit}
+            "repeat": repeat, "cores": os.cpu_count(),
+            "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+            "lightgbm": gbm, "logistic": logit}
+
+
+def _matrix(frame: pd.DataFrame) -> np.ndarray:
+    """The 15 features as a C-ordered float64 matrix (the layout the candidates build)."""
+    return np.ascontiguousarray(frame[list(FEATURES)].to_numpy(np.float64))
 
 
 # -------------------------------------------------------------------------------- output
@@ -550,8 +559,10 @@ def render_tables(report: dict[str, Any], details: dict[str, Any]) -> list[tuple
             rows.append([f"valuechain {name}", direct, f"{o['valuechain_s']:.2f}",
                          f"{o['direct_s']:.2f}", f"{o['ratio']:.2f}×",
                          f"{o['max_abs_diff']:.1e}"])
+        load = ovh.get("load_average", [None, None])
         tables.append((f"Overhead: training on {ovh['rows']:,} rows, {ovh['threads']} threads, "
-                       f"best of {ovh['repeat']}",
+                       f"best of {ovh['repeat']} (1-min load average {load[0]} before, "
+                       f"{load[1]} after, {ovh.get('cores')} cores)",
                        ["ours", "direct call", "ours s", "direct s", "ratio", "max |Δ score|"],
                        rows))
     return tables
