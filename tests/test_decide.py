@@ -40,6 +40,9 @@ def test_three_band_policy_respects_capacity_and_saves_money(trained: Path) -> N
         cap = summary["capacity"]
         assert cap["limit"] == 150 and cap["max_used"] <= cap["limit"]
         assert cap["periods_over_limit"] == 0
+        assert cap["requested_max"] >= cap["max_used"]
+    # Chosen on validation under capacity: the bands themselves fit every validation day.
+    assert out["validation"]["capacity"]["requested_over_limit"] == 0
     savings = out["test"]["savings"]
     assert set(savings) == {"approve_all", "rules", "threshold_0.5", "accuracy_optimal"}
     assert savings["approve_all"]["low"] > 0, savings["approve_all"]

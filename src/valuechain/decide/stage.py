@@ -247,6 +247,13 @@ def decide_project(
         "validation": _summary(data["validation"], applied["validation"], action, limit),
         "test": _summary(data["test"], applied["test"], action, limit),
     }
+    for role, rows in data.items():
+        # What the bands ask for before the overflow rule (the summaries count after it).
+        asked = np.asarray(policy.apply(rows.scores, rows.periods), dtype=object) == action
+        _, index = np.unique(rows.periods, return_inverse=True)
+        requested = np.bincount(index, weights=asked)
+        body[role]["capacity"]["requested_max"] = float(requested.max(initial=0))
+        body[role]["capacity"]["requested_over_limit"] = int((requested > limit).sum())
     test = data["test"]
     policy_cost = _realised(test, applied["test"])
     baselines = _baselines(test, data["validation"], action, limit, overflow)
