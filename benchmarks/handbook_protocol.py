@@ -353,6 +353,36 @@ def prequential(frame: pd.DataFrame, seed: int = 0,
     return out
 
 
+SWEEP_ROUNDS = (25, 50, 100, 150, 200, 300, 400, 600)
+
+
+def rounds_sweep(frame: pd.DataFrame, seed: int = 0) -> dict[str, Any]:
+    """Diagnosis only: test AP and CP@100 of default LightGBM after a fixed number of rounds.
+
+    On the 4 prequential folds (7-day training weeks), boost the candidate's parameters for
+    ``max(SWEEP_ROUNDS)`` rounds without early stopping and score the test weeks after each
+    count in :data:`SWEEP_ROUNDS`. Choosing the count on the test weeks peeks at them, so
+    this is not a model: it bounds what a better stopping rule could gain.
+    """
+    import lightgbm as lgb
+
+    from valuechain.models import FeatureSet, LightGBM
+
+    params = LightGBM(FeatureSet(numeric=FEATURES), seed=seed).params
+    per_round: dict[int, list[dict[str, float]]] = {r: [] for r in SWEEP_ROUNDS}
+    for start in prequential_test_starts():
+        train, test = get_train_test_set(frame, start - pd.Timedelta(days=2 * DELAY))
+        booster = lgb.train(params, lgb.Dataset(_matrix(train), label=labels(train)),
+                            num_boost_round=max(SWEEP_ROUNDS))
+        for r in SWEEP_ROUNDS:
+            scores = np.asarray(booster.predict(_matrix(test), num_iteration=r), dtype=np.float64)
+            per_round[r].append(assess(scores, test))
+    means = {r: mean_metrics(rows) for r, rows in per_round.items()}
+    best = {m: max(means, key=lambda r: means[r][m]) for m in METRICS}
+    return {"by_rounds": {str(r): v for r, v in means.items()},
+            "best": {m: {"rounds": best[m], "value": means[best[m]][m]} for m in METRICS}}
+
+
 def book_xgboost_grid(frame: pd.DataFrame, threads: int) -> dict[str, Any] | None:
     """The book's chapter-5 XGBoost model selection on our frame, or None without xgboost.
 
@@ -525,8 +555,8 @@ def verdict(prequential_results: dict[str, dict[str, float]]) -> list[str]:
         ok = [k.split("_")[1] for k, v in wider.items() if reaches(v)]
         lines.append(
             f"Longer LightGBM training windows, same test sets ({parts}): "
-            + (f"{', '.join(ok)} reach both targets at the book's 3-decimal precision."
-               if ok else "none reaches both targets."))
+            + (f"{', '.join(ok)} {'reaches' if len(ok) == 1 else 'reach'} both targets at "
+               "the book's 3-decimal precision." if ok else "none reaches both targets."))
     return lines
 
 
@@ -567,7 +597,7 @@ def render_tables(report: dict[str, Any], details: dict[str, Any]) -> list[tuple
         tables.append((f"Overhead: training on {ovh['rows']:,} rows, {ovh['threads']} threads, "
                        f"best of {ovh['repeat']} (1-min load average {load[0]} before, "
                        f"{load[1]} after, {ovh.get('cores')} cores)",
-                       ["ours", "direct call", "ours s", "direct s", "ratio", "max |Δ score|"],
+                       ["ours", "direct call", "ours s", "direct s", "ratio", "max abs Δ score"],
                        rows))
     return tables
 
@@ -614,6 +644,27 @@ def findings(report: dict[str, Any], details: dict[str, Any]) -> list[str]:
         out.append("Prequential logistic regression (C=1, no tuning): " + ", ".join(
             f"{m} {pre[m]:.3f} vs book {b[m]}" for m in METRICS) + ".")
     out += verdict(report["prequential"])
+    sweep = details.get("rounds_sweep")
+    gbm = report["prequential"].get("lightgbm")
+    if sweep and gbm:
+        wider = {int(k.split("_")[1][:-1]): v["average_precision"] - gbm["average_precision"]
+                 for k, v in report["prequential"].items()
+                 if k.startswith("lightgbm_") and k.endswith("d")}
+        best_window = max(wider, key=lambda w: wider[w]) if wider else 7
+        best_gain = wider.get(best_window, 0.0)
+        ap = sweep["best"]["average_precision"]
+        cp = sweep["best"]["card_precision_at_100"]
+        out.append(
+            "Early stopping is not what holds the 7-day LightGBM back: with the number of "
+            "rounds picked on the test weeks themselves (a peek, for diagnosis only) the "
+            f"default parameters peak at AP {ap['value']:.3f} ({ap['rounds']} rounds) and "
+            f"CP@100 {cp['value']:.3f} ({cp['rounds']} rounds), against "
+            f"{gbm['average_precision']:.3f} / {gbm['card_precision_at_100']:.3f} with early "
+            "stopping."
+            + (f" Seven days hold ~600 frauds; the same model with {best_window} days of history "
+               f"gains {best_gain:+.3f} AP on the same test sets, so the gap to the book's "
+               "tuned XGBoost is training data per model more than the stopping rule."
+               if best_gain > 0 else ""))
     xgb = details.get("book_xgboost")
     if xgb:
         out.append(
@@ -675,9 +726,12 @@ def run(data: Path, *, seed: int = 0, windows: Sequence[int] = (14, 21, 28),
     ch3 = chapter3(frame, seed)
     log("prequential ...")
     pre = prequential(frame, seed, windows)
+    log("rounds sweep (diagnosis) ...")
+    sweep = rounds_sweep(frame, seed)
     report: dict[str, Any] = {"chapter3": ch3.results, "prequential": pre.results}
     details: dict[str, Any] = {"notes": list(ch3.notes), "prequential_folds": pre.folds,
-                               "chapter3_split": ch3.notes[0] if ch3.notes else "?"}
+                               "chapter3_split": ch3.notes[0] if ch3.notes else "?",
+                               "rounds_sweep": sweep}
     if book_xgboost:
         log("the book's XGBoost grid ...")
         xgb = book_xgboost_grid(frame, threads())
