@@ -2,35 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from .conftest import load_benchmark
+
 HANDBOOK = (
     Path(__file__).resolve().parents[2] / "shared" / "data" / "fraud_handbook"
     / "transactions.parquet"
 )
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "handbook_protocol.py"
 
 
-def _load() -> ModuleType:
-    name = "handbook_protocol"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
-hp = _load()
+hp = load_benchmark("handbook_protocol")
 
 # Hand example: 21 days from 2018-04-01, train days 0-6, delay days 7-13, test days 14-20.
 # Every card pays once a day at noon; the frauds are:

@@ -4,11 +4,6 @@ capacity-blind review threshold does to a daily review queue (synthetic data, no
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
-
 import numpy as np
 import pytest
 
@@ -22,22 +17,9 @@ from valuechain.policy import (
     optimize_threshold,
 )
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "policy_vs_sklearn.py"
+from .conftest import load_benchmark
 
-
-def _load() -> ModuleType:
-    name = "policy_vs_sklearn"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
-pvs = _load()
+pvs = load_benchmark("policy_vs_sklearn")
 
 DAYS, PER_DAY = 10, 400
 CAPACITY = 20
