@@ -36,6 +36,7 @@ from valuechain.spec.models import (
     RowFeature,
     SchedulePoints,
 )
+from valuechain.sql import quote_ident
 
 __all__ = ["BuildResult", "Resolved", "RowCounts", "build_frame", "resolve"]
 
@@ -44,9 +45,6 @@ _INTS = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "U
 _NUMERIC = ("INT", "DOUBLE", "FLOAT", "DECIMAL", "REAL", "BOOLEAN", "NUMERIC")
 _WINDOW_FN = re.compile(r"\bover\s*\(", re.IGNORECASE)
 
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 @dataclass(frozen=True)
@@ -176,18 +174,18 @@ def resolve(
     if isinstance(dp, EventPoints):
         assert own is not None
         src = spec.sources[own]
-        keys = ", ".join(_q(k) for k in src.keys)
+        keys = ", ".join(quote_ident(k) for k in src.keys)
         for k in src.keys:
             catalog.require_column(own, k, "sources", own, "keys")
         for k in dp.keep:
             catalog.require_column(own, k, "decision_points", "keep")
         t_sql = tsql[(own, "event_time")]
         filters = [
-            f"({w.where}) AS {_q(f'__f{i}')}"
+            f"({w.where}) AS {quote_ident(f'__f{i}')}"
             for i, w in enumerate(windows)
             if w.where and (w.source or own) == own
         ]
-        feats = [f"{_row_expr(f)} AS {_q('__x_' + f.name)}" for f in row_feats]
+        feats = [f"{_row_expr(f)} AS {quote_ident('__x_' + f.name)}" for f in row_feats]
         extra = "".join(f", {e}" for e in feats + filters)
         dropped = int(catalog.scalar(
             f"SELECT count(*) FROM {catalog.view(own)} WHERE {t_sql} IS NULL"))
@@ -203,7 +201,7 @@ def resolve(
             )
         key_types = [catalog.columns(own)[k] for k in src.keys]
         # A single integer key is its own tie order; otherwise rank the keys.
-        tie = (f"{_q(src.keys[0])}::BIGINT" if len(src.keys) == 1 and key_types[0] in _INTS
+        tie = (f"{quote_ident(src.keys[0])}::BIGINT" if len(src.keys) == 1 and key_types[0] in _INTS
                else f"row_number() OVER (ORDER BY {keys}) - 1")
         sql = f"""
             SELECT row_number() OVER (ORDER BY __t, __o) - 1 AS __row, *
@@ -230,7 +228,7 @@ def resolve(
         step = to_micros(sched.every)
         active = (f"AND last_seen > __t - {to_micros(sched.active_within)}"
                   if sched.active_within else "")
-        key = _q(sched.key)
+        key = quote_ident(sched.key)
         sql = f"""
             WITH ev AS (SELECT {key} AS k, {a_sql} AS a FROM {catalog.view(pop)}
                         WHERE {key} IS NOT NULL AND {a_sql} IS NOT NULL),
@@ -247,7 +245,7 @@ def resolve(
         time_column = "decision_time"
         if row_feats:
             inner = sql
-            exprs = ", ".join(f"{_row_expr(f)} AS {_q('__x_' + f.name)}" for f in row_feats)
+            exprs = ", ".join(f"{_row_expr(f)} AS {quote_ident('__x_' + f.name)}" for f in row_feats)
             sql = f"SELECT *, {exprs} FROM ({inner}) ORDER BY __row"
     if progress:
         progress("decision points", 0.1)
@@ -309,12 +307,12 @@ def resolve(
                 )
             src_keys = spec.sources[source].keys or [f.key]
             wheres = "".join(
-                f", ({w.where}) AS {_q(f'__f{j}')}"
+                f", ({w.where}) AS {quote_ident(f'__f{j}')}"
                 for j, w in enumerate(windows) if w.where and (w.source or own) == source
             )
             tables[source] = con.sql(
                 f"SELECT *, {a_sql} AS __t, row_number() OVER (ORDER BY "
-                f"{', '.join(_q(k) for k in src_keys)}) - 1 AS __o{wheres} "
+                f"{', '.join(quote_ident(k) for k in src_keys)}) - 1 AS __o{wheres} "
                 f"FROM {catalog.view(source)}"
             ).to_arrow_table()
     lookups: list[LookupPlan] = []
@@ -336,7 +334,7 @@ def resolve(
                      if (lk.source, fld) in tsql]
             t_expr = (known[0] if len(known) == 1 else f"greatest({', '.join(known)})"
                       ) if known else "NULL::BIGINT"
-            order = ", ".join(_q(k) for k in spec.sources[lk.source].keys) or "1"
+            order = ", ".join(quote_ident(k) for k in spec.sources[lk.source].keys) or "1"
             tables[name] = con.sql(
                 f"SELECT *, {t_expr} AS __t, row_number() OVER (ORDER BY {order}) - 1 AS __o "
                 f"FROM {catalog.view(lk.source)}"

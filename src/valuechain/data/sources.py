@@ -19,6 +19,7 @@ import duckdb
 from valuechain.errors import DataError, SpecError
 from valuechain.spec.loader import LoadedSpec
 from valuechain.spec.models import Source
+from valuechain.sql import quote_ident, quote_literal
 
 __all__ = ["Catalog", "SourceInfo", "datetime_to_us", "fingerprint", "us_to_datetime"]
 
@@ -67,9 +68,6 @@ class SourceInfo:
     fingerprint: str
 
 
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
 
 class Catalog:
     """The spec's sources, opened in one DuckDB connection."""
@@ -113,13 +111,13 @@ class Catalog:
                 if not files:
                     raise DataError(f"{where}: directory {path} holds no .parquet files.")
                 self._files[name] = files
-                listing = ", ".join(f"'{f}'" for f in files)
-                self.con.execute(f"CREATE VIEW {_q(view)} AS SELECT * FROM read_parquet([{listing}])")
+                listing = ", ".join(quote_literal(f) for f in files)
+                self.con.execute(f"CREATE VIEW {quote_ident(view)} AS SELECT * FROM read_parquet([{listing}])")
             elif fmt == "csv":
                 assert path is not None
                 self._files[name] = [path]
                 self.con.execute(
-                    f"CREATE VIEW {_q(view)} AS SELECT * FROM read_csv('{path}', header=true)"
+                    f"CREATE VIEW {quote_ident(view)} AS SELECT * FROM read_csv({quote_literal(path)}, header=true)"
                 )
             else:
                 if path is None or src.table is None:
@@ -129,11 +127,11 @@ class Catalog:
                     )
                 self._files[name] = [path]
                 alias = f"db_{name}"
-                self.con.execute(f"ATTACH '{path}' AS {_q(alias)} (READ_ONLY)")
+                self.con.execute(f"ATTACH {quote_literal(path)} AS {quote_ident(alias)} (READ_ONLY)")
                 self.con.execute(
-                    f"CREATE VIEW {_q(view)} AS SELECT * FROM {_q(alias)}.{_q(src.table)}"
+                    f"CREATE VIEW {quote_ident(view)} AS SELECT * FROM {quote_ident(alias)}.{quote_ident(src.table)}"
                 )
-            described = self.con.execute(f"DESCRIBE {_q(view)}").fetchall()
+            described = self.con.execute(f"DESCRIBE {quote_ident(view)}").fetchall()
         except duckdb.Error as err:
             raise DataError(
                 f"{where}: could not read source '{name}' ({path}) as {fmt}: "
@@ -158,7 +156,7 @@ class Catalog:
 
     # -- questions -------------------------------------------------------------------------
     def view(self, name: str) -> str:
-        return _q(f"src_{name}")
+        return quote_ident(f"src_{name}")
 
     def columns(self, name: str) -> dict[str, str]:
         return self._types[name]
@@ -183,7 +181,7 @@ class Catalog:
     def time_us(self, source: str, column: str, *field: str | int) -> tuple[str, bool]:
         """SQL giving ``column`` as epoch microseconds, and whether it is time-zone aware."""
         kind = self.require_column(source, column, *field)
-        col = _q(column)
+        col = quote_ident(column)
         if kind == "TIMESTAMP WITH TIME ZONE":
             return f"epoch_us({col})", True
         if kind in _TIME_TYPES:
@@ -210,7 +208,7 @@ class Catalog:
         src = self.loaded.spec.sources[name]
         time_col = src.event_time or src.valid_from or src.available_at
         rows, lo, hi = self.con.sql(
-            f"SELECT count(*), min({_q(time_col)})::VARCHAR, max({_q(time_col)})::VARCHAR "
+            f"SELECT count(*), min({quote_ident(time_col)})::VARCHAR, max({quote_ident(time_col)})::VARCHAR "
             f"FROM {self.view(name)}"
             if time_col
             else f"SELECT count(*), NULL, NULL FROM {self.view(name)}"

@@ -15,6 +15,7 @@ from valuechain.data.sources import Catalog
 from valuechain.errors import ValuechainError
 from valuechain.spec.loader import LoadedSpec
 from valuechain.spec.readiness import ChecklistItem, readiness
+from valuechain.sql import quote_ident
 
 __all__ = ["CheckReport", "DataCheck", "check_project"]
 
@@ -89,7 +90,7 @@ def check_project(loaded: LoadedSpec) -> CheckReport:
             return "label read from the decision rows" if lab.source is None else "schedule"
         pairs = list((lab.keys or {}).items()) or [
             (k, k) for k in spec.sources[own].keys if k in catalog.columns(lab.source)]
-        cond = " AND ".join(f'd."{a}" = o."{b}"' for a, b in pairs)
+        cond = " AND ".join(f"d.{quote_ident(a)} = o.{quote_ident(b)}" for a, b in pairs)
         total, matched = catalog.con.execute(
             f"SELECT count(*), count(*) FILTER (WHERE EXISTS (SELECT 1 FROM "
             f"{catalog.view(own)} d WHERE {cond})) FROM {catalog.view(lab.source)} o"

@@ -27,6 +27,7 @@ from valuechain.data.engines.prefix import (
 )
 from valuechain.data.pit import EMPTY_ZERO, KNOWN, LABEL, PitProblem, Window
 from valuechain.errors import EngineError
+from valuechain.sql import quote_ident, quote_literal
 from valuechain.threads import threads as default_threads
 
 __all__ = ["DuckDBEngine"]
@@ -45,9 +46,6 @@ _SQL_AGG = {
 _BIG = 9_223_372_036_854_775_807
 
 
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
 
 def _in_point_order(table: pa.Table, n: int) -> dict[str, pa.Array]:
     """Columns of a ``__row``-keyed table, in points order (rows absent become null)."""
@@ -61,7 +59,7 @@ def _in_point_order(table: pa.Table, n: int) -> dict[str, pa.Array]:
 
 def _src(name: str) -> str:
     """The registered view of problem table ``name``."""
-    return _q(f"in_{name}")
+    return quote_ident(f"in_{name}")
 
 
 class DuckDBEngine:
@@ -78,7 +76,7 @@ class DuckDBEngine:
         try:
             con.execute(f"SET threads = {int(self.threads)}")
             if self.memory_limit:
-                con.execute(f"SET memory_limit = '{self.memory_limit}'")
+                con.execute(f"SET memory_limit = {quote_literal(self.memory_limit)}")
             con.execute("SET preserve_insertion_order = false")
             return self._compute(con, problem)
         except duckdb.Error as err:
@@ -120,19 +118,19 @@ class DuckDBEngine:
             table = f"look_{index}"
             con.execute(f"""
                 CREATE TEMP TABLE dim_{index} AS
-                SELECT {_q(lookup.on)} AS k, coalesce(__t, -{_BIG}) AS t,
-                       {_q(lookup.column)} AS v
+                SELECT {quote_ident(lookup.on)} AS k, coalesce(__t, -{_BIG}) AS t,
+                       {quote_ident(lookup.column)} AS v
                 FROM {_src(lookup.source)}
-                WHERE {_q(lookup.on)} IS NOT NULL
-                QUALIFY row_number() OVER (PARTITION BY {_q(lookup.on)}, coalesce(__t, -{_BIG})
+                WHERE {quote_ident(lookup.on)} IS NOT NULL
+                QUALIFY row_number() OVER (PARTITION BY {quote_ident(lookup.on)}, coalesce(__t, -{_BIG})
                                            ORDER BY __o DESC) = 1""")
             fill = "" if lookup.fill is None else f", {lookup.fill!r}"
             con.execute(f"""
                 CREATE TEMP TABLE {table} AS
                 SELECT p.__row, {"coalesce(" if fill else ""}d.v{fill}{")" if fill else ""}
-                       AS {_q(lookup.name)}
+                       AS {quote_ident(lookup.name)}
                 FROM points p ASOF LEFT JOIN dim_{index} d
-                  ON p.{_q(lookup.key)} = d.k AND d.t <= p.__t""")
+                  ON p.{quote_ident(lookup.key)} = d.k AND d.t <= p.__t""")
             parts.append(table)
         names = [LABEL, KNOWN] if problem.label is not None else []
         names += [w.name for w in problem.windows] + [lk.name for lk in problem.lookups]
@@ -186,16 +184,16 @@ class DuckDBEngine:
         if plan.outcome is None:
             assert plan.column is not None
             con.execute(f"""
-                CREATE TEMP TABLE labels AS SELECT __row, {_q(plan.column)} AS {LABEL},
+                CREATE TEMP TABLE labels AS SELECT __row, {quote_ident(plan.column)} AS {LABEL},
                        __t + {plan.horizon_us} AS {KNOWN} FROM points""")
             return
-        on = " AND ".join(f"p.{_q(a)} = o.{_q(b)}" for a, b in plan.keys)
+        on = " AND ".join(f"p.{quote_ident(a)} = o.{quote_ident(b)}" for a, b in plan.keys)
         if plan.kind == "binary":
             value, known, empty = "1", "min(o.__t)", "0"
         else:
-            value, known, empty = f"sum(o.{_q(plan.column or '')})::DOUBLE", "max(o.__t)", "0.0"
+            value, known, empty = f"sum(o.{quote_ident(plan.column or '')})::DOUBLE", "max(o.__t)", "0.0"
             con.execute(f"CREATE TEMP VIEW outcome_rows AS SELECT * FROM {_src(plan.outcome)} "
-                        f"WHERE {_q(plan.column or '')} IS NOT NULL")
+                        f"WHERE {quote_ident(plan.column or '')} IS NOT NULL")
         source = "outcome_rows" if plan.kind == "amount" else _src(plan.outcome)
         con.execute(f"""
             CREATE TEMP TABLE labels AS
@@ -218,11 +216,11 @@ class DuckDBEngine:
         first = windows[0]
         own = first.source == problem.own
         lag = first.lag_us
-        key, skey = _q(first.key), _q(first.source_key)
-        filt = f"({_q(first.filter)})" if first.filter else "TRUE"
+        key, skey = quote_ident(first.key), quote_ident(first.source_key)
+        filt = f"({quote_ident(first.filter)})" if first.filter else "TRUE"
         values = sorted({w.value for w in windows if w.value and not w.outcome})
         val_cols = ", ".join(
-            f"CASE WHEN {filt} THEN {_q(v)} END AS v{i}" for i, v in enumerate(values)
+            f"CASE WHEN {filt} THEN {quote_ident(v)} END AS v{i}" for i, v in enumerate(values)
         )
         val_of = {v: f"v{i}" for i, v in enumerate(values)}
         sel_vals = f", {val_cols}" if val_cols else ""
@@ -236,7 +234,7 @@ class DuckDBEngine:
             end_offset = lag  # frame ends `lag` before the row's own time
         else:
             src_vals = ", ".join(
-                f"CASE WHEN {filt} THEN {_q(v)} END AS v{i}" for i, v in enumerate(values)
+                f"CASE WHEN {filt} THEN {quote_ident(v)} END AS v{i}" for i, v in enumerate(values)
             )
             null_vals = ", ".join(f"NULL AS v{i}" for i in range(len(values)))
             con.execute(f"""
@@ -309,7 +307,7 @@ class DuckDBEngine:
             expr = f"CASE WHEN a.k IS NULL THEN {empty} ELSE {expr} END"
             if w.fill is not None:
                 expr = f"coalesce({expr}, {w.fill!r})"
-            cols.append(f"{expr} AS {_q(w.name)}")
+            cols.append(f"{expr} AS {quote_ident(w.name)}")
         oc_join = "LEFT JOIN oc USING (__row)" if outcome_windows else ""
         con.execute(f"CREATE TEMP TABLE {table} AS SELECT a.__row, {', '.join(cols)} "
                     f"FROM agg a {oc_join}")
@@ -328,9 +326,9 @@ class DuckDBEngine:
         if not own:
             raise EngineError("outcome-derived windows must aggregate the decision source")
         first = windows[0][1]
-        key = _q(first.key)
+        key = quote_ident(first.key)
         lag = first.lag_us
-        filt = f"({_q(first.filter)})" if first.filter else "TRUE"
+        filt = f"({quote_ident(first.filter)})" if first.filter else "TRUE"
         widest = max(w.window_us for _, w in windows)
         sums = []
         for i, w in windows:

@@ -1,0 +1,72 @@
+"""The one copy of SQL quoting: identifiers and string literals.
+
+Every SQL statement valuechain builds pastes names (columns, views) and paths (source files)
+through these two functions, so a column called ``my "col"`` or a file under a folder named
+``o'brien`` is read as data, never as SQL. User *expressions* are not quoted here: they are
+parsed and translated by :mod:`valuechain.expressions`.
+
+>>> quote_ident('amount')
+'"amount"'
+>>> quote_ident('my "odd" col')
+'"my ""odd"" col"'
+>>> quote_literal("/data/o'brien/tx.parquet")
+"'/data/o''brien/tx.parquet'"
+"""
+
+from __future__ import annotations
+
+from os import PathLike
+
+__all__ = ["quote_ident", "quote_literal"]
+
+
+def quote_ident(name: str) -> str:
+    """``name`` as a double-quoted SQL identifier (embedded quotes doubled).
+
+    Parameters
+    ----------
+    name : str
+        A column, table or view name, taken literally (case kept).
+
+    Returns
+    -------
+    str
+        The quoted identifier, safe to paste into DuckDB (or ANSI) SQL.
+
+    Examples
+    --------
+    >>> quote_ident("TX_AMOUNT")
+    '"TX_AMOUNT"'
+    """
+    if "\x00" in name:
+        raise ValueError(f"an SQL identifier cannot contain a NUL character: {name!r}")
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(text: str | PathLike[str]) -> str:
+    """``text`` (a string or a path) as a single-quoted SQL string literal.
+
+    Parameters
+    ----------
+    text : str or os.PathLike
+        The value, e.g. a file path; paths are converted with ``os.fspath``.
+
+    Returns
+    -------
+    str
+        The literal with embedded single quotes doubled.
+
+    Examples
+    --------
+    >>> quote_literal("it's")
+    "'it''s'"
+    >>> from pathlib import PurePosixPath
+    >>> quote_literal(PurePosixPath("/tmp/a b/x.csv"))
+    "'/tmp/a b/x.csv'"
+    """
+    import os
+
+    value = os.fspath(text)
+    if "\x00" in value:
+        raise ValueError(f"an SQL string cannot contain a NUL character: {value!r}")
+    return "'" + value.replace("'", "''") + "'"
