@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import duckdb
 import numpy as np
@@ -53,7 +53,7 @@ __all__ = ["DIALECT", "Expression", "evaluate", "missing_columns", "parse_expres
 DIALECT = "duckdb"
 """The dialect spec expressions are written in."""
 
-_NOT_ROW_LEVEL: tuple[tuple[type[exp.Expression], str], ...] = (
+_NOT_ROW_LEVEL: tuple[tuple[type[Any], str], ...] = (
     (exp.Window, "a window function (OVER), which would see other rows, including later "
                  "ones; use an aggregate feature (`aggregate:`, `key:`, `window:`) instead"),
     (exp.AggFunc, "an aggregate function, which combines rows; use an aggregate feature "
@@ -105,7 +105,8 @@ def _render(tree: exp.Expression, dialect: str) -> str:
 
 @lru_cache(maxsize=1024)
 def _parse(text: str) -> exp.Expression:
-    return sqlglot.parse_one(text, dialect=DIALECT)
+    tree: Any = sqlglot.parse_one(text, dialect=DIALECT)
+    return tree  # type: ignore[no-any-return]
 
 
 def parse_expression(text: str, *, where: str) -> Expression:
