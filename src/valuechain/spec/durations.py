@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+from valuechain.errors import SpecError
+
 __all__ = ["MICROS", "format_duration", "parse_duration", "to_micros"]
 
 MICROS = 1_000_000
@@ -22,13 +24,22 @@ _PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|min|h|d|w)\s*$")
 
 
 def parse_duration(text: str | int | float | timedelta) -> timedelta:
-    """Parse ``<number><unit>`` with unit one of s, min, h, d, w."""
+    """Parse ``<number><unit>`` with unit one of s, min, h, d, w.
+
+    Raises :class:`~valuechain.errors.SpecError` (a ``ValueError``) naming what was given;
+    inside the spec's models pydantic reports it with the file, line and field.
+
+    >>> parse_duration("3mo")
+    Traceback (most recent call last):
+    ...
+    valuechain.errors.SpecError: expected a duration such as '90s', ..., got '3mo' (months and years vary in length; write days, e.g. '30d')
+    """
     if isinstance(text, timedelta):
         return text
     if isinstance(text, bool):
-        raise ValueError(f"expected a duration such as '7d', got {text!r}")
+        raise SpecError(f"expected a duration such as '7d', got {text!r}")
     if isinstance(text, int | float):
-        raise ValueError(
+        raise SpecError(
             f"expected a duration with a unit such as '7d' or '12h', got the bare number {text!r}"
         )
     match = _PATTERN.match(str(text))
@@ -36,7 +47,7 @@ def parse_duration(text: str | int | float | timedelta) -> timedelta:
         hint = " (months and years vary in length; write days, e.g. '30d')" if re.search(
             r"\d\s*(m|mo|month|y|year)s?\s*$", str(text)
         ) else ""
-        raise ValueError(
+        raise SpecError(
             f"expected a duration such as '90s', '15min', '6h', '7d' or '2w', got {text!r}{hint}"
         )
     value, unit = match.groups()

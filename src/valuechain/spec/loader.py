@@ -103,10 +103,20 @@ def _compose_lines(node: yaml.Node, path: tuple[str | int, ...], out: dict[Any, 
 def _read_yaml(path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
     if not path.exists():
         raise SpecError(
-            f"{path}: no such spec file. Create it (see docs/spec.md) or pass the right path "
-            "with --spec."
+            f"{path}: no such spec file. Create it (see docs/spec.md) or point `spec` at the "
+            "right file (or at the directory holding valuechain.yaml)."
         )
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise SpecError(
+            f"{path}: not UTF-8 text (byte {err.start}: {err.reason}). Save the spec as UTF-8."
+        ) from None
+    except OSError as err:
+        raise SpecError(
+            f"{path}: cannot read the spec file ({err.strerror or err}). Check that it is a "
+            "readable file, or point `spec` at another one."
+        ) from err
     try:
         node = yaml.compose(text, Loader=_LineLoader)
         data = yaml.load(text, Loader=_LineLoader)

@@ -33,6 +33,7 @@ from pydantic import (
     model_validator,
 )
 
+from valuechain.errors import SpecError
 from valuechain.spec.durations import format_duration, parse_duration
 
 __all__ = [
@@ -177,7 +178,7 @@ class Source(_Model):
     @model_validator(mode="after")
     def _located(self) -> Source:
         if self.path is None and self.table is None:
-            raise ValueError("a source needs `path` (a file) or `table` (in a DuckDB database)")
+            raise SpecError("a source needs `path` (a file) or `table` (in a DuckDB database)")
         return self
 
 
@@ -202,9 +203,9 @@ class Label(_Model):
     @model_validator(mode="after")
     def _one_way(self) -> Label:
         if self.source is None and self.column is None:
-            raise ValueError("a label needs `source` (an outcome table) or `column`")
+            raise SpecError("a label needs `source` (an outcome table) or `column`")
         if self.kind == "amount" and self.source is not None and self.column is None:
-            raise ValueError("an amount label from an outcome source needs `column` (the amount)")
+            raise SpecError("an amount label from an outcome source needs `column` (the amount)")
         return self
 
 
@@ -259,11 +260,11 @@ class AggregateFeature(_Model):
     @model_validator(mode="after")
     def _needs_column(self) -> AggregateFeature:
         if self.aggregate != "count" and self.of is None:
-            raise ValueError(f"aggregate '{self.aggregate}' needs `of` (the column aggregated)")
+            raise SpecError(f"aggregate '{self.aggregate}' needs `of` (the column aggregated)")
         if self.window <= timedelta(0):
-            raise ValueError("`window` must be longer than zero")
+            raise SpecError("`window` must be longer than zero")
         if self.lag < timedelta(0):
-            raise ValueError("`lag` cannot be negative")
+            raise SpecError("`lag` cannot be negative")
         return self
 
 
