@@ -159,19 +159,23 @@ def built(tmp_path: Path) -> LoadedSpec:
 
 
 def _html(loaded: LoadedSpec) -> str:
-    return render_report(loaded).read_text(encoding="utf-8")
+    return render_report(loaded).path.read_text(encoding="utf-8")
 
 
 def _section(html: str, anchor: str) -> str:
-    match = re.search(rf'<section class="card \w+" id="{anchor}">(.*?)</section>', html, re.S)
+    match = re.search(rf'<section class="card \w+" id="{anchor}"[^>]*>(.*?)</section>', html, re.S)
     assert match, f"section {anchor} not found"
     return match.group(1)
 
 
 def test_full_report_has_every_section_and_fact(built: LoadedSpec) -> None:
-    path = render_report(built)
-    assert path == built.workspace / "report.html"
-    html = path.read_text(encoding="utf-8")
+    result = render_report(built)
+    assert result.path == built.workspace / "report.html" and result.ok
+    assert [s.id for s in result.sections] == [
+        "framing", "readiness", "provenance", "lineage", "label-maturity", "features",
+        "audit", "evaluation", "decide"]
+    assert result.section("readiness").status == "fail"  # the checklist fails: not an error
+    html = result.path.read_text(encoding="utf-8")
     for title in TITLES:
         assert f"{title}</h2>" in html
         assert f"{title}\n" in html or f"{title}<" in html  # also in the table of contents
@@ -231,7 +235,7 @@ def test_lineage_lists_sources_and_flags_a_stale_build(built: LoadedSpec) -> Non
 
 def test_spec_only_workspace_says_what_to_run(tmp_path: Path) -> None:
     loaded = _write_spec(tmp_path / "fresh")
-    path = render_report(loaded)
+    path = render_report(loaded).path
     html = path.read_text(encoding="utf-8")
     assert path.parent == loaded.workspace
     for title in TITLES:
@@ -257,7 +261,7 @@ def test_missing_frame_keeps_manifest_sections(built: LoadedSpec) -> None:
 
 def test_custom_out_path_and_no_temp_files(built: LoadedSpec, tmp_path: Path) -> None:
     out = tmp_path / "elsewhere" / "r.html"
-    assert render_report(built, out) == out
+    assert render_report(built, out).path == out
     assert out.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     assert [p.name for p in out.parent.iterdir()] == ["r.html"]
     assert not (built.workspace / "report.html").exists()
@@ -280,7 +284,8 @@ def test_registered_section_appears_in_order_and_errors_stay_local(built: Loaded
         names = [fn.__name__ for fn in report_sections()]
         assert names.index("label_maturity_section") < names.index("extra_section")
         assert names.index("extra_section") < names.index("features_section")
-        html = _html(built)
+        result = render_report(built)
+        html = result.path.read_text(encoding="utf-8")
     finally:
         for fn in (extra_section, broken_section, skipped_section):
             unregister_section(fn)
@@ -289,6 +294,16 @@ def test_registered_section_appears_in_order_and_errors_stay_local(built: Loaded
     assert "Extra &lt;stage&gt;" in html and EVIL not in html
     broken = _section(html, "broken")
     assert "could not be rendered" in broken and "ValueError" in broken
+    # a section that raises is a failure of the report, visible and returned
+    assert not result.ok and [s.id for s in result.failed] == ["broken"]
+    assert result.section("broken").error == "ValueError: manifest field `rows` is not a mapping"
+    assert result.section("extra").status == "ok"
+    assert 'data-status="error"' in html and 'class="state error">error<' in html
+    banner = re.search(r'data-key="report-errors">(.*?)</div>', html, re.S)
+    assert banner and '<a href="#broken">Broken</a>' in banner.group(1)
+    payload = result.to_json()
+    assert payload["ok"] is False and payload["failed"] == ["broken"]
+    assert str(result) == str(result.path) and Path(result) == result.path
     assert 'id="skipped"' not in html
     assert extra_section not in report_sections()
 
@@ -297,7 +312,7 @@ def test_explicit_sections_and_duplicate_ids(built: LoadedSpec, tmp_path: Path) 
     def hint(loaded: LoadedSpec, workspace: Path) -> Section:
         return unavailable("audit", "Leakage audit", "valuechain audit")
 
-    html = render_report(built, tmp_path / "r.html", sections=[hint, hint]).read_text()
+    html = render_report(built, tmp_path / "r.html", sections=[hint, hint]).path.read_text()
     assert 'id="audit"' in html and 'id="audit-2"' in html
     assert "Run <code>valuechain audit</code> to add this section." in html
     assert "Framing</h2>" not in html
@@ -337,3 +352,105 @@ def test_frame_stats_cover_every_row(built: LoadedSpec) -> None:
     assert over_time(frame, "no_such_column", "is_fraud") is None
     small = histograms(frame, ["amount"], sample=100)["amount"]
     assert 20 < small.rows < 300  # a sample, not the whole frame
+
+
+# --- provenance: which output each section shows, and mismatches -------------------------------
+
+FP_A, FP_B = "a" * 32, "b" * 32
+
+
+def _stage_outputs(loaded: LoadedSpec, *, frame_fp: str | None, run_fp: str | None,
+                   run_cache_key: str = "abc123", decide_run: str = "r2") -> None:
+    """A manifest, two runs (r2 latest) and a decide.json, with chosen identities."""
+    ws = loaded.workspace
+    manifest_path = ws / "build" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    if frame_fp is not None:
+        manifest["frame"]["fingerprint"] = frame_fp
+    manifest_path.write_text(json.dumps(manifest))
+    for run_id in ("r1", "r2"):
+        frame: dict[str, Any] = {"path": "build/frame.parquet", "cache_key": run_cache_key,
+                                 "rows": ROWS}
+        if run_fp is not None:
+            frame["fingerprint"] = run_fp
+        (ws / "runs" / run_id).mkdir(parents=True, exist_ok=True)
+        (ws / "runs" / run_id / "metrics.json").write_text(json.dumps(
+            {"run_id": run_id, "spec_hash": loaded.hash, "frame": frame}))
+    (ws / "runs" / "latest").write_text("r2\n")
+    (ws / "decide.json").write_text(json.dumps(
+        {"run_id": decide_run, "policy": {"kind": "three_band"}}))
+
+
+def _only_provenance(loaded: LoadedSpec) -> tuple[Any, str]:
+    from valuechain.report.sections_build import lineage_section
+    from valuechain.report.sections_provenance import provenance_section
+
+    result = render_report(loaded, sections=[provenance_section, lineage_section])
+    return result, result.path.read_text(encoding="utf-8")
+
+
+def test_outputs_written_before_fingerprints_read_as_unknown(built: LoadedSpec) -> None:
+    _stage_outputs(built, frame_fp=None, run_fp=None)
+    result, html = _only_provenance(built)
+    assert result.ok and result.mismatches == ()
+    card = _section(html, "provenance")
+    assert "all outputs match" in card and "unknown" in card
+    for stage in ("build", "train", "decide"):
+        assert f'data-key="provenance-{stage}"' in card
+    assert "runs/r2/metrics.json" in card and "runs/r2/policy.yaml" in card
+    lineage = _section(html, "lineage")
+    assert 'data-key="build-frame-fingerprint">unknown<' in lineage
+    assert 'data-key="origin-build"' in lineage and "report-mismatches" not in html
+
+
+def test_run_trained_on_another_frame_is_flagged_with_both_fingerprints(
+        built: LoadedSpec) -> None:
+    _stage_outputs(built, frame_fp=FP_A, run_fp=FP_B)
+    result, html = _only_provenance(built)
+    assert result.ok  # a mismatch is a warning, not a broken section
+    (mismatch,) = result.mismatches
+    assert (mismatch.stage, mismatch.found, mismatch.expected) == ("train", FP_B, FP_A)
+    assert mismatch.command == "valuechain train" and mismatch.output == "run r2"
+    banner = re.search(r'data-key="report-mismatches">(.*?)</div>', html, re.S)
+    assert banner is not None
+    text = banner.group(1)
+    assert f"<code>{FP_B}</code>" in text and f"<code>{FP_A}</code>" in text
+    assert "<code>valuechain train</code>" in text
+    assert result.section("provenance").status == "warn"
+    card = _section(html, "provenance")
+    assert "made from another frame" in card and 'data-key="mismatch-train"' in card
+    assert result.to_json()["mismatches"][0]["expected"] == FP_A
+
+
+def test_cache_keys_compared_when_fingerprints_are_unknown(built: LoadedSpec) -> None:
+    _stage_outputs(built, frame_fp=FP_A, run_fp=None, run_cache_key="older-key")
+    result, _ = _only_provenance(built)
+    (mismatch,) = result.mismatches
+    assert (mismatch.found, mismatch.expected) == ("older-key", "abc123")
+    assert "cache key" in mismatch.message() and "valuechain train" in mismatch.message()
+
+
+def test_policy_priced_on_another_run_is_flagged(built: LoadedSpec) -> None:
+    _stage_outputs(built, frame_fp=FP_A, run_fp=FP_A, decide_run="r1")
+    result, html = _only_provenance(built)
+    (mismatch,) = result.mismatches
+    assert (mismatch.stage, mismatch.found, mismatch.expected) == ("decide", "r1", "r2")
+    assert "Run `valuechain decide`" in mismatch.message()
+    assert "<code>r1</code>" in html and "<code>r2</code>" in html
+
+
+def test_spec_changed_since_the_build_is_a_mismatch(built: LoadedSpec) -> None:
+    manifest_path = built.workspace / "build" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["spec"]["hash"] = "0" * 16
+    manifest_path.write_text(json.dumps(manifest))
+    result, _ = _only_provenance(built)
+    assert [(m.stage, m.command) for m in result.mismatches] == [("build", "valuechain build")]
+
+
+def test_damaged_stage_output_fails_the_report_loudly(built: LoadedSpec) -> None:
+    (built.workspace / "decide.json").write_text("{not json")
+    result, html = _only_provenance(built)
+    assert not result.ok and [s.id for s in result.failed] == ["provenance"]
+    assert "decide.json: not valid JSON" in (result.section("provenance").error or "")
+    assert result.section("lineage").status == "ok"

@@ -170,6 +170,6 @@ def test_malformed_audit_json_does_not_raise(tmp_path: Path) -> None:
 
 
 def test_full_report_includes_the_section(audited: LoadedSpec) -> None:
-    page = render_report(audited).read_text()
+    page = render_report(audited).path.read_text()
     assert 'id="audit"' in page and "Leakage audit" in page
     assert "single_feature_power:status" in page and "<script" not in page

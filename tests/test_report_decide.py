@@ -364,7 +364,7 @@ def test_sparse_decide_json_renders_what_exists(tmp_path: Path) -> None:
 
 
 def test_full_report_includes_the_section(decided: LoadedSpec) -> None:
-    page = render_report(decided).read_text()
+    page = render_report(decided).path.read_text()
     assert 'id="decide"' in page and "Decision policy and value" in page
     assert "This section could not be rendered" not in page
     assert "<script" not in page

@@ -275,7 +275,7 @@ def test_chart_helpers() -> None:
 
 
 def test_full_report_includes_the_section(trained: LoadedSpec) -> None:
-    page = render_report(trained).read_text()
+    page = render_report(trained).path.read_text()
     assert 'id="evaluation"' in page and "Evaluation" in page
     assert "lightgbm" in page and "<svg" in page and "<script" not in page
     assert "This section could not be rendered" not in page

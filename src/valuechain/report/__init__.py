@@ -22,12 +22,15 @@ render. In it, decorate a function ``(loaded, workspace) -> Section | None``::
 Return ``None`` when the section does not apply to the project at all. Build the HTML with
 :func:`~valuechain.report.section.fragment` (autoescaped Jinja) and the charts in
 :mod:`valuechain.report.svg`; never format user text into HTML by hand. A section that raises
-shows the error in its own card and does not stop the report.
+shows the error in its own card and does not hide the others, but the report is then marked
+as failed: :func:`render_report` returns a :class:`ReportResult` whose ``failed`` lists it.
+Read required keys of stage outputs strictly (:class:`~valuechain.report.record.Record`), so
+a renamed key fails the section instead of rendering an en dash.
 """
 
 from __future__ import annotations
 
-from valuechain.report.html import render_report, report_sections
+from valuechain.report.html import ReportResult, SectionResult, render_report, report_sections
 from valuechain.report.section import (
     Section,
     SectionFn,
@@ -39,8 +42,10 @@ from valuechain.report.section import (
 )
 
 __all__ = [
+    "ReportResult",
     "Section",
     "SectionFn",
+    "SectionResult",
     "fragment",
     "read_json",
     "register_section",

@@ -31,8 +31,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, Template
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
+from valuechain.errors import DataError
 from valuechain.report import fmt
 from valuechain.spec.loader import LoadedSpec
 
@@ -41,6 +42,7 @@ __all__ = [
     "SectionFn",
     "Status",
     "badge",
+    "code_spans",
     "environment",
     "fragment",
     "read_json",
@@ -50,7 +52,7 @@ __all__ = [
     "unregister_section",
 ]
 
-Status = Literal["ok", "warn", "fail", "missing"]
+Status = Literal["ok", "warn", "fail", "missing", "error"]
 
 
 @dataclass(frozen=True)
@@ -66,8 +68,11 @@ class Section:
     html
         The body, already escaped (build it with :func:`fragment` or ``Markup``).
     status
-        Shown as a dot in the table of contents: ``ok``, ``warn``, ``fail`` or ``missing``
-        (the stage output does not exist yet).
+        Shown as a dot in the table of contents: ``ok``, ``warn``, ``fail`` (what the stage
+        found fails, e.g. a critical leak), ``missing`` (the stage output does not exist yet)
+        or ``error`` (the section could not be rendered: set by the report, never returned
+        by a section; :attr:`ReportResult.failed <valuechain.report.ReportResult.failed>`
+        lists them).
     """
 
     id: str
@@ -122,6 +127,22 @@ def badge(passed: bool | None, yes: str = "pass", no: str = "fail", unknown: str
     return Markup('<span class="badge {}">{}</span>').format(kind, text)
 
 
+def code_spans(text: str) -> Markup:
+    """Escape ``text`` and show its `backticked` parts as code (also the Jinja global).
+
+    >>> code_spans("set `lag: 7d` on <x>")
+    Markup('set <code>lag: 7d</code> on &lt;x&gt;')
+    >>> code_spans("an `unpaired backtick")
+    Markup('an `unpaired backtick')
+    """
+    parts = text.split("`")
+    if len(parts) % 2 == 0:  # an unpaired backtick: show the text as it is
+        return escape(text)
+    return Markup("").join(
+        Markup("<code>{}</code>").format(part) if i % 2 else escape(part)
+        for i, part in enumerate(parts))
+
+
 @lru_cache(maxsize=1)
 def environment() -> Environment:
     """The Jinja environment of reports: autoescape on, strict undefined, ``fmt`` filters."""
@@ -137,6 +158,7 @@ def environment() -> Environment:
         seconds=fmt.fmt_seconds,
     )
     env.globals["badge"] = badge
+    env.globals["code_spans"] = code_spans
     return env
 
 
@@ -160,7 +182,14 @@ def unavailable(id: str, title: str, command: str, reason: str = "") -> Section:
 
 
 def read_json(path: Path) -> Any | None:
-    """The JSON document at ``path``, or ``None`` if the file does not exist."""
+    """The JSON document at ``path``, or ``None`` if the file does not exist.
+
+    A file that is not valid JSON is a :class:`~valuechain.errors.DataError` naming it.
+    """
     if not path.is_file():
         return None
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise DataError(f"{path}: not valid JSON ({err}). Run the stage that writes it "
+                        "again.") from None

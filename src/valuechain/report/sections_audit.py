@@ -17,7 +17,14 @@ from markupsafe import Markup, escape
 
 from valuechain.audit.empirical import CRITICAL_AUC, GAP_WARNING, WARNING_AUC
 from valuechain.report.fmt import fmt_num
-from valuechain.report.section import Section, fragment, read_json, register_section, unavailable
+from valuechain.report.section import (
+    Section,
+    code_spans,
+    fragment,
+    read_json,
+    register_section,
+    unavailable,
+)
 from valuechain.report.svg import COLORS
 from valuechain.spec.loader import LoadedSpec
 
@@ -196,20 +203,6 @@ def _evidence(raw: Any) -> list[tuple[str, str]]:
     return out
 
 
-def _code_spans(text: str) -> Markup:
-    """Escape ``text`` and show its `backticked` parts as code.
-
-    >>> _code_spans("set `lag: 7d` on <x>")
-    Markup('set <code>lag: 7d</code> on &lt;x&gt;')
-    """
-    parts = text.split("`")
-    if len(parts) % 2 == 0:  # an unpaired backtick: show the text as it is
-        return escape(text)
-    return Markup("").join(
-        Markup("<code>{}</code>").format(part) if i % 2 else escape(part)
-        for i, part in enumerate(parts))
-
-
 def _finding(raw: dict[str, Any]) -> dict[str, Any]:
     severity = str(raw.get("severity") or "info")
     features = raw.get("features")
@@ -220,8 +213,8 @@ def _finding(raw: dict[str, Any]) -> dict[str, Any]:
         "badge": _BADGE_CLASS.get(severity, "na"),
         "features": [str(f) for f in features] if isinstance(features, list) else [],
         "evidence": _evidence(raw.get("evidence")),
-        "explanation": _code_spans(str(raw.get("explanation") or "")),
-        "fix": _code_spans(str(raw.get("fix") or "")),
+        "explanation": code_spans(str(raw.get("explanation") or "")),
+        "fix": code_spans(str(raw.get("fix") or "")),
         "accepted": bool(raw.get("accepted") or raw.get("accepted_by")),
         "accepted_by": str(raw.get("accepted_by") or "someone unnamed"),
         "accepted_reason": str(raw.get("accepted_reason") or ""),

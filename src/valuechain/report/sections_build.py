@@ -1,39 +1,58 @@
 """Report sections from ``valuechain build``: lineage and label maturity.
 
-Both read ``<workspace>/build/manifest.json`` (see :func:`valuechain.data.build.build_frame`);
-the maturity section also charts ``frame.parquet`` over time.
+Both read ``<workspace>/build/manifest.json`` (see :func:`valuechain.data.build.build_frame`)
+strictly: a key the build always writes that is missing fails the section (see
+:class:`~valuechain.report.record.Record`). ``frame.fingerprint`` is optional (manifests
+written before it existed show it as unknown). The maturity section also charts
+``frame.parquet`` over time.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from valuechain.report.fmt import fmt_duration, fmt_pct
 from valuechain.report.framestats import over_time
+from valuechain.report.provenance import origin_note
+from valuechain.report.record import Record
 from valuechain.report.section import Section, fragment, read_json, register_section, unavailable
 from valuechain.report.svg import COLORS, Bar, hbar_chart, weekly_chart
 from valuechain.spec.loader import LoadedSpec
 
-__all__ = ["frame_path", "label_maturity_section", "lineage_section", "read_manifest"]
+__all__ = ["frame_path", "label_maturity_section", "lineage_section", "read_manifest",
+           "strict_manifest"]
 
 BUILD = "valuechain build"
+MANIFEST = "build/manifest.json"
 
 
 def read_manifest(workspace: Path) -> dict[str, Any] | None:
     """The build manifest of ``workspace``, or ``None`` before the first build."""
-    manifest = read_json(workspace / "build" / "manifest.json")
-    return manifest if isinstance(manifest, dict) else None
+    manifest = read_json(workspace / MANIFEST)
+    if manifest is None:
+        return None
+    if not isinstance(manifest, dict):
+        Record({}, MANIFEST, BUILD).sub("frame")  # raises, naming the file
+    out: dict[str, Any] = manifest
+    return out
 
 
-def frame_path(workspace: Path, manifest: dict[str, Any]) -> Path | None:
+def strict_manifest(workspace: Path) -> Record | None:
+    """The build manifest as a :class:`Record` (required keys checked on reading)."""
+    manifest = read_manifest(workspace)
+    return None if manifest is None else Record(manifest, MANIFEST, BUILD)
+
+
+def frame_path(workspace: Path, manifest: Mapping[str, Any]) -> Path | None:
     """The built frame named by ``manifest``, if the file exists."""
-    frame = manifest.get("frame") or {}
-    path = workspace / "build" / str(frame.get("path") or "frame.parquet")
+    path = workspace / "build" / Record(manifest, MANIFEST, BUILD).sub("frame").text("path")
     return path if path.is_file() else None
 
 
 _LINEAGE = """
+{{ origin }}
 {% if stale %}<p class="note warn">The frame was built from an earlier version of the spec
 (hash <code>{{ spec.hash }}</code>; the spec now hashes to <code>{{ current }}</code>). Run
 <code>valuechain build</code> to rebuild it.</p>{% endif %}
@@ -49,7 +68,11 @@ _LINEAGE = """
   <tr><th>Engine</th><td>{{ m.engine }}</td></tr>
   <tr><th>Built</th><td>{{ m.created_at }} in {{ m.build_seconds|seconds }}</td></tr>
   <tr><th>valuechain</th><td>{{ m.valuechain_version }}</td></tr>
-  <tr><th>Cache key</th><td><code>{{ m.cache_key }}</code></td></tr>
+  <tr><th>Cache key</th><td><code data-key="build-cache-key">{{ m.cache_key }}</code></td></tr>
+  <tr><th>Frame</th><td><code>build/{{ frame.path }}</code>, fingerprint
+    <code data-key="build-frame-fingerprint">{{ frame.fingerprint or 'unknown' }}</code>
+    {%- if not frame.fingerprint %} <span class="muted small">(not recorded by the build that
+    wrote it; run <code>valuechain build --force</code> to record it)</span>{% endif %}</td></tr>
 </table>
 <h3>Sources</h3>
 <div class="scroll"><table class="data">
@@ -58,9 +81,9 @@ _LINEAGE = """
   <tbody>
   {% for name, s in sources %}
     <tr><th>{{ name }}</th><td class="path"><code>{{ s.path }}</code></td><td>{{ s.format }}</td>
-      <td class="num">{{ s.rows|thousands }}</td><td><code>{{ s.time_column or '–' }}</code></td>
-      <td class="nowrap">{{ s.min_time or '–' }}</td><td class="nowrap">{{ s.max_time or '–' }}</td>
-      <td><code title="{{ s.fingerprint }}">{{ (s.fingerprint or '')[:12] }}</code></td></tr>
+      <td class="num">{{ s.rows|thousands }}</td><td><code>{{ s.time_column or 'none' }}</code></td>
+      <td class="nowrap">{{ s.min_time or 'none' }}</td><td class="nowrap">{{ s.max_time or 'none' }}</td>
+      <td><code title="{{ s.fingerprint }}">{{ s.fingerprint[:12] }}</code></td></tr>
   {% endfor %}
   </tbody>
 </table></div>
@@ -68,38 +91,40 @@ _LINEAGE = """
 
 _LINEAGE_KEYS = ("as_of", "as_of_source", "engine", "created_at", "build_seconds",
                  "valuechain_version", "cache_key")
+_SOURCE_KEYS = ("path", "format", "rows", "time_column", "min_time", "max_time", "fingerprint")
 
 
 @register_section(order=30)
 def lineage_section(loaded: LoadedSpec, workspace: Path) -> Section:
     """Where the frame came from: spec, engine, as_of and every source's fingerprint."""
-    manifest = read_manifest(workspace)
+    manifest = strict_manifest(workspace)
     if manifest is None:
         return unavailable("lineage", "Lineage", BUILD, "No frame has been built yet.")
-    m = {key: manifest.get(key) for key in _LINEAGE_KEYS}
+    m = {key: manifest[key] for key in _LINEAGE_KEYS}
     if "time_zone_aware" in manifest:
         m["time_zone_aware"] = manifest["time_zone_aware"]
-    spec = {"path": "", "hash": "", **(manifest.get("spec") or {})}
-    stale = bool(spec["hash"]) and spec["hash"] != loaded.hash
-    sources = sorted((manifest.get("sources") or {}).items())
+    spec_rec = manifest.sub("spec")
+    spec = {"path": spec_rec.text("path"), "hash": spec_rec.text("hash")}
+    stale = spec["hash"] != loaded.hash
+    frame = manifest.sub("frame")
+    sources = [(name, {key: info[key] for key in _SOURCE_KEYS})
+               for name, info in sorted(manifest.sub("sources").items())]
     html = fragment(_LINEAGE, m=m, spec=spec, stale=stale, current=loaded.hash,
-                    sources=[(name, {"path": "", "format": "", "rows": None,
-                                     "time_column": None, "min_time": None, "max_time": None,
-                                     "fingerprint": "", **(info or {})})
-                             for name, info in sources])
+                    frame={"path": frame.text("path"), "fingerprint": frame.get("fingerprint")},
+                    sources=sources, origin=origin_note(workspace, loaded.hash, "build"))
     return Section("lineage", "Lineage", html, "warn" if stale else "ok")
 
 
 _MATURITY = """
 <div class="tiles">
-  <div class="tile"><div class="value">{{ rows.total|thousands }}</div>
+  <div class="tile"><div class="value" data-key="build-rows-total">{{ rows.total|thousands }}</div>
     <div class="label">decision points</div></div>
-  <div class="tile"><div class="value">{{ rows.mature|thousands }}</div>
+  <div class="tile"><div class="value" data-key="build-rows-mature">{{ rows.mature|thousands }}</div>
     <div class="label">mature ({{ share(rows.mature, rows.total) }})</div></div>
   <div class="tile"><div class="value">{{ rows.immature|thousands }}</div>
     <div class="label">immature, not in the frame ({{ share(rows.immature, rows.total) }})</div>
   </div>
-  <div class="tile accent"><div class="value">{{ positive_rate }}</div>
+  <div class="tile accent"><div class="value" data-key="build-positive-rate">{{ positive_rate }}</div>
     <div class="label">positive rate ({{ rows.positive|thousands }} of the mature rows)</div>
   </div>
   <div class="tile"><div class="value">{{ horizon }}</div><div class="label">label horizon</div>
@@ -131,18 +156,19 @@ def _share(part: Any, whole: Any) -> str:
 @register_section(order=40)
 def label_maturity_section(loaded: LoadedSpec, workspace: Path) -> Section:
     """Mature, immature and positive rows, and decisions and positive rate per week."""
-    manifest = read_manifest(workspace)
+    manifest = strict_manifest(workspace)
     spec_label = loaded.spec.label
     if manifest is None:
         return unavailable(
             "label-maturity", "Label maturity", BUILD,
             f"Label '{spec_label.name}' matures {fmt_duration(spec_label.horizon)} after each "
             "decision; the counts need a built frame.")
-    rows = {"total": 0, "mature": 0, "immature": 0, "positive": 0, "dropped_no_time": 0,
-            **(manifest.get("rows") or {})}
-    label = manifest.get("label") or {}
-    label_name = str(label.get("name") or spec_label.name)
-    horizon = fmt_duration(label.get("horizon") or spec_label.horizon)
+    counts = manifest.sub("rows")
+    rows = {key: counts.integer(key)
+            for key in ("total", "mature", "immature", "positive", "dropped_no_time")}
+    label = manifest.sub("label")
+    label_name = label.text("name")
+    horizon = fmt_duration(label["horizon"])
     amount = label.get("kind") == "amount"
     bars = hbar_chart([
         Bar("decision points", rows["total"], COLORS["neutral"]),
@@ -153,8 +179,8 @@ def label_maturity_section(loaded: LoadedSpec, workspace: Path) -> Section:
         Bar("dropped (no time)", rows["dropped_no_time"], COLORS["muted"]),
     ], title=f"Row counts of the frame for label {label_name}")
     chart, grain, hint = None, "week", ""
-    frame = frame_path(workspace, manifest)
-    time_column = str((manifest.get("frame") or {}).get("time_column") or "")
+    frame = frame_path(workspace, manifest.data)
+    time_column = manifest.sub("frame").text("time_column")
     if frame is None:
         hint = "The frame file is missing; run `valuechain build` to chart decisions over time."
     else:
@@ -169,7 +195,7 @@ def label_maturity_section(loaded: LoadedSpec, workspace: Path) -> Section:
                                  grain=grain)
     html = fragment(
         _MATURITY, rows=rows, share=_share, positive_rate=_share(rows["positive"], rows["mature"]),
-        horizon=horizon, as_of=manifest.get("as_of"), label_name=label_name, bars=bars,
+        horizon=horizon, as_of=manifest.text("as_of"), label_name=label_name, bars=bars,
         chart=chart, grain=grain, chart_hint=hint,
     )
     return Section("label-maturity", "Label maturity", html)

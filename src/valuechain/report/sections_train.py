@@ -21,12 +21,19 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from valuechain.audit.empirical import GAP_WARNING
 from valuechain.evaluate.metrics import GREATER_IS_BETTER
 from valuechain.report.fmt import fmt_duration, fmt_int, fmt_num, fmt_pct
-from valuechain.report.section import Section, fragment, read_json, register_section, unavailable
+from valuechain.report.section import (
+    Section,
+    code_spans,
+    fragment,
+    read_json,
+    register_section,
+    unavailable,
+)
 from valuechain.report.svg import COLORS, PALETTE, Line, axis_ticks, period_chart, xy_chart
 from valuechain.spec.loader import LoadedSpec
 
@@ -152,19 +159,6 @@ def _day(value: Any) -> date | None:
         return date.fromisoformat(str(value)[:10])
     except ValueError:
         return None
-
-
-def _code_spans(text: str) -> Markup:
-    """Escape ``text`` and show its `backticked` parts as code.
-
-    >>> _code_spans("use `time` <not random>")
-    Markup('use <code>time</code> &lt;not random&gt;')
-    """
-    parts = text.split("`")
-    if len(parts) % 2 == 0:
-        return escape(text)
-    return Markup("").join(Markup("<code>{}</code>").format(part) if i % 2 else escape(part)
-                           for i, part in enumerate(parts))
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -677,7 +671,7 @@ def _gap(raw: Any) -> dict[str, Any] | None:
     return {"candidate": str(info.get("candidate") or ""), "time": _fmt(time),
             "random": _fmt(random), "gap": _fmt(gap, signed=True),
             "warn": gap is not None and gap >= GAP_WARNING,
-            "explanation": _code_spans(str(info.get("explanation") or ""))}
+            "explanation": code_spans(str(info.get("explanation") or ""))}
 
 
 @register_section(order=70)
