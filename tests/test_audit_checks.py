@@ -208,7 +208,7 @@ def test_cli_audit_flat_frame_json_and_exit_code(tmp_path: Path) -> None:
     assert "copy" in explained.output
     missing = CliRunner().invoke(app, ["audit", "--frame", str(path), "--time-col", "when",
                                        "--label-col", "y"])
-    assert missing.exit_code == 2 and "--time-col 'when' is not a column" in missing.output
+    assert missing.exit_code == 2 and "`--time-col` 'when' is not a column" in missing.output
 
 
 def _handbook_spec(tmp_path: Path) -> Path:

@@ -8,6 +8,7 @@ failed checks exit with 1.
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -23,7 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from valuechain import __version__
-from valuechain.errors import ValuechainError
+from valuechain.errors import ValuechainError, with_flags
 
 app = typer.Typer(
     name="valuechain",
@@ -51,14 +52,38 @@ def _emit(payload: Any) -> None:
     sys.stdout.write(json.dumps(payload, default=str) + "\n")
 
 
+def flags_of(fn: Callable[..., Any]) -> dict[str, str]:
+    """Parameter name -> the flag a command spells it with (``time_col`` -> ``--time-col``).
+
+    >>> flags_of(audit)["time_col"], flags_of(audit)["explain_id"], flags_of(audit)["as_json"]
+    ('--time-col', '--explain', '--json')
+    """
+    out: dict[str, str] = {}
+    for name, param in inspect.signature(fn, eval_str=True).parameters.items():
+        flag = "--" + name.replace("_", "-")
+        for meta in getattr(param.annotation, "__metadata__", ()):
+            # typer.Option("--flag", ...) inside Annotated keeps "--flag" in `default`
+            names = [getattr(meta, "default", None), *(getattr(meta, "param_decls", None) or ())]
+            decls = [d for d in names if isinstance(d, str) and d.startswith("--")]
+            if decls:
+                flag = decls[0]
+        out[name] = flag
+    return out
+
+
 def user_errors(fn: F) -> F:
-    """Turn ValuechainError into a clear message and exit status 2 (no traceback)."""
+    """Turn ValuechainError into a clear message and exit status 2 (no traceback).
+
+    Arguments the library names in backticks (```time_col```) are rewritten to this
+    command's flags (```--time-col```) first.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except ValuechainError as err:
+        except ValuechainError as raised:
+            err = with_flags(raised, flags_of(fn))
             if kwargs.get("as_json"):
                 _emit({"error": str(err), "type": type(err).__name__})
             else:

@@ -19,6 +19,9 @@ import pandas as pd
 
 from valuechain.audit.findings import Finding, Severity
 from valuechain.audit.static import ID_NAME
+from valuechain.evaluate.metrics import roc_auc
+from valuechain.evaluate.splits import RANDOM_TIME_GAP
+from valuechain.models.base import require
 from valuechain.threads import threads
 
 __all__ = [
@@ -34,7 +37,7 @@ SURE_Z = 1.2816  # one-sided 90 % normal quantile for the AUC's lower bound
 WARNING_AUC = 0.85  # ... and explaining >= 90 % of the full model's lift: warning
 SIGNATURE_PRECISION = 0.8  # a value (or presence) whose rows are >= 80 % positive ...
 SIGNATURE_RECALL = 0.4  # ... and hold >= 40 % of all positives: the value reveals the outcome
-GAP_WARNING = 0.03  # random-split AUC above time-split AUC by this much: warning
+GAP_WARNING = RANDOM_TIME_GAP  # random-split AUC above time-split AUC by this much: warning
 SAMPLE = 120_000  # rows sampled to fit (and score) the full model on each split
 BINS = 32
 
@@ -73,17 +76,6 @@ def _as_us(series: pd.Series) -> npt.NDArray[np.int64]:
     if getattr(values.dt, "tz", None) is not None:
         values = values.dt.tz_convert("UTC").dt.tz_localize(None)
     return np.asarray(values.to_numpy(dtype="datetime64[us]").astype(np.int64))
-
-
-def auc(scores: Array, labels: Array) -> float:
-    """Rank AUC with ties averaged; NaN when one class is missing."""
-    labels = np.asarray(labels, dtype=bool)
-    n_pos = int(labels.sum())
-    n_neg = len(labels) - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    ranks = pd.Series(scores).rank(method="average").to_numpy()
-    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def auc_standard_error(value: float, n_pos: int, n_neg: int) -> float:
@@ -148,14 +140,13 @@ def feature_power(data: AuditFrame, name: str) -> FeaturePower:
     base = positives.sum() / max(counts.sum(), 1.0)
     rates = (positives + 10 * base) / (counts + 10)
     score = rates[safe[data.test]]
-    return FeaturePower(name, auc(score, data.y[data.test]), rates, counts, positives, safe,
+    return FeaturePower(name, roc_auc(score, data.y[data.test]), rates, counts, positives, safe,
                         labels)
 
 
 def _full_model_auc(data: AuditFrame, rows_train: Array, rows_test: Array,
                     seed: int = 0) -> float:
-    import lightgbm as lgb
-
+    lgb = require("lightgbm", "the leakage audit's full model")
     frame = data.frame[list(data.features)].copy()
     for name in data.features:
         column = frame[name]
@@ -181,7 +172,7 @@ def _full_model_auc(data: AuditFrame, rows_train: Array, rows_test: Array,
               "deterministic": True}
     model = lgb.train(params, lgb.Dataset(frame.iloc[train_idx], y[train_idx]),
                       num_boost_round=80)
-    return auc(np.asarray(model.predict(frame.iloc[test_idx])), y[test_idx])
+    return roc_auc(np.asarray(model.predict(frame.iloc[test_idx])), y[test_idx])
 
 
 def _power_findings(data: AuditFrame, powers: list[FeaturePower],

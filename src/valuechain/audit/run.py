@@ -16,6 +16,7 @@ from valuechain.data.sources import Catalog, datetime_to_us
 from valuechain.errors import DataError
 from valuechain.spec.durations import to_micros
 from valuechain.spec.loader import LoadedSpec
+from valuechain.sql import quote_ident, quote_literal
 
 __all__ = ["audit_frame", "audit_project", "explain", "load_flat"]
 
@@ -40,15 +41,25 @@ def audit_project(loaded: LoadedSpec, *, seed: int = 0) -> tuple[AuditResult, Au
                           {**context, "mode": "project", "frame": str(built.frame)}), data
 
 
-def load_flat(path: Path) -> pd.DataFrame:
-    """Read a Parquet or CSV table; a DataError naming the file if it cannot be read."""
-    if not path.exists():
-        raise DataError(f"{path}: no such file. Pass the frame to audit with --frame.")
+def load_flat(path: str | Path) -> pd.DataFrame:
+    """Read a Parquet or CSV table; a DataError naming the file if it cannot be read.
+
+    >>> load_flat("no/such/table.parquet")
+    Traceback (most recent call last):
+    ...
+    valuechain.errors.DataError: no/such/table.parquet: no such file. Point `frame` at ...
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file. Point `frame` at the Parquet or CSV table to "
+                        "audit.")
     reader = "read_parquet" if path.suffix.lower() in (".parquet", ".pq") else "read_csv"
     try:
-        return pd.DataFrame(duckdb.connect().sql(f"SELECT * FROM {reader}('{path}')").df())
+        with duckdb.connect() as con:
+            return pd.DataFrame(con.sql(f"SELECT * FROM {reader}({quote_literal(path)})").df())
     except duckdb.Error as err:
-        raise DataError(f"{path}: could not read it ({str(err).splitlines()[0]}).") from None
+        raise DataError(f"{path}: could not read it ({str(err).splitlines()[0]}). Check that "
+                        "it is a Parquet file (.parquet) or a CSV file with a header.") from err
 
 
 def audit_frame(
@@ -61,18 +72,18 @@ def audit_frame(
     seed: int = 0,
 ) -> tuple[AuditResult, AuditFrame]:
     """Audit a pre-joined table: every column but time, label and key is a feature."""
-    for role, column in (("--time-col", time_col), ("--label-col", label_col),
-                         ("--key-col", key_col)):
+    for role, column in (("time_col", time_col), ("label_col", label_col),
+                         ("key_col", key_col)):
         if column is not None and column not in frame.columns:
             raise DataError(
-                f"{source}: {role} '{column}' is not a column. Expected one of "
+                f"{source}: `{role}` '{column}' is not a column. Expected one of "
                 f"{list(frame.columns)}."
             )
     try:
         pd.to_datetime(frame[time_col])
     except (ValueError, TypeError):
         raise DataError(
-            f"{source}: --time-col '{time_col}' does not hold timestamps (e.g. "
+            f"{source}: `time_col` '{time_col}' does not hold timestamps (e.g. "
             f"{frame[time_col].iloc[0]!r}). Point it to the decision time column."
         ) from None
     features = [c for c in frame.columns if c not in (time_col, label_col, key_col)]
@@ -114,9 +125,11 @@ def explain(finding: Finding, data: AuditFrame, loaded: LoadedSpec | None = None
         catalog = Catalog(loaded)
         t_col = spec.sources[own].event_time
         dim_t = finding.evidence["time_column"]
+        q = quote_ident
         return pd.DataFrame(catalog.con.sql(
-            f'SELECT p."{lookup.key}", p."{t_col}" AS decision_time, d."{dim_t}", '
-            f'd."{lookup.column}" FROM {catalog.view(own)} p JOIN '
-            f'{catalog.view(lookup.source)} d ON p."{lookup.key}" = d."{lookup.on or lookup.key}"'
-            f' WHERE d."{dim_t}" > p."{t_col}" LIMIT {limit}').df())
+            f"SELECT p.{q(lookup.key)}, p.{q(t_col or '')} AS decision_time, d.{q(dim_t)}, "
+            f"d.{q(lookup.column)} FROM {catalog.view(own)} p JOIN "
+            f"{catalog.view(lookup.source)} d ON p.{q(lookup.key)} = "
+            f"d.{q(lookup.on or lookup.key)} WHERE d.{q(dim_t)} > p.{q(t_col or '')} "
+            f"LIMIT {int(limit)}").df())
     return pd.DataFrame({"finding": [finding.id], "evidence": [dict(finding.evidence)]})

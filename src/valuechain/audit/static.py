@@ -13,6 +13,7 @@ from valuechain.data.sources import Catalog
 from valuechain.spec.durations import format_duration as fmt
 from valuechain.spec.loader import LoadedSpec
 from valuechain.spec.models import AggregateFeature, LookupFeature, RowFeature
+from valuechain.sql import quote_ident
 
 __all__ = ["ID_NAME", "static_findings"]
 
@@ -127,10 +128,11 @@ def _unversioned_lookups(loaded: LoadedSpec, catalog: Catalog) -> Iterator[Findi
         worst: tuple[float, str, int, int] | None = None
         for column in times:
             t_dim, _ = catalog.time_us(f.lookup.source, column, "sources", f.lookup.source)
-            sql = (f'SELECT count(*), count(*) FILTER (WHERE d.td > p.tp) '
-                   f'FROM (SELECT "{f.lookup.key}" AS k, {t_dec} AS tp FROM {catalog.view(own)}) p '
-                   f'JOIN (SELECT "{on}" AS k, {t_dim} AS td FROM '
-                   f'{catalog.view(f.lookup.source)}) d USING (k)')
+            sql = (f"SELECT count(*), count(*) FILTER (WHERE d.td > p.tp) "
+                   f"FROM (SELECT {quote_ident(f.lookup.key)} AS k, {t_dec} AS tp "
+                   f"FROM {catalog.view(own)}) p "
+                   f"JOIN (SELECT {quote_ident(on)} AS k, {t_dim} AS td FROM "
+                   f"{catalog.view(f.lookup.source)}) d USING (k)")
             matched, later = catalog.con.execute(sql).fetchall()[0]
             share = later / matched if matched else 0.0
             if worst is None or share > worst[0]:

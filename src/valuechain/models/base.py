@@ -24,7 +24,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 import numpy as np
 import pandas as pd
 
-from valuechain.errors import DataError, ValuechainError
+from valuechain.errors import DataError, ModelError
 
 __all__ = [
     "CANDIDATES",
@@ -67,7 +67,7 @@ class FeatureSet:
     def __post_init__(self) -> None:
         both = set(self.numeric) & set(self.categorical)
         if both:
-            raise ValuechainError(
+            raise DataError(
                 f"features {sorted(both)} are listed as both numeric and categorical; "
                 "list each feature once."
             )
@@ -208,13 +208,15 @@ def make_candidate(
     >>> make_candidate("forest", FeatureSet(("amount",)))
     Traceback (most recent call last):
     ...
-    valuechain.errors.ValuechainError: unknown candidate 'forest'. Expected one of [...].
+    valuechain.errors.ModelError: unknown candidate 'forest'. Expected one of [...]...
     """
     try:
         factory = CANDIDATES[name]
     except KeyError:
-        raise ValuechainError(
-            f"unknown candidate '{name}'. Expected one of {sorted(CANDIDATES)}."
+        raise ModelError(
+            f"unknown candidate '{name}'. Expected one of {sorted(CANDIDATES)}; a model of "
+            "your own goes in as an estimator (valuechain.models.as_candidate, or "
+            "`estimators=` of valuechain.train)."
         ) from None
     if name == "rules":
         options["expression"] = rules
@@ -222,13 +224,26 @@ def make_candidate(
 
 
 def require(module: str, candidate: str) -> ModuleType:
-    """Import an optional dependency, or say how to install it."""
+    """Import a package a candidate (or a check) needs, or say how to repair the install.
+
+    scikit-learn and LightGBM are dependencies of valuechain, so this fails only in a broken
+    environment; the message says which package and how to reinstall it.
+
+    >>> require("numpy", "prior").__name__
+    'numpy'
+    >>> require("no_such_package_xyz", "the leakage audit")
+    Traceback (most recent call last):
+    ...
+    valuechain.errors.ModelError: the leakage audit needs the package 'no_such_package_xyz'...
+    """
     try:
         return importlib.import_module(module)
-    except ImportError:
-        raise ValuechainError(
-            f"'{candidate}' needs the package '{module.split('.')[0]}', which is not installed. "
-            "Fix: pip install 'valuechain[ml]'."
+    except ImportError as err:
+        package = module.split(".")[0]
+        raise ModelError(
+            f"{candidate} needs the package '{package}', which cannot be imported ({err}). "
+            f"valuechain depends on it: reinstall it into this environment, e.g. "
+            f"`pip install --force-reinstall valuechain` (or `pip install {package}`)."
         ) from None
 
 

@@ -28,7 +28,7 @@ from typing import Any, Self
 import numpy as np
 import pandas as pd
 
-from valuechain.errors import DataError
+from valuechain.errors import ArtifactError, DataError
 from valuechain.models.base import (
     FeatureSet,
     check_labels,
@@ -151,7 +151,7 @@ class LightGBM:
         self, train: pd.DataFrame, y_train: np.ndarray, valid: pd.DataFrame, y_valid: np.ndarray
     ) -> Self:
         """Boost on ``train``, stopping early on ``valid``; keeps trees up to the best round."""
-        lgb = require("lightgbm", "lightgbm")
+        lgb = require("lightgbm", "the lightgbm candidate")
         y = check_labels(y_train, "y_train")
         yv = check_labels(y_valid, "y_valid")
         if len(yv) == 0:
@@ -207,7 +207,7 @@ class LightGBM:
     @classmethod
     def load(cls, directory: Path) -> Self:
         """Read a model written by :meth:`save`."""
-        lgb = require("lightgbm", "lightgbm")
+        lgb = require("lightgbm", "the lightgbm candidate")
         features, state = read_manifest(directory, "lightgbm")
         params = {k: v for k, v in state["params"].items() if k != "seed"}
         out = cls(
@@ -218,7 +218,14 @@ class LightGBM:
             max_levels=int(state["max_levels"]),
         )
         out.levels = {k: [str(v) for v in levels] for k, levels in state["levels"].items()}
-        out.booster = lgb.Booster(model_file=str(Path(directory) / state["model_file"]))
+        model_file = Path(directory) / str(state["model_file"])
+        try:
+            out.booster = lgb.Booster(model_file=str(model_file))
+        except (lgb.basic.LightGBMError, OSError) as err:
+            raise ArtifactError(
+                f"{model_file}: LightGBM cannot read this saved model ({str(err).strip()}). "
+                "Fix: train again (`valuechain train`) to write it anew, or restore the file."
+            ) from err
         out.best_iteration = int(state["best_iteration"])
         out.best_score = {k: float(v) for k, v in state["best_score"].items()}
         out.n_train = int(state["n_train"])

@@ -104,11 +104,11 @@ class Logistic:
         self, train: pd.DataFrame, y_train: np.ndarray, valid: pd.DataFrame, y_valid: np.ndarray
     ) -> Self:
         """Fit the pipeline on ``train`` (``valid`` is not used) and read it into arrays."""
-        compose = require("sklearn.compose", "logistic")
-        impute = require("sklearn.impute", "logistic")
-        linear = require("sklearn.linear_model", "logistic")
-        pipe = require("sklearn.pipeline", "logistic")
-        prep = require("sklearn.preprocessing", "logistic")
+        compose = require("sklearn.compose", "the logistic candidate")
+        impute = require("sklearn.impute", "the logistic candidate")
+        linear = require("sklearn.linear_model", "the logistic candidate")
+        pipe = require("sklearn.pipeline", "the logistic candidate")
+        prep = require("sklearn.preprocessing", "the logistic candidate")
         y = check_labels(y_train, "y_train")
         if len(np.unique(y)) < 2:
             raise DataError(

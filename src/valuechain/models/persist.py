@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from valuechain.errors import ValuechainError
+from valuechain.errors import ArtifactError
 from valuechain.models.base import LOADERS, Candidate, FeatureSet
 
 __all__ = [
@@ -71,8 +71,15 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def read_json(path: Path) -> Any:
-    """The JSON value stored at ``path``."""
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    """The JSON value stored at ``path``; an :class:`ArtifactError` naming it if unreadable."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ArtifactError(
+            f"{path}: cannot read this saved model file ({err}). Fix: train again (`valuechain "
+            "train`) to write it anew, or restore the file."
+        ) from err
 
 
 def write_manifest(
@@ -94,20 +101,26 @@ def read_manifest(directory: Path, name: str | None = None) -> tuple[FeatureSet,
     """The feature set and state in ``directory/candidate.json`` (checked against ``name``)."""
     path = Path(directory) / MANIFEST
     if not path.is_file():
-        raise ValuechainError(
+        raise ArtifactError(
             f"no saved candidate in {directory}: {MANIFEST} is missing. Fix: point at a "
             "directory written by a candidate's save(), e.g. runs/<id>/models/<name>/."
         )
     data = read_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("features"), dict) or (
+            not isinstance(data.get("state"), dict)):
+        raise ArtifactError(
+            f"{path} is damaged: expected an object with `candidate`, `format_version`, "
+            "`features` and `state`. Fix: train again to write it anew, or restore the file."
+        )
     found = data.get("candidate")
     version = data.get("format_version")
     if name is not None and found != name:
-        raise ValuechainError(
+        raise ArtifactError(
             f"{path} holds candidate '{found}', not '{name}'. Fix: load it with "
             "valuechain.models.load_candidate(), which picks the right class."
         )
     if version != FORMAT_VERSION:
-        raise ValuechainError(
+        raise ArtifactError(
             f"{path} has format_version {version}; this valuechain reads {FORMAT_VERSION}. "
             "Fix: retrain with this version, or load it with the version that wrote it."
         )
@@ -117,11 +130,12 @@ def read_manifest(directory: Path, name: str | None = None) -> tuple[FeatureSet,
 def load_candidate(directory: Path) -> Candidate:
     """The candidate saved in ``directory``, whatever its kind."""
     path = Path(directory) / MANIFEST
-    name = read_json(path).get("candidate") if path.is_file() else None
+    data = read_json(path) if path.is_file() else None
+    name = data.get("candidate") if isinstance(data, dict) else None
     if name is None:
-        read_manifest(directory)  # raises the missing-file message
+        read_manifest(directory)  # raises the missing-file or damaged-file message
     if name not in LOADERS:
-        raise ValuechainError(
+        raise ArtifactError(
             f"{path} holds candidate '{name}', which this valuechain does not know. "
             f"Known: {sorted(LOADERS)}."
         )
