@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from valuechain.audit.empirical import CRITICAL_AUC
+from valuechain.errors import DataError
 from valuechain.report import Section, render_report
 from valuechain.report.sections_audit import MAX_BARS, auc_chart, audit_section
 from valuechain.spec import LoadedSpec, load_spec
@@ -161,12 +162,36 @@ def test_acceptance_without_a_finding_is_pointed_out(tmp_path: Path) -> None:
     assert "<code>identifier:gone</code>" in html and "did not report" in html
 
 
-def test_malformed_audit_json_does_not_raise(tmp_path: Path) -> None:
+def test_malformed_audit_json_fails_naming_the_key(tmp_path: Path) -> None:
     loaded = _spec(tmp_path / "p")
     _write(loaded, {"findings": "oops", "critical": 2, "context": []})
-    section = _render(loaded)
-    assert section.status == "fail" and "2 unaccepted critical findings" in str(section.html)
-    assert "no single-feature AUC" in str(section.html)
+    with pytest.raises(DataError, match=r"audit.json: key `findings` should be a list"):
+        _render(loaded)
+    renamed = _audit_json()
+    renamed["context"]["auc_time"] = renamed["context"].pop("auc_time_split")
+    _write(loaded, renamed)
+    with pytest.raises(DataError, match=r"`context.auc_time_split` is missing.*valuechain audit"):
+        _render(loaded)
+    result = render_report(loaded)
+    assert [s.id for s in result.failed] == ["audit"]
+    assert "context.auc_time_split" in (result.section("audit").error or "")
+
+
+def test_frame_audited_is_shown_and_another_frame_flagged(audited: LoadedSpec) -> None:
+    html = str(_render(audited).html)
+    assert 'data-key="origin-audit"' in html and "/ws/build/frame.parquet" in html
+    ws = audited.workspace
+    (ws / "build").mkdir(parents=True, exist_ok=True)
+    (ws / "build" / "manifest.json").write_text(json.dumps(
+        {"cache_key": "k2", "frame": {"path": "frame.parquet", "fingerprint": "f" * 32}}))
+    payload = _audit_json()
+    payload["context"] |= {"frame_fingerprint": "e" * 32, "cache_key": "k1"}
+    _write(audited, payload)
+    section = _render(audited)
+    assert section.status == "fail"  # the critical finding still decides the dot
+    html = str(section.html)
+    assert 'data-key="mismatch-audit"' in html and "e" * 32 in html and "f" * 32 in html
+    assert "<code>valuechain audit</code>" in html
 
 
 def test_full_report_includes_the_section(audited: LoadedSpec) -> None:

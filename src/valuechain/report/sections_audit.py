@@ -1,6 +1,7 @@
 """Report section from ``valuechain audit``: the leakage findings and the numbers behind them.
 
-Reads ``<workspace>/audit.json`` (:meth:`valuechain.audit.findings.AuditResult.to_json`): the
+Reads ``<workspace>/audit.json`` (:meth:`valuechain.audit.findings.AuditResult.to_json`)
+strictly (a key the audit always writes that is missing fails the section): the
 verdict (unaccepted critical findings), every finding with its evidence and fix (accepted ones
 stay visible with who accepted them and why), the random-split vs time-split AUC of the full
 model and a chart of each feature's single-feature AUC against the critical threshold.
@@ -16,7 +17,10 @@ from typing import Any
 from markupsafe import Markup, escape
 
 from valuechain.audit.empirical import CRITICAL_AUC, GAP_WARNING, WARNING_AUC
+from valuechain.errors import DataError
 from valuechain.report.fmt import fmt_num
+from valuechain.report.provenance import origin_note, provenance
+from valuechain.report.record import Record
 from valuechain.report.section import (
     Section,
     code_spans,
@@ -35,13 +39,6 @@ MAX_BARS = 60
 _SEVERITIES = ("critical", "warning", "info")
 _BADGE_CLASS = {"critical": "fail", "warning": "warn", "info": "na"}
 _FONT = 'font-family="system-ui, -apple-system, Segoe UI, Roboto, sans-serif"'
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    number = float(value)
-    return None if math.isnan(number) else number
 
 
 def _auc(value: float | None) -> str:
@@ -113,7 +110,9 @@ def auc_chart(aucs: Sequence[tuple[str, float]], critical: float = CRITICAL_AUC,
 
 
 _AUDIT = """
-<p class="verdict">{{ badge(critical == 0, 'no unaccepted critical finding',
+{{ origin }}
+<p class="verdict" data-key="audit-critical" data-value="{{ critical }}">{{ badge(critical == 0,
+  'no unaccepted critical finding',
   critical ~ ' unaccepted critical finding' ~ ('' if critical == 1 else 's')) }}
   {{ counts.critical }} critical, {{ counts.warning }} warning, {{ counts.info }} info
   {%- if accepted %}; {{ accepted|length }} accepted in the spec{% endif %}.
@@ -203,69 +202,74 @@ def _evidence(raw: Any) -> list[tuple[str, str]]:
     return out
 
 
-def _finding(raw: dict[str, Any]) -> dict[str, Any]:
-    severity = str(raw.get("severity") or "info")
-    features = raw.get("features")
+def _finding(raw: Record) -> dict[str, Any]:
+    severity = raw.text("severity")
+    accepted = raw["accepted"] is True
     return {
-        "id": str(raw.get("id") or ""),
-        "check": str(raw.get("check") or ""),
+        "id": raw.text("id"),
+        "check": raw.text("check"),
         "severity": severity,
         "badge": _BADGE_CLASS.get(severity, "na"),
-        "features": [str(f) for f in features] if isinstance(features, list) else [],
-        "evidence": _evidence(raw.get("evidence")),
-        "explanation": code_spans(str(raw.get("explanation") or "")),
-        "fix": code_spans(str(raw.get("fix") or "")),
-        "accepted": bool(raw.get("accepted") or raw.get("accepted_by")),
-        "accepted_by": str(raw.get("accepted_by") or "someone unnamed"),
-        "accepted_reason": str(raw.get("accepted_reason") or ""),
+        "features": [str(f) for f in raw.sequence("features")],
+        "evidence": _evidence(raw.sub("evidence").data),
+        "explanation": code_spans(raw.text("explanation")),
+        "fix": code_spans(raw.text("fix")),
+        "accepted": accepted,
+        "accepted_by": raw.text("accepted_by") if accepted else "",
+        "accepted_reason": str(raw.get("accepted_reason") or "") if accepted else "",
     }
 
 
-def _aucs(raw: Any) -> list[tuple[str, float]]:
-    if not isinstance(raw, dict):
-        return []
-    known = [(str(name), number) for name, value in raw.items()
-             if (number := _number(value)) is not None]
+def _aucs(raw: Record) -> list[tuple[str, float]]:
+    known = [(str(name), number) for name in raw.data
+             if (number := raw.number(name)) is not None]
     return sorted(known, key=lambda item: (-item[1], item[0]))
+
+
+def _audit_mismatch(workspace: Path, spec_hash: str) -> bool:
+    try:
+        return bool(provenance(workspace, spec_hash).of("audit"))
+    except DataError:  # shown by the Provenance section and the origin line
+        return False
 
 
 @register_section(order=60)
 def audit_section(loaded: LoadedSpec, workspace: Path) -> Section:
     """Leakage findings, the random-vs-time AUC gap and single-feature AUC per feature."""
     path = workspace / "audit.json"
-    report = read_json(path)
-    if not isinstance(report, dict):
+    raw = read_json(path)
+    if raw is None:
         return unavailable("audit", "Leakage audit", AUDIT,
                            "No leakage audit has been run on this spec.")
-    raw = report.get("findings")
-    findings = [_finding(f) for f in (raw if isinstance(raw, list) else [])
-                if isinstance(f, dict)]
-    if findings:
-        critical = sum(f["severity"] == "critical" and not f["accepted"] for f in findings)
-    else:
-        critical = int(_number(report.get("critical")) or 0)
+    report = Record(raw if isinstance(raw, dict) else {"findings": raw}, "audit.json", AUDIT)
+    findings = [_finding(f) for f in report.subs("findings")]
+    critical = sum(f["severity"] == "critical" and not f["accepted"] for f in findings)
+    if critical != report.integer("critical"):
+        raise DataError(f"audit.json: `critical` is {report['critical']} but the findings hold "
+                        f"{critical} unaccepted critical ones; run `{AUDIT}` to write it again.")
     counts = {s: sum(f["severity"] == s for f in findings) for s in _SEVERITIES}
     accepted = [f for f in findings if f["accepted"]]
     reported = {f["id"] for f in findings}
     unused = [a.id for a in loaded.spec.audit.accept if a.id not in reported]
-    context = report.get("context")
-    ctx: dict[str, Any] = context if isinstance(context, dict) else {}
-    auc_time, auc_random = _number(ctx.get("auc_time_split")), _number(ctx.get("auc_random_split"))
+    ctx = report.sub("context")
+    auc_time, auc_random = ctx.number("auc_time_split"), ctx.number("auc_random_split")
     gap = None if auc_time is None or auc_random is None else auc_random - auc_time
-    aucs = _aucs(ctx.get("feature_auc"))
+    aucs = _aucs(ctx.sub("feature_auc"))
     shown = aucs[:MAX_BARS]
     chart = auc_chart(shown) if shown else None
     stale = loaded.path.is_file() and loaded.path.stat().st_mtime > path.stat().st_mtime
     html = fragment(
         _AUDIT, critical=critical, counts=counts, accepted=accepted, unused=unused,
-        findings=findings, stale=stale, mode=str(ctx.get("mode") or ""),
-        frame=str(ctx.get("frame") or ""), rows=_number(ctx.get("rows")),
+        findings=findings, stale=stale, mode=ctx.text("mode"),
+        frame=ctx.text("frame"), rows=ctx.integer("rows"),
         auc_time=_auc(auc_time), auc_random=_auc(auc_random),
         gap="–" if gap is None else f"{gap:+.3f}", gap_warn=gap is not None and gap >= GAP_WARNING,
-        gap_warning=GAP_WARNING, train_rows=_number(ctx.get("train_rows")),
-        test_rows=_number(ctx.get("test_rows")), chart=chart, hidden=len(aucs) - len(shown),
+        gap_warning=GAP_WARNING, train_rows=ctx.integer("train_rows"),
+        test_rows=ctx.integer("test_rows"), chart=chart, hidden=len(aucs) - len(shown),
         critical_auc=CRITICAL_AUC, warning_auc=WARNING_AUC,
+        origin=origin_note(workspace, loaded.hash, "audit"),
     )
-    warned = stale or any(f["severity"] == "warning" and not f["accepted"] for f in findings)
+    warned = stale or any(f["severity"] == "warning" and not f["accepted"] for f in findings) \
+        or bool(_audit_mismatch(workspace, loaded.hash))
     return Section("audit", "Leakage audit", html,
                    "fail" if critical else ("warn" if warned else "ok"))
