@@ -454,3 +454,4 @@ def test_damaged_stage_output_fails_the_report_loudly(built: LoadedSpec) -> None
     assert not result.ok and [s.id for s in result.failed] == ["provenance"]
     assert "decide.json: not valid JSON" in (result.section("provenance").error or "")
     assert result.section("lineage").status == "ok"
+    assert "cannot be checked" in _section(html, "lineage")

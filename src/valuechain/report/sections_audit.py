@@ -9,7 +9,6 @@ model and a chart of each feature's single-feature AUC against the critical thre
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
