@@ -300,3 +300,120 @@ def test_make_candidate_options_and_errors(features: FeatureSet) -> None:
 def test_load_candidate_reports_missing_directory(tmp_path: Path) -> None:
     with pytest.raises(ValuechainError, match=r"candidate\.json is missing"):
         load_candidate(tmp_path)
+
+
+# ------------------------------------------------------------------ bring your own estimator
+def _user_pipeline() -> object:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    numeric = ["amount", "hour", "noise"]
+    categorical = ["channel", "segment", "is_new"]
+    prep = ColumnTransformer([
+        ("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numeric),
+        ("cat", make_pipeline(SimpleImputer(strategy="most_frequent"),
+                              OneHotEncoder(handle_unknown="ignore")), categorical),
+    ])
+    return make_pipeline(prep, LogisticRegression(max_iter=2000))
+
+
+def _user_estimators() -> dict[str, object]:
+    from lightgbm import LGBMClassifier
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    return {
+        "my_logreg": make_pipeline(SimpleImputer(), LogisticRegression(max_iter=2000)),
+        "my_pipeline": _user_pipeline(),
+        "my_lgbm": LGBMClassifier(n_estimators=60, learning_rate=0.1, n_jobs=1, verbose=-1),
+        "my_hgb": HistGradientBoostingClassifier(max_iter=50, categorical_features="from_dtype"),
+    }
+
+
+@pytest.mark.parametrize("name", ["my_logreg", "my_pipeline", "my_lgbm", "my_hgb"])
+def test_user_estimator_is_a_candidate_that_ranks_and_round_trips(
+        name: str, data: dict[str, tuple[pd.DataFrame, np.ndarray]], tmp_path: Path) -> None:
+    estimator = _user_estimators()[name]
+    train, valid, test = data["train"], data["valid"], data["test"]
+    features = FeatureSet.infer(train[0], FEATURES)
+    if name == "my_logreg":  # a plain LogisticRegression reads numbers only
+        features = FeatureSet(numeric=("amount", "hour", "noise"))
+    candidate = models.as_candidate(name, estimator, features, seed=4)
+    assert isinstance(candidate, Candidate) and candidate.name == name
+    candidate.fit(train[0], train[1], valid[0], valid[1])
+    assert not hasattr(estimator, "classes_")  # the estimator given is never fitted
+    scores = candidate.predict(test[0])
+    assert scores.shape == (len(test[0]),) and scores.dtype == np.float64
+    assert 0.0 <= scores.min() <= scores.max() <= 1.0
+    assert roc_auc_score(test[1], scores) > 0.65
+    unseen = test[0].head(50).assign(channel="never seen", segment=pd.NA)
+    assert np.isfinite(candidate.predict(unseen)).all()
+    with pytest.warns(models.NotPortableWarning, match="not portable"):
+        candidate.save(tmp_path / name)
+    again = load_candidate(tmp_path / name)
+    assert again.name == name and isinstance(again, models.EstimatorCandidate)
+    np.testing.assert_array_equal(again.predict(test[0]), scores)
+    described = again.describe()
+    assert described["portable"] is False and "pickle" in described["note"]
+    assert len(described["sha256"]) == 64 and "scikit-learn" in described["versions"]
+
+
+def test_user_estimator_seed_fills_unset_random_state(
+        data: dict[str, tuple[pd.DataFrame, np.ndarray]]) -> None:
+    from lightgbm import LGBMClassifier
+
+    train, valid = data["train"], data["valid"]
+    features = FeatureSet(numeric=("amount", "noise"))
+    est = LGBMClassifier(n_estimators=5, subsample=0.5, subsample_freq=1, n_jobs=1, verbose=-1)
+    fitted = models.as_candidate("m", est, features, seed=11).fit(train[0], train[1],
+                                                                  valid[0], valid[1])
+    assert fitted.fitted.random_state == 11 and est.random_state is None
+    kept = LGBMClassifier(n_estimators=5, random_state=3, n_jobs=1, verbose=-1)
+    assert models.as_candidate("k", kept, features, seed=11).fit(
+        train[0], train[1], valid[0], valid[1]).fitted.random_state == 3
+
+
+def test_user_estimator_errors_name_the_problem(
+        data: dict[str, tuple[pd.DataFrame, np.ndarray]], tmp_path: Path) -> None:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.svm import LinearSVC
+
+    from valuechain.errors import ArtifactError, ModelError
+
+    train, valid = data["train"], data["valid"]
+    features = FeatureSet.infer(train[0], FEATURES)
+    with pytest.raises(ModelError, match=r"LinearSVC has no predict_proba.*CalibratedClassifierCV"):
+        models.as_candidate("svm", LinearSVC(), features)
+    with pytest.raises(ModelError, match="is a built-in candidate"):
+        models.as_candidate("lightgbm", LogisticRegression(), features)
+    with pytest.raises(ModelError, match="not usable"):
+        models.as_candidate("../escape", LogisticRegression(), features)
+    with pytest.raises(ModelError, match="got the class LogisticRegression"):
+        models.as_candidate("cls", LogisticRegression, features)
+    other = LogisticRegression().fit(pd.DataFrame({"a": [0.0, 1.0], "b": [1.0, 0.0]}), [0, 1])
+    with pytest.raises(ModelError, match=r"fitted on columns \['a', 'b'\].*features are"):
+        models.as_candidate("other", other, features)
+    pipeline = _user_pipeline()
+    with pytest.raises(ModelError, match=r"selects columns \['hour', 'is_new', 'noise'\]"):
+        models.as_candidate("narrow", pipeline,
+                            FeatureSet(numeric=("amount",), categorical=("channel", "segment")))
+    plain = models.as_candidate("plain", LogisticRegression(), features)
+    with pytest.raises(ModelError, match=r"failed to fit(.|\n)*categorical columns \['channel'"):
+        plain.fit(train[0], train[1], valid[0], valid[1])
+    with pytest.raises(ModelError, match="not fitted yet"):
+        plain.predict(train[0])
+
+    numeric = FeatureSet(numeric=("noise",))
+    saved = models.as_candidate("saved", LogisticRegression(), numeric).fit(
+        train[0], train[1], valid[0], valid[1])
+    with pytest.warns(models.NotPortableWarning):
+        saved.save(tmp_path / "saved")
+    with (tmp_path / "saved" / "estimator.joblib").open("ab") as handle:
+        handle.write(b"tampered")
+    with pytest.raises(ArtifactError, match=r"SHA-256 .* differs.*refusing to unpickle"):
+        load_candidate(tmp_path / "saved")

@@ -33,6 +33,11 @@ True
 
 Scoring needs only what a candidate saved: ``load_candidate(directory)`` picks the class from
 ``candidate.json``.
+
+A model of your own joins them through :func:`as_candidate`: any scikit-learn compatible
+classifier (a ``Pipeline``, an ``LGBMClassifier``) becomes a candidate under a name you
+choose, fitted on the training rows and scored with ``predict_proba`` (see
+:mod:`valuechain.models.sklearn`; it is saved with joblib and is not portable).
 """
 
 from __future__ import annotations
@@ -49,16 +54,20 @@ from valuechain.models.calibration import Calibrator, fit_calibrator
 from valuechain.models.gbm import LightGBM
 from valuechain.models.logistic import Logistic
 from valuechain.models.persist import load_candidate
+from valuechain.models.sklearn import EstimatorCandidate, NotPortableWarning, as_candidate
 
 __all__ = [
     "CANDIDATES",
     "Calibrator",
     "Candidate",
+    "EstimatorCandidate",
     "FeatureSet",
     "LightGBM",
     "Logistic",
+    "NotPortableWarning",
     "Prior",
     "Rules",
+    "as_candidate",
     "fit_calibrator",
     "load_candidate",
     "make_candidate",

@@ -134,6 +134,11 @@ def load_candidate(directory: Path) -> Candidate:
     name = data.get("candidate") if isinstance(data, dict) else None
     if name is None:
         read_manifest(directory)  # raises the missing-file or damaged-file message
+    state = data.get("state") if isinstance(data, dict) else None
+    if isinstance(state, dict) and state.get("adapter") == "sklearn":
+        from valuechain.models.sklearn import EstimatorCandidate
+
+        return EstimatorCandidate.load(Path(directory))
     if name not in LOADERS:
         raise ArtifactError(
             f"{path} holds candidate '{name}', which this valuechain does not know. "
