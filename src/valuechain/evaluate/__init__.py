@@ -9,7 +9,14 @@ Three modules, one job each:
   reliability table; precision/recall at the capacity per period, the handbook's card
   precision top-k, expected cost; all numpy, ``NaN`` when undefined;
 - :mod:`~valuechain.evaluate.bootstrap`: percentile intervals resampling whole days, paired
-  differences between two candidates on the same resamples, and a beats/ties/loses verdict.
+  differences between two candidates on the same resamples, and a beats/ties/loses verdict;
+  also intervals of totals and ratios (money saved, precision at capacity). Every interval
+  draws :data:`~valuechain.evaluate.bootstrap.N_BOOT` resamples.
+
+Named constants shared by every stage: ``N_BOOT`` (resamples per interval),
+``VALIDATION_SHARE`` (the end of a training period held out for validation when the spec
+names no validation period) and ``RANDOM_TIME_GAP`` (the random-vs-time AUC gap that
+``audit`` warns about and ``train`` explains).
 
 Everything is a pure function of arrays and returns plain numbers or frozen results.
 
@@ -34,7 +41,15 @@ True
 
 from __future__ import annotations
 
-from valuechain.evaluate.bootstrap import Interval, block_bootstrap, paired_difference, verdict
+from valuechain.evaluate.bootstrap import (
+    N_BOOT,
+    Interval,
+    block_bootstrap,
+    block_ratio_interval,
+    block_sum_interval,
+    paired_difference,
+    verdict,
+)
 from valuechain.evaluate.metrics import (
     GREATER_IS_BETTER,
     CapacityResult,
@@ -52,15 +67,21 @@ from valuechain.evaluate.metrics import (
     roc_auc,
 )
 from valuechain.evaluate.splits import (
+    RANDOM_TIME_GAP,
+    VALIDATION_SHARE,
     Fold,
     default_periods,
     random_split,
     rolling_origin,
+    split_validation,
     time_splits,
 )
 
 __all__ = [
     "GREATER_IS_BETTER",
+    "N_BOOT",
+    "RANDOM_TIME_GAP",
+    "VALIDATION_SHARE",
     "CapacityResult",
     "CardPrecision",
     "Fold",
@@ -68,6 +89,8 @@ __all__ = [
     "all_metrics",
     "average_precision",
     "block_bootstrap",
+    "block_ratio_interval",
+    "block_sum_interval",
     "brier",
     "card_precision_at_k",
     "default_periods",
@@ -81,6 +104,7 @@ __all__ = [
     "reliability_table",
     "roc_auc",
     "rolling_origin",
+    "split_validation",
     "time_splits",
     "verdict",
 ]

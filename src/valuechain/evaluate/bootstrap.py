@@ -36,7 +36,7 @@ import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, Final, Literal, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -45,7 +45,22 @@ import pandas as pd
 from valuechain.errors import DataError
 from valuechain.evaluate import metrics as m
 
-__all__ = ["Interval", "block_bootstrap", "paired_difference", "verdict"]
+__all__ = [
+    "N_BOOT",
+    "Interval",
+    "block_bootstrap",
+    "block_ratio_interval",
+    "block_sum_interval",
+    "paired_difference",
+    "verdict",
+]
+
+#: Resamples drawn for every day-block interval in valuechain (metrics, capacity precision,
+#: expected cost, paired differences, money saved). The draws depend only on the seed, the
+#: number of blocks and this count, so every interval of one run sees the same resamples.
+#: 500 keeps the 2.5 % and 97.5 % percentiles of a money interval stable to about 1 % of
+#: its width; fewer (``n_boot=``) trade precision for speed.
+N_BOOT: Final = 500
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -272,7 +287,7 @@ def block_bootstrap(
     metric: MetricLike,
     blocks: npt.ArrayLike | pd.Series,
     *arrays: npt.ArrayLike,
-    n_boot: int = 200,
+    n_boot: int = N_BOOT,
     alpha: float = 0.05,
     seed: int = 0,
 ) -> Interval:
@@ -288,7 +303,7 @@ def block_bootstrap(
         Block key of each row, e.g. the decision day.
     *arrays : array-like
         The metric's arguments, one value per row (e.g. scores, labels).
-    n_boot : int, default 200
+    n_boot : int, default :data:`N_BOOT`
         Number of resamples.
     alpha : float, default 0.05
         One minus the coverage: the interval spans the ``alpha/2`` and ``1 - alpha/2``
@@ -338,7 +353,7 @@ def paired_difference(
     scores_b: npt.ArrayLike,
     labels: npt.ArrayLike,
     *extra: npt.ArrayLike,
-    n_boot: int = 200,
+    n_boot: int = N_BOOT,
     alpha: float = 0.05,
     seed: int = 0,
 ) -> Interval:
@@ -390,6 +405,107 @@ def paired_difference(
     samples = _evaluator(metric, codes, n_blocks, a)(draws)
     samples -= _evaluator(metric, codes, n_blocks, b)(draws)
     return _interval(value, samples, alpha)
+
+
+def _block_sums(values: npt.ArrayLike, blocks: npt.ArrayLike | pd.Series) -> tuple[F64, int]:
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim != 1:
+        raise ValueError(f"values must be one number per row, got shape {v.shape}")
+    bad = int(np.count_nonzero(~np.isfinite(v)))
+    if bad:
+        raise DataError(f"{bad} of {len(v)} values are NaN or infinite; every row needs a "
+                        "number before it is summed by block.")
+    codes, n_blocks = _block_codes(blocks, len(v))
+    return np.bincount(codes, weights=v, minlength=n_blocks), n_blocks
+
+
+def block_sum_interval(
+    values: npt.ArrayLike,
+    blocks: npt.ArrayLike | pd.Series,
+    *,
+    n_boot: int = N_BOOT,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> Interval:
+    """Percentile interval of ``sum(values)`` resampling whole blocks with replacement.
+
+    The interval of a total over the period, e.g. the money a policy saves against a
+    baseline (``values`` = baseline cost - policy cost per row, ``blocks`` = decision day).
+
+    Parameters
+    ----------
+    values : array-like
+        One finite number per row.
+    blocks : array-like
+        Block key of each row, e.g. the decision day.
+    n_boot, alpha, seed
+        As in :func:`block_bootstrap`.
+
+    Returns
+    -------
+    Interval
+        ``value`` is the total over all rows.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> days = np.repeat(np.arange(30), 10)
+    >>> iv = block_sum_interval(np.ones(300), days)
+    >>> iv.value, iv.low < 300 < iv.high or iv.low == iv.high == 300
+    (300.0, True)
+    """
+    _check(n_boot, alpha)
+    sums, n_blocks = _block_sums(values, blocks)
+    if n_blocks == 0:
+        return Interval(0.0, 0.0, 0.0)
+    return _interval(float(sums.sum()), _draws(n_blocks, n_boot, seed) @ sums, alpha)
+
+
+def block_ratio_interval(
+    numerator: npt.ArrayLike,
+    denominator: npt.ArrayLike,
+    blocks: npt.ArrayLike | pd.Series,
+    *,
+    n_boot: int = N_BOOT,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> Interval:
+    """Percentile interval of ``sum(numerator) / sum(denominator)`` resampling whole blocks.
+
+    Precision at capacity (caught positives / cases taken), recall (caught / positives) or a
+    mean cost (cost / 1) are such ratios. Resamples with a zero denominator are left out.
+
+    Parameters
+    ----------
+    numerator, denominator : array-like
+        One finite number per row each.
+    blocks : array-like
+        Block key of each row, e.g. the decision day.
+    n_boot, alpha, seed
+        As in :func:`block_bootstrap`.
+
+    Returns
+    -------
+    Interval
+        ``value`` is the ratio over all rows (``NaN`` when the total denominator is 0).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> days = np.repeat(np.arange(20), 5)
+    >>> iv = block_ratio_interval(np.tile([1.0, 0, 0, 0, 0], 20), np.ones(100), days)
+    >>> iv
+    Interval(value=0.2, low=0.2, high=0.2)
+    """
+    _check(n_boot, alpha)
+    num, n_blocks = _block_sums(numerator, blocks)
+    den, _ = _block_sums(denominator, blocks)
+    if n_blocks == 0 or den.sum() == 0:
+        return Interval(NAN, NAN, NAN)
+    draws = _draws(n_blocks, n_boot, seed)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratios = (draws @ num) / (draws @ den)
+    return _interval(float(num.sum() / den.sum()), ratios, alpha)
 
 
 def verdict(diff: Interval, higher_is_better: bool = True) -> Literal["beats", "ties", "loses"]:

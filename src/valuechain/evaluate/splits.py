@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
@@ -37,11 +38,31 @@ from valuechain.errors import DataError, SpecError
 from valuechain.spec.durations import to_micros
 from valuechain.spec.models import Period
 
-__all__ = ["Fold", "default_periods", "random_split", "rolling_origin", "time_splits"]
+__all__ = [
+    "RANDOM_TIME_GAP",
+    "VALIDATION_SHARE",
+    "Fold",
+    "default_periods",
+    "random_split",
+    "rolling_origin",
+    "split_validation",
+    "time_splits",
+]
 
 Mask = npt.NDArray[np.bool_]
 I64 = npt.NDArray[np.int64]
 _DAY_US = 86_400_000_000
+
+#: Share of a training period's time span held out, at its end, for validation (early
+#: stopping, calibration, choosing the policy) when the spec names no validation period:
+#: with two periods in ``split.periods`` and in every rolling-origin fold.
+VALIDATION_SHARE: Final = 0.2
+
+#: A random-split ROC AUC above the time-split one by at least this much is worth a warning
+#: (``valuechain audit``) and an explanation (``valuechain train``): training rows then sit
+#: beside test rows in time (the same customers, cards, campaigns), or the data drifts. Below
+#: it the gap is within the sampling noise of an AUC on a few hundred positives.
+RANDOM_TIME_GAP: Final = 0.03
 
 
 def _times_us(times: npt.ArrayLike | pd.Series | pd.Index) -> tuple[I64, bool]:
@@ -460,3 +481,39 @@ def random_split(n: int, test_share: float, seed: int = 0) -> dict[str, Mask]:
     n_test = round(n * test_share)
     test[np.random.default_rng(seed).permutation(n)[:n_test]] = True
     return {"train": ~test, "test": test}
+
+
+def split_validation(
+    times: pd.Series, train: Mask, share: float = VALIDATION_SHARE
+) -> tuple[Mask, Mask]:
+    """Split the ``train`` rows in time: the last ``share`` of their span is validation.
+
+    The cut is the ``1 - share`` quantile of the training rows' decision times, so the
+    validation rows are the latest ones (never rows before training rows).
+
+    Parameters
+    ----------
+    times : pandas.Series
+        Decision time of every row.
+    train : ndarray of bool
+        The rows to split.
+    share : float, default :data:`VALIDATION_SHARE`
+        Share of the training rows (by time quantile) that become validation.
+
+    Returns
+    -------
+    tuple of ndarray of bool
+        ``(train, validation)`` masks over all rows, disjoint, covering ``train``.
+
+    Examples
+    --------
+    >>> times = pd.Series(pd.date_range("2025-01-01", periods=10, freq="D"))
+    >>> fit, valid = split_validation(times, np.ones(10, bool))
+    >>> int(fit.sum()), int(valid.sum()), str(times[valid].min().date())
+    (8, 2, '2025-01-09')
+    """
+    if not 0 < share < 1:
+        raise SpecError(f"validation share must be between 0 and 1 (exclusive), got {share}.")
+    cut = times[train].quantile(1 - share)
+    later = (times >= cut).to_numpy()
+    return train & ~later, train & later
