@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
+from valuechain.errors import DataError
 from valuechain.report import Section, render_report
-from valuechain.report.sections_train import evaluation_section, latest_run
+from valuechain.report.sections_train import MARKED_POINTS, evaluation_section
 from valuechain.report.svg import Line, axis_ticks, period_chart, xy_chart
 from valuechain.spec import LoadedSpec, load_spec
 
@@ -54,7 +55,9 @@ def _metrics(spec_hash: str, run_id: str = "r1") -> dict[str, Any]:
     periods = ["2025-03-03", "2025-03-10", "2025-03-17", "2025-03-24"]
     return {
         "run_id": run_id, "created_at": "2025-05-01T12:30:00+00:00", "spec_hash": spec_hash,
-        "seed": 7, "headline_metric": "average_precision",
+        "seed": 7, "headline_metric": "average_precision", "best_candidate": "lightgbm",
+        "frame": {"path": "build/frame.parquet", "fingerprint": "c" * 32, "cache_key": "k1",
+                  "rows": {"mature": 201234}},
         "splits": {
             "train": {"start": "2025-01-01T00:00:00", "end": "2025-02-01T00:00:00",
                       "rows": 120000, "positives": 960},
@@ -63,6 +66,7 @@ def _metrics(spec_hash: str, run_id: str = "r1") -> dict[str, Any]:
             "test": {"start": "2025-03-03", "end": "2025-03-31", "rows": 41234,
                      "positives": 321},
             "embargo": "60d",
+            "periods": [{"name": "train", "start": "2025-01-01", "end": "2025-02-01"}],
         },
         "candidates": {
             name: {"validation": _scores(base), "test": _scores(base - 0.01),
@@ -75,13 +79,17 @@ def _metrics(spec_hash: str, run_id: str = "r1") -> dict[str, Any]:
         },
         "verdicts": [
             {"candidate": "lightgbm", "baseline": "prior", "metric": "average_precision",
-             "difference": {"value": 0.31, "low": 0.27, "high": 0.35}, "verdict": "beats"},
+             "difference": {"value": 0.31, "low": 0.27, "high": 0.35}, "verdict": "beats",
+             "intervals_overlap": False},
             {"candidate": "lightgbm", "baseline": "rules", "metric": "average_precision",
-             "difference": {"value": 0.2, "low": 0.15, "high": 0.24}, "verdict": "beats"},
+             "difference": {"value": 0.2, "low": 0.15, "high": 0.24}, "verdict": "beats",
+             "intervals_overlap": False},
             {"candidate": "logistic", "baseline": "rules", "metric": "average_precision",
-             "difference": {"value": 0.01, "low": -0.02, "high": 0.03}, "verdict": "ties"},
+             "difference": {"value": 0.01, "low": -0.02, "high": 0.03}, "verdict": "ties",
+             "intervals_overlap": True},
             {"candidate": f"odd {EVIL}", "baseline": "prior", "metric": "average_precision",
-             "difference": {"value": -0.3, "low": -0.35, "high": -0.25}, "verdict": "loses"},
+             "difference": {"value": -0.3, "low": -0.35, "high": -0.25}, "verdict": "loses",
+             "intervals_overlap": False},
         ],
         "random_vs_time": {"candidate": "lightgbm", "auc_time_split": 0.8123,
                            "auc_random_split": 0.9345, "gap": 0.1222,
@@ -156,8 +164,10 @@ def test_section_shows_candidates_metrics_and_intervals(trained: LoadedSpec) -> 
                   "Precision at capacity", "Recall at capacity", "Expected cost",
                   "Card precision at k"):
         assert label in html
-    assert "best model <strong>lightgbm</strong>" in html
-    assert "<code>r1</code>" in html and "seed 7" in html and "2025-05-01 12:30:00" in html
+    assert 'best model\n<strong data-key="train-best">lightgbm</strong>' in html
+    assert 'data-key="train-best-test-auc" data-value="0.8">0.800<' in html
+    assert 'data-key="train-best-test-ap" data-value="0.801">0.801<' in html
+    assert 'data-key="train-run-id">r1<' in html and "seed 7" in html and "2025-05-01 12:30:00" in html
 
 
 def test_periods_and_embargo(trained: LoadedSpec) -> None:
@@ -218,36 +228,51 @@ def test_no_run_says_which_command_adds_it(tmp_path: Path) -> None:
     assert _render(loaded).status == "missing"
 
 
-def test_latest_file_picks_the_run_else_the_newest(tmp_path: Path) -> None:
-    workspace = tmp_path / "ws"
-    old = _write(workspace, {"run_id": "old"}, "old", latest=False)
-    new = _write(workspace, {"run_id": "new"}, "new", latest=False)
-    os.utime(old / "metrics.json", (1_000_000, 1_000_000))
-    found = latest_run(workspace)
-    assert found is not None and found[1]["run_id"] == "new"
-    (workspace / "runs" / "latest").write_text("old")
-    found = latest_run(workspace)
-    assert found is not None and found[0] == old
-    (workspace / "runs" / "latest").write_text("../../elsewhere")
-    found = latest_run(workspace)
-    assert found is not None and found[0] == new
-
-
-def test_sparse_metrics_render_what_exists(tmp_path: Path) -> None:
+def test_the_run_named_by_latest_is_shown(tmp_path: Path) -> None:
     loaded = _spec(tmp_path / "p")
-    _write(loaded.workspace, {"run_id": "r2", "candidates": {
-        "prior": {"test": {"roc_auc": 0.5}},
-        "lightgbm": {"test": {"roc_auc": 0.9, "brier": float("nan")}}},
-        "backtest": None, "splits": {"embargo": "8d"}, "curves": {"lightgbm": {}},
-        "reliability": {"lightgbm": {"before": [{"bin": 0, "count": 0}]}},
-        "per_period": {"lightgbm": [{"period": "not a date"}]}, "verdicts": "oops"})
-    section = _render(loaded)
-    html = str(section.html)
-    assert section.status == "ok" and "<code>r2</code>" in html
-    assert "Candidates on the test period" in html and "validation period" not in html
-    assert "0.900" in html and "Brier score" in html and "–" in html
-    assert "<svg" not in html and "Rolling-origin backtest" not in html
-    assert "Embargo of <strong>8d</strong>" in html
+    old = _write(loaded.workspace, _metrics(loaded.hash, "old"), "old", latest=False)
+    _write(loaded.workspace, _metrics(loaded.hash, "new"), "new", latest=False)
+    os.utime(old / "metrics.json", (1_000_000, 1_000_000))
+    (loaded.workspace / "runs" / "latest").write_text("old\n")
+    html = str(_render(loaded).html)
+    assert 'data-key="train-run-id">old<' in html  # the pointer wins over the newer file
+    assert "runs/old/metrics.json" in html  # and the origin line names the file
+
+
+def test_renamed_or_missing_keys_fail_instead_of_rendering_dashes(tmp_path: Path) -> None:
+    loaded = _spec(tmp_path / "p")
+    payload = _metrics(loaded.hash)
+    test = payload["candidates"]["lightgbm"]["test"]
+    test["auc"] = test.pop("roc_auc")
+    _write(loaded.workspace, payload)
+    with pytest.raises(DataError, match=r"runs/r1/metrics.json: key "
+                                        r"`candidates.lightgbm.test.roc_auc` is missing"):
+        _render(loaded)
+    for key in ("best_candidate", "random_vs_time", "splits", "curves", "seed"):
+        payload = _metrics(loaded.hash)
+        del payload[key]
+        _write(loaded.workspace, payload)
+        with pytest.raises(DataError, match=f"`{key}` is missing"):
+            _render(loaded)
+    payload = _metrics(loaded.hash)
+    payload["best_candidate"] = "gone"
+    _write(loaded.workspace, payload)
+    with pytest.raises(DataError, match="'gone', which is not one of its candidates"):
+        _render(loaded)
+    result = render_report(loaded)
+    assert [s.id for s in result.failed] == ["evaluation"] and not result.ok
+
+
+def test_undefined_metrics_and_absent_backtest_render_as_recorded(tmp_path: Path) -> None:
+    loaded = _spec(tmp_path / "p")
+    payload = _metrics(loaded.hash)
+    prior = payload["candidates"]["prior"]["test"]
+    prior |= {"roc_auc": None, "roc_auc_low": None, "roc_auc_high": None}  # NaN: null in JSON
+    payload["backtest"] = None
+    _write(loaded.workspace, payload)
+    html = str(_render(loaded).html)
+    assert 'data-key="test-prior-roc_auc" data-value="">–</td>' in html
+    assert "Rolling-origin backtest" not in html
 
 
 def test_stale_run_and_a_baseline_not_beaten_warn(tmp_path: Path) -> None:
@@ -257,8 +282,10 @@ def test_stale_run_and_a_baseline_not_beaten_warn(tmp_path: Path) -> None:
     _write(loaded.workspace, payload)
     section = _render(loaded)
     assert section.status == "warn"
-    assert "trained on an earlier version of the spec" in str(section.html)
-    assert "beats 1 of 2 comparisons" in str(section.html)
+    html = str(section.html)
+    assert 'data-key="mismatch-train"' in html and "0123456789abcdef" in html
+    assert "<code>valuechain train</code>" in html
+    assert "beats 1 of 2 comparisons" in html
 
 
 def test_chart_helpers() -> None:
@@ -279,3 +306,41 @@ def test_full_report_includes_the_section(trained: LoadedSpec) -> None:
     assert 'id="evaluation"' in page and "Evaluation" in page
     assert "lightgbm" in page and "<svg" in page and "<script" not in page
     assert "This section could not be rendered" not in page
+
+
+def test_curves_are_drawn_as_recorded_a_constant_score_is_the_diagonal(tmp_path: Path) -> None:
+    """The report draws exactly the points the run recorded: the ``prior`` baseline's tied
+    scores give a two-point ROC (the chance diagonal) and a single PR point, drawn as a dot;
+    a model's dense curve is a thinned line without markers."""
+    loaded = _spec(tmp_path / "p")
+    payload = _metrics(loaded.hash)
+    payload["curves"]["prior"] = {"roc": {"fpr": [0.0, 1.0], "tpr": [0.0, 1.0]},
+                                  "pr": {"recall": [1.0], "precision": [0.0078]}}
+    payload["curves"]["rules"] = {"roc": {"fpr": [0.0, 0.02, 1.0], "tpr": [0.0, 0.41, 1.0]},
+                                  "pr": {"recall": [0.41, 1.0], "precision": [0.14, 0.0078]}}
+    _write(loaded.workspace, payload)
+    html = str(_render(loaded).html)
+    svgs = re.findall(r"<svg.*?</svg>", html, flags=re.S)
+    roc = next(s for s in svgs if "ROC curves" in s)
+    pr = next(s for s in svgs if "Precision-recall curves" in s)
+
+    def polyline(svg: str, name: str) -> list[tuple[float, float]]:
+        match = re.search(rf'<polyline points="([^"]+)"[^>]*><title>{name}</title>', svg)
+        assert match, name
+        return [tuple(map(float, p.split(","))) for p in match.group(1).split()]  # type: ignore
+
+    diagonal = re.search(r'class="diagonal" x1="([\d.]+)" y1="([\d.]+)" x2="([\d.]+)" '
+                         r'y2="([\d.]+)"', roc)
+    assert diagonal is not None
+    x1, y1, x2, y2 = map(float, diagonal.groups())
+    assert polyline(roc, "prior") == [(x1, y1), (x2, y2)]  # exactly the diagonal, no staircase
+    assert len(polyline(roc, "rules")) == 3 and len(polyline(pr, "rules")) == 2
+    assert len(polyline(roc, "lightgbm")) > MARKED_POINTS
+    prior_pr = re.findall(r'<circle [^>]*stroke="([^"]+)"[^>]*><title>prior</title>', pr)
+    assert len(prior_pr) == 1  # the one operating point of a constant score, as a dot
+    assert not re.search(r'<polyline [^>]*><title>prior</title>', pr)
+    assert not re.search(r'<circle [^>]*><title>lightgbm</title>', roc)  # dense: line only
+    payload["curves"]["prior"]["roc"]["fpr"] = [0.0, None]
+    _write(loaded.workspace, payload)
+    with pytest.raises(DataError, match=r"curves\.prior\.roc"):
+        _render(loaded)

@@ -24,8 +24,11 @@ from typing import Any
 from markupsafe import Markup
 
 from valuechain.audit.empirical import GAP_WARNING
+from valuechain.errors import DataError
 from valuechain.evaluate.metrics import GREATER_IS_BETTER
 from valuechain.report.fmt import fmt_duration, fmt_int, fmt_num, fmt_pct
+from valuechain.report.provenance import origin_note, provenance
+from valuechain.report.record import Record
 from valuechain.report.section import (
     Section,
     code_spans,
@@ -36,8 +39,9 @@ from valuechain.report.section import (
 )
 from valuechain.report.svg import COLORS, PALETTE, Line, axis_ticks, period_chart, xy_chart
 from valuechain.spec.loader import LoadedSpec
+from valuechain.train.runs import latest_run
 
-__all__ = ["METRIC_LABELS", "evaluation_section", "latest_run"]
+__all__ = ["METRIC_LABELS", "evaluation_section", "read_run"]
 
 TRAIN = "valuechain train"
 TITLE = "Evaluation"
@@ -63,40 +67,20 @@ _SUFFIXES = ("_low", "_high")
 
 # --- reading the run ---------------------------------------------------------------------------
 
-def _metrics_of(run_dir: Path) -> dict[str, Any] | None:
-    payload = read_json(run_dir / "metrics.json")
-    return payload if isinstance(payload, dict) else None
+def read_run(workspace: Path) -> tuple[Path, Record] | None:
+    """The latest run's directory and its ``metrics.json`` (strict), or ``None`` before any.
 
-
-def latest_run(workspace: Path) -> tuple[Path, dict[str, Any]] | None:
-    """The directory and ``metrics.json`` of the latest run in ``workspace``, if any.
-
-    The run named in ``runs/latest`` wins; when that file is missing or names no readable run,
-    the run whose ``metrics.json`` was written last.
+    The latest run is :func:`valuechain.train.runs.latest_run`'s (the rule ``decide`` uses).
     """
-    runs = workspace / "runs"
-    if not runs.is_dir():
+    run_dir = latest_run(workspace / "runs")
+    if run_dir is None:
         return None
-    latest = runs / "latest"
-    named: Path | None = None
-    if latest.is_dir():  # a symlink to the run directory
-        named = latest
-    elif latest.is_file():
-        run_id = Path(latest.read_text(encoding="utf-8").strip()).name
-        if run_id and run_id not in (".", ".."):
-            named = runs / run_id
-    if named is not None and (metrics := _metrics_of(named)) is not None:
-        return named, metrics
-    files = sorted((p for p in runs.glob("*/metrics.json") if p.parent.name != "latest"),
-                   key=lambda p: (p.stat().st_mtime, p.parent.name))
-    for path in reversed(files):
-        try:
-            metrics = _metrics_of(path.parent)
-        except ValueError:  # an unreadable older run must not hide a readable one
-            continue
-        if metrics is not None:
-            return path.parent, metrics
-    return None
+    file = f"runs/{run_dir.name}/metrics.json"
+    payload = read_json(run_dir / "metrics.json")
+    if not isinstance(payload, dict):
+        raise DataError(f"{file}: {'missing' if payload is None else 'not a JSON object'}, "
+                        f"although runs/latest names this run. Run `{TRAIN}` again.")
+    return run_dir, Record(payload, file, TRAIN)
 
 
 def _count_runs(workspace: Path) -> int:
@@ -133,10 +117,12 @@ def _fmt(value: Any, signed: bool = False) -> str:
     return f"{number:{sign}.3f}"
 
 
-def _with_interval(values: dict[str, Any], name: str, signed: bool = False) -> str:
-    """``value [low, high]`` (or just the value when the run recorded no interval)."""
-    value = _fmt(values.get(name), signed)
-    low, high = _number(values.get(f"{name}_low")), _number(values.get(f"{name}_high"))
+def _with_interval(values: Record, name: str, signed: bool = False) -> str:
+    """``value [low, high]``, or the value alone when the run recorded no interval for it."""
+    value = _fmt(values.number(name), signed)
+    if f"{name}_low" not in values and f"{name}_high" not in values:
+        return value
+    low, high = values.number(f"{name}_low"), values.number(f"{name}_high")
     if low is None or high is None:
         return value
     return f"{value} [{_fmt(low, signed)}, {_fmt(high, signed)}]"
@@ -161,21 +147,21 @@ def _day(value: Any) -> date | None:
         return None
 
 
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _floats(value: Any) -> list[float | None]:
-    return [_number(v) for v in _list(value)]
+def _floats(record: Record, key: str) -> list[float | None]:
+    """A required list of numbers (``null`` kept as ``None``)."""
+    values = record.sequence(key)
+    out: list[float | None] = []
+    for i, value in enumerate(values):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise DataError(f"{record.file}: key `{record.at}.{key}[{i}]` should be a number, "
+                            f"not {value!r:.40}. Run `{record.command}` to write it again.")
+        out.append(_number(value))
+    return out
 
 
 # --- candidates --------------------------------------------------------------------------------
 
-def _candidate_names(metrics: dict[str, Any]) -> list[str]:
+def _candidate_names(metrics: Record) -> list[str]:
     """Candidates in the run's order, then any only named by curves, periods or backtest."""
     names: list[str] = []
 
@@ -184,20 +170,22 @@ def _candidate_names(metrics: dict[str, Any]) -> list[str]:
             if isinstance(key, str) and key not in names:
                 names.append(key)
 
-    add(_dict(metrics.get("candidates")))
+    add(metrics.sub("candidates").data)
     for key in ("curves", "per_period", "reliability"):
-        add(_dict(metrics.get(key)))
-    for fold in _list(_dict(metrics.get("backtest")).get("folds")):
-        add(_dict(_dict(fold).get("candidates")))
+        add(metrics.sub(key).data)
+    backtest = metrics.optional("backtest")
+    if backtest is not None:
+        for fold in backtest.subs("folds"):
+            add(fold.sub("candidates").data)
     return names
 
 
-def _baselines(metrics: dict[str, Any], names: Sequence[str]) -> set[str]:
-    out = {str(v.get("baseline")) for v in _list(metrics.get("verdicts")) if isinstance(v, dict)}
-    for name, info in _dict(metrics.get("candidates")).items():
-        describe = _dict(_dict(info).get("describe"))
+def _baselines(metrics: Record, names: Sequence[str]) -> set[str]:
+    out = {v.text("baseline") for v in metrics.subs("verdicts")}
+    for name, info in metrics.sub("candidates").items():
+        describe = info.sub("describe")
         if describe.get("baseline") is True or describe.get("kind") == "baseline":
-            out.add(str(name))
+            out.add(name)
     return {name for name in names if name in out or name in _BASELINES}
 
 
@@ -205,30 +193,21 @@ def _better(metric: str) -> bool:
     return GREATER_IS_BETTER.get(metric, True)
 
 
-def _best(metrics: dict[str, Any], names: Sequence[str], baselines: set[str],
-          headline: str) -> str | None:
-    """The run's chosen candidate, else the best non-baseline on the validation headline."""
-    for key in ("best", "selected", "best_candidate"):
-        chosen = metrics.get(key)
-        if isinstance(chosen, str) and chosen in names:
-            return chosen
-    models = [n for n in names if n not in baselines] or list(names)
-    candidates = _dict(metrics.get("candidates"))
-    scored = [(score, n) for n in models
-              if (score := _number(_dict(_dict(candidates.get(n)).get("validation"))
-                                   .get(headline))) is not None]
-    if scored:
-        sign = 1.0 if _better(headline) else -1.0
-        return max(scored, key=lambda item: (sign * item[0], -models.index(item[1])))[1]
-    return models[0] if models else None
+def _best(metrics: Record, names: Sequence[str]) -> str:
+    """The candidate the run chose (on validation)."""
+    best = metrics.text("best_candidate")
+    if best not in names:
+        raise DataError(f"{metrics.file}: `best_candidate` is '{best}', which is not one of "
+                        f"its candidates ({', '.join(names)}). Run `{TRAIN}` to write it again.")
+    return best
 
 
-def _metric_names(candidates: dict[str, Any]) -> list[str]:
+def _metric_names(candidates: Record) -> list[str]:
     """Known metrics recorded by any candidate (in display order), then unknown ones."""
     seen: list[str] = []
-    for info in candidates.values():
+    for _, info in candidates.items():
         for split in ("validation", "test"):
-            for key, value in _dict(_dict(info).get(split)).items():
+            for key, value in info.sub(split).data.items():
                 suffix = next((s for s in _SUFFIXES if key.endswith(s)), "")
                 base = key.removesuffix(suffix) if suffix else key
                 numeric = value is None or (isinstance(value, int | float)
@@ -239,34 +218,38 @@ def _metric_names(candidates: dict[str, Any]) -> list[str]:
     return known + sorted(m for m in seen if m not in METRIC_LABELS)
 
 
-def _candidate_tables(candidates: dict[str, Any], names: Sequence[str],
+def _candidate_tables(candidates: Record, names: Sequence[str],
                       headline: str) -> list[dict[str, Any]]:
     metric_names = _metric_names(candidates)
     tables = []
     for split in ("validation", "test"):
-        values = {n: _dict(_dict(candidates.get(n)).get(split)) for n in names}
-        if not any(values.values()):
-            continue
+        values = {n: candidates.sub(n).sub(split) for n in names}
         rows = []
         for metric in metric_names:
-            known = [v for n in names if (v := _number(values[n].get(metric))) is not None]
+            recorded = {n: values[n].number(metric) if metric in values[n] else None
+                        for n in names}  # a metric some candidates do not define
+            known = [v for v in recorded.values() if v is not None]
             top = (max if _better(metric) else min)(known) if len(known) > 1 else None
             rows.append({
                 "metric": metric, "label": METRIC_LABELS.get(metric, metric.replace("_", " ")),
                 "arrow": "↑" if _better(metric) else "↓", "headline": metric == headline,
-                "cells": [{"text": _with_interval(values[n], metric),
-                           "best": top is not None and _number(values[n].get(metric)) == top}
+                "cells": [{"text": _with_interval(values[n], metric) if metric in values[n]
+                           else "n/a", "key": f"{split}-{n}-{metric}",
+                           "value": recorded[n],
+                           "best": top is not None and recorded[n] == top}
                           for n in names],
             })
         tables.append({"split": split, "rows": rows})
     return tables
 
 
-def _describe(info: Any) -> list[tuple[str, str]]:
+def _describe(info: Record) -> list[tuple[str, str]]:
     """Scalar facts of a candidate's ``describe`` (and of its ``params``)."""
-    describe = _dict(_dict(info).get("describe"))
-    flat: list[tuple[str, Any]] = [(k, v) for k, v in describe.items() if k != "candidate"]
-    flat += [(f"params.{k}", v) for k, v in _dict(describe.get("params")).items()]
+    describe = info.sub("describe")
+    flat: list[tuple[str, Any]] = [(k, v) for k, v in describe.data.items() if k != "candidate"]
+    params = describe.get("params")
+    if isinstance(params, dict):
+        flat += [(f"params.{k}", v) for k, v in params.items()]
     out = []
     for key, value in flat:
         if isinstance(value, bool):
@@ -285,19 +268,37 @@ def _line(name: str, colors: dict[str, str], baselines: set[str], xs: Sequence[f
     return Line(name, xs, ys, colors[name], dashed=name in baselines, **extra)
 
 
-def _curve_charts(metrics: dict[str, Any], names: Sequence[str], colors: dict[str, str],
+#: Curves with at most this many points are drawn with a marker on each: their points are
+#: the only operating points there are (a baseline's few distinct scores), not a sample.
+MARKED_POINTS = 12
+
+
+def _xy(record: Record, x: str, y: str) -> tuple[list[float], list[float | None]]:
+    """A curve's points; a null ``x`` is a damaged curve (a null ``y`` breaks the line)."""
+    xs, ys = _floats(record, x), _floats(record, y)
+    if len(xs) != len(ys) or any(v is None for v in xs):
+        raise DataError(f"{record.file}: `{record.at}` holds {len(xs)} `{x}` and {len(ys)} "
+                        f"`{y}` values (or a null `{x}`); run `{record.command}` again.")
+    return [float(v) for v in xs if v is not None], ys
+
+
+def _curve_charts(metrics: Record, names: Sequence[str], colors: dict[str, str],
                   baselines: set[str]) -> list[Markup]:
-    curves = _dict(metrics.get("curves"))
-    roc, pr = [], []
+    """ROC and PR curves exactly as the run recorded them: points joined in order, no
+    interpolation added; few-point curves marked point by point (a single PR point, the
+    curve of a constant score, is a dot)."""
+    curves = metrics.sub("curves")
+    roc: list[Line] = []
+    pr: list[Line] = []
     for name in names:
-        curve = _dict(curves.get(name))
-        r, p = _dict(curve.get("roc")), _dict(curve.get("pr"))
-        fpr, tpr = _floats(r.get("fpr")), _floats(r.get("tpr"))
-        if fpr and tpr:
-            roc.append(_line(name, colors, baselines, [x or 0.0 for x in fpr], tpr))
-        recall, precision = _floats(p.get("recall")), _floats(p.get("precision"))
-        if recall and precision:
-            pr.append(_line(name, colors, baselines, [x or 0.0 for x in recall], precision))
+        if name not in curves:
+            continue
+        curve = curves.sub(name)
+        for chart, part, x, y in ((roc, "roc", "fpr", "tpr"), (pr, "pr", "recall", "precision")):
+            xs, ys = _xy(curve.sub(part), x, y)
+            if xs:
+                chart.append(_line(name, colors, baselines, xs, ys,
+                                   markers=len(xs) <= MARKED_POINTS))
     charts = []
     if roc:
         charts.append(xy_chart(roc, "ROC curves: true positive rate against false positive rate",
@@ -307,25 +308,27 @@ def _curve_charts(metrics: dict[str, Any], names: Sequence[str], colors: dict[st
     return charts
 
 
-def _bins(raw: Any) -> list[dict[str, float]]:
+def _bins(tables: Record, key: str) -> list[dict[str, float]]:
+    """The non-empty bins of a reliability table (empty bins have null means)."""
     out = []
-    for item in _list(raw):
-        b = _dict(item)
-        score, rate = _number(b.get("mean_score")), _number(b.get("positive_rate"))
-        count = _number(b.get("count"))
-        if score is not None and rate is not None and (count is None or count > 0):
-            out.append({"bin": _number(b.get("bin")) or 0.0, "count": count or 0.0,
+    for b in tables.subs(key):
+        count = b.number("count")
+        score, rate = b.number("mean_score"), b.number("positive_rate")
+        if count and score is not None and rate is not None:
+            out.append({"bin": b.number("bin") or 0.0, "count": count,
                         "mean_score": score, "positive_rate": rate})
     return out
 
 
-def _reliability_chart(metrics: dict[str, Any], best: str | None, names: Sequence[str],
+def _reliability_chart(metrics: Record, best: str, names: Sequence[str],
                        baselines: set[str]) -> tuple[str | None, Markup | None]:
-    reliability = _dict(metrics.get("reliability"))
-    order = ([best] if best else []) + [n for n in names if n not in baselines and n != best]
+    reliability = metrics.sub("reliability")
+    order = [best] + [n for n in names if n not in baselines and n != best]
     for name in order:
-        tables = _dict(reliability.get(name))
-        before, after = _bins(tables.get("before")), _bins(tables.get("after"))
+        if name not in reliability:
+            continue
+        tables = reliability.sub(name)
+        before, after = _bins(tables, "before"), _bins(tables, "after")
         if not (before or after):
             continue
         top_value = max((max(b["mean_score"], b["positive_rate"]) for b in before + after),
@@ -349,16 +352,19 @@ def _reliability_chart(metrics: dict[str, Any], best: str | None, names: Sequenc
     return None, None
 
 
-def _period_charts(metrics: dict[str, Any], names: Sequence[str], colors: dict[str, str],
+def _period_charts(metrics: Record, names: Sequence[str], colors: dict[str, str],
                    baselines: set[str], headline: str) -> list[Markup]:
-    per_period = _dict(metrics.get("per_period"))
-    rows: dict[str, dict[date, dict[str, Any]]] = {}
+    per_period = metrics.sub("per_period")
+    rows: dict[str, dict[date, Record]] = {}
     for name in names:
-        for item in _list(per_period.get(name)):
-            entry = _dict(item)
-            day = _day(entry.get("period"))
-            if day is not None:
-                rows.setdefault(name, {})[day] = entry
+        if name not in per_period:
+            continue
+        for entry in per_period.subs(name):
+            day = _day(entry.text("period"))
+            if day is None:
+                raise DataError(f"{entry.file}: `{entry.at}.period` is "
+                                f"'{entry['period']}', not a date; run `{TRAIN}` again.")
+            rows.setdefault(name, {})[day] = entry
     periods = sorted({day for by_day in rows.values() for day in by_day})
     if not periods:
         return []
@@ -370,15 +376,16 @@ def _period_charts(metrics: dict[str, Any], names: Sequence[str], colors: dict[s
         lines = []
         for name in names:
             by_day = rows.get(name, {})
-            ys = [_number(by_day.get(day, {}).get(metric)) for day in periods]
+            ys = [by_day[day].number(metric) if day in by_day and metric in by_day[day]
+                  else None for day in periods]
             if not any(y is not None for y in ys):
                 continue
             tips = []
             for day, y in zip(periods, ys, strict=True):
-                entry = by_day.get(day, {})
-                tips.append(f"{name}, period of {day.isoformat()}: {label} {_fmt(y)} "
-                            f"({fmt_int(entry.get('rows'))} rows, "
-                            f"{fmt_int(entry.get('positives'))} positives)")
+                point = by_day.get(day)
+                counts = ("" if point is None else f" ({fmt_int(point.integer('rows'))} rows, "
+                          f"{fmt_int(point.integer('positives'))} positives)")
+                tips.append(f"{name}, period of {day.isoformat()}: {label} {_fmt(y)}{counts}")
             lines.append(_line(name, colors, baselines, [], ys, tips=tips))
         if lines:
             charts.append(period_chart(periods, lines, f"{label} per period", label))
@@ -387,37 +394,31 @@ def _period_charts(metrics: dict[str, Any], names: Sequence[str], colors: dict[s
 
 # --- tables ------------------------------------------------------------------------------------
 
-def _splits(raw: Any) -> tuple[list[dict[str, Any]], str | None]:
-    splits = _dict(raw)
-    names = [s for s in _SPLITS if s in splits]
-    names += [s for s, v in splits.items() if s not in _SPLITS and isinstance(v, dict)]
+def _splits(splits: Record) -> tuple[list[dict[str, Any]], str]:
+    """The train, validation and test periods (an empty period records only its counts)."""
     rows = []
-    for name in names:
-        info = _dict(splits.get(name))
-        n, positives = _number(info.get("rows")), _number(info.get("positives"))
-        rate = positives / n if n and positives is not None else None
+    for name in _SPLITS:
+        info = splits.sub(name)
+        n, positives = info.integer("rows"), info.integer("positives")
         rows.append({"name": name, "start": _when(info.get("start")),
                      "end": _when(info.get("end")), "rows": n, "positives": positives,
-                     "rate": fmt_pct(rate, 2)})
-    embargo = splits.get("embargo")
-    return rows, (fmt_duration(embargo) if embargo not in (None, "") else None)
+                     "rate": fmt_pct(positives / n if n else None, 2)})
+    return rows, fmt_duration(splits.text("embargo"))
 
 
-def _verdicts(raw: Any) -> list[dict[str, Any]]:
+def _verdicts(metrics: Record) -> list[dict[str, Any]]:
     out = []
-    for item in _list(raw):
-        v = _dict(item)
-        if not v:
-            continue
-        diff = _dict(v.get("difference"))
-        word = str(v.get("verdict") or "–")
-        metric = str(v.get("metric") or "")
+    for v in metrics.subs("verdicts"):
+        diff = v.sub("difference")
+        word = v.text("verdict")
+        metric = v.text("metric")
+        interval = Record({"d": diff["value"], "d_low": diff["low"], "d_high": diff["high"]},
+                          v.file, v.command, f"{v.at}.difference")
         out.append({
-            "candidate": str(v.get("candidate") or "–"), "baseline": str(v.get("baseline") or "–"),
+            "candidate": v.text("candidate"), "baseline": v.text("baseline"),
             "metric": metric, "label": METRIC_LABELS.get(metric, metric),
             "split": str(v.get("split") or ""),
-            "difference": _with_interval({"d": diff.get("value"), "d_low": diff.get("low"),
-                                          "d_high": diff.get("high")}, "d", signed=True),
+            "difference": _with_interval(interval, "d", signed=True),
             "verdict": word, "badge": _VERDICT_BADGE.get(word, "na"),
         })
     return out
@@ -437,44 +438,51 @@ def _verdict_summary(verdicts: Sequence[dict[str, Any]], names: Sequence[str],
     return out
 
 
-def _calibration(candidates: dict[str, Any], names: Sequence[str]) -> list[dict[str, Any]]:
+def _calibration(candidates: Record, names: Sequence[str]) -> list[dict[str, Any]]:
     out = []
     for name in names:
-        cal = _dict(_dict(candidates.get(name)).get("calibration"))
-        if not cal:
+        if name not in candidates:
             continue
-        before, after = _number(cal.get("ece_before")), _number(cal.get("ece_after"))
+        cal = candidates.sub(name).sub("calibration")
+        before, after = cal.number("ece_before"), cal.number("ece_after")
         improved = None if before is None or after is None else after <= before
-        out.append({"name": name, "method": str(cal.get("method") or "–"),
+        out.append({"name": name, "method": cal.text("method"),
                     "before": _fmt(before), "after": _fmt(after), "improved": improved})
     return out
 
 
-def _backtest(raw: Any, names: Sequence[str]) -> dict[str, Any] | None:
-    backtest = _dict(raw)
-    folds = [_dict(f) for f in _list(backtest.get("folds")) if isinstance(f, dict)]
-    summary = _dict(backtest.get("summary"))
-    if not folds and not summary:
+def _backtest(backtest: Record | None, names: Sequence[str]) -> dict[str, Any] | None:
+    if backtest is None:
+        return None
+    folds = backtest.subs("folds")
+    summary = backtest.sub("summary")
+    if not folds:
         return None
     present = [n for n in names
-               if n in summary or any(n in _dict(f.get("candidates")) for f in folds)]
+               if n in summary or any(n in f.sub("candidates") for f in folds)]
     rows = []
-    for i, fold in enumerate(folds, start=1):
-        scores = _dict(fold.get("candidates"))
+    for fold in folds:
+        scores = fold.sub("candidates")
+        cells = []
+        for n in present:
+            own = scores.optional(n)
+            cells.append(("n/a", "n/a") if own is None else
+                         (_fmt(own.number("roc_auc")), _fmt(own.number("average_precision"))))
         rows.append({
-            "fold": fold.get("fold", i),
-            "train": f"{_when(fold.get('train_start'))} – {_when(fold.get('train_end'))}",
-            "test": f"{_when(fold.get('test_start'))} – {_when(fold.get('test_end'))}",
-            "cells": [(_fmt(_dict(scores.get(n)).get("roc_auc")),
-                       _fmt(_dict(scores.get(n)).get("average_precision"))) for n in present],
+            "fold": fold.integer("fold"),
+            "train": f"{_when(fold.text('train_start'))} – {_when(fold.text('train_end'))}",
+            "test": f"{_when(fold.text('test_start'))} – {_when(fold.text('test_end'))}",
+            "cells": cells,
         })
 
-    def mean_std(info: dict[str, Any], metric: str) -> str:
-        mean, std = info.get(f"{metric}_mean"), _number(info.get(f"{metric}_std"))
+    def mean_std(name: str, metric: str) -> str:
+        if name not in summary:
+            return "n/a"
+        info = summary.sub(name)
+        mean, std = info.number(f"{metric}_mean"), info.number(f"{metric}_std")
         return _fmt(mean) + ("" if std is None else f" ± {_fmt(std)}")
 
-    totals = [(mean_std(_dict(summary.get(n)), "roc_auc"),
-               mean_std(_dict(summary.get(n)), "average_precision")) for n in present]
+    totals = [(mean_std(n, "roc_auc"), mean_std(n, "average_precision")) for n in present]
     return {"names": present, "rows": rows,
             "summary": totals if any(n in summary for n in present) else None}
 
@@ -482,16 +490,15 @@ def _backtest(raw: Any, names: Sequence[str]) -> dict[str, Any] | None:
 # --- the section -------------------------------------------------------------------------------
 
 _EVALUATION = """
-<p class="lead">Run <code>{{ run_id }}</code>
-{%- if created_at != '–' %}, trained {{ created_at }}{% endif %}
-{%- if seed is not none %}, seed {{ seed }}{% endif %}. Headline metric:
-<strong>{{ headline_label }}</strong>{% if best %}; best model <strong>{{ best }}</strong>
-{%- endif %}.
+{{ origin }}
+<p class="lead">Run <code data-key="train-run-id">{{ run_id }}</code>, trained {{ created_at }},
+seed {{ seed }}. Headline metric: <strong>{{ headline_label }}</strong>; best model
+<strong data-key="train-best">{{ best }}</strong> (chosen on validation): on test, ROC AUC
+<strong data-key="train-best-test-auc" data-value="{{ '' if best_auc is none else best_auc }}">{{ fmt(best_auc) }}</strong>,
+average precision
+<strong data-key="train-best-test-ap" data-value="{{ '' if best_ap is none else best_ap }}">{{ fmt(best_ap) }}</strong>.
 {% if runs > 1 %}<span class="muted">{{ runs }} runs in the workspace;
 <code>valuechain runs</code> lists them.</span>{% endif %}</p>
-{% if stale %}<p class="note warn">This run was trained on an earlier version of the spec
-(hash <code>{{ spec_hash }}</code>; the spec now hashes to <code>{{ current }}</code>). Run
-<code>valuechain train</code> again to evaluate the current spec.</p>{% endif %}
 {% if summary %}<p class="verdict">
 {% for s in summary %}<strong>{{ s.name }}</strong>
   {{ badge(s.beats == s.total, 'beats every baseline',
@@ -500,12 +507,10 @@ _EVALUATION = """
   {{- ';' if not loop.last else '.' }}
 {% endfor %}</p>{% endif %}
 
-{% if gap %}
 <h3>Random split vs split by time</h3>
 <div class="tiles">
   <div class="tile"><div class="value">{{ gap.time }}</div>
-    <div class="label">ROC AUC, split by time{% if gap.candidate %} ({{ gap.candidate }})
-    {%- endif %}</div></div>
+    <div class="label">ROC AUC, split by time ({{ gap.candidate }})</div></div>
   <div class="tile"><div class="value">{{ gap.random }}</div>
     <div class="label">ROC AUC, random split</div></div>
   <div class="tile{{ ' accent' if gap.warn }}"><div class="value">{{ gap.gap }}</div>
@@ -516,9 +521,7 @@ _EVALUATION = """
 <p class="muted small">The time split is the honest number: it trains on the past and scores a
 later period, as production will. A random split lets the model see the same days, entities
 and campaigns on both sides, so it usually scores higher.</p>
-{% endif %}
 
-{% if splits %}
 <h3>Periods</h3>
 <div class="scroll"><table class="data">
   <thead><tr><th>Period</th><th>Start</th><th>End</th><th class="num">Rows</th>
@@ -531,10 +534,9 @@ and campaigns on both sides, so it usually scores higher.</p>
   {% endfor %}
   </tbody>
 </table></div>
-{% endif %}
-{% if embargo %}<p class="muted small">Embargo of <strong>{{ embargo }}</strong> between
+<p class="muted small">Embargo of <strong>{{ embargo }}</strong> between
 consecutive periods: rows whose outcome window overlaps the next period are left out, so no
-label from the evaluated period leaks into training.</p>{% endif %}
+label from the evaluated period leaks into training.</p>
 
 {% for t in tables %}
 <h3>Candidates on the {{ t.split }} period</h3>
@@ -547,8 +549,9 @@ label from the evaluated period leaks into training.</p>{% endif %}
     <tr><th>{{ row.label }} <span class="muted" title="{{ 'higher' if row.arrow == '↑'
       else 'lower' }} is better">{{ row.arrow }}</span>
       {%- if row.headline %} <span class="badge na">headline</span>{% endif %}</th>
-    {% for c in row.cells %}<td class="num">{% if c.best %}<strong>{{ c.text }}</strong>
-      {%- else %}{{ c.text }}{% endif %}</td>{% endfor %}</tr>
+    {% for c in row.cells %}<td class="num" data-key="{{ c.key }}" data-value="{{ '' if c.value is none else c.value }}">
+      {%- if c.best %}<strong>{{ c.text }}</strong>{% else %}{{ c.text }}{% endif %}</td>
+    {%- endfor %}</tr>
   {% endfor %}
   </tbody>
 </table></div>
@@ -660,58 +663,62 @@ forward in time; the spread across folds shows how much a single test period can
 """
 
 
-def _gap(raw: Any) -> dict[str, Any] | None:
-    info = _dict(raw)
-    if not info:
-        return None
-    time, random = _number(info.get("auc_time_split")), _number(info.get("auc_random_split"))
-    gap = _number(info.get("gap"))
-    if gap is None and time is not None and random is not None:
-        gap = random - time
-    return {"candidate": str(info.get("candidate") or ""), "time": _fmt(time),
+def _gap(info: Record) -> dict[str, Any]:
+    time, random = info.number("auc_time_split"), info.number("auc_random_split")
+    gap = info.number("gap")
+    return {"candidate": info.text("candidate"), "time": _fmt(time),
             "random": _fmt(random), "gap": _fmt(gap, signed=True),
             "warn": gap is not None and gap >= GAP_WARNING,
-            "explanation": code_spans(str(info.get("explanation") or ""))}
+            "explanation": code_spans(info.text("explanation"))}
 
 
 @register_section(order=70)
 def evaluation_section(loaded: LoadedSpec, workspace: Path) -> Section:
     """The latest run's periods, candidates, verdicts, curves, calibration and backtest."""
-    found = latest_run(workspace)
+    found = read_run(workspace)
     if found is None:
         return unavailable("evaluation", TITLE, TRAIN,
                            "No model has been trained and evaluated yet.")
-    run_dir, metrics = found
-    headline = str(metrics.get("headline_metric") or "average_precision")
+    _, metrics = found
+    headline = metrics.text("headline_metric")
     names = _candidate_names(metrics)
     baselines = _baselines(metrics, names)
-    best = _best(metrics, names, baselines, headline)
+    candidates = metrics.sub("candidates")
+    listed = [n for n in names if n in candidates]
+    best = _best(metrics, listed)
     colors = {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(names)}
-    candidates = _dict(metrics.get("candidates"))
-    verdicts = _verdicts(metrics.get("verdicts"))
-    splits, embargo = _splits(metrics.get("splits"))
+    verdicts = _verdicts(metrics)
+    splits, embargo = _splits(metrics.sub("splits"))
     reliability_of, reliability = _reliability_chart(metrics, best, names, baselines)
-    spec_hash = str(metrics.get("spec_hash") or "")
-    stale = bool(spec_hash) and spec_hash != loaded.hash
-    seed = metrics.get("seed")
+    best_test = candidates.sub(best).sub("test")
     html = fragment(
         _EVALUATION,
-        run_id=str(metrics.get("run_id") or run_dir.name), created_at=_when(
-            metrics.get("created_at")), seed=seed if isinstance(seed, int | str) else None,
+        origin=origin_note(workspace, loaded.hash, "train"), fmt=_fmt,
+        run_id=metrics.text("run_id"), created_at=_when(metrics.text("created_at")),
+        seed=metrics.integer("seed"),
         headline_label=METRIC_LABELS.get(headline, headline), best=best,
-        runs=_count_runs(workspace), stale=stale, spec_hash=spec_hash, current=loaded.hash,
+        best_auc=best_test.number("roc_auc"), best_ap=best_test.number("average_precision"),
+        runs=_count_runs(workspace),
         summary=_verdict_summary(verdicts, names, baselines),
-        gap=_gap(metrics.get("random_vs_time")), splits=splits, embargo=embargo,
-        names=[n for n in names if n in candidates], baselines=baselines,
-        tables=_candidate_tables(candidates, [n for n in names if n in candidates], headline),
+        gap=_gap(metrics.sub("random_vs_time")), splits=splits, embargo=embargo,
+        names=listed, baselines=baselines,
+        tables=_candidate_tables(candidates, listed, headline),
         verdicts=verdicts, has_split=any(v["split"] for v in verdicts),
         curves=_curve_charts(metrics, names, colors, baselines),
         calibration=_calibration(candidates, names), reliability=reliability,
         reliability_of=reliability_of,
         periods=_period_charts(metrics, names, colors, baselines, headline),
-        backtest=_backtest(metrics.get("backtest"), names),
-        details=[(n, facts) for n in names if (facts := _describe(candidates.get(n)))],
+        backtest=_backtest(metrics.optional("backtest"), names),
+        details=[(n, facts) for n in listed if (facts := _describe(candidates.sub(n)))],
     )
     best_lost = any(v["candidate"] == best and v["verdict"] != "beats"
                     and v["metric"] in (headline, "") for v in verdicts)
+    stale = _mismatched(workspace, loaded.hash)
     return Section("evaluation", TITLE, html, "warn" if stale or best_lost else "ok")
+
+
+def _mismatched(workspace: Path, spec_hash: str) -> bool:
+    try:
+        return bool(provenance(workspace, spec_hash).of("train"))
+    except DataError:  # shown by the Provenance section and the origin line
+        return False
