@@ -17,6 +17,8 @@ from typer.testing import CliRunner
 
 from valuechain.cli import app
 from valuechain.data.build import build_frame
+from valuechain.data.sources import fingerprint
+from valuechain.errors import DataError, SpecError
 from valuechain.spec import load_spec
 
 from .conftest import ROOT, SHARED_DATA
@@ -34,12 +36,22 @@ def test_build_json_output_and_frame_layout(fraud_project: Path) -> None:
     frame = pq.read_table(out["frame"])
     spec = load_spec(fraud_project).spec
     assert frame.num_rows == rows["mature"]
-    # ids (keys, then `keep` columns) and the time column under their source names
-    assert frame.column_names[:4] == ["transaction_id", "customer_id", "card_id", "ts"]
+    # the decision id, ids (keys, then `keep` columns) and the time column
+    assert frame.column_names[:5] == ["decision_id", "transaction_id", "customer_id",
+                                      "card_id", "ts"]
+    assert frame.schema.field("decision_id").type == pa.string()
+    assert frame.column("decision_id").null_count == 0
+    assert frame.column("decision_id").to_pylist() == [
+        str(v) for v in frame.column("transaction_id").to_pylist()]
+    assert out["fingerprint"] == fingerprint([Path(out["frame"])])
     for feature in spec.features:
         assert feature.name in frame.column_names
     assert spec.label.name in frame.column_names
     manifest = json.loads(Path(out["manifest"]).read_text())
+    assert manifest["frame"]["fingerprint"] == out["fingerprint"]
+    assert manifest["frame"]["id_column"] == "decision_id"
+    assert manifest["frame"]["columns"][0] == "decision_id"
+    assert manifest["engine"] == "duckdb" and manifest["engine_config"]["type"] == "duckdb"
     assert manifest["spec"]["hash"] == load_spec(fraud_project).hash
     assert manifest["sources"]["transactions"]["rows"] == 20_000
     assert len(manifest["sources"]["transactions"]["fingerprint"]) == 32
@@ -60,6 +72,7 @@ def test_rebuild_reuses_cache_and_as_of_override(fraud_project: Path) -> None:
     first = build_frame(loaded)
     again = build_frame(loaded)
     assert again.cached and again.rows == first.rows
+    assert again.fingerprint == first.fingerprint == fingerprint([first.frame])
     earlier = build_frame(loaded, as_of=datetime(2025, 6, 1))
     assert not earlier.cached
     assert earlier.rows.mature < first.rows.mature
@@ -123,6 +136,7 @@ def test_windows_are_exact_durations_across_a_dst_change(tmp_path: Path) -> None
     assert n_aware == [1, 2, 3, 1]  # wall-clock windows would give [1, 2, 2, 1]
 
 
+@pytest.mark.slow
 def test_handbook_features_reproduced_to_1e9_on_every_row(tmp_path: Path) -> None:
     data = SHARED_DATA / "fraud_handbook" / "transactions.parquet"
     if not data.exists():
@@ -181,3 +195,166 @@ def test_scheduled_decision_points_every_active_customer_weekly(tmp_path: Path) 
     # Jan 20: customer 1 only (customer 2 inactive since Jan 2).
     assert rows == {(1, 6): (10.0, 0), (2, 6): (5.0, 1), (1, 13): (50.0, 0),
                     (2, 13): (0.0, 0), (1, 20): (0.0, 0)}
+
+
+def _orders_project(tmp_path: Path, *, schedule: bool, tz: str | None = None,
+                    extra: dict | None = None) -> Path:
+    """Five orders of two customers; weekly scheduled points or one point per order."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    day = 86_400_000_000
+    base = 1_735_689_600_000_000  # 2025-01-01 00:00
+    times = [base + d * day for d in (0, 1, 8, 9, 30)]
+    pq.write_table(pa.table({
+        "order_id": [1, 2, 3, 4, 5], "customer": [1, 2, 1, 1, 2],
+        "ts": pa.array(times, pa.timestamp("us", tz=tz)), "amount": [10.0, 5.0, 20.0, 30.0, 7.0],
+        "y": [0, 1, 0, 0, 1],
+    }), tmp_path / "orders.parquet")
+    pq.write_table(pa.table({
+        "customer": [2], "cancelled_at": pa.array([base + 12 * day], pa.timestamp("us", tz=tz)),
+    }), tmp_path / "cancels.parquet")
+    start = "2025-01-06T00:00:00" + ("+00:00" if tz else "")
+    spec: dict = {
+        "project": {"name": "ids"},
+        "decision": {"statement": "call", "owner": "cs", "moment": "monday",
+                     "actions": ["call", "skip"]},
+        "decision_points": ({"schedule": {"every": "7d", "start": start,
+                                          "population": "orders", "key": "customer"}}
+                            if schedule else {"source": "orders"}),
+        "sources": {
+            "orders": {"path": "orders.parquet", "keys": ["order_id"], "event_time": "ts"},
+            "cancels": {"path": "cancels.parquet", "keys": ["customer"],
+                        "event_time": "cancelled_at", "role": "outcome"},
+        },
+        "label": ({"source": "cancels", "keys": {"customer": "customer"}, "horizon": "7d"}
+                  if schedule else {"column": "y", "horizon": "1d"}),
+        "features": [{"name": "spend_7d", "aggregate": "sum", "of": "amount", "key": "customer",
+                      "window": "7d", "source": "orders"}],
+        **(extra or {}),
+    }
+    (tmp_path / "valuechain.yaml").write_text(yaml.safe_dump(spec))
+    return tmp_path
+
+
+def test_scheduled_decision_ids_are_key_at_time_and_unique(tmp_path: Path) -> None:
+    result = build_frame(load_spec(_orders_project(tmp_path, schedule=True)),
+                         as_of=datetime(2025, 3, 1))
+    frame = pq.read_table(result.frame)
+    assert frame.column_names[0] == "decision_id"
+    ids = frame.column("decision_id").to_pylist()
+    assert ids[:2] == ["1@2025-01-06T00:00:00", "2@2025-01-06T00:00:00"]
+    assert "1@2025-01-13T00:00:00" in ids
+    assert len(set(ids)) == len(ids) == frame.num_rows
+    for row in frame.to_pylist():
+        assert row["decision_id"] == (f"{row['customer']}@"
+                                      f"{row['decision_time'].strftime('%Y-%m-%dT%H:%M:%S')}")
+
+
+def test_aware_scheduled_ids_carry_the_utc_offset(tmp_path: Path) -> None:
+    result = build_frame(load_spec(_orders_project(tmp_path, schedule=True, tz="UTC")),
+                         as_of=datetime.fromisoformat("2025-03-01T00:00:00+00:00"))
+    ids = pq.read_table(result.frame).column("decision_id").to_pylist()
+    assert ids[0] == "1@2025-01-06T00:00:00+00:00"
+
+
+@pytest.mark.parametrize("schedule", [False, True])
+def test_decision_ids_are_stable_across_rebuilds_with_another_as_of(
+        tmp_path: Path, schedule: bool) -> None:
+    loaded = load_spec(_orders_project(tmp_path, schedule=schedule))
+    late = pq.read_table(build_frame(loaded, as_of=datetime(2025, 6, 1)).frame).to_pandas()
+    early = pq.read_table(build_frame(loaded, as_of=datetime(2025, 1, 20)).frame).to_pandas()
+    assert 0 < len(early) < len(late)
+    assert set(early["decision_id"]) < set(late["decision_id"])
+    key = "customer" if schedule else "order_id"
+    time_col = "decision_time" if schedule else "ts"
+    merged = early.merge(late, on="decision_id", suffixes=("_e", "_l"), validate="one_to_one")
+    assert (merged[f"{key}_e"] == merged[f"{key}_l"]).all()
+    assert (merged[f"{time_col}_e"] == merged[f"{time_col}_l"]).all()
+    assert (merged["spend_7d_e"] == merged["spend_7d_l"]).all()
+
+
+def test_composite_keys_are_joined_by_a_bar(tmp_path: Path) -> None:
+    project = _orders_project(tmp_path, schedule=False)
+    spec = yaml.safe_load((project / "valuechain.yaml").read_text())
+    spec["sources"]["orders"]["keys"] = ["customer", "order_id"]
+    (project / "valuechain.yaml").write_text(yaml.safe_dump(spec))
+    frame = pq.read_table(build_frame(load_spec(project), as_of=datetime(2026, 1, 1)).frame)
+    assert sorted(frame.column("decision_id").to_pylist()) == ["1|1", "1|3", "1|4", "2|2", "2|5"]
+
+
+@pytest.mark.parametrize("where", ["feature", "keep", "label"])
+def test_decision_id_is_a_reserved_name(tmp_path: Path, where: str) -> None:
+    project = _orders_project(tmp_path, schedule=False)
+    spec = yaml.safe_load((project / "valuechain.yaml").read_text())
+    if where == "feature":
+        spec["features"].append({"name": "decision_id", "expr": "amount"})
+    elif where == "keep":
+        spec["decision_points"]["keep"] = ["decision_id"]
+    else:
+        spec["label"]["name"] = "decision_id"
+    (project / "valuechain.yaml").write_text(yaml.safe_dump(spec))
+    with pytest.raises(SpecError) as err:
+        build_frame(load_spec(project))
+    assert "'decision_id' is reserved" in str(err.value)
+    assert "valuechain.yaml, line" in str(err.value)
+
+
+def test_sources_under_a_folder_with_a_quote_build(tmp_path: Path) -> None:
+    project = _orders_project(tmp_path / "o'brien" / 'say "hi"', schedule=False)
+    result = build_frame(load_spec(project), as_of=datetime(2026, 1, 1))
+    assert result.rows.total == 5
+    csv_project = tmp_path / "o'brien" / "csv"
+    _orders_project(csv_project, schedule=False)
+    pd.read_parquet(csv_project / "orders.parquet").to_csv(csv_project / "orders.csv",
+                                                           index=False)
+    spec = yaml.safe_load((csv_project / "valuechain.yaml").read_text())
+    spec["sources"]["orders"]["path"] = "orders.csv"
+    (csv_project / "valuechain.yaml").write_text(yaml.safe_dump(spec))
+    assert build_frame(load_spec(csv_project), as_of=datetime(2026, 1, 1)).rows.total == 5
+
+
+def test_engine_settings_from_the_spec_and_the_cache_key(tmp_path: Path) -> None:
+    project = _orders_project(tmp_path, schedule=False, extra={
+        "engine": {"type": "duckdb", "threads": 2, "memory_limit": "1GB"}})
+    loaded = load_spec(project)
+    first = build_frame(loaded)
+    assert first.manifest["engine_config"] == {"type": "duckdb", "threads": 2,
+                                               "memory_limit": "1GB"}
+    assert build_frame(loaded).cached
+    assert build_frame(loaded, engine="duckdb").cached  # same type: the spec's options
+    other = build_frame(loaded, engine={"type": "duckdb", "threads": 1})
+    assert not other.cached and other.fingerprint == first.fingerprint
+    ref = build_frame(loaded, engine="reference")
+    assert not ref.cached and ref.manifest["engine"] == "reference"
+    assert ref.fingerprint == first.fingerprint  # same frame, byte for byte
+
+
+@pytest.mark.parametrize(("engine", "needle"), [
+    ({"type": "duckdb", "thread": 2}, "thread: Extra inputs are not permitted"),
+    ({"type": "duckdb", "memory_limit": "lots"}, "memory_limit"),
+    ({"type": "spark"}, "unknown engine 'spark'"),
+])
+def test_bad_engine_settings_name_the_field(tmp_path: Path, engine: dict, needle: str) -> None:
+    project = _orders_project(tmp_path, schedule=False, extra={"engine": engine})
+    with pytest.raises(SpecError) as err:
+        build_frame(load_spec(project))
+    assert "field `engine`" in str(err.value) and needle in str(err.value)
+
+
+def test_cli_engine_option_and_unknown_class_path(tmp_path: Path) -> None:
+    project = _orders_project(tmp_path, schedule=False)
+    result = CliRunner().invoke(app, ["build", "--spec", str(project), "--json",
+                                      "--engine", "reference"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["engine"] == "reference"
+    bad = CliRunner().invoke(app, ["build", "--spec", str(project), "--engine",
+                                   "nowhere.module:Engine"])
+    assert bad.exit_code == 2 and "cannot be imported" in bad.output
+
+
+def test_duplicate_keys_are_a_data_error(tmp_path: Path) -> None:
+    project = _orders_project(tmp_path, schedule=False)
+    table = pq.read_table(project / "orders.parquet")
+    pq.write_table(table.set_column(0, "order_id", pa.array([1, 1, 2, 3, 4])),
+                   project / "orders.parquet")
+    with pytest.raises(DataError, match="do not identify one row"):
+        build_frame(load_spec(project))

@@ -7,7 +7,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from valuechain.errors import SpecError
+from valuechain.errors import DataError, SpecError
 from valuechain.expressions import Expression, evaluate, parse_expression
 from valuechain.sql import quote_ident, quote_literal
 
@@ -96,5 +96,7 @@ def test_result_has_one_value_per_row_in_order() -> None:
 def test_quoting() -> None:
     assert quote_ident('a "b"') == '"a ""b"""'
     assert quote_literal("/d/o'brien/x.parquet") == "'/d/o''brien/x.parquet'"
-    with pytest.raises(ValueError, match="NUL"):
+    with pytest.raises(SpecError, match="NUL"):
         quote_ident("a\x00b")
+    with pytest.raises(DataError, match="NUL"):
+        quote_literal("/tmp/a\x00b")

@@ -13,8 +13,9 @@ import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from valuechain.data.engines import DuckDBEngine
-from valuechain.data.pit import LabelPlan, LookupPlan, PitProblem, ReferenceEngine, Window
+from valuechain.data.engines import DuckDBKernel as DuckDBEngine
+from valuechain.data.pit import LabelPlan, LookupPlan, PitProblem, Window
+from valuechain.data.pit import ReferenceKernel as ReferenceEngine
 
 TIMES = st.integers(min_value=0, max_value=40)
 KEYS = st.one_of(st.none(), st.integers(min_value=0, max_value=3))

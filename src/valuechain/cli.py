@@ -184,7 +184,12 @@ def build(
         datetime | None,
         typer.Option("--as-of", help="Extraction time; default the latest time in the sources."),
     ] = None,
-    engine: Annotated[str, typer.Option(help="duckdb (default) or reference.")] = "duckdb",
+    engine: Annotated[
+        str | None,
+        typer.Option(help="Engine: duckdb, reference or a package.module:Class path; default "
+                     "the spec's `engine`, else duckdb. The spec's options apply when the "
+                     "type matches."),
+    ] = None,
     force: Annotated[bool, typer.Option(help="Rebuild even if inputs are unchanged.")] = False,
     as_json: JsonOpt = False,
 ) -> None:

@@ -15,7 +15,10 @@ parsed and translated by :mod:`valuechain.expressions`.
 
 from __future__ import annotations
 
+import os
 from os import PathLike
+
+from valuechain.errors import DataError, SpecError
 
 __all__ = ["quote_ident", "quote_literal"]
 
@@ -39,7 +42,8 @@ def quote_ident(name: str) -> str:
     '"TX_AMOUNT"'
     """
     if "\x00" in name:
-        raise ValueError(f"an SQL identifier cannot contain a NUL character: {name!r}")
+        raise SpecError(f"the name {name!r} contains a NUL character, which no SQL identifier "
+                        "can hold. Rename the column or field.")
     return '"' + name.replace('"', '""') + '"'
 
 
@@ -64,9 +68,8 @@ def quote_literal(text: str | PathLike[str]) -> str:
     >>> quote_literal(PurePosixPath("/tmp/a b/x.csv"))
     "'/tmp/a b/x.csv'"
     """
-    import os
-
     value = os.fspath(text)
     if "\x00" in value:
-        raise ValueError(f"an SQL string cannot contain a NUL character: {value!r}")
+        raise DataError(f"{value!r} contains a NUL character, which no SQL string can hold. "
+                        "Rename the file or folder.")
     return "'" + value.replace("'", "''") + "'"

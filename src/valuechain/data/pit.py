@@ -2,7 +2,8 @@
 
 Everything that decides *which rows a feature or label may see* is defined here, once.
 Engines (:mod:`valuechain.data.engines`) compute the same thing fast and are tested
-against :class:`ReferenceEngine`.
+against :class:`ReferenceKernel` (the ``reference`` engine), through the conformance suite
+:func:`valuechain.testing.check_engine`.
 
 All times are integers: microseconds since the epoch (UTC instants for time-zone aware
 data, wall-clock for naive data). Durations are exact (a day is 24 h).
@@ -47,7 +48,7 @@ As-of lookup
 ...     Window(name="n", source="tx", key="cust", agg="count", window_us=11),
 ...     Window(name="s", source="tx", key="cust", agg="sum", value="amount", window_us=11,
 ...            include_current=False),))
->>> ReferenceEngine().compute(problem).to_pydict()
+>>> ReferenceKernel().compute(problem).to_pydict()
 {'n': [1, 2, 3], 's': [0.0, 5.0, 12.0]}
 """
 
@@ -65,11 +66,11 @@ from valuechain.errors import EngineError
 __all__ = [
     "AGGREGATES",
     "EMPTY_ZERO",
-    "Engine",
+    "Kernel",
     "LabelPlan",
     "LookupPlan",
     "PitProblem",
-    "ReferenceEngine",
+    "ReferenceKernel",
     "Window",
 ]
 
@@ -153,8 +154,8 @@ class PitProblem:
             raise EngineError(f"problem has no table '{name}'") from None
 
 
-class Engine(Protocol):
-    """Computes labels and features of a :class:`PitProblem`.
+class Kernel(Protocol):
+    """Computes labels and features of a :class:`PitProblem` (an engine's inner part).
 
     ``compute`` returns one row per point in ``points`` order: ``__label`` and ``__known``
     (when the problem has a label) and one column per window and lookup.
@@ -209,7 +210,7 @@ def _aggregate(agg: str, values: list[Any], members: int) -> Any:
 
 
 @dataclass
-class ReferenceEngine:
+class ReferenceKernel:
     """Slow, obviously correct implementation of the module's definitions (tests only)."""
 
     name: ClassVar[str] = "reference"

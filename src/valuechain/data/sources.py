@@ -8,7 +8,7 @@ field, the file and the column, says what was expected and how to fix it.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,9 +16,9 @@ from typing import Any
 
 import duckdb
 
-from valuechain.errors import DataError, SpecError
+from valuechain.data.plan import Locator, Plan, SourceRef, locator, source_refs
+from valuechain.errors import DataError
 from valuechain.spec.loader import LoadedSpec
-from valuechain.spec.models import Source
 from valuechain.sql import quote_ident, quote_literal
 
 __all__ = ["Catalog", "SourceInfo", "datetime_to_us", "fingerprint", "us_to_datetime"]
@@ -70,39 +70,47 @@ class SourceInfo:
 
 
 class Catalog:
-    """The spec's sources, opened in one DuckDB connection."""
+    """The sources of a spec (or of a :class:`~valuechain.data.plan.Plan`), opened in one
+    DuckDB connection as views ``src_<name>``."""
 
     def __init__(
         self,
-        loaded: LoadedSpec,
+        loaded: LoadedSpec | Plan,
         con: duckdb.DuckDBPyConnection | None = None,
         open_all: bool = True,
     ) -> None:
-        self.loaded = loaded
+        if isinstance(loaded, Plan):
+            self.sources: Mapping[str, SourceRef] = loaded.sources
+            self.locator: Locator = loaded.locator
+        else:
+            self.sources = source_refs(loaded)
+            self.locator = locator(loaded)
         self.con = con or duckdb.connect()
         self.con.execute("SET enable_progress_bar = false")
         self._types: dict[str, dict[str, str]] = {}
         self._files: dict[str, list[Path]] = {}
         if open_all:
-            for name in loaded.spec.sources:
+            for name in self.sources:
                 self.open(name)
+
+    def where(self, *loc: str | int) -> str:
+        return self.locator.where(*loc)
 
     # -- opening ---------------------------------------------------------------------------
     def open(self, name: str) -> None:
         """Open source ``name`` as view ``src_<name>``; DataError if it cannot be read."""
         if name in self._types:
             return
-        src = self.loaded.spec.sources[name]
-        where = self.loaded.where("sources", name, "path")
-        fmt = src.format or self._infer_format(name, src)
-        path = (self.loaded.root / src.path).resolve() if src.path else None
+        src = self.sources[name]
+        where = self.where("sources", name, "path")
+        fmt, path = src.format, src.path
         if path is not None and not path.exists():
             raise DataError(
                 f"{where}: source '{name}' points to {path}, which does not exist. Fix `path` "
                 "(relative to the spec file) or create the data"
-                + (" (`valuechain generate fraud --out DIR`)." if "data" in str(src.path) else ".")
+                + (" (`valuechain generate fraud --out DIR`)." if "data" in str(src.written)
+                   else ".")
             )
-        assert path is not None or fmt == "duckdb"
         view = f"src_{name}"
         try:
             if fmt == "parquet":
@@ -112,24 +120,28 @@ class Catalog:
                     raise DataError(f"{where}: directory {path} holds no .parquet files.")
                 self._files[name] = files
                 listing = ", ".join(quote_literal(f) for f in files)
-                self.con.execute(f"CREATE VIEW {quote_ident(view)} AS SELECT * FROM read_parquet([{listing}])")
+                self.con.execute(f"CREATE VIEW {quote_ident(view)} AS SELECT * FROM "
+                                 f"read_parquet([{listing}])")
             elif fmt == "csv":
                 assert path is not None
                 self._files[name] = [path]
                 self.con.execute(
-                    f"CREATE VIEW {quote_ident(view)} AS SELECT * FROM read_csv({quote_literal(path)}, header=true)"
+                    f"CREATE VIEW {quote_ident(view)} AS SELECT * FROM "
+                    f"read_csv({quote_literal(path)}, header=true)"
                 )
             else:
                 if path is None or src.table is None:
                     raise DataError(
-                        f"{self.loaded.where('sources', name)}: a DuckDB source needs both "
+                        f"{self.where('sources', name)}: a DuckDB source needs both "
                         "`path` (the database file) and `table`."
                     )
                 self._files[name] = [path]
                 alias = f"db_{name}"
-                self.con.execute(f"ATTACH {quote_literal(path)} AS {quote_ident(alias)} (READ_ONLY)")
+                self.con.execute(f"ATTACH {quote_literal(path)} AS {quote_ident(alias)} "
+                                 "(READ_ONLY)")
                 self.con.execute(
-                    f"CREATE VIEW {quote_ident(view)} AS SELECT * FROM {quote_ident(alias)}.{quote_ident(src.table)}"
+                    f"CREATE VIEW {quote_ident(view)} AS SELECT * FROM "
+                    f"{quote_ident(alias)}.{quote_ident(src.table)}"
                 )
             described = self.con.execute(f"DESCRIBE {quote_ident(view)}").fetchall()
         except duckdb.Error as err:
@@ -138,21 +150,6 @@ class Catalog:
                 f"{str(err).splitlines()[0]}. Check the file and `format`."
             ) from None
         self._types[name] = {row[0]: str(row[1]) for row in described}
-
-    def _infer_format(self, name: str, src: Source) -> str:
-        if src.table is not None:
-            return "duckdb"
-        suffix = Path(src.path or "").suffix.lower()
-        if suffix in (".parquet", ".pq", ""):
-            return "parquet"
-        if suffix in (".csv", ".tsv", ".txt", ".gz"):
-            return "csv"
-        if suffix in (".duckdb", ".db"):
-            return "duckdb"
-        raise SpecError(
-            f"{self.loaded.where('sources', name, 'path')}: cannot tell the format of "
-            f"'{src.path}' from its suffix. Set `format: parquet|csv|duckdb`."
-        )
 
     # -- questions -------------------------------------------------------------------------
     def view(self, name: str) -> str:
@@ -169,12 +166,12 @@ class Catalog:
             close = [c for c in types if c.lower() == column.lower()]
             hint = f" Did you mean '{close[0]}'?" if close else ""
             raise DataError(
-                f"{self.loaded.where(*field)}: column '{column}' is not in source '{source}' "
-                f"({self._display_path(source)}). Expected one of {sorted(types)}.{hint}"
+                f"{self.where(*field)}: column '{column}' is not in source '{source}' "
+                f"({self.display_path(source)}). Expected one of {sorted(types)}.{hint}"
             )
         return types[column]
 
-    def _display_path(self, source: str) -> str:
+    def display_path(self, source: str) -> str:
         files = self._files.get(source, [])
         return str(files[0]) if len(files) == 1 else f"{len(files)} files"
 
@@ -194,18 +191,18 @@ class Catalog:
             if bad is None:
                 return f"epoch_us({col}::TIMESTAMP)", False
             raise DataError(
-                f"{self.loaded.where(*field)}: column '{column}' of source '{source}' holds text "
+                f"{self.where(*field)}: column '{column}' of source '{source}' holds text "
                 f"that is not a timestamp (e.g. {bad[0]!r}). Expected ISO timestamps such as "
                 "'2025-03-01 14:05:00'; convert the column or point to another one."
             )
         raise DataError(
-            f"{self.loaded.where(*field)}: column '{column}' of source '{source}' has type "
+            f"{self.where(*field)}: column '{column}' of source '{source}' has type "
             f"{kind}. Expected a timestamp or date; convert it (e.g. with to_timestamp) or point "
             "to a time column."
         )
 
     def info(self, name: str) -> SourceInfo:
-        src = self.loaded.spec.sources[name]
+        src = self.sources[name]
         time_col = src.event_time or src.valid_from or src.available_at
         rows, lo, hi = self.con.sql(
             f"SELECT count(*), min({quote_ident(time_col)})::VARCHAR, max({quote_ident(time_col)})::VARCHAR "
@@ -216,8 +213,8 @@ class Catalog:
         files = self._files.get(name, [])
         return SourceInfo(
             name=name,
-            path=str(files[0]) if len(files) == 1 else str(self.loaded.root / (src.path or "")),
-            format=src.format or self._infer_format(name, src),
+            path=str(files[0]) if len(files) == 1 else str(src.path),
+            format=src.format,
             rows=int(rows),
             time_column=time_col,
             min_time=lo,

@@ -10,7 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from valuechain.data.build import _awareness, resolve
+from valuechain.data.engines.resolve import awareness, resolve
+from valuechain.data.plan import Plan, make_plan
 from valuechain.data.sources import Catalog
 from valuechain.errors import ValuechainError
 from valuechain.spec.loader import LoadedSpec
@@ -56,7 +57,12 @@ def _run(name: str, fn: Callable[[], str]) -> DataCheck:
 def check_project(loaded: LoadedSpec) -> CheckReport:
     """Validate the spec against its data and evaluate the readiness checklist."""
     spec = loaded.spec
-    catalog = Catalog(loaded, open_all=False)
+    try:
+        plan: Plan | None = make_plan(loaded)
+        plan_error = ""
+    except ValuechainError as err:
+        plan, plan_error = None, str(err)
+    catalog = Catalog(plan or loaded, open_all=False)
     checks: list[DataCheck] = []
 
     def readable(name: str) -> Callable[[], str]:
@@ -79,7 +85,7 @@ def check_project(loaded: LoadedSpec) -> CheckReport:
         return CheckReport(str(loaded.path), checks, readiness(spec))
 
     def times() -> str:
-        aware, _ = _awareness(catalog)
+        aware, _ = awareness(catalog)
         return f"all time columns are {'time-zone aware' if aware else 'naive'}"
 
     checks.append(_run("time columns", times))
@@ -105,7 +111,9 @@ def check_project(loaded: LoadedSpec) -> CheckReport:
     checks.append(_run("label joins", label_join))
 
     def features() -> str:
-        resolved = resolve(loaded, catalog)
+        if plan is None:
+            raise ValuechainError(plan_error)
+        resolved = resolve(plan, catalog)
         return (f"{len(spec.features)} features resolve over "
                 f"{resolved.problem.points.num_rows:,} decision points")
 

@@ -44,6 +44,7 @@ __all__ = [
     "Decision",
     "DecisionPoints",
     "Duration",
+    "EngineSettings",
     "EventPoints",
     "Feature",
     "Label",
@@ -409,6 +410,23 @@ class AuditSettings(_Model):
     accept: list[AuditAcceptance] = Field(default_factory=list)
 
 
+class EngineSettings(BaseModel):
+    """Which engine builds the frame, with its options (checked by the engine's own config)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, str_strip_whitespace=True)
+
+    type: str = Field(
+        "duckdb",
+        description="Engine short name (`duckdb`, `reference`) or a third-party class path "
+        "`package.module:Class`; the other fields are the engine's options, e.g. "
+        "`threads: 2`, `memory_limit: 8GB` for duckdb.",
+    )
+
+
+def _engine_settings(value: Any) -> Any:
+    return {"type": value} if isinstance(value, str) else value
+
+
 class Spec(_Model):
     """The whole decision spec."""
 
@@ -424,6 +442,11 @@ class Spec(_Model):
     monitoring: Monitoring | None = None
     owners: Owners = Field(default_factory=Owners)
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    engine: Annotated[EngineSettings, BeforeValidator(_engine_settings)] | None = Field(
+        None, description="Engine that builds the frame: `duckdb` (default) or "
+        "`{type: duckdb, threads: 2, memory_limit: 8GB}`; `valuechain build --engine` "
+        "overrides the type.",
+    )
 
     @property
     def event_source(self) -> str | None:

@@ -1,25 +1,39 @@
-"""Engines compute a :class:`~valuechain.data.pit.PitProblem`; chosen by short name.
+"""Engines execute a build :class:`~valuechain.data.plan.Plan`; chosen by short name.
+
+See :mod:`valuechain.data.engines.base` for the interface and the registry, and
+``docs/engines.md`` for how to write and register an engine.
 
 >>> sorted(ENGINES)
 ['duckdb', 'reference']
+>>> get_engine("duckdb").name
+'duckdb'
 """
 
 from __future__ import annotations
 
-from valuechain.data.engines.duckdb import DuckDBEngine
-from valuechain.data.pit import Engine, ReferenceEngine
-from valuechain.errors import EngineError
+from valuechain.data.engines.base import (
+    ENGINES,
+    Engine,
+    EngineConfig,
+    EngineOutput,
+    engine_class,
+    get_engine,
+    register_engine,
+)
+from valuechain.data.engines.duckdb import DuckDBConfig, DuckDBEngine, DuckDBKernel
+from valuechain.data.engines.reference import ReferenceConfig, ReferenceEngine
 
-__all__ = ["ENGINES", "DuckDBEngine", "get_engine"]
-
-ENGINES: dict[str, type[Engine]] = {"duckdb": DuckDBEngine, "reference": ReferenceEngine}
-
-
-def get_engine(name: str = "duckdb") -> Engine:
-    """The engine registered under ``name``."""
-    try:
-        return ENGINES[name]()
-    except KeyError:
-        raise EngineError(
-            f"unknown engine '{name}'. Expected one of {sorted(ENGINES)}."
-        ) from None
+__all__ = [
+    "ENGINES",
+    "DuckDBConfig",
+    "DuckDBEngine",
+    "DuckDBKernel",
+    "Engine",
+    "EngineConfig",
+    "EngineOutput",
+    "ReferenceConfig",
+    "ReferenceEngine",
+    "engine_class",
+    "get_engine",
+    "register_engine",
+]

@@ -1,4 +1,4 @@
-"""The DuckDB engine: point-in-time windows as sorted window functions.
+"""The DuckDB engine: sources read by DuckDB, point-in-time windows as sorted window functions.
 
 Each group of windows sharing (source, key, lag, filter, include_current) becomes one sorted
 pass. Rows are ordered by ``(key, time, tie order)``; for each decision the first member is
@@ -18,19 +18,24 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import Field
 
+from valuechain.data.engines.base import EngineConfig, EngineOutput, Progress
 from valuechain.data.engines.prefix import (
     DECOMPOSABLE,
     SortedGroup,
     sort_group,
     window_values,
 )
+from valuechain.data.engines.resolve import output, resolve
 from valuechain.data.pit import EMPTY_ZERO, KNOWN, LABEL, PitProblem, Window
+from valuechain.data.plan import Plan
+from valuechain.data.sources import Catalog
 from valuechain.errors import EngineError
 from valuechain.sql import quote_ident, quote_literal
 from valuechain.threads import threads as default_threads
 
-__all__ = ["DuckDBEngine"]
+__all__ = ["DuckDBConfig", "DuckDBEngine", "DuckDBKernel"]
 
 # aggregate -> (window call over value v, wrapper around the windowed result x)
 _SQL_AGG = {
@@ -62,10 +67,59 @@ def _src(name: str) -> str:
     return quote_ident(f"in_{name}")
 
 
+class DuckDBConfig(EngineConfig):
+    """Options of the DuckDB engine.
+
+    >>> DuckDBConfig(type="duckdb", threads=2, memory_limit="8GB").threads
+    2
+    """
+
+    type: str = "duckdb"
+    threads: int | None = Field(None, ge=1, description="Threads; default VALUECHAIN_THREADS "
+                                "or the machine's cores.")
+    memory_limit: str | None = Field(
+        None, pattern=r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
+        description="DuckDB's memory limit, e.g. '8GB'.")
+
+
 class DuckDBEngine:
-    """Embedded default engine. ``threads`` defaults to the machine's cores."""
+    """The embedded default engine: DuckDB reads the sources and computes the frame.
+
+    Decision points, times, row features and filters are DuckDB SQL (expressions translated
+    with ``Expression.sql("duckdb")``); windows, lookups and labels run in
+    :class:`DuckDBKernel`.
+
+    >>> from valuechain.data.engines import get_engine
+    >>> get_engine({"type": "duckdb", "threads": 1}).config.threads
+    1
+    """
 
     name: ClassVar[str] = "duckdb"
+    Config: ClassVar[type[EngineConfig]] = DuckDBConfig
+
+    def __init__(self, config: EngineConfig | None = None) -> None:
+        self.config = (config if isinstance(config, DuckDBConfig)
+                       else DuckDBConfig.model_validate({}))
+
+    def execute(self, plan: Plan, progress: Progress | None = None) -> EngineOutput:
+        config = self.config
+        assert isinstance(config, DuckDBConfig)
+        con = duckdb.connect()
+        try:
+            con.execute(f"SET threads = {int(config.threads or default_threads())}")
+            if config.memory_limit:
+                con.execute(f"SET memory_limit = {quote_literal(config.memory_limit)}")
+            resolved = resolve(plan, Catalog(plan, con=con), progress)
+        finally:
+            con.close()
+        if progress:
+            progress("features and labels", 0.3)
+        kernel = DuckDBKernel(threads=config.threads, memory_limit=config.memory_limit)
+        return output(plan, resolved, kernel.compute(resolved.problem))
+
+
+class DuckDBKernel:
+    """Windows, lookups and labels of a :class:`PitProblem` in DuckDB (see module doc)."""
 
     def __init__(self, threads: int | None = None, memory_limit: str | None = None) -> None:
         self.threads = threads or default_threads()

@@ -1,0 +1,275 @@
+"""Reading a plan's sources with DuckDB into a :class:`~valuechain.data.pit.PitProblem`.
+
+Shared by the DuckDB and the reference engine: sources are opened as DuckDB views
+(:class:`~valuechain.data.sources.Catalog`), times become epoch microseconds, decision points
+are made (events or a schedule), row features and ``where`` filters are computed from their
+parsed expressions translated to DuckDB SQL, and the other sources are read with their
+availability time and tie order. What happens next (windows, lookups, labels) is the
+kernel's job; :func:`output` assembles the kernel's columns into an
+:class:`~valuechain.data.engines.base.EngineOutput`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from valuechain.data.engines.base import EngineOutput, Progress
+from valuechain.data.pit import KNOWN, LABEL, LabelPlan, LookupPlan, PitProblem, Window
+from valuechain.data.plan import EventPointsPlan, Plan, SchedulePlan
+from valuechain.data.sources import Catalog, datetime_to_us
+from valuechain.errors import DataError, SpecError
+from valuechain.expressions import Expression
+from valuechain.sql import quote_ident
+
+__all__ = ["Resolved", "awareness", "output", "resolve"]
+
+_INTS = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER")
+_NUMERIC = ("INT", "DOUBLE", "FLOAT", "DECIMAL", "REAL", "BOOLEAN", "NUMERIC")
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A plan resolved against its data: the problem plus what the frame keeps."""
+
+    problem: PitProblem
+    aware: bool
+    as_of_us: int
+    dropped_no_time: int
+
+
+def _sql(expr: Expression) -> str:
+    return f"({expr.sql('duckdb')})"
+
+
+def _row_expr(expr: Expression, fill: float | None) -> str:
+    return _sql(expr) if fill is None else f"coalesce({_sql(expr)}, {fill!r})"
+
+
+def awareness(catalog: Catalog) -> tuple[bool, dict[tuple[str, str], str]]:
+    """Epoch-µs SQL for every declared time column; refuse naive/aware mixes."""
+    sql: dict[tuple[str, str], str] = {}
+    kinds: dict[bool, list[str]] = {True: [], False: []}
+    for source, src in catalog.sources.items():
+        for fld, column in src.time_fields():
+            expr, aware = catalog.time_us(source, column, "sources", source, fld)
+            sql[(source, fld)] = expr
+            kinds[aware].append(f"sources.{source}.{fld} ('{column}')")
+    if kinds[True] and kinds[False]:
+        raise DataError(
+            f"{catalog.locator.file}: time columns mix time-zone aware and naive timestamps. "
+            f"Aware: {', '.join(kinds[True])}. Naive: {', '.join(kinds[False])}. Expected one "
+            "kind; convert the naive columns to aware ones (e.g. AT TIME ZONE / tz_localize) "
+            "or store all times as naive local times."
+        )
+    return bool(kinds[True]), sql
+
+
+def check_moment(plan: Plan, value: datetime, aware: bool, field: str) -> int:
+    """``value`` in epoch µs; SpecError when its awareness differs from the data's."""
+    if (value.tzinfo is not None) != aware:
+        data_kind = "time-zone aware" if aware else "naive"
+        raise SpecError(
+            f"{plan.locator.file}: {field} ({value.isoformat()}) is "
+            f"{'aware' if value.tzinfo else 'naive'} but the data's timestamps are {data_kind}. "
+            f"Write it {'with an offset, e.g. 2025-01-01T00:00:00+00:00' if aware else 'without an offset'}."
+        )
+    return datetime_to_us(value)
+
+
+def _availability(tsql: dict[tuple[str, str], str], source: str) -> str | None:
+    return tsql.get((source, "available_at")) or tsql.get((source, "event_time"))
+
+
+def _check_types(plan: Plan, catalog: Catalog) -> None:
+    for w in plan.windows:
+        if w.of is None:
+            continue
+        kind = catalog.columns(w.source)[w.of]
+        if w.agg in ("sum", "mean", "std", "rate") and not any(n in kind for n in _NUMERIC):
+            raise DataError(
+                f"{plan.where('features', w.index, 'of')}: feature '{w.name}' takes the "
+                f"{w.agg} of '{w.of}', whose type is {kind}. Expected a number or "
+                "boolean; use count/distinct_count/min/max, or cast it in a row feature."
+            )
+
+
+def resolve(plan: Plan, catalog: Catalog | None = None,
+            progress: Progress | None = None) -> Resolved:
+    """Read ``plan``'s sources and make the :class:`PitProblem` a kernel computes."""
+    catalog = catalog or Catalog(plan)
+    con = catalog.con
+    aware, tsql = awareness(catalog)
+    plan.check_columns({n: list(catalog.columns(n)) for n in plan.sources},
+                       {n: catalog.display_path(n) for n in plan.sources})
+    _check_types(plan, catalog)
+    if plan.as_of is not None:
+        as_of_us = check_moment(plan, plan.as_of, aware, "--as-of")
+    else:
+        parts = [f"SELECT max({expr}) AS m FROM {catalog.view(src)}"
+                 for (src, _), expr in tsql.items()]
+        as_of_us = int(catalog.scalar(f"SELECT max(m) FROM ({' UNION ALL '.join(parts)})"))
+    own = plan.own
+    row_sql = [f"{_row_expr(f.expr, f.fill)} AS {quote_ident('__x_' + f.name)}"
+               for f in plan.row_features]
+
+    # Decision points --------------------------------------------------------------------
+    dropped = 0
+    points_spec = plan.points
+    if isinstance(points_spec, EventPointsPlan):
+        assert own is not None
+        keys = ", ".join(quote_ident(k) for k in points_spec.keys)
+        t_sql = tsql[(own, "event_time")]
+        filters = [f"{_sql(w.where)} AS {quote_ident(f'__f{i}')}"
+                   for i, w in enumerate(plan.windows) if w.where is not None and w.source == own]
+        extra = "".join(f", {e}" for e in row_sql + filters)
+        dropped = int(catalog.scalar(
+            f"SELECT count(*) FROM {catalog.view(own)} WHERE {t_sql} IS NULL"))
+        dup = con.execute(
+            f"SELECT {keys}, count(*) FROM {catalog.view(own)} GROUP BY ALL HAVING count(*) > 1 "
+            "LIMIT 1"
+        ).fetchone()
+        if dup is not None:
+            raise DataError(
+                f"{plan.where('sources', own, 'keys')}: keys {list(points_spec.keys)} do not "
+                f"identify one row of source '{own}': "
+                f"{dict(zip(points_spec.keys, dup[:-1], strict=False))} appears "
+                f"{dup[-1]} times. Fix the duplicates or declare more key columns."
+            )
+        key_types = [catalog.columns(own)[k] for k in points_spec.keys]
+        # A single integer key is its own tie order; otherwise rank the keys.
+        tie = (f"{quote_ident(points_spec.keys[0])}::BIGINT"
+               if len(points_spec.keys) == 1 and key_types[0] in _INTS
+               else f"row_number() OVER (ORDER BY {keys}) - 1")
+        sql = f"""
+            SELECT row_number() OVER (ORDER BY __t, __o) - 1 AS __row, *
+            FROM (SELECT *, {t_sql} AS __t, {tie} AS __o
+                          {extra}
+                  FROM {catalog.view(own)} WHERE {t_sql} IS NOT NULL)
+            ORDER BY __row"""
+    else:
+        assert isinstance(points_spec, SchedulePlan)
+        pop = points_spec.population
+        a_sql = _availability(tsql, pop)
+        assert a_sql is not None  # make_plan refuses a population without times
+        start = check_moment(plan, points_spec.start, aware, "decision_points.schedule.start")
+        end = (check_moment(plan, points_spec.end, aware, "decision_points.schedule.end")
+               if points_spec.end else as_of_us)
+        active = (f"AND last_seen > __t - {points_spec.active_within_us}"
+                  if points_spec.active_within_us else "")
+        key = quote_ident(points_spec.key)
+        sql = f"""
+            WITH ev AS (SELECT {key} AS k, {a_sql} AS a FROM {catalog.view(pop)}
+                        WHERE {key} IS NOT NULL AND {a_sql} IS NOT NULL),
+                 times AS (SELECT unnest(range({start}, {end + 1}, {points_spec.every_us}))
+                                  AS __t),
+                 ents AS (SELECT k, min(a) AS first FROM ev GROUP BY k),
+                 cand AS (SELECT k, __t FROM ents JOIN times ON first <= __t),
+                 seen AS (SELECT c.k, c.__t, e.a AS last_seen FROM cand c
+                          ASOF JOIN ev e ON c.k = e.k AND e.a <= c.__t)
+            SELECT row_number() OVER (ORDER BY __t, k) - 1 AS __row, k AS {key}, __t,
+                   dense_rank() OVER (ORDER BY k) AS __o,
+                   make_timestamp(__t) AS decision_time
+            FROM seen WHERE TRUE {active} ORDER BY __row"""
+        if row_sql:
+            sql = f"SELECT *, {', '.join(row_sql)} FROM ({sql}) ORDER BY __row"
+    if progress:
+        progress("decision points", 0.1)
+    try:
+        points = con.sql(sql).to_arrow_table()
+    except duckdb.Error as err:
+        raise SpecError(
+            f"{plan.locator.file}: could not compute the decision points or a row feature "
+            f"expression: {str(err).splitlines()[0]}. Check `features[*].expr` and `where`."
+        ) from None
+    if aware and isinstance(points_spec, SchedulePlan):
+        points = points.set_column(
+            points.column_names.index("decision_time"), "decision_time",
+            pc.assume_timezone(points.column("decision_time"), "UTC"))
+    if progress:
+        progress("decision points", 0.25)
+
+    # Other sources ----------------------------------------------------------------------
+    tables: dict[str, pa.Table] = {}
+    windows: list[Window] = []
+    for i, w in enumerate(plan.windows):
+        windows.append(Window(
+            name=w.name, source=w.source, key=w.key, agg=w.agg, window_us=w.window_us,
+            lag_us=w.lag_us, value=w.of, include_current=w.include_current,
+            filter=f"__f{i}" if w.where is not None else None, outcome=w.outcome, fill=w.fill))
+        if w.source == own or w.source in tables:
+            continue
+        a_sql = _availability(tsql, w.source)
+        src_keys = plan.sources[w.source].keys or (w.key,)
+        wheres = "".join(
+            f", {_sql(x.where)} AS {quote_ident(f'__f{j}')}"
+            for j, x in enumerate(plan.windows) if x.where is not None and x.source == w.source)
+        tables[w.source] = _table(
+            con, plan,
+            f"SELECT *, {a_sql} AS __t, row_number() OVER (ORDER BY "
+            f"{', '.join(quote_ident(k) for k in src_keys)}) - 1 AS __o{wheres} "
+            f"FROM {catalog.view(w.source)}")
+    lookups: list[LookupPlan] = []
+    for lk in plan.lookups:
+        name = f"dim::{lk.source}"
+        if name not in tables:
+            known = [tsql[(lk.source, fld)] for fld in ("valid_from", "available_at")
+                     if (lk.source, fld) in tsql]
+            t_expr = (known[0] if len(known) == 1 else f"greatest({', '.join(known)})"
+                      ) if known else "NULL::BIGINT"
+            order = ", ".join(quote_ident(k) for k in plan.sources[lk.source].keys) or "1"
+            tables[name] = con.sql(
+                f"SELECT *, {t_expr} AS __t, row_number() OVER (ORDER BY {order}) - 1 AS __o "
+                f"FROM {catalog.view(lk.source)}"
+            ).to_arrow_table()
+        lookups.append(LookupPlan(name=lk.name, source=name, key=lk.key, on=lk.on,
+                                  column=lk.column, fill=lk.fill))
+
+    # Label ------------------------------------------------------------------------------
+    lab = plan.label
+    if lab.source is None:
+        assert lab.column is not None
+        label = LabelPlan(kind=lab.kind, horizon_us=lab.horizon_us, column=lab.column)
+    else:
+        out = lab.source
+        pairs = plan.label_pairs(list(catalog.columns(out)))
+        tables[out] = con.sql(
+            f"SELECT *, {tsql[(out, 'event_time')]} AS __e, {_availability(tsql, out)} AS __t, "
+            f"0 AS __o FROM {catalog.view(out)}"
+        ).to_arrow_table()
+        label = LabelPlan(kind=lab.kind, horizon_us=lab.horizon_us, outcome=out, keys=pairs,
+                          column=lab.column)
+    problem = PitProblem(points=points, tables=tables, own=own, windows=tuple(windows),
+                         lookups=tuple(lookups), label=label)
+    return Resolved(problem=problem, aware=aware, as_of_us=as_of_us, dropped_no_time=dropped)
+
+
+def _table(con: duckdb.DuckDBPyConnection, plan: Plan, sql: str) -> pa.Table:
+    try:
+        return con.sql(sql).to_arrow_table()
+    except duckdb.Error as err:
+        raise SpecError(
+            f"{plan.locator.file}: could not compute a `where` filter: "
+            f"{str(err).splitlines()[0]}. Check `features[*].where`."
+        ) from None
+
+
+def output(plan: Plan, resolved: Resolved, computed: pa.Table) -> EngineOutput:
+    """The engine's frame: ids, time, features, ``__label``, ``__t`` (every point)."""
+    points = resolved.problem.points
+    cols: dict[str, pa.ChunkedArray | pa.Array] = {}
+    for name in (*plan.id_columns, plan.time_column):
+        cols[name] = points.column(name)
+    for f in plan.row_features:
+        cols[f.name] = points.column(f"__x_{f.name}")
+    for name in computed.column_names:
+        if name not in (LABEL, KNOWN):
+            cols[name] = computed.column(name)
+    cols[LABEL] = computed.column(LABEL)
+    cols["__t"] = points.column("__t")
+    return EngineOutput(frame=pa.table(cols), as_of_us=resolved.as_of_us, aware=resolved.aware,
+                        dropped_no_time=resolved.dropped_no_time)
