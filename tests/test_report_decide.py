@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from valuechain.errors import DataError
 from valuechain.report import Section, render_report
 from valuechain.report.sections_decide import capacity_chart, decide_section, limited_action
 from valuechain.spec import LoadedSpec, load_spec
@@ -158,7 +159,12 @@ def test_section_shows_the_policy_and_headline_tiles(decided: LoadedSpec) -> Non
     html = str(section.html)
     assert section.id == "decide" and section.title == "Decision policy and value"
     assert "three-band (approve / review / decline)" in html
-    assert "<strong>logistic</strong>" in html and "<code>20261128-183008-813c31</code>" in html
+    assert 'data-key="decide-candidate">logistic<' in html
+    assert 'data-key="decide-run-id">20261128-183008-813c31<' in html
+    assert 'data-key="decide-policy-review_at" data-value="0.023516666614405927">0.02352<' in html
+    assert 'data-key="decide-policy-decline_at" data-value="0.5401629949644016">' in html
+    assert 'data-key="decide-savings-approve_all"\n      data-value="8243.6429"' in html
+    assert 'data-key="decide-max-used" data-value="31.0">31 / 150<' in html
     assert "score below 0.02352" in html
     assert "score from 0.02352 to below 0.5402" in html and "score from 0.5402" in html
     assert "150 review per 1d" in html and "beyond the limit: approve" in html
@@ -328,7 +334,8 @@ def test_other_policy_kinds(tmp_path: Path) -> None:
     assert "Saved vs" not in html  # the moved entry has no savings
     body["kind"] = "threshold"
     body["policy"] = {"version": 1, "kind": "threshold", "threshold": 0.1028,
-                      "below": "approve", "at_or_above": "decline", "metadata": {}}
+                      "below": "approve", "at_or_above": "decline",
+                      "metadata": {"capacity": None, "overflow": "approve", "percentile": 1.0}}
     _write(loaded, body)
     html = str(_render(loaded).html)
     assert "single-threshold" in html and "score from 0.1028" in html
@@ -346,21 +353,57 @@ def test_no_decide_json_says_which_command_adds_it(tmp_path: Path) -> None:
     assert "<code>valuechain decide</code>" in str(section.html)
 
 
-def test_sparse_decide_json_renders_what_exists(tmp_path: Path) -> None:
+def test_infinite_thresholds_recorded_as_null_render_as_infinity(tmp_path: Path) -> None:
     loaded = _spec(tmp_path / "p")
-    # decide.json writes infinite thresholds as null: here review_at = -inf.
-    body = {"policy": {"kind": "three_band", "review_at": None, "decline_at": 0.9},
-            "test": {"expected_cost": "oops", "savings": {"rules": {"value": 5.0}}},
-            "frontier": [{"capacity": 1}], "threshold_curve": "no", "value_chain": [None, 3]}
+    body = _body()  # decide.json writes infinite thresholds as null: here review_at = -inf
+    body["policy"] |= {"review_at": None, "decline_at": 0.9}
     _write(loaded, body)
-    section = _render(loaded)
-    html = str(section.html)
-    assert section.status == "warn"
+    html = str(_render(loaded).html)
     assert "score below -∞" in html and "score from -∞ to below 0.9" in html
-    assert "no interval" in html and "+5.00" in html
-    assert "<svg" not in html and "Sensitivity" not in html and "The value chain" not in html
-    _write(loaded, {"policy": {"kind": "three_band", "review_at": 0.2, "decline_at": None}})
+    assert 'data-key="decide-policy-review_at"' not in html
+    body["policy"] |= {"review_at": 0.2, "decline_at": None}
+    _write(loaded, body)
     assert "score from 0.2 to below ∞" in str(_render(loaded).html)
+
+
+def test_missing_or_renamed_keys_fail_instead_of_rendering_dashes(tmp_path: Path) -> None:
+    loaded = _spec(tmp_path / "p")
+    cases: list[tuple[str, Any]] = [
+        ("`test.savings.rules.value` is missing", lambda b: b["test"]["savings"]["rules"].update(
+            saved=b["test"]["savings"]["rules"].pop("value"))),
+        ("`test.expected_cost` should be a number", lambda b: b["test"].update(
+            expected_cost="oops")),
+        ("`policy.actions` is missing", lambda b: b["policy"].pop("actions")),
+        ("`baselines.rules.capacity.max_used` is missing",
+         lambda b: b["baselines"]["rules"]["capacity"].pop("max_used")),
+        ("`value_chain[0]` should be a mapping", lambda b: b.update(value_chain=[None])),
+        ("`run_id` is missing", lambda b: b.pop("run_id")),
+        ("`policy.kind` is 'bands'", lambda b: b["policy"].update(kind="bands")),
+    ]
+    for message, damage in cases:
+        body = _body()
+        damage(body)
+        _write(loaded, body)
+        with pytest.raises(DataError, match=re.escape(message)):
+            _render(loaded)
+    result = render_report(loaded)
+    assert [s.id for s in result.failed] == ["decide"]
+    assert "decide.json: `policy.kind` is 'bands'" in (result.section("decide").error or "")
+
+
+def test_policy_priced_on_another_run_than_the_latest_warns(decided: LoadedSpec) -> None:
+    html = str(_render(decided).html)
+    assert 'data-key="origin-decide"' in html and "mismatch-decide" not in html
+    run = decided.workspace / "runs" / "20261201-090000-aaaaaa"
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text(json.dumps({"run_id": run.name}))
+    (decided.workspace / "runs" / "latest").write_text(run.name + "\n")
+    section = _render(decided)
+    assert section.status == "warn"
+    html = str(section.html)
+    assert 'data-key="mismatch-decide"' in html
+    assert "<code>20261128-183008-813c31</code>" in html and f"<code>{run.name}</code>" in html
+    assert "<code>valuechain decide</code>" in html
 
 
 def test_full_report_includes_the_section(decided: LoadedSpec) -> None:

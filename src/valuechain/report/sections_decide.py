@@ -21,13 +21,16 @@ Charts are inline SVG; nothing is fetched and nothing runs in the browser.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from markupsafe import Markup, escape
 
+from valuechain.errors import DataError
 from valuechain.report.fmt import fmt_int, fmt_num, fmt_pct
+from valuechain.report.provenance import origin_note, provenance
+from valuechain.report.record import Record
 from valuechain.report.section import Section, fragment, read_json, register_section, unavailable
 from valuechain.report.svg import COLORS, Line, axis_ticks, nice_ticks, xy_chart
 from valuechain.spec.durations import format_duration
@@ -222,21 +225,25 @@ def _per_1000(value: Any) -> str:
     return "–" if number is None else f"{number:,.1f}"
 
 
-def _summary_row(name: str, label: str, summary: dict[str, Any], limit: Any) -> dict[str, Any]:
-    cap = _dict(summary.get("capacity"))
-    acts = _dict(summary.get("actions_per_period"))
-    used = _number(cap.get("max_used"))
-    limit_n = _number(cap.get("limit"))
+_COUNTED = ("approve", "review", "decline")
+
+
+def _summary_row(name: str, label: str, summary: Record, limit: Any) -> dict[str, Any]:
+    cap = summary.sub("capacity")
+    acts = summary.sub("actions_per_period")
+    used = cap.number("max_used")
+    limit_n = cap.number("limit")
     if limit_n is None:
         limit_n = _number(limit)
-    over = _number(cap.get("periods_over_limit"))
-    positives, caught = _number(summary.get("positives")), _number(summary.get("caught_positives"))
+    over = cap.integer("periods_over_limit")
+    positives, caught = summary.number("positives"), summary.number("caught_positives")
     return {
         "name": name, "label": label,
-        "cost": _money(summary.get("expected_cost")),
-        "per_1000": _per_1000(summary.get("cost_per_1000")),
-        "means": [_per_1000(_dict(acts.get(a)).get("mean"))
-                  for a in ("approve", "review", "decline")],
+        "cost": _money(summary.number("expected_cost")),
+        "cost_value": summary.number("expected_cost"),
+        "per_1000": _per_1000(summary.number("cost_per_1000")),
+        "means": [_per_1000(acts.sub(a).number("mean")) if a in acts else "0.0"
+                  for a in _COUNTED],
         "used": fmt_int(used), "limit": fmt_int(limit_n),
         "used_over": used is not None and limit_n is not None and used > limit_n,
         "over": fmt_int(over), "over_bad": bool(over),
@@ -245,20 +252,18 @@ def _summary_row(name: str, label: str, summary: dict[str, Any], limit: Any) -> 
     }
 
 
-def _test_rows(body: dict[str, Any]) -> list[dict[str, Any]]:
-    test = _dict(body.get("test"))
-    limit = _dict(test.get("capacity")).get("limit")
-    rows = []
-    if test:
-        rows.append(_summary_row("policy", "policy (chosen)", test, limit))
-    baselines = _dict(body.get("baselines"))
-    for name in _ordered(baselines):
-        rows.append(_summary_row(name, BASELINE_LABELS.get(name, name), _dict(baselines[name]),
+def _test_rows(body: Record) -> list[dict[str, Any]]:
+    test = body.sub("test")
+    limit = test.sub("capacity")["limit"]
+    rows = [_summary_row("policy", "policy (chosen)", test, limit)]
+    baselines = body.sub("baselines")
+    for name in _ordered(baselines.data):
+        rows.append(_summary_row(name, BASELINE_LABELS.get(name, name), baselines.sub(name),
                                  limit))
     return rows
 
 
-def _ordered(named: dict[str, Any]) -> list[str]:
+def _ordered(named: Mapping[str, Any]) -> list[str]:
     known = [n for n in BASELINE_LABELS if n in named]
     return known + [n for n in named if n not in known]
 
@@ -274,61 +279,59 @@ def _verdict(low: float | None, high: float | None) -> tuple[bool | None, str]:
     return None, "unclear (interval includes 0)"
 
 
-def _savings(body: dict[str, Any]) -> list[dict[str, Any]]:
-    savings = _dict(_dict(body.get("test")).get("savings"))
+def _savings(body: Record) -> list[dict[str, Any]]:
+    savings = body.sub("test").sub("savings")
     rows = []
-    for name in _ordered(savings):
-        s = _dict(savings[name])
-        low, high = _number(s.get("low")), _number(s.get("high"))
+    for name in _ordered(savings.data):
+        s = savings.sub(name)
+        value, low, high = s.number("value"), s.number("low"), s.number("high")
         state, text = _verdict(low, high)
         rows.append({"name": name, "label": BASELINE_LABELS.get(name, name),
-                     "value": _money(s.get("value"), signed=True),
+                     "value": _money(value, signed=True), "raw": value,
                      "interval": "–" if low is None or high is None
                      else f"[{_money(low, signed=True)}, {_money(high, signed=True)}]",
-                     "per_day": _money(s.get("per_day"), signed=True),
+                     "per_day": _money(s.number("per_day"), signed=True),
                      "state": state, "text": text, "clear": state is True})
     return rows
 
 
-def _sensitivity(body: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
-    entries = [_dict(e) for e in _list(body.get("sensitivity")) if isinstance(e, dict)]
+def _sensitivity(body: Record) -> tuple[list[dict[str, Any]], list[str]]:
+    entries = body.subs("sensitivity")
     against = [n for n in ("approve_all", "rules")
                if any(f"savings_vs_{n}" in e for e in entries)]
     if not entries:
         return [], against
-    base_policy = _dict(body.get("policy"))
-    test = _dict(body.get("test"))
-    savings = _dict(test.get("savings"))
-    rows = [{"cost": "as in the spec", "factor": "×1", "policy": _thresholds(base_policy),
-             "moved": False, "test_cost": _money(test.get("expected_cost")),
-             "savings": [_money(_dict(savings.get(n)).get("value"), signed=True)
+    test = body.sub("test")
+    savings = test.sub("savings")
+    rows = [{"cost": "as in the spec", "factor": "×1", "policy": _thresholds(body["policy"]),
+             "moved": False, "test_cost": _money(test.number("expected_cost")),
+             "savings": [_money(savings.sub(n).number("value"), signed=True)
                          for n in against], "base": True}]
     base_text = rows[0]["policy"]
     for e in entries:
-        factor = _number(e.get("factor"))
-        policy_text = _thresholds(_dict(e.get("policy")))
+        factor = e.number("factor")
+        policy_text = _thresholds(dict(e.sub("policy").data))
+        cost = e.text("cost")
         rows.append({
-            "cost": _COST_LABELS.get(str(e.get("cost")), str(e.get("cost") or "–")),
+            "cost": _COST_LABELS.get(cost, cost),
             "factor": "–" if factor is None else f"×{fmt_num(factor, 3)}",
             "policy": policy_text, "moved": policy_text != base_text,
-            "test_cost": _money(e.get("test_cost")),
-            "savings": [_money(e.get(f"savings_vs_{n}"), signed=True) for n in against],
+            "test_cost": _money(e.number("test_cost")),
+            "savings": [_money(e.number(f"savings_vs_{n}"), signed=True)
+                        if f"savings_vs_{n}" in e else "n/a" for n in against],
             "base": False,
         })
     return rows, [BASELINE_LABELS.get(n, n) for n in against]
 
 
-def _value_chain(body: dict[str, Any]) -> list[dict[str, Any]]:
+def _value_chain(body: Record) -> list[dict[str, Any]]:
     out = []
-    for item in _list(body.get("value_chain")):
-        link = _dict(item)
-        if not link:
-            continue
-        name = str(link.get("link") or "–")
-        owner = str(link.get("owner") or "").strip()
+    for link in body.subs("value_chain"):
+        name = link.text("link")
+        owner = link.text("owner").strip()
         missing = owner.lower() in _NO_OWNER
         out.append({"link": name, "owner": owner, "missing": missing,
-                    "field": _OWNER_FIELDS.get(name, "owners"), "what": str(link.get("what") or "")})
+                    "field": _OWNER_FIELDS.get(name, "owners"), "what": link.text("what")})
     return out
 
 
@@ -409,14 +412,14 @@ def capacity_chart(used: Sequence[float], limit: float | None, title: str, actio
     return Markup(head + "".join(body) + "</svg>")
 
 
-def _capacity_charts(body: dict[str, Any], action: str, per: str) -> list[dict[str, Any]]:
+def _capacity_charts(body: Record, action: str, per: str) -> list[dict[str, Any]]:
     out = []
     for role in ("validation", "test"):
-        cap = _dict(_dict(body.get(role)).get("capacity"))
-        used = [u for u in (_number(v) for v in _list(cap.get("used_per_period"))) if u is not None]
+        cap = body.sub(role).sub("capacity")
+        used = [float(u) for u in _floats(cap, "used_per_period")]
         if not used:
             continue
-        limit = _number(cap.get("limit"))
+        limit = cap.number("limit")
         at_limit = sum(1 for u in used if limit is not None and u == limit and limit > 0)
         over = sum(1 for u in used if limit is not None and u > limit)
         out.append({
@@ -424,27 +427,34 @@ def _capacity_charts(body: dict[str, Any], action: str, per: str) -> list[dict[s
             "chart": capacity_chart(used, limit, f"{action} per {per} on the {role} period",
                                     action, per),
             "max": fmt_int(max(used)), "mean": fmt_num(sum(used) / len(used), 3),
-            "p50": fmt_num(_number(cap.get("p50_used")), 3),
-            "p90": fmt_num(_number(cap.get("p90_used")), 3),
+            "p50": fmt_num(cap.number("p50_used"), 3),
+            "p90": fmt_num(cap.number("p90_used"), 3),
             "limit": fmt_int(limit), "periods": len(used), "at_limit": at_limit, "over": over,
             "share": fmt_pct(max(used) / limit, 0) if limit else "–",
         })
     return out
 
 
-def _frontier_chart(body: dict[str, Any], action: str, per: str, currency: str,
+def _floats(record: Record, key: str) -> list[float]:
+    """A required list of numbers (no nulls)."""
+    values = record.sequence(key)
+    for i, value in enumerate(values):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise DataError(f"{record.file}: key `{record.at}.{key}[{i}]` should be a number, "
+                            f"not {value!r:.40}. Run `{record.command}` to write it again.")
+    return [float(v) for v in values]
+
+
+def _frontier_chart(body: Record, action: str, per: str, currency: str,
                     counted: str) -> tuple[Markup | None, str]:
-    points = [_dict(p) for p in _list(body.get("frontier")) if isinstance(p, dict)]
-    pairs = [(c, v, _number(p.get("reviews_mean"))) for p in points
-             if (c := _number(p.get("capacity"))) is not None
-             and (v := _number(p.get("cost"))) is not None]
+    pairs = [(c, v, p.number("reviews_mean")) for p in body.subs("frontier")
+             if (c := p.number("capacity")) is not None and (v := p.number("cost")) is not None]
     if len(pairs) < 2:
         return None, ""
     pairs.sort()
-    policy = _dict(body.get("policy"))
-    limit = _number(_dict(policy.get("metadata")).get("capacity"))
+    limit = body.sub("policy").sub("metadata").number("capacity")
     if limit is None and action == counted:
-        limit = _number(_dict(_dict(body.get("test")).get("capacity")).get("limit"))
+        limit = body.sub("test").sub("capacity").number("limit")
     xs = [c for c, _, _ in pairs]
     ys = [v for _, v, _ in pairs]
     tips = [f"limit {fmt_int(c)} {action} per {per}: expected cost {currency} {_money(v)}"
@@ -481,10 +491,9 @@ def _log_axis(values: Sequence[float]) -> bool:
     return bool(positive) and len(positive) == len(values) and max(positive) / min(positive) > 50
 
 
-def _threshold_chart(body: dict[str, Any]) -> Markup | None:
-    points = [_dict(p) for p in _list(body.get("threshold_curve")) if isinstance(p, dict)]
-    rows = [(t, _number(p.get("precision")), _number(p.get("recall")), _number(p.get("flagged")))
-            for p in points if (t := _number(p.get("threshold"))) is not None]
+def _threshold_chart(body: Record) -> Markup | None:
+    rows = [(t, p.number("precision"), p.number("recall"), p.number("flagged"))
+            for p in body.subs("threshold_curve") if (t := p.number("threshold")) is not None]
     if len(rows) < 2:
         return None
     rows.sort(key=lambda r: r[0])
@@ -506,7 +515,7 @@ def _threshold_chart(body: dict[str, Any]) -> Markup | None:
         x_range = (ticks[0], ticks[-1])
     lines = [Line("precision", xs, [r[1] for r in rows], COLORS["primary"]),
              Line("recall", xs, [r[2] for r in rows], COLORS["positive"])]
-    policy = _dict(body.get("policy"))
+    policy: dict[str, Any] = body["policy"]
     marks = {"three_band": (("review_at", "review from"), ("decline_at", "decline from")),
              "threshold": (("threshold", "threshold"),),
              "top_n": (("min_score", "min score"),)}.get(str(policy.get("kind")), ())
@@ -527,8 +536,10 @@ def _threshold_chart(body: dict[str, Any]) -> Markup | None:
 # --- the section -------------------------------------------------------------------------------
 
 _DECIDE = """
-<p class="lead">A <strong>{{ kind_label }}</strong> policy on the calibrated scores of
-<strong>{{ candidate }}</strong> (run <code>{{ run_id }}</code>), chosen on the validation period
+{{ origin }}
+<p class="lead">A <strong data-key="decide-kind" data-value="{{ kind }}">{{ kind_label }}</strong>
+policy on the calibrated scores of <strong data-key="decide-candidate">{{ candidate }}</strong>
+(run <code data-key="decide-run-id">{{ run_id }}</code>), chosen on the validation period
 to minimise expected cost within the capacity, and priced on the test period against the
 policies the business could run instead.</p>
 {% if problems %}<p class="note warn">{% for p in problems %}{{ p }}{{ ' ' if not loop.last }}
@@ -536,7 +547,9 @@ policies the business could run instead.</p>
 
 {% if tiles %}
 <div class="tiles">
-{% for t in tiles %}<div class="tile{{ ' accent' if t.bad }}"><div class="value">{{ t.value }}</div>
+{% for t in tiles %}<div class="tile{{ ' accent' if t.bad }}"><div class="value"
+  {%- if t.key %} data-key="{{ t.key }}" data-value="{{ '' if t.raw is none else t.raw }}"{% endif %}>
+  {{- t.value }}</div>
   <div class="label">{{ t.label }}</div></div>
 {% endfor %}
 </div>
@@ -551,6 +564,9 @@ policies the business could run instead.</p>
   {% endfor %}
   </tbody>
 </table></div>
+{% if numbers %}<p class="small">Policy: {% for key, value, shown in numbers %}<span class="nowrap">
+<span class="muted">{{ key }}</span> <code data-key="decide-policy-{{ key }}" data-value="{{ value }}">
+{{- shown }}</code></span>{{ ', ' if not loop.last }}{% endfor %}</p>{% endif %}
 {% if facts %}<p class="muted small">Fitted for: {% for key, value in facts %}<span class="nowrap">
 {{- key }} <strong>{{ value }}</strong></span>{{ '; ' if not loop.last else '.' }}
 {% endfor %} Saved as <code>runs/{{ run_id }}/policy.yaml</code>; scores are calibrated
@@ -611,7 +627,8 @@ validation) decline at or above their threshold.</p>
     <th class="num">95% interval</th><th class="num">Per day</th><th></th></tr></thead>
   <tbody>
   {% for s in savings %}
-    <tr><th>{{ s.label }}</th><td class="num"><strong>{{ s.value }}</strong></td>
+    <tr><th>{{ s.label }}</th><td class="num" data-key="decide-savings-{{ s.name }}"
+      data-value="{{ '' if s.raw is none else s.raw }}"><strong>{{ s.value }}</strong></td>
       <td class="num">{{ s.interval }}</td><td class="num">{{ s.per_day }}</td>
       <td>{{ badge(s.state, s.text, s.text, s.text) }}</td></tr>
   {% endfor %}
@@ -677,37 +694,36 @@ _KIND_LABELS = {"three_band": "three-band (approve / review / decline)",
                 "threshold": "single-threshold", "top_n": "top-N per period"}
 
 
-def _tiles(body: dict[str, Any], currency: str, action: str, per: str) -> list[dict[str, Any]]:
-    test = _dict(body.get("test"))
-    savings = _dict(test.get("savings"))
-    tiles = []
-    per_1000 = _number(test.get("cost_per_1000"))
-    if per_1000 is not None:
-        tiles.append({"value": f"{currency} {_per_1000(per_1000)}".strip(), "bad": False,
-                      "label": "cost per 1,000 decisions on test"})
+def _tiles(body: Record, currency: str, action: str, per: str) -> list[dict[str, Any]]:
+    test = body.sub("test")
+    savings = test.sub("savings")
+    tiles = [{"value": f"{currency} {_per_1000(test.number('cost_per_1000'))}".strip(),
+              "bad": False, "label": "cost per 1,000 decisions on test",
+              "key": "decide-cost-per-1000", "raw": test.number("cost_per_1000")}]
     for name in ("rules", "approve_all"):
-        s = _dict(savings.get(name))
-        if _number(s.get("value")) is None:
+        if name not in savings:
             continue
-        state, _ = _verdict(_number(s.get("low")), _number(s.get("high")))
-        tiles.append({"value": f"{currency} {_money(s.get('value'))}".strip(),
-                      "bad": state is not True,
+        s = savings.sub(name)
+        value, low, high = s.number("value"), s.number("low"), s.number("high")
+        state, _ = _verdict(low, high)
+        tiles.append({"value": f"{currency} {_money(value)}".strip(),
+                      "bad": state is not True, "key": None, "raw": value,
                       "label": f"saved vs {BASELINE_LABELS[name]} "
-                               f"[{_money(s.get('low'))}, {_money(s.get('high'))}]"})
-    cap = _dict(test.get("capacity"))
-    used, limit = _number(cap.get("max_used")), _number(cap.get("limit"))
-    if used is not None and limit is not None:
-        tiles.append({"value": f"{fmt_int(used)} / {fmt_int(limit)}", "bad": used > limit,
-                      "label": f"most {action} per {per} on test / limit"})
+                               f"[{_money(low)}, {_money(high)}]"})
+    cap = test.sub("capacity")
+    used, limit = cap.number("max_used"), cap.number("limit")
+    tiles.append({"value": f"{fmt_int(used)} / {fmt_int(limit)}",
+                  "bad": used is not None and limit is not None and used > limit,
+                  "key": "decide-max-used", "raw": used,
+                  "label": f"most {action} per {per} on test / limit"})
     return tiles
 
 
-def _problems(body: dict[str, Any], chain: list[dict[str, Any]],
+def _problems(body: Record, chain: list[dict[str, Any]],
               savings: list[dict[str, Any]]) -> list[str]:
     out = []
     for role in ("validation", "test"):
-        cap = _dict(_dict(body.get(role)).get("capacity"))
-        over = _number(cap.get("periods_over_limit"))
+        over = body.sub(role).sub("capacity").integer("periods_over_limit")
         if over:
             out.append(f"The policy exceeds the capacity in {fmt_int(over)} {role} periods.")
     unclear = [s["label"] for s in savings if not s["clear"]]
@@ -721,16 +737,35 @@ def _problems(body: dict[str, Any], chain: list[dict[str, Any]],
     return out
 
 
+_POLICY_KEYS = {"three_band": ("review_at", "decline_at", "actions"),
+                "threshold": ("threshold", "below", "at_or_above"),
+                "top_n": ("n", "per", "min_score", "action", "other")}
+
+
+def _policy(body: Record) -> dict[str, Any]:
+    """The policy block, with every field of its kind present (thresholds may be null: ∞)."""
+    policy = body.sub("policy")
+    kind = policy.text("kind")
+    if kind not in _POLICY_KEYS:
+        raise DataError(f"{body.file}: `policy.kind` is '{kind}', not one of "
+                        f"{', '.join(_POLICY_KEYS)}. Run `{DECIDE}` to write it again.")
+    for key in _POLICY_KEYS[kind]:
+        policy[key]
+    policy.sub("metadata")
+    return dict(policy.data)
+
+
 @register_section(order=80)
 def decide_section(loaded: LoadedSpec, workspace: Path) -> Section:
     """The chosen policy, the value chain, test costs and savings, capacity and trade-offs."""
     raw = read_json(workspace / "decide.json")
-    if not isinstance(raw, dict):
+    if raw is None:
         return unavailable(SECTION_ID, TITLE, DECIDE,
                            "No decision policy has been chosen yet (it needs a training run, "
                            "`value.costs` and `value.capacity`).")
-    body: dict[str, Any] = raw
-    policy = _dict(body.get("policy"))
+    body = Record(raw if isinstance(raw, dict) else {"policy": raw}, "decide.json", DECIDE)
+    policy = _policy(body)
+    kind = body.text("kind")
     per = _per(loaded, policy)
     limited = limited_action(policy)
     action = _counted_action(loaded, limited)
@@ -740,12 +775,14 @@ def decide_section(loaded: LoadedSpec, workspace: Path) -> Section:
     sensitivity, against = _sensitivity(body)
     frontier, frontier_note = _frontier_chart(body, limited, per, currency, action)
     problems = _problems(body, chain, savings)
-    kind = str(body.get("kind") or policy.get("kind") or "–")
     html = fragment(
         _DECIDE,
-        kind_label=_KIND_LABELS.get(kind, kind), candidate=str(body.get("candidate") or "–"),
-        run_id=str(body.get("run_id") or "–"), problems=problems,
+        origin=origin_note(workspace, loaded.hash, "decide"),
+        kind=kind, kind_label=_KIND_LABELS.get(kind, kind), candidate=body.text("candidate"),
+        run_id=body.text("run_id"), problems=problems,
         tiles=_tiles(body, currency, action, per), bands=_bands(policy, per),
+        numbers=[(key, policy[key], _score(policy[key])) for key in _POLICY_KEYS[kind]
+                 if _number(policy[key]) is not None],
         facts=_fitted_for(policy, per, limited), chain=chain, test_rows=_test_rows(body),
         currency=currency or "money", per=per, action=action, limited=limited,
         savings=savings,
@@ -753,4 +790,12 @@ def decide_section(loaded: LoadedSpec, workspace: Path) -> Section:
         frontier_note=frontier_note, threshold_chart=_threshold_chart(body),
         sensitivity=sensitivity, sensitivity_against=against,
     )
-    return Section(SECTION_ID, TITLE, html, "warn" if problems else "ok")
+    stale = _mismatched(workspace, loaded.hash)
+    return Section(SECTION_ID, TITLE, html, "warn" if problems or stale else "ok")
+
+
+def _mismatched(workspace: Path, spec_hash: str) -> bool:
+    try:
+        return bool(provenance(workspace, spec_hash).of("decide"))
+    except DataError:  # shown by the Provenance section and the origin line
+        return False
