@@ -455,3 +455,18 @@ def test_damaged_stage_output_fails_the_report_loudly(built: LoadedSpec) -> None
     assert "decide.json: not valid JSON" in (result.section("provenance").error or "")
     assert result.section("lineage").status == "ok"
     assert "cannot be checked" in _section(html, "lineage")
+
+
+def test_frame_stats_quote_paths_and_names(tmp_path: Path) -> None:
+    folder = tmp_path / "o'brien"
+    folder.mkdir()
+    frame = folder / "frame.parquet"
+    pq.write_table(pa.table({
+        'decision "time"': pa.array([datetime(2024, 1, 1) + timedelta(days=i) for i in range(30)],
+                                    pa.timestamp("us")),
+        "y's": pa.array([i % 3 == 0 for i in range(30)]),
+        'odd "col"': pa.array([float(i) for i in range(30)]),
+    }), frame)
+    series = over_time(frame, 'decision "time"', "y's")
+    assert series is not None and sum(series.decisions) == 30
+    assert histograms(frame, ['odd "col"'])['odd "col"'].rows == 30

@@ -19,6 +19,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from valuechain.sql import quote_ident, quote_literal
+
 __all__ = ["Histogram", "TimeSeries", "histograms", "over_time"]
 
 MAX_BUCKETS = 104
@@ -26,12 +28,8 @@ SAMPLE_ROWS = 200_000
 BINS = 24
 
 
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _scan(path: Path) -> str:
-    return "read_parquet('" + str(path).replace("'", "''") + "')"
+    return f"read_parquet({quote_literal(path)})"
 
 
 def _connect() -> duckdb.DuckDBPyConnection:
@@ -58,8 +56,8 @@ def over_time(frame: Path, time_column: str, label: str) -> TimeSeries | None:
     names = set(pq.read_schema(frame).names)
     if time_column not in names or label not in names:
         return None
-    t = f"try_cast({_q(time_column)} AS TIMESTAMP)"
-    y = _q(label)
+    t = f"try_cast({quote_ident(time_column)} AS TIMESTAMP)"
+    y = quote_ident(label)
     with _connect() as con:
         for grain in ("week", "month"):
             rows = con.execute(
@@ -143,7 +141,7 @@ def histograms(
     clause = ""
     if total > sample:
         clause = f" USING SAMPLE {100.0 * sample / total:.6f}% (bernoulli, 42)"
-    select = ", ".join(f"{_q(c)}::DOUBLE AS {_q(c)}" for c in wanted)
+    select = ", ".join(f"{quote_ident(c)}::DOUBLE AS {quote_ident(c)}" for c in wanted)
     with _connect() as con:
         table = con.sql(f"SELECT {select} FROM {_scan(frame)}{clause}").to_arrow_table()
     out: dict[str, Histogram] = {}
