@@ -54,7 +54,7 @@ def test_train_writes_a_complete_run(train_world: Path) -> None:
     assert metrics["candidates"]["lightgbm"]["calibration"]["method"] in ("isotonic", "sigmoid")
     predictions = pd.read_parquet(run_dir / "predictions_test.parquet")
     reloaded = load_candidate(run_dir / "candidates" / "lightgbm")
-    frame = pd.read_parquet(metrics["frame"]["path"])
+    frame = pd.read_parquet(loaded.workspace / metrics["frame"]["path"])
     test_rows = frame[frame["transaction_id"].isin(predictions["transaction_id"])]
     again = reloaded.predict(test_rows.set_index("transaction_id").loc[
         predictions["transaction_id"]].reset_index())

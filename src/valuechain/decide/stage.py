@@ -5,210 +5,150 @@ decline bands (or a threshold, or a top-N list) chosen on the validation period 
 cost without exceeding the review capacity; the test period prices the policy against the
 baselines (approve all, today's rule, threshold 0.5, the accuracy-optimal threshold) with
 day-block bootstrap intervals, and a sensitivity table moves each cost by x0.5 and x2.
+
+Provenance first: the run must have been trained on the frame built now (fingerprints of
+``build/manifest.json`` and the run's ``metrics.json``), and the spec's cost and rule
+expressions must be the ones the run stored per row; otherwise decide refuses and names the
+command that fixes it. The rows priced are the run's stored predictions (``decision_id``,
+label, scores, costs, rule): the frame is never joined again. The pricing itself is
+:func:`~valuechain.decide.price.price_policy`.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import duckdb
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from valuechain.errors import DataError, SpecError
-from valuechain.io import write_json
-from valuechain.policy import (
-    CostModel,
-    Optimum,
-    apply_with_capacity,
-    optimize_three_band,
-    optimize_threshold,
-    optimize_top_n,
+from valuechain.decide.price import (
+    Decisions,
+    Kind,
+    Objective,
+    apply,
+    optimise,
+    price_policy,
+    realised_cost,
 )
+from valuechain.decide.result import DecideResult, Sensitivity
+from valuechain.errors import ArtifactError, SpecError
+from valuechain.io import write_json
+from valuechain.policy import CostModel
 from valuechain.spec.durations import format_duration
 from valuechain.spec.loader import LoadedSpec
-from valuechain.train.context import row_costs
-from valuechain.train.runs import finite, latest_run
+from valuechain.train.context import DAY_US, spec_capacity, times_us
+from valuechain.train.provenance import check_same_frame, current_frame, fix_command
+from valuechain.train.result import TrainResult
+from valuechain.train.runs import ID_COLUMN, latest_run
 
-__all__ = ["DecideResult", "decide_project"]
+__all__ = ["DecideResult", "decide_project", "run_decisions"]
 
 F64 = npt.NDArray[np.float64]
-Kind = Literal["three_band", "threshold", "top_n"]
-Objective = Literal["expected", "realised"]
-N_BOOT = 500
-DAY_US = 86_400_000_000
-
-
-@dataclass(frozen=True)
-class Rows:
-    """One period's decisions: calibrated scores, labels, capacity periods, days, costs."""
-
-    scores: F64
-    labels: F64
-    periods: npt.NDArray[np.int64]
-    days: npt.NDArray[np.int64]
-    costs: CostModel
-    rule: npt.NDArray[np.bool_] | None
-
-
-@dataclass(frozen=True)
-class DecideResult:
-    run_id: str
-    policy_path: Path
-    body: dict[str, Any]
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = finite(self.body)
-        return out
 
 
 def _capacity(loaded: LoadedSpec) -> tuple[str, int, int, str, float, str]:
-    value = loaded.spec.value
-    if value is None or not value.capacity:
+    found = spec_capacity(loaded)
+    if found is None:
         raise SpecError(f"{loaded.where('value')}: `decide` needs `value.capacity` (e.g. "
                         "`review: {limit: 150, per: 1d}`): the policy must fit what the team "
                         "can handle.")
-    action, cap = next(iter(value.capacity.items()))
+    action, cap = found
     return (action, cap.limit, int(cap.per.total_seconds() * 1_000_000), cap.overflow,
             cap.percentile, format_duration(cap.per))
 
 
-def _rows(loaded: LoadedSpec, frame: pd.DataFrame, predictions: pd.DataFrame, best: str,
-          time_col: str, per_us: int, origin_us: int) -> Rows:
+def _check_value_inputs(loaded: LoadedSpec, run: TrainResult) -> None:
+    """Refuse when the spec's costs or rule changed since the run stored them per row."""
     value = loaded.spec.value
-    assert value is not None
-    ids = [c for c in predictions.columns if c in frame.columns and c != time_col]
-    merged = predictions.merge(frame.drop(columns=[time_col]), on=ids, how="left",
-                               suffixes=("", "_frame"))
-    t = pd.to_datetime(merged[time_col])
-    if getattr(t.dt, "tz", None) is not None:
-        t = t.dt.tz_convert("UTC").dt.tz_localize(None)
-    us = t.to_numpy(dtype="datetime64[us]").astype(np.int64)
-    fn = row_costs(loaded, merged, "false_negative")
-    fp = row_costs(loaded, merged, "false_positive")
-    if fn is None or fp is None:
+    now = {**(value.costs if value else {})}
+    rule = value.baseline_policy if value else None
+    fix = fix_command(loaded.root)
+    changed = [f"`value.costs.{k}` (run: {run.value.costs.get(k)!r}, spec now: {now.get(k)!r})"
+               for k in sorted(set(now) | set(run.value.costs))
+               if now.get(k) != run.value.costs.get(k)]
+    if rule != run.value.baseline_policy:
+        changed.append(f"`value.baseline_policy` (run: {run.value.baseline_policy!r}, spec "
+                       f"now: {rule!r})")
+    if changed:
+        raise ArtifactError(
+            f"{loaded.where('value')}: run {run.run_id} stored per-row costs and rule computed "
+            f"with other expressions than the spec's now: {'; '.join(changed)}. Run `{fix}` to "
+            "store the current ones, then decide again.")
+    if "false_negative" not in now or "false_positive" not in now:
         raise SpecError(f"{loaded.where('value', 'costs')}: `decide` needs the costs "
                         "`false_negative` (a positive approved) and `false_positive` (a "
                         "negative declined), as SQL over frame columns.")
-    review = row_costs(loaded, merged, "review")
-    rule = None
+
+
+def _read_predictions(run_dir: Path, role: str, needed: list[str], root: Path) -> pd.DataFrame:
+    path = run_dir / f"predictions_{role}.parquet"
+    fix = fix_command(root)
+    try:
+        table = pd.read_parquet(path)
+    except FileNotFoundError:
+        raise ArtifactError(f"{path} is missing: the run is incomplete. Run `{fix}` to train "
+                        "again.") from None
+    except Exception as err:  # pyarrow raises several types for a damaged file
+        raise ArtifactError(f"{path} cannot be read ({type(err).__name__}: {err}); it is "
+                        f"damaged. Run `{fix}` to train again.") from None
+    missing = [c for c in needed if c not in table.columns]
+    if missing:
+        raise ArtifactError(f"{path} lacks the column(s) {missing} (it has {list(table.columns)}): "
+                        "it was written by an older valuechain, before runs stored decision "
+                        f"ids, costs and rules. Run `{fix}` to train again.")
+    if table.columns[0] != ID_COLUMN or table[ID_COLUMN].isna().any() or (
+            table[ID_COLUMN].duplicated().any()):
+        raise ArtifactError(f"{path}: `{ID_COLUMN}` must be the first column, never null and "
+                        f"unique; the file was edited or damaged. Run `{fix}` to train again.")
+    return table
+
+
+def run_decisions(loaded: LoadedSpec, run: TrainResult, run_dir: Path, role: str,
+                  per_us: int) -> tuple[Decisions, npt.NDArray[np.bool_] | None]:
+    """One period of a run's stored predictions as :class:`Decisions` (and today's rule)."""
+    value = loaded.spec.value
+    assert value is not None
+    best = run.best_candidate
+    time_col = run.frame.time_column or ""
+    needed = [ID_COLUMN, "label", f"score_{best}", "cost_false_negative",
+              "cost_false_positive"]
     if value.baseline_policy:
-        con = duckdb.connect()
-        con.register("frame", merged)
-        rule = con.sql(f"SELECT coalesce(CAST(({value.baseline_policy}) AS BOOLEAN), false) "
-                       "AS r FROM frame").df()["r"].to_numpy(dtype=bool)
-    costs = CostModel(false_negative=fn, false_positive=fp,
-                      review=np.zeros(len(fn)) if review is None else review,
-                      catch_rate=value.review.catch_rate, friction=value.review.friction)
-    return Rows(scores=merged[f"score_{best}"].to_numpy(dtype=np.float64),
-                labels=merged["label"].to_numpy(dtype=np.float64),
-                periods=(us - origin_us) // per_us, days=(us - origin_us) // DAY_US,
-                costs=costs, rule=rule)
+        needed.append("rule")
+    table = _read_predictions(run_dir, role, needed, loaded.root)
+    if not time_col:
+        time_col = _time_column(run_dir, table, loaded.root)
+    us = times_us(table[time_col])
+    origin = (int(pd.Timestamp(run.frame.time_origin).value // 1000)
+              if run.frame.time_origin else (int(us.min()) // DAY_US) * DAY_US)
+    review = (table["cost_review"].to_numpy(dtype=np.float64)
+              if "cost_review" in table.columns else 0.0)
+    costs = CostModel(false_negative=table["cost_false_negative"].to_numpy(dtype=np.float64),
+                      false_positive=table["cost_false_positive"].to_numpy(dtype=np.float64),
+                      review=review, catch_rate=value.review.catch_rate,
+                      friction=value.review.friction)
+    rows = Decisions(scores=table[f"score_{best}"].to_numpy(dtype=np.float64),
+                     labels=table["label"].to_numpy(dtype=np.float64), costs=costs,
+                     periods=(us - origin) // per_us, days=(us - origin) // DAY_US)
+    rule = table["rule"].to_numpy(dtype=bool) if "rule" in table.columns else None
+    return rows, rule
 
 
-def _realised(rows: Rows, actions: npt.NDArray[np.str_]) -> F64:
-    by_action = rows.costs.action_costs(rows.labels)
-    out = np.zeros(len(actions))
-    for name, cost in by_action.items():
-        mask = actions == name
-        out[mask] = np.asarray(cost, dtype=np.float64)[mask]
-    return out
+def _time_column(run_dir: Path, table: pd.DataFrame, root: Path) -> str:
+    import json
 
-
-def _summary(rows: Rows, actions: npt.NDArray[np.str_], review_action: str,
-             limit: int) -> dict[str, Any]:
-    cost = _realised(rows, actions)
-    periods, index = np.unique(rows.periods, return_inverse=True)
-    per_action = {}
-    for name in ("approve", "review", "decline"):
-        counts = np.bincount(index, weights=(actions == name), minlength=len(periods))
-        per_action[name] = {"max": float(counts.max(initial=0)), "mean": float(counts.mean())
-                            if len(counts) else 0.0, "total": int(counts.sum())}
-    reviews = np.bincount(index, weights=(actions == review_action), minlength=len(periods))
-    return {
-        "expected_cost": float(cost.sum()),
-        "cost_per_1000": float(1000 * cost.mean()) if len(cost) else 0.0,
-        "decisions": len(cost),
-        "actions_per_period": per_action,
-        "capacity": {
-            "limit": limit, "max_used": float(reviews.max(initial=0)),
-            "mean_used": float(reviews.mean()) if len(reviews) else 0.0,
-            "p50_used": float(np.quantile(reviews, 0.5)) if len(reviews) else 0.0,
-            "p90_used": float(np.quantile(reviews, 0.9)) if len(reviews) else 0.0,
-            "periods_over_limit": int((reviews > limit).sum()), "periods": len(reviews),
-            "used_per_period": reviews.astype(int).tolist(),
-        },
-        "caught_positives": float(((actions != "approve") * rows.labels).sum()),
-        "positives": float(rows.labels.sum()),
-    }
-
-
-def _savings(rows: Rows, baseline: F64, policy: F64, seed: int) -> dict[str, float]:
-    """Money saved (baseline cost - policy cost) with a 95 % day-block bootstrap interval."""
-    days, index = np.unique(rows.days, return_inverse=True)
-    diff = np.bincount(index, weights=baseline - policy, minlength=len(days))
-    rng = np.random.default_rng(seed)
-    draws = diff[rng.integers(0, len(days), size=(N_BOOT, len(days)))].sum(axis=1)
-    return {"value": float(diff.sum()), "low": float(np.quantile(draws, 0.025)),
-            "high": float(np.quantile(draws, 0.975)),
-            "per_day": float(diff.sum() / max(len(days), 1))}
-
-
-def _baselines(rows: Rows, validation: Rows, review_action: str, limit: int,
-               overflow: str) -> dict[str, npt.NDArray[np.str_]]:
-    n = len(rows.scores)
-    out = {"approve_all": np.full(n, "approve", dtype=object)}
-    if rows.rule is not None:
-        # Today's rule sends flagged cases to review, first come first served per period.
-        flagged = rows.rule.copy()
-        order = np.argsort(rows.periods, kind="stable")
-        rank = np.zeros(n, dtype=np.int64)
-        sorted_flags = flagged[order].astype(np.int64)
-        per_period = pd.Series(sorted_flags).groupby(rows.periods[order]).cumsum().to_numpy()
-        rank[order] = per_period
-        actions = np.full(n, "approve", dtype=object)
-        actions[flagged & (rank <= limit)] = review_action
-        actions[flagged & (rank > limit)] = overflow
-        out["rules"] = actions
-    out["threshold_0.5"] = np.where(rows.scores >= 0.5, "decline", "approve").astype(object)
-    # Accuracy-optimal threshold, chosen on validation.
-    cuts = np.unique(validation.scores)
-    best_t, best_acc = 0.5, -1.0
-    order = np.argsort(validation.scores)
-    s, y = validation.scores[order], validation.labels[order]
-    neg_below = np.cumsum(1 - y)  # negatives with score <= s[k]
-    pos_total = y.sum()
-    pos_below = np.cumsum(y)
-    for k in np.searchsorted(s, cuts, side="right") - 1:
-        acc = (neg_below[k] + (pos_total - pos_below[k])) / len(s)
-        if acc > best_acc:
-            best_acc, best_t = float(acc), float(s[k]) + 1e-12
-    out["accuracy_optimal"] = np.where(rows.scores >= best_t, "decline",
-                                       "approve").astype(object)
-    return out
-
-
-def _optimise(kind: Kind, rows: Rows, limit: int, overflow: str, percentile: float,
-              per: str, objective: Objective) -> Optimum:
-    """Minimise cost on validation: expected under the calibrated scores (smooth, relies on
-    calibration) or realised under the labels (no model assumption, can overfit few days)."""
-    target = rows.scores if objective == "expected" else rows.labels
-    if kind == "three_band":
-        return optimize_three_band(rows.scores, rows.costs, target, rows.periods, limit,
-                                   overflow=overflow, percentile=percentile)
-    if kind == "threshold":
-        return optimize_threshold(rows.scores, rows.costs, target, rows.periods)
-    return optimize_top_n(rows.scores, rows.costs, target, rows.periods, limit, per=per)
-
-
-def _scaled(rows: Rows, field: str, factor: float) -> Rows:
-    value = getattr(rows.costs, field)
-    return replace(rows, costs=replace(rows.costs, **{field: np.asarray(value) * factor}))
+    path = run_dir / "frame_manifest.json"
+    try:
+        name = json.loads(path.read_text())["frame"]["time_column"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ArtifactError(f"{path} is missing or damaged. Run `{fix_command(root)}` to train "
+                        "again.") from None
+    if name not in table.columns:
+        raise ArtifactError(f"{run_dir}: the predictions lack the time column {name!r}. Run "
+                        f"`{fix_command(root)}` to train again.")
+    return str(name)
 
 
 def decide_project(
@@ -219,79 +159,73 @@ def decide_project(
     seed: int = 0,
     progress: Callable[[str, float], None] | None = None,
 ) -> DecideResult:
-    """Optimise the policy on validation, evaluate it on test, write ``policy.yaml``."""
+    """Optimise the policy on validation, evaluate it on test, write ``policy.yaml``.
+
+    Refuses (``ArtifactError``, a ``DataError``) when the latest run was trained on another frame than the one
+    built now, when the spec's costs or rule changed since, or when the run's files are
+    missing or damaged; each message names the command that fixes it.
+
+    Examples
+    --------
+    >>> from valuechain.spec import load_spec  # doctest: +SKIP
+    >>> decide_project(load_spec("examples/fraud")).test.capacity.within  # doctest: +SKIP
+    True
+    """
     runs = loaded.workspace / "runs"
     run_dir = latest_run(runs)
     if run_dir is None:
-        raise DataError(f"{runs}: no training run yet. Run `valuechain train` first.")
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    best = metrics["best_candidate"]
-    manifest = json.loads((run_dir / "frame_manifest.json").read_text())
-    frame = pd.read_parquet(metrics["frame"]["path"])
-    time_col = manifest["frame"]["time_column"]
+        raise ArtifactError(f"{runs}: no training run yet. Run `{fix_command(loaded.root)}` "
+                        "first (`valuechain train`).")
+    run = TrainResult.load(run_dir, root=loaded.root)
+    check_same_frame(run.frame, current_frame(loaded.workspace, root=loaded.root),
+                     run_id=run.run_id, root=loaded.root)
+    _check_value_inputs(loaded, run)
     action, limit, per_us, overflow, percentile, per = _capacity(loaded)
-    t0 = pd.to_datetime(frame[time_col]).min()
-    origin = (int(pd.Timestamp(t0).tz_localize(None).value // 1000) // DAY_US) * DAY_US
-    data = {role: _rows(loaded, frame, pd.read_parquet(run_dir / f"predictions_{role}.parquet"),
-                        best, time_col, per_us, origin) for role in ("validation", "test")}
+    data = {role: run_decisions(loaded, run, run_dir, role, per_us)
+            for role in ("validation", "test")}
     if progress:
         progress("optimising on validation", 0.2)
-    optimum = _optimise(kind, data["validation"], limit, overflow, percentile, per, objective)
-    policy = optimum.policy
-    applied = {role: np.asarray(apply_with_capacity(policy, rows.scores, rows.periods, limit,
-                                                    overflow), dtype=object)
-               for role, rows in data.items()}
-    body: dict[str, Any] = {
-        "run_id": metrics["run_id"], "candidate": best, "kind": kind, "objective": objective,
-        "policy": policy.to_dict(),
-        "validation": _summary(data["validation"], applied["validation"], action, limit),
-        "test": _summary(data["test"], applied["test"], action, limit),
-    }
-    for role, rows in data.items():
-        # What the bands ask for before the overflow rule (the summaries count after it).
-        asked = np.asarray(policy.apply(rows.scores, rows.periods), dtype=object) == action
-        _, index = np.unique(rows.periods, return_inverse=True)
-        requested = np.bincount(index, weights=asked)
-        body[role]["capacity"]["requested_max"] = float(requested.max(initial=0))
-        body[role]["capacity"]["requested_over_limit"] = int((requested > limit).sum())
-    test = data["test"]
-    policy_cost = _realised(test, applied["test"])
-    baselines = _baselines(test, data["validation"], action, limit, overflow)
-    body["baselines"] = {name: _summary(test, acts, action, limit)
-                         for name, acts in baselines.items()}
-    body["test"]["savings"] = {name: _savings(test, _realised(test, acts), policy_cost, seed)
-                               for name, acts in baselines.items()}
+    (validation, _), (test, rule) = data["validation"], data["test"]
+    priced = price_policy(
+        test.scores, test.labels, test.costs, test.periods, limit, validation=validation,
+        days=test.days, baselines={"rules": rule} if rule is not None else None, kind=kind,
+        objective=objective, action=action, overflow=overflow,  # type: ignore[arg-type]
+        percentile=percentile, per=per, seed=seed)
     if progress:
         progress("sensitivity", 0.6)
-    body["sensitivity"] = []
+    sensitivity = []
     for field in ("false_negative", "false_positive", "review"):
         for factor in (0.5, 2.0):
-            moved = {role: _scaled(rows, field, factor) for role, rows in data.items()}
-            opt = _optimise(kind, moved["validation"], limit, overflow, percentile, per,
-                            objective)
-            acts = np.asarray(apply_with_capacity(opt.policy, moved["test"].scores,
-                                                  moved["test"].periods, limit, overflow),
-                              dtype=object)
-            cost = _realised(moved["test"], acts)
-            entry = {"cost": field, "factor": factor, "policy": opt.policy.to_dict(),
-                     "test_cost": float(cost.sum())}
+            moved_val, moved_test = validation.scaled(field, factor), test.scaled(field, factor)
+            opt = optimise(kind, moved_val, limit, overflow, percentile, per, objective)
+            cost = realised_cost(moved_test, apply(opt.policy, moved_test, limit, overflow))
+            entry: dict[str, Any] = {"cost": field, "factor": factor,
+                                     "policy": opt.policy.to_dict(),
+                                     "test_cost": float(cost.sum())}
             for name in ("approve_all", "rules"):
-                if name in baselines:
-                    entry[f"savings_vs_{name}"] = float(
-                        _realised(moved["test"], baselines[name]).sum() - cost.sum())
-            body["sensitivity"].append(entry)
-    body["frontier"] = list(optimum.frontier)
-    body["threshold_curve"] = _threshold_curve(test)
-    body["value_chain"] = _value_chain(loaded, metrics, best, body, action)
+                if name in priced.baseline_actions:
+                    entry[f"savings_vs_{name}"] = float(realised_cost(
+                        moved_test, priced.baseline_actions[name]).sum() - cost.sum())
+            sensitivity.append(Sensitivity(**entry))
     policy_path = run_dir / "policy.yaml"
-    policy.save(policy_path)
-    write_json(loaded.workspace / "decide.json", finite(body))
+    body: dict[str, Any] = {
+        "run_id": run.run_id, "candidate": run.best_candidate, "kind": kind,
+        "objective": objective, "policy": priced.policy.to_dict(),
+        "validation": priced.validation, "test": priced.test, "baselines": priced.baselines,
+        "sensitivity": sensitivity, "frontier": list(priced.optimum.frontier),
+        "threshold_curve": _threshold_curve(test), "frame": run.frame,
+        "policy_file": policy_path.relative_to(loaded.workspace).as_posix(),
+    }
+    body["value_chain"] = _value_chain(loaded, run, body, action)
+    result = DecideResult(**body).at(loaded.workspace)
+    priced.policy.save(policy_path)
+    write_json(loaded.workspace / "decide.json", result.to_json())
     if progress:
         progress("done", 1.0)
-    return DecideResult(metrics["run_id"], policy_path, body)
+    return result
 
 
-def _threshold_curve(rows: Rows, points: int = 60) -> list[dict[str, float]]:
+def _threshold_curve(rows: Decisions, points: int = 60) -> list[dict[str, float]]:
     """Precision and recall on test when everything at or above a threshold is acted on."""
     out = []
     positives = max(rows.labels.sum(), 1.0)
@@ -304,15 +238,18 @@ def _threshold_curve(rows: Rows, points: int = 60) -> list[dict[str, float]]:
     return out
 
 
-def _value_chain(loaded: LoadedSpec, metrics: dict[str, Any], best: str,
-                 body: dict[str, Any], action: str) -> list[dict[str, str]]:
+def _value_chain(loaded: LoadedSpec, run: TrainResult, body: dict[str, Any],
+                 action: str) -> list[dict[str, str]]:
     spec = loaded.spec
     owners = spec.owners
+    best = run.best_candidate
+    metrics = {"candidates": {best: run.candidates[best].model_dump()}}
     test = metrics["candidates"][best]["test"]
     policy = body["policy"]
-    acts = body["test"]["actions_per_period"]
-    cap = body["test"]["capacity"]
-    savings = body["test"]["savings"]
+    summary = body["test"].model_dump()
+    acts = summary["actions_per_period"]
+    cap = summary["capacity"]
+    savings = summary["savings"]
     currency = spec.value.currency if spec.value else ""
     today = savings.get("rules") or savings["approve_all"]
     rule_text = ", ".join(f"{k}={v:.4g}" for k, v in policy.items()

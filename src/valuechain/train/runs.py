@@ -4,6 +4,13 @@
 ``calibrators/<name>.json``, ``metrics.json``, ``predictions_validation.parquet``,
 ``predictions_test.parquet`` and ``frame_manifest.json``; ``runs/latest`` names the newest.
 A crash leaves at most a ``.tmp-*`` folder, never a half-written run.
+
+The predictions files hold one row per decision of the period, ``decision_id`` first (the
+frame's decision identity), then the frame's id and time columns, ``label``, every per-row
+input later stages price (``cost_false_negative``, ``cost_false_positive``, ``cost_review``,
+``rule``) and ``score_<candidate>`` / ``raw_<candidate>``: ``decide`` reads them alone and
+never joins the frame again. Nothing in a run names an absolute path, so a project folder
+can move after training.
 """
 
 from __future__ import annotations
@@ -21,8 +28,12 @@ import pandas as pd
 
 from valuechain.io import write_json, write_text
 from valuechain.models import Calibrator, Candidate
+from valuechain.train.result import TrainResult, finite
 
 __all__ = ["RunWriter", "finite", "latest_run", "list_runs"]
+
+#: The decision identity column (made by `valuechain build`), first in every predictions file.
+ID_COLUMN = "decision_id"
 
 
 class RunWriter:
@@ -46,10 +57,9 @@ class RunWriter:
     def save_predictions(self, role: str, frame: pd.DataFrame) -> None:
         frame.to_parquet(self.tmp / f"predictions_{role}.parquet", index=False)
 
-    def finish(self, metrics: dict[str, Any], manifest: dict[str, Any]) -> tuple[str, Path]:
-        body = {"run_id": self.run_id, "created_at": self.created_at,
-                "spec_hash": self.spec_hash, "seed": self.seed, **metrics}
-        write_json(self.tmp / "metrics.json", finite(body))
+    def finish(self, result: TrainResult, manifest: dict[str, Any]) -> tuple[str, Path]:
+        """Write ``metrics.json`` and the frame manifest, then publish the run."""
+        write_json(self.tmp / "metrics.json", result.to_metrics())
         write_json(self.tmp / "frame_manifest.json", manifest)
         final = self.runs / self.run_id
         os.replace(self.tmp, final)
@@ -61,25 +71,37 @@ class RunWriter:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def finite(value: Any) -> Any:
-    """NaN and infinities become null so metrics.json is strict JSON."""
-    if isinstance(value, float):
-        return value if value == value and abs(value) != float("inf") else None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [finite(v) for v in value]
-    return value
-
-
 def latest_run(runs: Path) -> Path | None:
-    """The newest published run directory, if any."""
+    """The newest published run directory in ``runs``, if any.
+
+    The run named by ``runs/latest`` (written when a run is published); without that file,
+    or when it names no run folder, the newest folder holding a ``metrics.json`` (run ids
+    start with their UTC creation time, so the newest sorts last). This is the one rule:
+    ``decide`` and the report both use it.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> runs = Path(tempfile.mkdtemp())
+    >>> latest_run(runs) is None
+    True
+    >>> for run_id in ("20250101-000000-aaaaaa", "20250102-000000-bbbbbb"):
+    ...     (runs / run_id).mkdir()
+    ...     _ = (runs / run_id / "metrics.json").write_text("{}")
+    >>> latest_run(runs).name
+    '20250102-000000-bbbbbb'
+    >>> _ = (runs / "latest").write_text("20250101-000000-aaaaaa")
+    >>> latest_run(runs).name
+    '20250101-000000-aaaaaa'
+    """
     pointer = runs / "latest"
-    if pointer.exists():
-        candidate = runs / pointer.read_text().strip()
-        if candidate.is_dir():
+    if pointer.is_file():
+        name = pointer.read_text().strip()
+        candidate = runs / name
+        if name and "/" not in name and candidate.is_dir():
             return candidate
-    return None
+    published = sorted(p.parent for p in runs.glob("[0-9]*/metrics.json"))
+    return published[-1] if published else None
 
 
 def list_runs(runs: Path) -> list[dict[str, Any]]:
@@ -87,13 +109,16 @@ def list_runs(runs: Path) -> list[dict[str, Any]]:
     out = []
     for folder in sorted(runs.glob("[0-9]*"), reverse=True):
         path = folder / "metrics.json"
-        if not path.exists():
+        try:
+            metrics = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue  # no metrics.json (yet), or damaged: not a run to list
+        if not isinstance(metrics, dict) or "run_id" not in metrics:
             continue
-        metrics = json.loads(path.read_text())
         best = metrics.get("best_candidate")
         headline = metrics.get("headline_metric", "average_precision")
         test = metrics.get("candidates", {}).get(best, {}).get("test", {})
-        out.append({"run_id": metrics["run_id"], "created_at": metrics["created_at"],
+        out.append({"run_id": metrics["run_id"], "created_at": metrics.get("created_at"),
                     "candidates": sorted(metrics.get("candidates", {})), "best": best,
                     "headline_metric": headline, "test": test.get(headline),
                     "roc_auc": test.get("roc_auc"), "path": str(folder)})

@@ -12,6 +12,7 @@ from valuechain.evaluate import (
     all_metrics,
     average_precision,
     block_bootstrap,
+    block_ratio_interval,
     precision_recall_at_capacity,
 )
 from valuechain.evaluate import roc_auc as auc_of
@@ -21,23 +22,13 @@ __all__ = ["curves", "per_period", "scored"]
 
 F64 = npt.NDArray[np.float64]
 FAST = ("roc_auc", "average_precision", "brier", "log_loss", "ece")
-N_BOOT = 200
 
 
-def _ratio_interval(num: F64, den: F64, days: npt.NDArray[np.int64], seed: int,
-                    n_boot: int = N_BOOT) -> tuple[float, float]:
-    """Percentile interval of sum(num)/sum(den), resampling whole days."""
-    codes, index = np.unique(days, return_inverse=True)
-    per_num = np.bincount(index, weights=num, minlength=len(codes))
-    per_den = np.bincount(index, weights=den, minlength=len(codes))
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(codes), size=(n_boot, len(codes)))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ratios = per_num[draws].sum(axis=1) / per_den[draws].sum(axis=1)
-    ratios = ratios[np.isfinite(ratios)]
-    if not len(ratios):
-        return float("nan"), float("nan")
-    return float(np.quantile(ratios, 0.025)), float(np.quantile(ratios, 0.975))
+def _ratio_interval(num: F64, den: F64, days: npt.NDArray[np.int64], seed: int
+                    ) -> tuple[float, float]:
+    """Day-block interval of ``sum(num) / sum(den)`` (low, high)."""
+    interval = block_ratio_interval(num, den, days, seed=seed)
+    return interval.low, interval.high
 
 
 def scored(scores: F64, labels: F64, ctx: EvaluationContext, seed: int = 0) -> dict[str, float]:
@@ -46,7 +37,7 @@ def scored(scores: F64, labels: F64, ctx: EvaluationContext, seed: int = 0) -> d
                       entity=ctx.entity, days=ctx.days if ctx.entity is not None else None,
                       cost_fp=ctx.cost_fp, cost_fn=ctx.cost_fn)
     for name in FAST:
-        interval = block_bootstrap(name, ctx.days, scores, labels, n_boot=N_BOOT, seed=seed)
+        interval = block_bootstrap(name, ctx.days, scores, labels, seed=seed)
         out[f"{name}_low"], out[f"{name}_high"] = interval.low, interval.high
     if ctx.capacity_period is not None and ctx.capacity_k is not None:
         taken = _taken(scores, ctx.capacity_period, ctx.capacity_k)
@@ -97,15 +88,33 @@ def per_period(scores: F64, labels: F64, when: pd.Series, ctx: EvaluationContext
 
 
 def curves(scores: F64, labels: F64, points: int = 200) -> dict[str, dict[str, list[float]]]:
-    """ROC and precision-recall curves, thinned to about ``points`` points."""
+    """ROC and precision-recall curves, one point per distinct score, thinned to ``points``.
+
+    Rows with the same score are one threshold: the curve steps over the whole tie group at
+    once (as scikit-learn's ``roc_curve(drop_intermediate=False)`` and
+    ``precision_recall_curve`` do), so a constant score (the ``prior`` baseline) is the
+    chance diagonal, not a walk through the rows in file order. With more than ``points``
+    thresholds, evenly spaced ones are kept, always the last (recall 1).
+
+    Examples
+    --------
+    >>> out = curves(np.array([0.1, 0.1, 0.1, 0.1]), np.array([1.0, 0.0, 1.0, 0.0]))
+    >>> out["roc"], out["pr"]
+    ({'fpr': [0.0, 1.0], 'tpr': [0.0, 1.0]}, {'recall': [1.0], 'precision': [0.5]})
+    """
+    if not len(scores):
+        return {"roc": {"fpr": [0.0], "tpr": [0.0]}, "pr": {"recall": [], "precision": []}}
     order = np.argsort(-scores, kind="stable")
-    y = labels[order]
+    s, y = scores[order], labels[order]
     tp = np.cumsum(y)
     fp = np.cumsum(1 - y)
-    pos, neg = max(tp[-1], 1.0) if len(tp) else 1.0, max(fp[-1], 1.0) if len(fp) else 1.0
-    pick = np.unique(np.linspace(0, max(len(y) - 1, 0), points).astype(int))
-    tpr, fpr = tp[pick] / pos, fp[pick] / neg
-    precision = tp[pick] / (pick + 1)
+    # last row of each tie group: where the next score differs, and the final row
+    ends = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
+    if len(ends) > points:
+        ends = ends[np.unique(np.linspace(0, len(ends) - 1, points).round().astype(int))]
+    pos, neg = max(tp[-1], 1.0), max(fp[-1], 1.0)
+    tpr, fpr = tp[ends] / pos, fp[ends] / neg
+    precision = tp[ends] / (ends + 1)
     return {
         "roc": {"fpr": [0.0, *np.round(fpr, 5).tolist()], "tpr": [0.0, *np.round(tpr, 5).tolist()]},
         "pr": {"recall": np.round(tpr, 5).tolist(), "precision": np.round(precision, 5).tolist()},

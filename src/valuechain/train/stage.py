@@ -5,12 +5,18 @@ first (prior, today's rules), then logistic regression and LightGBM; each calibr
 validation; metrics with day-block bootstrap intervals on validation and test; verdicts of
 every candidate against every baseline; the random-split score beside the time-split one;
 an optional rolling-origin backtest. Everything lands in ``<workspace>/runs/<run_id>/``.
+
+Provenance: the run records the frame it was trained on (path relative to the workspace,
+fingerprint and cache key from ``build/manifest.json``, checked against the file's bytes)
+and stores, per validation and test decision, ``decision_id`` first, the label, the spec's
+costs and rule and every candidate's scores, so ``decide`` never re-reads the frame.
 """
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -20,25 +26,36 @@ import numpy.typing as npt
 import pandas as pd
 
 from valuechain.data.build import build_frame
-from valuechain.errors import SpecError
-from valuechain.evaluate import average_precision as ap_of
+from valuechain.errors import DataError, SpecError
 from valuechain.evaluate import (
+    RANDOM_TIME_GAP,
     default_periods,
     ece,
     paired_difference,
     random_split,
     reliability_table,
     rolling_origin,
+    split_validation,
     time_splits,
     verdict,
 )
+from valuechain.evaluate import average_precision as ap_of
 from valuechain.evaluate import roc_auc as auc_of
-from valuechain.models import Calibrator, Candidate, FeatureSet, fit_calibrator, make_candidate
+from valuechain.models import (
+    CANDIDATES,
+    Calibrator,
+    Candidate,
+    FeatureSet,
+    fit_calibrator,
+    make_candidate,
+)
 from valuechain.spec.durations import format_duration
 from valuechain.spec.loader import LoadedSpec
-from valuechain.spec.models import Period
-from valuechain.train.context import EvaluationContext
-from valuechain.train.runs import RunWriter, finite
+from valuechain.spec.models import EventPoints, Period
+from valuechain.train.context import EvaluationContext, value_columns
+from valuechain.train.provenance import FrameRef, current_frame
+from valuechain.train.result import TrainResult, ValueInputs
+from valuechain.train.runs import ID_COLUMN, RunWriter
 from valuechain.train.scoring import curves, per_period, scored
 
 __all__ = ["BASELINES", "TrainRun", "train_project"]
@@ -49,24 +66,8 @@ Progress = Callable[[str, float], None]
 F64 = npt.NDArray[np.float64]
 
 
-@dataclass(frozen=True)
-class TrainRun:
-    run_id: str
-    run_dir: str
-    metrics: dict[str, Any]
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = finite({
-            "run_id": self.run_id,
-            "run_dir": self.run_dir,
-            "candidates": {
-                name: {"validation": c["validation"], "test": c["test"]}
-                for name, c in self.metrics["candidates"].items()
-            },
-            "verdicts": self.metrics["verdicts"],
-            "random_vs_time": self.metrics["random_vs_time"],
-        })
-        return out
+#: Former name of :class:`~valuechain.train.result.TrainResult`.
+TrainRun = TrainResult
 
 
 def _periods(loaded: LoadedSpec, times: pd.Series) -> tuple[list[Period], timedelta]:
@@ -86,17 +87,85 @@ def _roles(loaded: LoadedSpec, masks: dict[str, npt.NDArray[np.bool_]], periods:
     if len(names) >= 3:
         return {"train": masks[names[0]], "validation": masks[names[1]],
                 "test": masks[names[2]]}
-    train = masks[names[0]]
-    cut = times[train].quantile(0.8)
-    return {"train": train & (times < cut).to_numpy(),
-            "validation": train & (times >= cut).to_numpy(), "test": masks[names[1]]}
+    train, validation = split_validation(times, masks[names[0]])
+    return {"train": train, "validation": validation, "test": masks[names[1]]}
 
 
-def _fit(name: str, features: FeatureSet, rules: str | None, seed: int, frame: pd.DataFrame,
-         roles: dict[str, npt.NDArray[np.bool_]], y: F64) -> Candidate:
-    candidate = make_candidate(name, features, seed=seed, rules=rules)
+Factory = Callable[[], Candidate]
+
+
+def _fit(make: Factory, frame: pd.DataFrame, roles: dict[str, npt.NDArray[np.bool_]],
+         y: F64) -> Candidate:
     train, valid = roles["train"], roles["validation"]
-    return candidate.fit(frame[train], y[train], frame[valid], y[valid])
+    return make().fit(frame[train], y[train], frame[valid], y[valid])
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def _factories(names: list[str], features: FeatureSet, rules: str | None, seed: int,
+               estimators: Mapping[str, Any] | None) -> dict[str, Factory]:
+    """How to make each candidate afresh: ours by name, the user's through ``as_candidate``."""
+    def ours(name: str) -> Factory:
+        return lambda: make_candidate(name, features, seed=seed, rules=rules)
+
+    out: dict[str, Factory] = {name: ours(name) for name in names}
+    if not estimators:
+        return out
+    from valuechain.models import as_candidate  # the adapter lives with the models
+
+    for name, estimator in estimators.items():
+        if name in CANDIDATES or name in out:
+            raise SpecError(
+                f"`estimators`: the name {name!r} is taken by a built-in candidate "
+                f"({', '.join(sorted(set(CANDIDATES) | set(out)))}); name your estimator "
+                "differently, e.g. 'my_lightgbm'.")
+        if not _NAME.match(name):
+            raise SpecError(
+                f"`estimators`: the name {name!r} cannot name a candidate (it becomes a "
+                "folder and the column `score_<name>`); use letters, digits, '_', '.' or "
+                "'-', starting with a letter or digit.")
+        out[name] = _theirs(as_candidate, name, estimator, features, seed)
+    return out
+
+
+def _theirs(adapt: Callable[..., Candidate], name: str, estimator: Any, features: FeatureSet,
+            seed: int) -> Factory:
+    return lambda: adapt(name, estimator, features, seed=seed)
+
+
+def _decision_ids(loaded: LoadedSpec, frame: pd.DataFrame, time_col: str
+                  ) -> npt.NDArray[np.object_]:
+    """The frame's ``decision_id`` column, or the same identity for frames built without it.
+
+    Event points: the decision source's key values as text joined by ``|``; scheduled
+    points: ``<entity key>@<decision time, ISO seconds>``. Refused when not unique.
+    """
+    if ID_COLUMN in frame.columns:
+        ids = frame[ID_COLUMN].astype("string").to_numpy(dtype=object)
+    else:
+        dp = loaded.spec.decision_points
+        if isinstance(dp, EventPoints):
+            keys = loaded.spec.sources[dp.source].keys
+            text = frame[keys[0]].astype("string")
+            for k in keys[1:]:
+                text = text + "|" + frame[k].astype("string")
+        else:
+            when = pd.to_datetime(frame[time_col]).map(
+                lambda t: t.isoformat(timespec="seconds"))
+            text = frame[dp.schedule.key].astype("string") + "@" + when.astype("string")
+        ids = text.to_numpy(dtype=object)
+    if pd.isna(ids).any():
+        raise DataError(f"{loaded.workspace / 'build' / 'frame.parquet'}: {int(pd.isna(ids).sum())} "
+                        "rows have no decision id. Run `valuechain build --force`.")
+    dup = pd.Series(ids).duplicated()
+    if dup.any():
+        raise DataError(
+            f"{loaded.workspace / 'build' / 'frame.parquet'}: decision id "
+            f"{ids[int(np.flatnonzero(dup)[0])]!r} names {int(dup.sum()) + 1} or more rows; "
+            "each decision needs one identity. Declare the decision source's full key in "
+            f"{loaded.where('sources')} `keys`, then run `valuechain build --force`.")
+    return np.asarray(ids, dtype=object)
 
 
 def train_project(
@@ -106,11 +175,46 @@ def train_project(
     candidates: Sequence[str] | None = None,
     backtest_folds: int = 0,
     progress: Progress | None = None,
-) -> TrainRun:
-    """Train, calibrate and evaluate every candidate; write the run; return its summary."""
+    estimators: Mapping[str, Any] | None = None,
+) -> TrainResult:
+    """Train, calibrate and evaluate every candidate; write the run; return its result.
+
+    Parameters
+    ----------
+    loaded : LoadedSpec
+        The project's spec (``valuechain.spec.load_spec``).
+    seed : int, default 0
+        Seed of the models, the calibration folds and every bootstrap.
+    candidates : sequence of str, optional
+        Built-in candidates to train (default: prior, rules when the spec has a
+        ``value.baseline_policy``, logistic, lightgbm).
+    backtest_folds : int, default 0
+        Rolling-origin folds to add (0: none).
+    progress : callable, optional
+        Called as ``progress(step, fraction)``.
+    estimators : mapping of str to estimator, optional
+        Your own scikit-learn compatible classifiers (with ``predict_proba``), by name; each
+        becomes a candidate beside ours through :func:`valuechain.models.as_candidate`
+        (fitted on the training period, calibrated and evaluated like ours). A name of a
+        built-in candidate is refused.
+
+    Returns
+    -------
+    TrainResult
+        Also written to ``<workspace>/runs/<run_id>/metrics.json``.
+
+    Examples
+    --------
+    >>> from valuechain.spec import load_spec  # doctest: +SKIP
+    >>> run = train_project(load_spec("examples/fraud"), candidates=["prior", "lightgbm"])
+    ... # doctest: +SKIP
+    >>> run.best_candidate  # doctest: +SKIP
+    'lightgbm'
+    """
     started = time.perf_counter()
     spec = loaded.spec
     built = build_frame(loaded)
+    frame_ref = current_frame(loaded.workspace, root=loaded.root, manifest=built.manifest)
     frame = pd.read_parquet(built.frame)
     time_col = built.manifest["frame"]["time_column"]
     times = pd.to_datetime(frame[time_col])
@@ -128,11 +232,17 @@ def train_project(
     if "rules" in names and not rules:
         raise SpecError(f"{loaded.where('value')}: candidate 'rules' needs "
                         "`value.baseline_policy` (the rule the business runs today).")
-    ctx = EvaluationContext.of(loaded, frame, time_col)
+    make = _factories(names, features, rules, seed, estimators)
+    ids = _decision_ids(loaded, frame, time_col)
+    columns = value_columns(loaded, frame, ids, roles["validation"] | roles["test"])
+    ctx = EvaluationContext.of(loaded, frame, time_col, columns)
+    frame_ref = frame_ref.model_copy(update={
+        "time_origin": pd.Timestamp(ctx.origin_us, unit="us").isoformat(),
+        "time_column": time_col})
     writer = RunWriter(loaded.workspace / "runs", spec_hash=loaded.hash, seed=seed)
     try:
         prepared = _Prepared(loaded, frame, built, times, y, periods, embargo, roles, features,
-                             rules, names, ctx, seed)
+                             rules, list(make), ctx, seed, make, ids, columns, frame_ref)
         return _run(prepared, writer, backtest_folds, progress, started)
     except BaseException:
         writer.abort()
@@ -156,13 +266,17 @@ class _Prepared:
     names: list[str]
     ctx: EvaluationContext
     seed: int
+    make: dict[str, Factory]
+    ids: npt.NDArray[np.object_]
+    columns: dict[str, npt.NDArray[np.generic]]
+    frame_ref: FrameRef
 
 
 def _run(p: _Prepared, writer: RunWriter, backtest_folds: int, progress: Progress | None,
-         started: float) -> TrainRun:
+         started: float) -> TrainResult:
     loaded, frame, built, times, y = p.loaded, p.frame, p.built, p.times, p.y
     periods, embargo, roles, features = p.periods, p.embargo, p.roles, p.features
-    rules, names, ctx, seed = p.rules, p.names, p.ctx, p.seed
+    names, ctx, seed = p.names, p.ctx, p.seed
     time_col = built.manifest["frame"]["time_column"]
     results: dict[str, Any] = {}
     test_scores: dict[str, F64] = {}
@@ -170,7 +284,7 @@ def _run(p: _Prepared, writer: RunWriter, backtest_folds: int, progress: Progres
     for index, name in enumerate(names):
         if progress:
             progress(f"fitting {name}", 0.05 + 0.7 * index / len(names))
-        model = _fit(name, features, rules, seed, frame, roles, y)
+        model = _fit(p.make[name], frame, roles, y)
         raw = {role: model.predict(frame[roles[role]]) for role in ("validation", "test")}
         calibrator = (Calibrator.identity("the prior is its own calibration")
                       if name == "prior" else fit_calibrator(
@@ -217,13 +331,15 @@ def _run(p: _Prepared, writer: RunWriter, backtest_folds: int, progress: Progres
     # Chosen on validation: choosing on test would make the test score optimistic.
     best = max((n for n in names if n not in BASELINES), default=names[-1],
                key=lambda n: np.nan_to_num(results[n]["validation"][HEADLINE], nan=-1.0))
-    random_vs_time = _random_vs_time(best, features, rules, seed, frame, roles, y,
+    random_vs_time = _random_vs_time(best, p.make[best], seed, frame, roles, y,
                                      auc_of(predictions["test"][f"raw_{best}"], y[test]))
     freq = "W" if (times[test].max() - times[test].min()) > pd.Timedelta(days=21) else "D"
+    value = loaded.spec.value
     metrics: dict[str, Any] = {
         "headline_metric": HEADLINE,
-        "frame": {"path": str(built.frame), "cache_key": built.manifest["cache_key"],
-                  "rows": built.rows.__dict__},
+        "frame": p.frame_ref,
+        "value": ValueInputs(costs=dict(value.costs) if value else {},
+                             baseline_policy=value.baseline_policy if value else None),
         "splits": {
             **{role: _describe(mask, times, y) for role, mask in roles.items()},
             "embargo": format_duration(embargo),
@@ -246,21 +362,27 @@ def _run(p: _Prepared, writer: RunWriter, backtest_folds: int, progress: Progres
     if backtest_folds:
         if progress:
             progress("backtest", 0.85)
-        metrics["backtest"] = _backtest(loaded, frame, times, y, features, rules, seed,
-                                        backtest_folds, embargo, roles,
-                                        [n for n in names if n != "rules" or rules])
+        metrics["backtest"] = _backtest(loaded, frame, times, y, seed, backtest_folds,
+                                        embargo, roles, {n: p.make[n] for n in names})
     metrics["seconds"] = round(time.perf_counter() - started, 2)
-    ids = [*built.manifest["frame"]["id_columns"], time_col]
+    keep = [c for c in (*built.manifest["frame"]["id_columns"], time_col) if c != ID_COLUMN]
     for role in ("validation", "test"):
-        part = frame.loc[roles[role], ids].reset_index(drop=True)
-        part["label"] = y[roles[role]]
+        mask = roles[role]
+        part = pd.DataFrame({ID_COLUMN: pd.array(p.ids[mask], dtype="string")})
+        for column in keep:
+            part[column] = frame.loc[mask, column].to_numpy()
+        part["label"] = y[mask]
+        for column, values in p.columns.items():
+            part[column] = values[mask]
         for column, values in predictions[role].items():
             part[column] = values
         writer.save_predictions(role, part)
-    run_id, run_dir = writer.finish(metrics, built.manifest)
+    result = TrainResult(run_id=writer.run_id, created_at=writer.created_at,
+                         spec_hash=writer.spec_hash, seed=seed, **metrics)
+    _, run_dir = writer.finish(result, built.manifest)
     if progress:
         progress("done", 1.0)
-    return TrainRun(run_id, str(run_dir), {**metrics, "run_id": run_id})
+    return result.at(run_dir)
 
 
 def _describe(mask: npt.NDArray[np.bool_], times: pd.Series, y: F64) -> dict[str, Any]:
@@ -270,8 +392,8 @@ def _describe(mask: npt.NDArray[np.bool_], times: pd.Series, y: F64) -> dict[str
             "rows": int(mask.sum()), "positives": int(y[mask].sum())}
 
 
-def _random_vs_time(name: str, features: FeatureSet, rules: str | None, seed: int,
-                    frame: pd.DataFrame, roles: dict[str, npt.NDArray[np.bool_]], y: F64,
+def _random_vs_time(name: str, make: Factory, seed: int, frame: pd.DataFrame,
+                    roles: dict[str, npt.NDArray[np.bool_]], y: F64,
                     time_auc: float) -> dict[str, Any]:
     """The same candidate on a random split of the same rows, beside the time split."""
     pool = roles["train"] | roles["validation"] | roles["test"]
@@ -286,26 +408,25 @@ def _random_vs_time(name: str, features: FeatureSet, rules: str | None, seed: in
     shuffled["train"][rest[~is_valid]] = True
     shuffled["validation"][rest[is_valid]] = True
     shuffled["test"][idx[split["test"]]] = True
-    model = _fit(name, features, rules, seed, frame, shuffled, y)
+    model = _fit(make, frame, shuffled, y)
     random_auc = auc_of(model.predict(frame[shuffled["test"]]), y[shuffled["test"]])
     gap = random_auc - time_auc
-    if gap > 0.02:
+    if gap >= RANDOM_TIME_GAP:
         why = ("a random split scores higher because training rows sit beside test rows in "
                "time: the same customers, cards and campaigns appear on both sides, and any "
                "drift is hidden. The time split is what the next period will look like.")
-    elif gap < -0.02:
+    elif gap <= -RANDOM_TIME_GAP:
         why = ("the time split scores higher than a random split: the test period is easier "
                "than average (e.g. a loud campaign), so expect lower scores later.")
     else:
         why = "random and time splits agree: little drift or cross-time sharing shows here."
     return {"candidate": name, "auc_time_split": time_auc, "auc_random_split": random_auc,
-            "gap": gap, "explanation": why}
+            "gap": gap, "threshold": RANDOM_TIME_GAP, "explanation": why}
 
 
-def _backtest(loaded: LoadedSpec, frame: pd.DataFrame, times: pd.Series, y: F64,
-              features: FeatureSet, rules: str | None, seed: int, folds: int,
-              embargo: timedelta, roles: dict[str, npt.NDArray[np.bool_]],
-              names: list[str]) -> dict[str, Any]:
+def _backtest(loaded: LoadedSpec, frame: pd.DataFrame, times: pd.Series, y: F64, seed: int,
+              folds: int, embargo: timedelta, roles: dict[str, npt.NDArray[np.bool_]],
+              make: dict[str, Factory]) -> dict[str, Any]:
     """Rolling-origin folds (expanding window) with the test period's length."""
     test_times = times[roles["test"]]
     length = (test_times.max() - test_times.min()).to_pytimedelta() + timedelta(days=1)
@@ -318,12 +439,11 @@ def _backtest(loaded: LoadedSpec, frame: pd.DataFrame, times: pd.Series, y: F64,
         test_rows = np.zeros(len(y), bool)
         train_rows[np.flatnonzero(mature)[fold.train]] = True
         test_rows[np.flatnonzero(mature)[fold.test]] = True
-        cut = times[train_rows].quantile(0.85)
-        fold_roles = {"train": train_rows & (times < cut).to_numpy(),
-                      "validation": train_rows & (times >= cut).to_numpy(), "test": test_rows}
+        fit_rows, valid_rows = split_validation(times, train_rows)
+        fold_roles = {"train": fit_rows, "validation": valid_rows, "test": test_rows}
         scores = {}
-        for name in names:
-            model = _fit(name, features, rules, seed, frame, fold_roles, y)
+        for name in make:
+            model = _fit(make[name], frame, fold_roles, y)
             s = model.predict(frame[test_rows])
             scores[name] = {"roc_auc": auc_of(s, y[test_rows]),
                             "average_precision": ap_of(s, y[test_rows])}
@@ -332,7 +452,7 @@ def _backtest(loaded: LoadedSpec, frame: pd.DataFrame, times: pd.Series, y: F64,
                     "test_start": fold.test_start.isoformat(),
                     "test_end": fold.test_end.isoformat(), "candidates": scores})
     summary = {}
-    for name in names:
+    for name in make:
         aucs = np.array([f["candidates"][name]["roc_auc"] for f in out])
         aps = np.array([f["candidates"][name]["average_precision"] for f in out])
         summary[name] = {"roc_auc_mean": float(np.nanmean(aucs)),
