@@ -313,7 +313,7 @@ _SHORTENED = frozenset({"frame fingerprint", "cache key", "spec hash"})
 _ORIGIN = """<p class="origin small" data-key="origin-{{ o.stage }}"><span class="muted">From</span>
 <code>{{ o.output }}</code>
 {%- for label, value, shown in facts %} · <span class="muted">{{ label }}</span>
-<code data-key="{{ o.stage }}-{{ label|replace(' ', '-') }}" data-value="{{ value or 'unknown' }}"
+<code data-key="origin-{{ o.stage }}-{{ label|replace(' ', '-') }}" data-value="{{ value or 'unknown' }}"
   {%- if value != shown %} title="{{ value }}"{% endif %}>{{ shown }}</code>{% endfor %}</p>
 {% for m in mismatches %}<div class="mismatch" data-key="mismatch-{{ m.stage }}">
 <strong>Made from another {{ m.subject }}.</strong>
