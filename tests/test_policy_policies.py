@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 import valuechain.policy as policy_pkg
-from valuechain.errors import DataError, SpecError
+from valuechain.errors import ArtifactError, DataError, SpecError
 from valuechain.policy import (
     CostModel,
     ThreeBand,
@@ -133,10 +133,13 @@ def test_invalid_policies_name_the_field(data: dict[str, object], match: str) ->
 def test_load_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "policy.yaml"
     path.write_text("kind: threshold\nthreshold: [1]\n")
-    with pytest.raises(SpecError, match=str(path)):
+    with pytest.raises(ArtifactError, match=str(path)):
         load_policy(path)
-    with pytest.raises(SpecError, match="no policy file"):
+    with pytest.raises(ArtifactError, match=r"no policy file.*valuechain decide"):
         load_policy(tmp_path / "missing.yaml")
+    path.write_text("kind: [unclosed\n")
+    with pytest.raises(ArtifactError, match=f"{path}.*valuechain decide --spec"):
+        load_policy(path)
     with pytest.raises(SpecError, match="expected 'three_band'"):
         ThreeBand.from_dict(Threshold(0.5).to_dict())
 
@@ -185,8 +188,10 @@ def test_cost_model_validation() -> None:
         CostModel(false_negative=1.0, false_positive=1.0, catch_rate=1.5)
     with pytest.raises(SpecError, match="different lengths"):
         CostModel(false_negative=[1.0, 2.0], false_positive=[1.0])
-    with pytest.raises(SpecError, match=r"false_positive.*NaN"):
+    with pytest.raises(DataError, match=r"false_positive.*NaN.*e\.g\. row 1.*never taken as 0"):
         CostModel(false_negative=1.0, false_positive=[1.0, math.nan])
+    with pytest.raises(DataError, match=r"review.*1 of 2 values are negative.*row 0"):
+        CostModel(false_negative=1.0, false_positive=1.0, review=[-1.0, 2.0])
     with pytest.raises(DataError, match="2 rows"):
         CostModel(false_negative=[1.0, 2.0], false_positive=1.0).action_costs([1, 0, 1])
 

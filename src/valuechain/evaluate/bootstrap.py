@@ -101,7 +101,7 @@ class Interval:
 def _resolve(metric: MetricLike) -> tuple[str | None, Callable[..., float]]:
     if isinstance(metric, str):
         if metric not in _BUILTIN:
-            raise ValueError(f"unknown metric {metric!r}; known: {sorted(_BUILTIN)} "
+            raise DataError(f"`metric` {metric!r} is unknown; known: {sorted(_BUILTIN)} "
                              "(or pass a callable)")
         return metric, _BUILTIN[metric]
     for name, fn in _BUILTIN.items():
@@ -120,7 +120,8 @@ def _takes_weights(fn: Callable[..., float]) -> bool:
 def _block_codes(blocks: npt.ArrayLike | pd.Series, n_rows: int) -> tuple[I64, int]:
     codes, uniques = pd.factorize(np.asarray(blocks))
     if len(codes) != n_rows:
-        raise ValueError(f"blocks has {len(codes)} rows, the arrays {n_rows}")
+        raise DataError(f"`blocks` has {len(codes)} rows, the arrays {n_rows}; give one "
+                        "block key per row.")
     if np.any(codes < 0):
         raise DataError(f"{int(np.sum(codes < 0))} rows have no block key (missing value).")
     return codes.astype(np.int64), len(uniques)
@@ -278,9 +279,9 @@ def _interval(value: float, samples: F64, alpha: float) -> Interval:
 
 def _check(n_boot: int, alpha: float) -> None:
     if n_boot < 1:
-        raise ValueError(f"n_boot must be at least 1, got {n_boot}")
+        raise DataError(f"`n_boot` must be at least 1, got {n_boot}.")
     if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
+        raise DataError(f"`alpha` must be between 0 and 1, got {alpha}.")
 
 
 def block_bootstrap(
@@ -334,7 +335,7 @@ def block_bootstrap(
     """
     _check(n_boot, alpha)
     if not arrays:
-        raise ValueError("pass the metric's arrays, e.g. scores and labels")
+        raise DataError("pass the metric's arrays after `blocks`, e.g. scores and labels.")
     data = tuple(np.asarray(a) for a in arrays)
     codes, n_blocks = _block_codes(blocks, len(data[0]))
     if n_blocks == 0:
@@ -410,13 +411,14 @@ def paired_difference(
 def _block_sums(values: npt.ArrayLike, blocks: npt.ArrayLike | pd.Series) -> tuple[F64, int]:
     v = np.asarray(values, dtype=np.float64)
     if v.ndim != 1:
-        raise ValueError(f"values must be one number per row, got shape {v.shape}")
+        raise DataError(f"`values` must be one number per row, got shape {v.shape}.")
     bad = int(np.count_nonzero(~np.isfinite(v)))
     if bad:
         raise DataError(f"{bad} of {len(v)} values are NaN or infinite; every row needs a "
                         "number before it is summed by block.")
     codes, n_blocks = _block_codes(blocks, len(v))
-    return np.bincount(codes, weights=v, minlength=n_blocks), n_blocks
+    sums: F64 = np.bincount(codes, weights=v, minlength=n_blocks).astype(np.float64)
+    return sums, n_blocks
 
 
 def block_sum_interval(

@@ -71,9 +71,9 @@ def _inputs(
     s = np.asarray(scores, dtype=np.float64)
     y = np.asarray(labels, dtype=np.float64)
     if s.ndim != 1 or s.shape != y.shape:
-        raise ValueError(
-            f"scores has shape {s.shape} and labels {y.shape}; expected two 1-D arrays of the "
-            "same length"
+        raise DataError(
+            f"`scores` has shape {s.shape} and `labels` {y.shape}; expected two 1-D arrays of "
+            "the same length."
         )
     bad = int(np.count_nonzero(~np.isfinite(s)))
     if bad:
@@ -86,7 +86,8 @@ def _inputs(
     if sample_weight is not None:
         w = np.asarray(sample_weight, dtype=np.float64)
         if w.shape != s.shape:
-            raise ValueError(f"sample_weight has shape {w.shape}, scores {s.shape}")
+            raise DataError(f"`sample_weight` has shape {w.shape}, `scores` {s.shape}; give "
+                            "one weight per row.")
     return s, y, w
 
 
@@ -200,7 +201,7 @@ def log_loss(
 def _bins(scores: F64, n_bins: int) -> I64:
     """Equal-width bin of each score over [0, 1]; 1.0 falls in the last bin."""
     if n_bins < 1:
-        raise ValueError(f"n_bins must be at least 1, got {n_bins}")
+        raise DataError(f"`n_bins` must be at least 1, got {n_bins}.")
     idx = np.floor(np.clip(scores, 0.0, 1.0) * n_bins).astype(np.int64)
     return np.minimum(idx, n_bins - 1)
 
@@ -269,7 +270,7 @@ def k_per_period(capacity_limit: int, per: timedelta, period_length: timedelta) 
     6
     """
     if per <= timedelta(0):
-        raise ValueError(f"capacity `per` must be positive, got {per}")
+        raise DataError(f"`per` (the capacity period) must be positive, got {per}.")
     return int(capacity_limit * to_micros(period_length) // to_micros(per))
 
 
@@ -336,10 +337,11 @@ def precision_recall_at_capacity(
     """
     s, y, _ = _inputs(scores, labels)
     if k < 0:
-        raise ValueError(f"k must be at least 0, got {k}")
+        raise DataError(f"`k` must be at least 0, got {k}.")
     codes, keys = pd.factorize(np.asarray(periods), sort=True)
     if len(codes) != len(s):
-        raise ValueError(f"periods has {len(codes)} rows, scores {len(s)}")
+        raise DataError(f"`periods` has {len(codes)} rows, `scores` {len(s)}; give one "
+                        "period per row.")
     if np.any(codes < 0):
         raise DataError(f"{int(np.sum(codes < 0))} rows have no period key (missing value).")
     n_periods = len(keys)
@@ -429,12 +431,12 @@ def card_precision_at_k(
     """
     s, y, _ = _inputs(scores, labels)
     if k < 1:
-        raise ValueError(f"k must be at least 1, got {k}")
+        raise DataError(f"`k` must be at least 1, got {k}.")
     day_codes, day_keys = pd.factorize(np.asarray(days), sort=True)
     ent_codes, ent_keys = pd.factorize(np.asarray(entity))
     if not len(day_codes) == len(ent_codes) == len(s):
-        raise ValueError(f"scores, days and entity have {len(s)}, {len(day_codes)} and "
-                         f"{len(ent_codes)} rows; expected the same")
+        raise DataError(f"`scores`, `days` and `entity` have {len(s)}, {len(day_codes)} and "
+                        f"{len(ent_codes)} rows; expected the same.")
     if np.any(day_codes < 0) or np.any(ent_codes < 0):
         raise DataError("some rows have a missing day or entity key.")
     per_entity = (

@@ -205,7 +205,8 @@ def time_splits(
     us, _aware = _times_us(times)
     y = np.asarray(labels, dtype=np.float64)
     if y.shape != us.shape:
-        raise ValueError(f"times has {us.shape[0]} rows but labels has {y.shape[0]}")
+        raise DataError(f"`times` has {us.shape[0]} rows but `labels` has {y.shape[0]}; give "
+                        "one label per decision time.")
     masks: dict[str, Mask] = {}
     for i, period in enumerate(periods):
         mask = (us >= datetime_to_us(period.start)) & (us < datetime_to_us(period.end))

@@ -14,6 +14,9 @@ of positives a reviewer catches and ``friction`` the share of negatives lost at 
 costing ``FP``). Every cost is linear in ``y``, so the *expected* cost given a calibrated
 probability ``p`` is the same formula with ``p`` in place of ``y``.
 
+Costs are finite numbers >= 0: a NaN (a missing input) or a negative cost is a
+:class:`~valuechain.errors.DataError` naming the field and a row, never read as 0.
+
 >>> costs = CostModel(false_negative=[100.0, 20.0], false_positive=[5.0, 5.0], review=3.0,
 ...                   catch_rate=0.75)
 >>> {k: v.tolist() for k, v in costs.action_costs([1, 0]).items()}
@@ -56,10 +59,18 @@ def _as_costs(name: str, value: npt.ArrayLike) -> F64:
     if arr.ndim > 1:
         raise SpecError(f"cost model `{name}`: expected one number or one per row, got an "
                         f"array of shape {arr.shape}; give {_FIXES[name]}.")
-    bad = int(np.count_nonzero(~np.isfinite(arr)))
-    if bad:
-        raise SpecError(f"cost model `{name}`: {bad} of {arr.size} values are NaN or infinite; "
-                        f"fill missing inputs of the cost expression ({_FIXES[name]}).")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        where = f", e.g. row {int(np.flatnonzero(bad.ravel())[0])}" if arr.ndim else ""
+        raise DataError(f"cost model `{name}`: {int(bad.sum())} of {arr.size} values are NaN "
+                        f"or infinite{where}; a missing cost is never taken as 0: fill the "
+                        f"missing inputs ({_FIXES[name]}).")
+    if name in ("false_negative", "false_positive", "review") and arr.size and arr.min() < 0:
+        neg = arr < 0
+        where = f", e.g. row {int(np.flatnonzero(neg.ravel())[0])}" if arr.ndim else ""
+        raise DataError(f"cost model `{name}`: {int(neg.sum())} of {arr.size} values are "
+                        f"negative{where} (lowest {arr.min():g}); a cost is what an outcome "
+                        f"loses, >= 0 ({_FIXES[name]}).")
     if name in ("catch_rate", "friction") and arr.size and (arr.min() < 0 or arr.max() > 1):
         raise SpecError(f"cost model `{name}`: values must lie in [0, 1], got "
                         f"{arr.min():g} to {arr.max():g}; give {_FIXES[name]}.")

@@ -40,7 +40,7 @@ import numpy as np
 import numpy.typing as npt
 import yaml
 
-from valuechain.errors import DataError, SpecError
+from valuechain.errors import ArtifactError, DataError, SpecError
 from valuechain.io import write_text
 from valuechain.spec.durations import format_duration, parse_duration
 
@@ -227,15 +227,18 @@ class _PolicyBase:
 def _read(path: Path) -> dict[str, Any]:
     if path.is_dir():
         path = path / "policy.yaml"
+    fix = "run `valuechain decide --spec DIR` (DIR: the project folder) to write it again"
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise SpecError(f"{path}: no policy file; run `valuechain decide` to write one.") from exc
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML: {exc}") from exc
+        raise ArtifactError(f"{path}: no policy file; run `valuechain decide --spec DIR` to "
+                            "write one.") from exc
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        reason = " ".join(str(exc).split())  # YAML errors span lines; keep one paragraph
+        raise ArtifactError(f"{path}: not a readable YAML policy ({reason}); {fix}.") from exc
     if not isinstance(data, dict):
-        raise SpecError(f"{path}: a policy file is a mapping with `kind`, got "
-                        f"{type(data).__name__}.")
+        raise ArtifactError(f"{path}: a policy file is a mapping with `kind`, got "
+                            f"{type(data).__name__}; {fix}.")
     return data
 
 
@@ -482,4 +485,6 @@ def load_policy(path: str | Path) -> Policy:
     try:
         return policy_from_dict(data)
     except SpecError as exc:
-        raise SpecError(f"{target}: {exc}") from exc
+        raise ArtifactError(f"{target}: {exc} The file was edited or written by another "
+                            "version; run `valuechain decide --spec DIR` to write it again."
+                            ) from exc
