@@ -99,6 +99,7 @@ def _body() -> dict[str, Any]:
              (0.85, 1, 1.0, 0.0222)]
     return {
         "run_id": "20261128-183008-813c31", "candidate": "logistic", "kind": "three_band",
+        "objective": "expected",
         "policy": _policy(0.023516666614405927, 0.5401629949644016),
         "validation": _summary(3659.6243, VALIDATION_REVIEWS, 531.6, 0.3333, 30.0),
         "test": test,
@@ -368,17 +369,18 @@ def test_infinite_thresholds_recorded_as_null_render_as_infinity(tmp_path: Path)
 
 def test_missing_or_renamed_keys_fail_instead_of_rendering_dashes(tmp_path: Path) -> None:
     loaded = _spec(tmp_path / "p")
+    # the typed DecideResult names what it validates; the report checks the plain parts
     cases: list[tuple[str, Any]] = [
-        ("`test.savings.rules.value` is missing", lambda b: b["test"]["savings"]["rules"].update(
+        ("missing: test.savings.rules.value", lambda b: b["test"]["savings"]["rules"].update(
             saved=b["test"]["savings"]["rules"].pop("value"))),
-        ("`test.expected_cost` should be a number", lambda b: b["test"].update(
-            expected_cost="oops")),
-        ("`policy.actions` is missing", lambda b: b["policy"].pop("actions")),
-        ("`baselines.rules.capacity.max_used` is missing",
+        ("wrong: test.expected_cost", lambda b: b["test"].update(expected_cost="oops")),
+        ("key `policy.actions` is missing", lambda b: b["policy"].pop("actions")),
+        ("missing: baselines.rules.capacity.max_used",
          lambda b: b["baselines"]["rules"]["capacity"].pop("max_used")),
-        ("`value_chain[0]` should be a mapping", lambda b: b.update(value_chain=[None])),
-        ("`run_id` is missing", lambda b: b.pop("run_id")),
+        ("wrong: value_chain.0", lambda b: b.update(value_chain=[None])),
+        ("missing: run_id", lambda b: b.pop("run_id")),
         ("`policy.kind` is 'bands'", lambda b: b["policy"].update(kind="bands")),
+        ("key `frontier[0].cost` is missing", lambda b: b["frontier"][0].pop("cost")),
     ]
     for message, damage in cases:
         body = _body()
@@ -388,7 +390,8 @@ def test_missing_or_renamed_keys_fail_instead_of_rendering_dashes(tmp_path: Path
             _render(loaded)
     result = render_report(loaded)
     assert [s.id for s in result.failed] == ["decide"]
-    assert "decide.json: `policy.kind` is 'bands'" in (result.section("decide").error or "")
+    assert "decide.json: key `frontier[0].cost` is missing" in (result.section("decide").error
+                                                                 or "")
 
 
 def test_policy_priced_on_another_run_than_the_latest_warns(decided: LoadedSpec) -> None:

@@ -58,6 +58,7 @@ def _metrics(spec_hash: str, run_id: str = "r1") -> dict[str, Any]:
         "seed": 7, "headline_metric": "average_precision", "best_candidate": "lightgbm",
         "frame": {"path": "build/frame.parquet", "fingerprint": "c" * 32, "cache_key": "k1",
                   "rows": {"mature": 201234}},
+        "features": {"numeric": ["amount"], "categorical": []},
         "splits": {
             "train": {"start": "2025-01-01T00:00:00", "end": "2025-02-01T00:00:00",
                       "rows": 120000, "positives": 960},
@@ -247,13 +248,19 @@ def test_renamed_or_missing_keys_fail_instead_of_rendering_dashes(tmp_path: Path
     _write(loaded.workspace, payload)
     with pytest.raises(DataError, match=r"runs/r1/metrics.json: key "
                                         r"`candidates.lightgbm.test.roc_auc` is missing"):
-        _render(loaded)
+        _render(loaded)  # the typed result keeps metrics as a mapping: the report checks them
     for key in ("best_candidate", "random_vs_time", "splits", "curves", "seed"):
         payload = _metrics(loaded.hash)
         del payload[key]
         _write(loaded.workspace, payload)
-        with pytest.raises(DataError, match=f"`{key}` is missing"):
+        with pytest.raises(DataError, match=rf"metrics.json is not a complete training run "
+                                            rf"\(missing: {key}\).*valuechain train"):
             _render(loaded)
+    payload = _metrics(loaded.hash)
+    del payload["splits"]["test"]["positives"]
+    _write(loaded.workspace, payload)
+    with pytest.raises(DataError, match=r"`splits.test.positives` is missing"):
+        _render(loaded)
     payload = _metrics(loaded.hash)
     payload["best_candidate"] = "gone"
     _write(loaded.workspace, payload)

@@ -27,11 +27,12 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
+from valuechain.decide import DecideResult
 from valuechain.errors import DataError
 from valuechain.report.fmt import fmt_int, fmt_num, fmt_pct
 from valuechain.report.provenance import origin_note, provenance
 from valuechain.report.record import Record
-from valuechain.report.section import Section, fragment, read_json, register_section, unavailable
+from valuechain.report.section import Section, fragment, register_section, unavailable
 from valuechain.report.svg import COLORS, Line, axis_ticks, nice_ticks, xy_chart
 from valuechain.spec.durations import format_duration
 from valuechain.spec.loader import LoadedSpec
@@ -758,12 +759,12 @@ def _policy(body: Record) -> dict[str, Any]:
 @register_section(order=80)
 def decide_section(loaded: LoadedSpec, workspace: Path) -> Section:
     """The chosen policy, the value chain, test costs and savings, capacity and trade-offs."""
-    raw = read_json(workspace / "decide.json")
-    if raw is None:
+    if not (workspace / "decide.json").is_file():
         return unavailable(SECTION_ID, TITLE, DECIDE,
                            "No decision policy has been chosen yet (it needs a training run, "
                            "`value.costs` and `value.capacity`).")
-    body = Record(raw if isinstance(raw, dict) else {"policy": raw}, "decide.json", DECIDE)
+    result = DecideResult.load(workspace, root=loaded.root)  # validated: a DataError if damaged
+    body = Record(result.to_json(), "decide.json", DECIDE)
     policy = _policy(body)
     kind = body.text("kind")
     per = _per(loaded, policy)

@@ -33,12 +33,12 @@ from valuechain.report.section import (
     Section,
     code_spans,
     fragment,
-    read_json,
     register_section,
     unavailable,
 )
 from valuechain.report.svg import COLORS, PALETTE, Line, axis_ticks, period_chart, xy_chart
 from valuechain.spec.loader import LoadedSpec
+from valuechain.train import TrainResult
 from valuechain.train.runs import latest_run
 
 __all__ = ["METRIC_LABELS", "evaluation_section", "read_run"]
@@ -67,20 +67,20 @@ _SUFFIXES = ("_low", "_high")
 
 # --- reading the run ---------------------------------------------------------------------------
 
-def read_run(workspace: Path) -> tuple[Path, Record] | None:
-    """The latest run's directory and its ``metrics.json`` (strict), or ``None`` before any.
+def read_run(workspace: Path, root: Path | None = None) -> tuple[Path, Record] | None:
+    """The latest run's directory and its metrics, or ``None`` before the first run.
 
-    The latest run is :func:`valuechain.train.runs.latest_run`'s (the rule ``decide`` uses).
+    The latest run is :func:`valuechain.train.runs.latest_run`'s (the rule ``decide`` uses);
+    its ``metrics.json`` is read and validated by :meth:`valuechain.train.TrainResult.load`
+    (a damaged or incomplete file is a ``DataError`` naming it), then rendered through a
+    :class:`~valuechain.report.record.Record` so the parts the typed result keeps as plain
+    mappings (curves, periods, reliability, backtest) are read strictly too.
     """
     run_dir = latest_run(workspace / "runs")
     if run_dir is None:
         return None
-    file = f"runs/{run_dir.name}/metrics.json"
-    payload = read_json(run_dir / "metrics.json")
-    if not isinstance(payload, dict):
-        raise DataError(f"{file}: {'missing' if payload is None else 'not a JSON object'}, "
-                        f"although runs/latest names this run. Run `{TRAIN}` again.")
-    return run_dir, Record(payload, file, TRAIN)
+    result = TrainResult.load(run_dir, root=root)
+    return run_dir, Record(result.to_metrics(), f"runs/{run_dir.name}/metrics.json", TRAIN)
 
 
 def _count_runs(workspace: Path) -> int:
@@ -675,7 +675,7 @@ def _gap(info: Record) -> dict[str, Any]:
 @register_section(order=70)
 def evaluation_section(loaded: LoadedSpec, workspace: Path) -> Section:
     """The latest run's periods, candidates, verdicts, curves, calibration and backtest."""
-    found = read_run(workspace)
+    found = read_run(workspace, loaded.root)
     if found is None:
         return unavailable("evaluation", TITLE, TRAIN,
                            "No model has been trained and evaluated yet.")
