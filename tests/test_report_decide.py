@@ -389,7 +389,7 @@ def test_missing_or_renamed_keys_fail_instead_of_rendering_dashes(tmp_path: Path
         with pytest.raises(DataError, match=re.escape(message)):
             _render(loaded)
     result = render_report(loaded)
-    assert [s.id for s in result.failed] == ["decide"]
+    assert [(s.id, s.title) for s in result.failed] == [("decide", "Decision policy and value")]
     assert "decide.json: key `frontier[0].cost` is missing" in (result.section("decide").error
                                                                  or "")
 

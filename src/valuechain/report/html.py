@@ -38,6 +38,7 @@ from valuechain.report.section import (
     environment,
     fragment,
     registered_sections,
+    section_identity,
 )
 from valuechain.spec.loader import LoadedSpec
 
@@ -150,7 +151,8 @@ def _run(fn: SectionFn, loaded: LoadedSpec, workspace: Path
         return fn(loaded, workspace), None
     except Exception as err:  # one broken stage output must not hide every other section
         name = getattr(fn, "__name__", "section").removesuffix("_section")
-        title = name.replace("_", " ").capitalize()
+        anchor, title = section_identity(fn)
+        name, title = anchor or name, title or name.replace("_", " ").capitalize()
         message = str(err) or repr(err)
         html = fragment(_ERROR, kind=type(err).__name__, message=message)
         return Section(_slug(name), title, html, "error"), f"{type(err).__name__}: {message}"

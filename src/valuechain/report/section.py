@@ -48,6 +48,7 @@ __all__ = [
     "read_json",
     "register_section",
     "registered_sections",
+    "section_identity",
     "unavailable",
     "unregister_section",
 ]
@@ -88,23 +89,34 @@ SectionFn = Callable[[LoadedSpec, Path], Section | None]
 class _Entry:
     order: float
     fn: SectionFn
+    id: str | None = None
+    title: str | None = None
 
 
 _REGISTRY: list[_Entry] = []
 
 
-def register_section(order: float) -> Callable[[SectionFn], SectionFn]:
+def register_section(order: float, *, id: str | None = None,
+                     title: str | None = None) -> Callable[[SectionFn], SectionFn]:
     """Decorator adding a section function to the report at position ``order``.
 
-    Registering the same function twice keeps one entry (the latest order).
+    ``id`` and ``title`` name the card when the function raises (default: from the
+    function's name, ``decide_section`` -> ``decide`` / ``Decide``). Registering the same
+    function twice keeps one entry (the latest order).
     """
 
     def decorate(fn: SectionFn) -> SectionFn:
         unregister_section(fn)
-        _REGISTRY.append(_Entry(order, fn))
+        _REGISTRY.append(_Entry(order, fn, id, title))
         return fn
 
     return decorate
+
+
+def section_identity(fn: SectionFn) -> tuple[str | None, str | None]:
+    """The ``(id, title)`` ``fn`` was registered with (``None`` when not given)."""
+    entry = next((e for e in _REGISTRY if e.fn is fn), None)
+    return (entry.id, entry.title) if entry is not None else (None, None)
 
 
 def unregister_section(fn: SectionFn) -> None:

@@ -232,7 +232,7 @@ def _audit_mismatch(workspace: Path, spec_hash: str) -> bool:
         return False
 
 
-@register_section(order=60)
+@register_section(order=60, id="audit", title="Leakage audit")
 def audit_section(loaded: LoadedSpec, workspace: Path) -> Section:
     """Leakage findings, the random-vs-time AUC gap and single-feature AUC per feature."""
     path = workspace / "audit.json"

@@ -94,7 +94,7 @@ _LINEAGE_KEYS = ("as_of", "as_of_source", "engine", "created_at", "build_seconds
 _SOURCE_KEYS = ("path", "format", "rows", "time_column", "min_time", "max_time", "fingerprint")
 
 
-@register_section(order=30)
+@register_section(order=30, id="lineage", title="Lineage")
 def lineage_section(loaded: LoadedSpec, workspace: Path) -> Section:
     """Where the frame came from: spec, engine, as_of and every source's fingerprint."""
     manifest = strict_manifest(workspace)
@@ -153,7 +153,7 @@ def _share(part: Any, whole: Any) -> str:
         return "–"
 
 
-@register_section(order=40)
+@register_section(order=40, id="label-maturity", title="Label maturity")
 def label_maturity_section(loaded: LoadedSpec, workspace: Path) -> Section:
     """Mature, immature and positive rows, and decisions and positive rate per week."""
     manifest = strict_manifest(workspace)

@@ -756,7 +756,7 @@ def _policy(body: Record) -> dict[str, Any]:
     return dict(policy.data)
 
 
-@register_section(order=80)
+@register_section(order=80, id=SECTION_ID, title=TITLE)
 def decide_section(loaded: LoadedSpec, workspace: Path) -> Section:
     """The chosen policy, the value chain, test costs and savings, capacity and trade-offs."""
     if not (workspace / "decide.json").is_file():

@@ -116,7 +116,7 @@ readable.</p>{% endif %}
 """
 
 
-@register_section(order=50)
+@register_section(order=50, id="features", title="Features")
 def features_section(loaded: LoadedSpec, workspace: Path) -> Section:
     """Each feature: kind, definition in words, type, null share, mean/min/max, histogram."""
     spec = loaded.spec

@@ -41,7 +41,7 @@ an older valuechain and are not compared){% endif %}.{% endif %}</p>
 """
 
 
-@register_section(order=25)
+@register_section(order=25, id="provenance", title=TITLE)
 def provenance_section(loaded: LoadedSpec, workspace: Path) -> Section:
     """Every stage output's identity and what it was made from; mismatches flagged."""
     found = provenance(workspace, loaded.hash)

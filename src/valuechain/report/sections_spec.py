@@ -67,7 +67,7 @@ def _points(loaded: LoadedSpec) -> str:
             f"{s.start.isoformat()}{active}")
 
 
-@register_section(order=10)
+@register_section(order=10, id="framing", title="Framing")
 def framing_section(loaded: LoadedSpec, workspace: Path) -> Section:
     """The decision the model serves and who owns each link of the value chain."""
     spec = loaded.spec
@@ -120,7 +120,7 @@ def _items(raw: Any, *fields: str) -> list[dict[str, Any]]:
     return out
 
 
-@register_section(order=20)
+@register_section(order=20, id="readiness", title="Readiness checklist")
 def readiness_section(loaded: LoadedSpec, workspace: Path) -> Section:
     """The readiness checklist and data checks written by ``valuechain check``."""
     path = workspace / "check.json"

@@ -672,7 +672,7 @@ def _gap(info: Record) -> dict[str, Any]:
             "explanation": code_spans(info.text("explanation"))}
 
 
-@register_section(order=70)
+@register_section(order=70, id="evaluation", title=TITLE)
 def evaluation_section(loaded: LoadedSpec, workspace: Path) -> Section:
     """The latest run's periods, candidates, verdicts, curves, calibration and backtest."""
     found = read_run(workspace, loaded.root)
