@@ -154,3 +154,35 @@ def test_two_hundred_resamples_of_auc_on_300k_rows_take_a_few_seconds_at_most() 
     elapsed = time.perf_counter() - start
     assert iv.low < iv.value < iv.high
     assert elapsed < 5.0, f"{elapsed:.2f} s"
+
+
+def test_sum_and_ratio_intervals_resample_whole_blocks() -> None:
+    rng = np.random.default_rng(5)
+    days = np.repeat(np.arange(25), 40)
+    values = rng.normal(2.0, 5.0, len(days))
+    iv = bs.block_sum_interval(values, days, seed=3)
+    per_day = np.bincount(days, weights=values)
+    draws = per_day[np.random.default_rng(3).integers(0, 25, size=(bs.N_BOOT, 25))].sum(axis=1)
+    assert iv.value == pytest.approx(values.sum())
+    assert iv.low == pytest.approx(np.quantile(draws, 0.025))
+    assert iv.high == pytest.approx(np.quantile(draws, 0.975))
+
+    hits = (rng.random(len(days)) < 0.3).astype(float)
+    taken = (rng.random(len(days)) < 0.5).astype(float)
+    ratio = bs.block_ratio_interval(hits * taken, taken, days, seed=3)
+    num, den = np.bincount(days, weights=hits * taken), np.bincount(days, weights=taken)
+    picks = np.random.default_rng(3).integers(0, 25, size=(bs.N_BOOT, 25))
+    ratios = num[picks].sum(axis=1) / den[picks].sum(axis=1)
+    assert ratio.value == pytest.approx((hits * taken).sum() / taken.sum())
+    assert (ratio.low, ratio.high) == pytest.approx(tuple(np.quantile(ratios, [0.025, 0.975])))
+    assert math.isnan(bs.block_ratio_interval(hits, np.zeros(len(days)), days).value)
+    with pytest.raises(bs.DataError, match="NaN"):
+        bs.block_sum_interval(np.r_[values[:-1], np.nan], days)
+
+
+def test_one_draw_count_everywhere() -> None:
+    import inspect
+
+    for fn in (block_bootstrap, paired_difference, bs.block_sum_interval,
+               bs.block_ratio_interval):
+        assert inspect.signature(fn).parameters["n_boot"].default == bs.N_BOOT

@@ -103,3 +103,59 @@ def test_a_failed_run_leaves_nothing_behind(train_world: Path) -> None:
         train_project(loaded, candidates=["prior"], backtest_folds=40)
     assert sorted(p.name for p in runs.iterdir()) == before
     assert not list(runs.glob(".tmp-*"))
+
+
+@pytest.mark.parametrize("distinct", [1, 3, 12, 5000])
+def test_curves_collapse_tied_scores_as_scikit_learn_does(distinct: int) -> None:
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    from valuechain.train.scoring import curves
+
+    rng = np.random.default_rng(distinct)
+    labels = (rng.random(4000) < 0.1).astype(np.float64)
+    # heavy ties: `distinct` score values (1 = the constant `prior`), shuffled rows
+    levels = np.sort(rng.random(distinct))
+    scores = levels[rng.integers(0, distinct, len(labels))] + 0.05 * labels * (distinct > 1)
+    scores = np.round(scores, 6)
+    out = curves(scores, labels, points=10_000)
+    fpr, tpr, _ = roc_curve(labels, scores, drop_intermediate=False)
+    np.testing.assert_allclose(out["roc"]["fpr"], fpr, atol=1e-5)
+    np.testing.assert_allclose(out["roc"]["tpr"], tpr, atol=1e-5)
+    precision, recall, _ = precision_recall_curve(labels, scores)
+    # scikit-learn: increasing thresholds plus a final (recall 0, precision 1) point
+    np.testing.assert_allclose(out["pr"]["recall"], recall[:-1][::-1], atol=1e-5)
+    np.testing.assert_allclose(out["pr"]["precision"], precision[:-1][::-1], atol=1e-5)
+    if distinct == 1:
+        assert out["roc"] == {"fpr": [0.0, 1.0], "tpr": [0.0, 1.0]}
+        assert out["pr"]["precision"] == [pytest.approx(labels.mean(), abs=1e-5)]
+
+
+def test_curves_are_thinned_but_keep_both_ends() -> None:
+    from valuechain.train.scoring import curves
+
+    rng = np.random.default_rng(0)
+    labels = (rng.random(20_000) < 0.2).astype(np.float64)
+    out = curves(rng.random(20_000) + labels, labels, points=50)
+    assert 45 <= len(out["pr"]["recall"]) <= 50
+    assert out["roc"]["fpr"][-1] == out["roc"]["tpr"][-1] == out["pr"]["recall"][-1] == 1.0
+    assert out["roc"]["fpr"] == sorted(out["roc"]["fpr"])
+
+
+def test_user_estimators_are_candidates_beside_ours(train_world: Path, tmp_path: Path) -> None:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    from valuechain.errors import SpecError
+
+    with pytest.warns(UserWarning, match="not portable"):  # joblib, said once per save
+        run = train_project(load_spec(train_world), candidates=["prior"],
+                            estimators={"my_hgb": HistGradientBoostingClassifier(max_iter=30)})
+    assert set(run.candidates) == {"prior", "my_hgb"}
+    assert run.best_candidate == "my_hgb"
+    assert run.candidates["my_hgb"].test["roc_auc"] > 0.75
+    assert any(v.candidate == "my_hgb" and v.baseline == "prior" for v in run.verdicts)
+    predictions = pd.read_parquet(Path(run.run_dir) / "predictions_test.parquet")
+    assert {"score_my_hgb", "raw_my_hgb"} <= set(predictions.columns)
+    with pytest.raises(SpecError, match="'lightgbm' is taken by a built-in candidate"):
+        train_project(load_spec(train_world), candidates=["prior"],
+                      estimators={"lightgbm": LogisticRegression()})
