@@ -1,7 +1,9 @@
 """Report section from ``valuechain decide``: the decision policy and what it is worth.
 
-Reads ``<workspace>/decide.json`` (written by :func:`valuechain.decide.decide_project`) and
-shows, from what it recorded (every key is optional, so a partial file renders what exists):
+Reads ``<workspace>/decide.json`` through :meth:`valuechain.decide.DecideResult.load`
+(validated) and renders its plain parts strictly (:class:`~valuechain.report.record.Record`:
+a missing or renamed key fails the section, naming the file and the key). It opens with the
+run and policy it comes from, flagged when the latest run is another one, and shows:
 
 - the chosen policy (kind, bands or threshold or top-N, the capacity it was fitted for);
 - the value chain: model output -> decision rule -> changed behaviour -> KPI, each link with

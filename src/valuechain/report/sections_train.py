@@ -1,8 +1,11 @@
 """Report section from ``valuechain train``: the evaluation of the latest run.
 
-Reads ``<workspace>/runs/<run_id>/metrics.json`` of the run named by ``<workspace>/runs/latest``
-(a text file holding the run id; without it, the newest ``metrics.json``) and shows, from what
-the run recorded (every key is optional):
+Reads ``<workspace>/runs/<run_id>/metrics.json`` of the latest run
+(:func:`valuechain.train.runs.latest_run`) through :meth:`valuechain.train.TrainResult.load`
+(validated), and renders its plain parts strictly (:class:`~valuechain.report.record.Record`:
+a missing or renamed key fails the section instead of showing an en dash; a ``null`` metric is
+shown as undefined). It opens with the run and the frame it was trained on, flagged when that
+is not the current frame, and shows:
 
 - the random-split vs time-split AUC and the explanation of the gap, first;
 - the time periods (start, end, rows, positives) and the embargo between them;
