@@ -470,3 +470,21 @@ def test_frame_stats_quote_paths_and_names(tmp_path: Path) -> None:
     series = over_time(frame, 'decision "time"', "y's")
     assert series is not None and sum(series.decisions) == 30
     assert histograms(frame, ['odd "col"'])['odd "col"'].rows == 30
+
+
+def test_manifest_features_and_checklist_are_read_strictly(built: LoadedSpec) -> None:
+    manifest_path = built.workspace / "build" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["features"][1]["null_share"]
+    manifest_path.write_text(json.dumps(manifest))
+    check_path = built.workspace / "check.json"
+    check = json.loads(check_path.read_text())
+    check["checklist"][0]["why"] = check["checklist"][0].pop("reason")
+    check_path.write_text(json.dumps(check))
+    result = render_report(built)
+    failed = {s.id: s.error or "" for s in result.failed}
+    assert set(failed) == {"features", "readiness"}
+    assert "build/manifest.json: key `features[1].null_share` is missing" in failed["features"]
+    assert "check.json: key `checklist[0].reason` is missing" in failed["readiness"]
+    assert "valuechain check" in failed["readiness"]
+    assert result.section("lineage").status == "ok"  # the rest still renders

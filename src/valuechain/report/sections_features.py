@@ -1,7 +1,8 @@
 """Report section on the features: definition in words, build statistics, histograms.
 
-Definitions come from the build manifest (what the frame was built with) or, before the first
-build, from the spec itself.
+Definitions come from the build manifest (what the frame was built with, read strictly: a
+feature entry without its name, kind, definition, type or null share fails the section) or,
+before the first build, from the spec itself.
 
 >>> describe_feature({"aggregate": "mean", "of": "amount", "key": "customer_id",
 ...                   "window": "1w", "lag": "0w"}, label="is_fraud")
@@ -20,7 +21,7 @@ from typing import Any
 from valuechain.report.fmt import fmt_duration, fmt_num, fmt_pct, to_delta
 from valuechain.report.framestats import histograms
 from valuechain.report.section import Section, fragment, register_section
-from valuechain.report.sections_build import frame_path, read_manifest
+from valuechain.report.sections_build import frame_path, strict_manifest
 from valuechain.report.svg import histogram
 from valuechain.spec.loader import LoadedSpec
 
@@ -120,27 +121,35 @@ readable.</p>{% endif %}
 def features_section(loaded: LoadedSpec, workspace: Path) -> Section:
     """Each feature: kind, definition in words, type, null share, mean/min/max, histogram."""
     spec = loaded.spec
-    manifest = read_manifest(workspace)
+    manifest = strict_manifest(workspace)
     label = spec.label.name
     entries: list[dict[str, Any]]
-    if manifest is not None and isinstance(manifest.get("features"), list):
-        entries = [e for e in manifest["features"] if isinstance(e, dict)]
-        label = str((manifest.get("label") or {}).get("name") or label)
+    if manifest is not None:  # what the frame was built with, read strictly
+        entries = []
+        for item in manifest.subs("features"):
+            stats = {key: item.number(key) if key in item else None
+                     for key in ("mean", "min", "max")}  # numeric features only
+            entries.append({"name": item.text("name"), "kind": item.text("kind"),
+                            "definition": dict(item.sub("definition").data),
+                            "type": item.text("type"),
+                            "null_share": item.number("null_share"), **stats})
+        label = manifest.sub("label").text("name")
     else:
         entries = [{"name": f.name, "kind": f.kind,
-                    "definition": f.model_dump(mode="json", exclude_none=True)}
+                    "definition": f.model_dump(mode="json", exclude_none=True),
+                    "type": None, "null_share": None, "mean": None, "min": None, "max": None}
                    for f in spec.features]
-    frame = frame_path(workspace, manifest) if manifest is not None else None
-    hists = histograms(frame, [str(e.get("name")) for e in entries]) if frame else {}
+    frame = frame_path(workspace, manifest.data) if manifest is not None else None
+    hists = histograms(frame, [str(e["name"]) for e in entries]) if frame else {}
     rows, sampled = [], 0
     for entry in entries:
-        defn = entry.get("definition") or {}
+        defn = entry["definition"]
         row: dict[str, Any] = {
-            "name": entry.get("name", "?"), "kind": entry.get("kind", "?"),
+            "name": entry["name"], "kind": entry["kind"],
             "description": defn.get("description"), "text": describe_feature(defn, label,
                                                                              spec.event_source),
-            "type": entry.get("type"), "null_share": entry.get("null_share"),
-            "mean": entry.get("mean"), "min": entry.get("min"), "max": entry.get("max"),
+            "type": entry["type"], "null_share": entry["null_share"],
+            "mean": entry["mean"], "min": entry["min"], "max": entry["max"],
             "hist": None, "note": "", "note_title": "",
         }
         hist = hists.get(str(row["name"]))

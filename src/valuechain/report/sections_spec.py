@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from valuechain.report.fmt import fmt_duration
+from valuechain.report.record import Record
 from valuechain.report.section import Section, fragment, read_json, register_section, unavailable
 from valuechain.spec.loader import LoadedSpec
 from valuechain.spec.models import EventPoints, SchedulePoints
@@ -109,14 +110,12 @@ _READINESS = """
 """
 
 
-def _items(raw: Any, *fields: str) -> list[dict[str, Any]]:
-    items = raw if isinstance(raw, list) else []
+def _items(report: Record, key: str, *fields: str) -> list[dict[str, Any]]:
     out = []
-    for item in items:
-        if isinstance(item, dict):
-            entry = {f: item.get(f, "") for f in fields}
-            entry["passed"] = bool(item.get("passed"))
-            out.append(entry)
+    for item in report.subs(key):
+        entry: dict[str, Any] = {f: item.text(f) for f in fields}
+        entry["passed"] = item["passed"] is True
+        out.append(entry)
     return out
 
 
@@ -124,13 +123,15 @@ def _items(raw: Any, *fields: str) -> list[dict[str, Any]]:
 def readiness_section(loaded: LoadedSpec, workspace: Path) -> Section:
     """The readiness checklist and data checks written by ``valuechain check``."""
     path = workspace / "check.json"
-    report = read_json(path)
-    if not isinstance(report, dict):
+    raw = read_json(path)
+    if raw is None:
         return unavailable("readiness", "Readiness checklist", "valuechain check",
                            "The readiness checklist has not been run on this spec.")
-    checklist = _items(report.get("checklist"), "item", "title", "reason")
-    data_checks = _items(report.get("data_checks"), "name", "message")
-    passed = bool(report.get("passed", all(c["passed"] for c in checklist + data_checks)))
+    report = Record(raw if isinstance(raw, dict) else {"checklist": raw}, "check.json",
+                    "valuechain check")
+    checklist = _items(report, "checklist", "item", "title", "reason")
+    data_checks = _items(report, "data_checks", "name", "message")
+    passed = report["passed"] is True
     stale = loaded.path.is_file() and loaded.path.stat().st_mtime > path.stat().st_mtime
     html = fragment(
         _READINESS, passed=passed, checklist=checklist, data_checks=data_checks, stale=stale,
