@@ -47,8 +47,6 @@ from _results import machine_info, write_section  # noqa: E402
 ROOT = HERE.parent
 WORK = HERE / "_work" / "policy_vs_sklearn"
 SPEC = ROOT / "examples" / "fraud" / "valuechain.yaml"
-DAY_US = 86_400_000_000
-N_BOOT = 1000
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -175,8 +173,14 @@ def prepare(work: Path, rows: int, seed: int, retrain: bool,
     loaded = load_spec(project)
     run = latest_run(loaded.workspace / "runs")
     if run is not None and not retrain:
-        metrics = json.loads((run / "metrics.json").read_text())
-        if metrics.get("spec_hash") != loaded.hash or "lightgbm" not in metrics["candidates"]:
+        from valuechain.errors import ArtifactError
+        from valuechain.train import TrainResult
+
+        try:  # reuse a run only when it is complete and made from this spec
+            result = TrainResult.load(run)
+            if result.spec_hash != loaded.hash or "lightgbm" not in result.candidates:
+                run = None
+        except ArtifactError:
             run = None
     if run is None or retrain:
         log("training prior + lightgbm (valuechain.train.train_project)")
@@ -190,38 +194,35 @@ def prepare(work: Path, rows: int, seed: int, retrain: bool,
 
 
 def load_periods(loaded: Any, run: Path) -> tuple[dict[str, Period], Setting]:
-    """Validation and test rows of the run, with the spec's per-row costs."""
-    from valuechain.policy import CostModel
-    from valuechain.spec.durations import format_duration
-    from valuechain.train.context import row_costs
+    """Validation and test rows of the run: its stored scores, labels and per-row costs.
 
-    value = loaded.spec.value
-    _, cap = next(iter(value.capacity.items()))
+    Read exactly as ``valuechain decide`` reads them (``run_decisions``: the run's
+    predictions, never the frame joined again), after the same provenance check.
+    """
+    from valuechain.decide.stage import run_decisions
+    from valuechain.spec.durations import format_duration
+    from valuechain.train import TrainResult
+    from valuechain.train.context import spec_capacity, times_us
+    from valuechain.train.provenance import check_same_frame, current_frame
+
+    found = spec_capacity(loaded)
+    assert found is not None, "the benchmark needs the spec's review capacity"
+    _, cap = found
     per_us = int(cap.per.total_seconds() * 1_000_000)
-    metrics = json.loads((run / "metrics.json").read_text())
-    manifest = json.loads((run / "frame_manifest.json").read_text())
-    time_col = manifest["frame"]["time_column"]
-    frame = pd.read_parquet(metrics["frame"]["path"])
-    t0 = pd.to_datetime(frame[time_col]).min().tz_localize(None)
-    origin = (int(t0.value // 1000) // DAY_US) * DAY_US  # midnight of the first day
+    result = TrainResult.load(run, root=loaded.root)
+    check_same_frame(result.frame, current_frame(loaded.workspace, root=loaded.root),
+                     run_id=result.run_id, root=loaded.root)
+    assert result.best_candidate == "lightgbm", result.best_candidate
     out = {}
     for role in ("validation", "test"):
-        pred = pd.read_parquet(run / f"predictions_{role}.parquet")
-        ids = [c for c in pred.columns if c in frame.columns and c != time_col]
-        merged = pred.merge(frame.drop(columns=[time_col]), on=ids, how="left",
-                            suffixes=("", "_frame"))
-        us = pd.to_datetime(merged[time_col]).to_numpy(dtype="datetime64[us]").astype(np.int64)
-        fn = row_costs(loaded, merged, "false_negative")
-        fp = row_costs(loaded, merged, "false_positive")
-        review = row_costs(loaded, merged, "review")
-        costs = CostModel(false_negative=fn, false_positive=fp,
-                          review=0.0 if review is None else review,
-                          catch_rate=value.review.catch_rate, friction=value.review.friction)
-        out[role] = Period(scores=merged["score_lightgbm"].to_numpy(dtype=np.float64),
-                           labels=merged["label"].to_numpy(dtype=np.float64),
-                           periods=(us - origin) // per_us, days=(us - origin) // DAY_US,
-                           times=us, costs=costs)
-    return out, Setting(cap.limit, format_duration(cap.per), cap.overflow, value.currency)
+        rows, _ = run_decisions(loaded, result, run, role, per_us)
+        time_col = result.frame.time_column or "ts"
+        times = times_us(pd.read_parquet(run / f"predictions_{role}.parquet",
+                                         columns=[time_col])[time_col])
+        out[role] = Period(scores=rows.scores, labels=rows.labels, periods=rows.periods,
+                           days=rows.blocks, times=times, costs=rows.costs)
+    currency = loaded.spec.value.currency
+    return out, Setting(cap.limit, format_duration(cap.per), cap.overflow, currency)
 
 
 # ---------------------------------------------------------------- measures
@@ -238,13 +239,11 @@ def best_of(fn: Any, repeat: int) -> tuple[Any, float]:
 
 
 def day_bootstrap(days: I64, diff: F64, seed: int = 0) -> dict[str, float]:
-    """Sum of ``diff`` with a 95 % day-block bootstrap interval."""
-    uniq, index = np.unique(days, return_inverse=True)
-    per_day = np.bincount(index, weights=diff, minlength=len(uniq))
-    rng = np.random.default_rng(seed)
-    draws = per_day[rng.integers(0, len(uniq), size=(N_BOOT, len(uniq)))].sum(axis=1)
-    return {"value": float(per_day.sum()), "low": float(np.quantile(draws, 0.025)),
-            "high": float(np.quantile(draws, 0.975))}
+    """Sum of ``diff`` with a 95 % day-block interval (valuechain's one implementation)."""
+    from valuechain.evaluate import block_sum_interval
+
+    interval = block_sum_interval(diff, days, seed=seed)
+    return {"value": interval.value, "low": interval.low, "high": interval.high}
 
 
 def threshold_costs(threshold: float, data: Period) -> tuple[F64, F64]:

@@ -98,7 +98,7 @@ def _check_cost(loaded: LoadedSpec, name: str, values: F64, ids: npt.NDArray[np.
             raise DataError(
                 f"{where}: cost `{name}` = `{expr}` is {what} on {int(bad.sum()):,} of "
                 f"{int(priced.sum()):,} priced rows (validation and test), e.g. decision_id "
-                f"{ids[first]!r} (value {values[first]!r}). Fix: {fix}.")
+                f"{ids[first]!r} (value {float(values[first])!r}). Fix: {fix}.")
 
 
 def value_columns(loaded: LoadedSpec, frame: pd.DataFrame, ids: npt.NDArray[np.object_],
