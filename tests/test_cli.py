@@ -31,8 +31,27 @@ def test_demo_generates_checks_builds_and_reports(tmp_path: Path) -> None:
     assert out["audit"]["critical"] == 0 and "findings" in out["audit"]
     assert "lightgbm" in out["train"]["candidates"]
     assert out["decide"]["test"]["capacity"]["limit"] == 150
-    report = Path(out["report"]).read_text()
+    assert out["report"]["ok"] is True and out["report"]["failed"] == []
+    assert out["report"]["mismatches"] == []
+    report = Path(out["report"]["report"]).read_text()
     assert "Label maturity" in report and "<svg" in report
+    # the same project through the other commands: thin layers over valuechain.api
+    again = CliRunner().invoke(app, ["report", "--spec", str(tmp_path), "--json"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.output)["report"] == out["report"]["report"]
+    bad = CliRunner().invoke(app, ["decide", "--spec", str(tmp_path), "--kind", "bands"])
+    assert bad.exit_code == 2
+    assert "`--kind` 'bands': expected one of three_band, threshold, top_n" in bad.output
+    bad_json = CliRunner().invoke(app, ["decide", "--spec", str(tmp_path), "--objective",
+                                        "profit", "--json"])
+    assert bad_json.exit_code == 2
+    assert json.loads(bad_json.output) == {
+        "error": "`--objective` 'profit': expected one of expected, realised.",
+        "type": "SpecError"}
+    explained = CliRunner().invoke(app, ["audit", "--spec", str(tmp_path), "--explain",
+                                         "no_such_finding"])
+    assert explained.exit_code == 2 and "`--explain` 'no_such_finding': no such" in (
+        explained.output)
 
 
 def test_check_fails_with_exit_1_and_names_the_gap(fraud_project: Path, tmp_path: Path) -> None:

@@ -37,11 +37,7 @@ SRC = ROOT / "src" / "valuechain"
 # (requested in /tmp/coord/REQUESTS.md). A file listed here that becomes clean fails the
 # test below, so the list can only shrink.
 PENDING: dict[str, str] = {
-    "src/valuechain/evaluate/bootstrap.py": "MONEY: ValueError -> DataError (a ValueError)",
-    "src/valuechain/evaluate/metrics.py": "MONEY: ValueError -> DataError (a ValueError)",
-    "src/valuechain/evaluate/splits.py": "MONEY: ValueError -> DataError (a ValueError)",
     "src/valuechain/report/html.py": "MONEY: KeyError in ReportResult.section",
-    "src/valuechain/sql.py": "ENGINE: ValueError on NUL -> SpecError/DataError (ValueErrors)",
 }
 
 
@@ -70,17 +66,30 @@ def test_with_flags_rewrites_arguments_not_fields_or_columns() -> None:
     assert with_flags(same, {"kind": "--kind"}) is same
 
 
+# Builtin exceptions that are a protocol, not an error a user can cause or fix.
+PROTOCOL = {
+    "NotImplementedError": "an abstract method",
+    "AttributeError": "only inside a module's or class's __getattr__ (PEP 562)",
+}
+TEST_HELPERS = {"src/valuechain/testing.py"}  # check_engine fails like an assert, on purpose
+
+
 def _raised_builtins(path: Path) -> list[tuple[int, str]]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     found = []
+    getattr_lines = {n for f in ast.walk(tree) if isinstance(f, ast.FunctionDef)
+                     and f.name == "__getattr__" for n in range(f.lineno, (f.end_lineno or 0) + 1)}
     for node in ast.walk(tree):
         if not isinstance(node, ast.Raise) or node.exc is None:
             continue
         exc = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
         name = exc.id if isinstance(exc, ast.Name) else None
-        if name and name != "NotImplementedError" and isinstance(
-                getattr(builtins, name, None), type):
-            found.append((node.lineno, name))
+        if not name or not isinstance(getattr(builtins, name, None), type):
+            continue
+        if name == "NotImplementedError" or (
+                name == "AttributeError" and node.lineno in getattr_lines):
+            continue
+        found.append((node.lineno, name))
     return found
 
 
@@ -89,6 +98,8 @@ def test_src_raises_only_valuechain_errors_on_purpose() -> None:
     for path in sorted(SRC.rglob("*.py")):
         relative = path.relative_to(ROOT).as_posix()
         found = _raised_builtins(path)
+        if relative in TEST_HELPERS:
+            found = [(line, name) for line, name in found if name != "AssertionError"]
         if found:
             offenders[relative] = found
     unexpected = {k: v for k, v in offenders.items() if k not in PENDING}

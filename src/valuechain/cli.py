@@ -1,8 +1,10 @@
-"""The ``valuechain`` command: parse, call a stage, render with Rich.
+"""The ``valuechain`` command: parse flags, call :mod:`valuechain.api`, render with Rich.
 
-Every command accepts ``--spec`` (a file, or a directory holding ``valuechain.yaml``) and
-``--json`` for machine output. User mistakes print one clear paragraph and exit with 2;
-failed checks exit with 1.
+Every command is a thin layer over the function of the same name in :mod:`valuechain.api`
+(which writes the stage's outputs and returns its typed result). Every command accepts
+``--spec`` (a file, or a directory holding ``valuechain.yaml``) and ``--json`` for machine
+output. User mistakes print one clear paragraph, with the library's argument names rewritten
+to this command's flags, and exit with 2; failed checks exit with 1.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ def _emit(payload: Any) -> None:
 def flags_of(fn: Callable[..., Any]) -> dict[str, str]:
     """Parameter name -> the flag a command spells it with (``time_col`` -> ``--time-col``).
 
-    >>> flags_of(audit)["time_col"], flags_of(audit)["explain_id"], flags_of(audit)["as_json"]
+    >>> flags_of(audit)["time_col"], flags_of(audit)["finding_id"], flags_of(audit)["as_json"]
     ('--time-col', '--explain', '--json')
     """
     out: dict[str, str] = {}
@@ -111,9 +113,9 @@ def _progress(enabled: bool, label: str) -> Iterator[Callable[[str, float], None
 
 
 def _load(spec: Path) -> Any:
-    from valuechain.spec import load_spec
+    from valuechain import api
 
-    return load_spec(spec)
+    return api.load_spec(spec)
 
 
 @app.command()
@@ -145,12 +147,10 @@ def schema(
 @user_errors
 def check(spec: SpecOpt = Path("."), as_json: JsonOpt = False) -> None:
     """Validate the spec against its data and print the readiness checklist."""
-    from valuechain.data.validate import check_project
-    from valuechain.io import write_json
+    from valuechain import api
 
     loaded = _load(spec)
-    report = check_project(loaded)
-    write_json(loaded.workspace / "check.json", report.to_json())
+    report = api.check(loaded)
     if as_json:
         _emit(report.to_json())
     else:
@@ -228,39 +228,24 @@ def audit(
     time_col: Annotated[str | None, typer.Option(help="Decision time column (--frame).")] = None,
     label_col: Annotated[str | None, typer.Option(help="Label column (--frame).")] = None,
     key_col: Annotated[str | None, typer.Option(help="Row or entity key (--frame).")] = None,
-    explain_id: Annotated[
+    finding_id: Annotated[
         str | None, typer.Option("--explain", help="Print the rows behind a finding id.")
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Find features that could carry information from after the decision."""
-    from valuechain.audit import audit_frame, audit_project, explain, load_flat
-    from valuechain.errors import DataError
-    from valuechain.io import write_json
+    from valuechain import api
 
-    loaded = None
-    if frame is not None:
-        if time_col is None or label_col is None:
-            raise DataError("--frame needs --time-col and --label-col (and optionally "
-                            "--key-col) to know which columns are not features.")
-        with _progress(not as_json, "audit") as progress:
-            if progress:
-                progress("checks", 0.2)
-            result, data = audit_frame(load_flat(frame), time_col, label_col, key_col,
-                                       source=str(frame))
-    else:
-        loaded = _load(spec)
-        with _progress(not as_json, "audit") as progress:
-            if progress:
-                progress("build, then checks", 0.2)
-            result, data = audit_project(loaded)
-        write_json(loaded.workspace / "audit.json", result.to_json())
-    if explain_id is not None:
-        finding = result.get(explain_id)
-        if finding is None:
-            raise DataError(f"no finding with id '{explain_id}'. Expected one of "
-                            f"{[f.id for f in result.findings]}.")
-        rows = explain(finding, data, loaded)
+    with _progress(not as_json, "audit") as progress:
+        if frame is not None:
+            result = api.audit(frame=frame, time_col=time_col, label_col=label_col,
+                               key_col=key_col, progress=progress)
+        else:
+            result = api.audit(_load(spec), progress=progress)
+    if finding_id is not None:
+        rows = result.explain(finding_id)
+        finding = result.get(finding_id)
+        assert finding is not None  # explain() raised otherwise
         if as_json:
             _emit({"finding": finding.to_json(), "rows": rows.to_dict(orient="records")})
         else:
@@ -299,43 +284,52 @@ def train(
     as_json: JsonOpt = False,
 ) -> None:
     """Train baselines and models on time periods; calibrate; evaluate with intervals."""
-    from valuechain.train import train_project
+    from valuechain import api
 
-    loaded = _load(spec)
-    names = [c.strip() for c in candidates.split(",")] if candidates else None
+    names = [c.strip() for c in candidates.split(",") if c.strip()] if candidates else None
     with _progress(not as_json, "train") as progress:
-        run = train_project(loaded, seed=seed, candidates=names, backtest_folds=backtest,
-                            progress=progress)
+        run = api.train(_load(spec), seed=seed, candidates=names, backtest=backtest,
+                        progress=progress)
     if as_json:
         _emit(run.to_json())
         return
-    m = run.metrics
     shown = ("roc_auc", "average_precision", "precision_at_capacity", "expected_cost", "ece")
-    table = Table(title=f"Candidates on test ({m['splits']['test']['start'][:10]} .. "
-                        f"{m['splits']['test']['end'][:10]}), 95% day-block intervals")
+    test_split = run.splits["test"]
+    table = Table(title=f"Candidates on test ({str(test_split['start'])[:10]} .. "
+                        f"{str(test_split['end'])[:10]}), 95% day-block intervals")
     table.add_column("candidate")
     for name in shown:
         table.add_column(name, justify="right")
-    for name, entry in m["candidates"].items():
-        test = entry["test"]
-        table.add_row(name, *[
-            f"{test[k]:.4f} [{test.get(k + '_low', float('nan')):.3f}, "
-            f"{test.get(k + '_high', float('nan')):.3f}]" if k in test else "-" for k in shown])
+    for name, entry in run.candidates.items():
+        test = entry.test
+        table.add_row(name, *[_interval(test, k) for k in shown])
     console.print(table)
-    verdicts = Table(title=f"Against the baselines ({m['headline_metric']}, paired difference)")
+    verdicts = Table(title=f"Against the baselines ({run.headline_metric}, paired difference)")
     for column in ("candidate", "baseline", "difference", "verdict"):
         verdicts.add_column(column)
     colours = {"beats": "green", "ties": "yellow", "loses": "red"}
-    for v in m["verdicts"]:
-        d = v["difference"]
-        verdicts.add_row(v["candidate"], v["baseline"],
-                         f"{d['value']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]",
-                         f"[{colours[v['verdict']]}]{v['verdict']}[/]")
+    for v in run.verdicts:
+        d = v.difference
+        verdicts.add_row(v.candidate, v.baseline,
+                         f"{_num(d.value, '+.4f')} [{_num(d.low, '+.4f')}, "
+                         f"{_num(d.high, '+.4f')}]",
+                         f"[{colours[v.verdict]}]{v.verdict}[/]")
     console.print(verdicts)
-    rt = m["random_vs_time"]
-    console.print(f"random split AUC {rt['auc_random_split']:.4f} vs time split "
-                  f"{rt['auc_time_split']:.4f} ({rt['candidate']}): {rt['explanation']}")
+    rt = run.random_vs_time
+    console.print(f"random split AUC {_num(rt.auc_random_split, '.4f')} vs time split "
+                  f"{_num(rt.auc_time_split, '.4f')} ({rt.candidate}): {rt.explanation}")
     console.print(f"run {run.run_id}: {run.run_dir}")
+
+
+def _num(value: float | None, spec: str) -> str:
+    return "-" if value is None or value != value else format(value, spec)
+
+
+def _interval(metrics: dict[str, float | None], key: str) -> str:
+    if metrics.get(key) is None:
+        return "-"
+    return (f"{_num(metrics[key], '.4f')} [{_num(metrics.get(key + '_low'), '.3f')}, "
+            f"{_num(metrics.get(key + '_high'), '.3f')}]")
 
 
 @app.command()
@@ -372,43 +366,36 @@ def decide(
     as_json: JsonOpt = False,
 ) -> None:
     """Turn the latest run's scores into actions under costs and capacity; price them."""
-    from valuechain.decide import decide_project
-    from valuechain.errors import SpecError
+    from valuechain import api
 
-    if kind not in ("three_band", "threshold", "top_n"):
-        raise SpecError(f"--kind '{kind}': expected three_band, threshold or top_n.")
-    if objective not in ("expected", "realised"):
-        raise SpecError(f"--objective '{objective}': expected 'expected' or 'realised'.")
     loaded = _load(spec)
     with _progress(not as_json, "decide") as progress:
-        result = decide_project(loaded, kind=kind, objective=objective,  # type: ignore[arg-type]
-                                seed=seed, progress=progress)
+        result = api.decide(loaded, kind=kind, objective=objective,  # type: ignore[arg-type]
+                            seed=seed, progress=progress)
     if as_json:
         _emit(result.to_json())
         return
-    body = result.body
     currency = loaded.spec.value.currency if loaded.spec.value else ""
-    console.print(f"policy ({body['kind']}, from run {body['run_id']}, {body['candidate']}): "
-                  f"{ {k: v for k, v in body['policy'].items() if k != 'metadata'} }")
+    console.print(f"policy ({result.kind}, from run {result.run_id}, {result.candidate}): "
+                  f"{ {k: v for k, v in result.policy.items() if k != 'metadata'} }")
     table = Table(title="Test period")
     for column in ("", "cost", "per 1,000", "reviews/period max", "over limit"):
         table.add_column(column, justify="right")
-    rows = [("policy", body["test"]), *body["baselines"].items()]
-    for name, summary in rows:
-        cap = summary["capacity"]
-        table.add_row(name, f"{summary['expected_cost']:,.0f}", f"{summary['cost_per_1000']:,.1f}",
-                      f"{cap['max_used']:.0f} / {cap['limit']}", str(cap["periods_over_limit"]))
+    for name, summary in [("policy", result.test), *result.baselines.items()]:
+        cap = summary.capacity
+        table.add_row(name, f"{summary.expected_cost:,.0f}", f"{summary.cost_per_1000:,.1f}",
+                      f"{cap.max_used:.0f} / {cap.limit}", str(cap.periods_over_limit))
     console.print(table)
     savings = Table(title=f"Savings of the policy on test ({currency}, 95% day-block interval)")
     for column in ("against", "saved", "interval"):
         savings.add_column(column, justify="right")
-    for name, s in body["test"]["savings"].items():
-        savings.add_row(name, f"{s['value']:,.0f}", f"[{s['low']:,.0f}, {s['high']:,.0f}]")
+    for name, s in (result.test.savings or {}).items():
+        savings.add_row(name, f"{s.value:,.0f}", f"[{_num(s.low, ',.0f')}, {_num(s.high, ',.0f')}]")
     console.print(savings)
     chain = Table(title="The value chain")
     for column in ("link", "owner", "what"):
         chain.add_column(column, overflow="fold")
-    for link in body["value_chain"]:
+    for link in result.value_chain:
         chain.add_row(link["link"], link["owner"], link["what"])
     console.print(chain)
     console.print(f"policy written to {result.policy_path}")
@@ -421,11 +408,25 @@ def report(
     out: Annotated[Path | None, typer.Option(help="HTML file to write.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Write one self-contained HTML report from whatever stage outputs exist."""
-    from valuechain.report import render_report
+    """Write one self-contained HTML report from whatever stage outputs exist.
 
-    path = render_report(_load(spec), out)
-    _emit({"report": str(path)}) if as_json else console.print(f"report: {path}")
+    Exits with 1 (after writing the file) when a section failed or a stage output was made
+    from another frame, run or spec than the others.
+    """
+    from valuechain import api
+
+    result = api.report(_load(spec), out=out)
+    if as_json:
+        _emit(result.to_json())
+    else:
+        for mismatch in result.mismatches:
+            err_console.print(f"[yellow]warning[/]: {mismatch.message()}", highlight=False)
+        for section in result.failed:
+            err_console.print(f"[red]section failed[/]: {section.title}: {section.error}",
+                              highlight=False)
+        console.print(f"report: {result.path}")
+    if not result.ok:
+        raise typer.Exit(1)
 
 
 @generate_app.command("fraud")
@@ -458,37 +459,27 @@ def demo_fraud(
     as_json: JsonOpt = False,
 ) -> None:
     """Generate the fraud world if needed, then check, build, audit, train, decide, report."""
-    from valuechain.audit import audit_project
-    from valuechain.data.build import build_frame
-    from valuechain.data.validate import check_project
-    from valuechain.decide import decide_project
+    from valuechain import api
     from valuechain.demo.fraud import generate_fraud as generate
-    from valuechain.io import write_json
-    from valuechain.report import render_report
-    from valuechain.train import train_project
 
     data = dir / "data"
     if not (data / "transactions.parquet").exists():
         with _progress(not as_json, "generate") as progress:
             generate(data, rows=rows, seed=seed, progress=progress)
     loaded = _load(dir)
-    checked = check_project(loaded)
-    write_json(loaded.workspace / "check.json", checked.to_json())
+    checked = api.check(loaded)
     with _progress(not as_json, "build") as progress:
-        built = build_frame(loaded, progress=progress)
+        built = api.build(loaded, progress=progress)
     with _progress(not as_json, "audit") as progress:
-        if progress:
-            progress("leakage checks", 0.2)
-        audited, _ = audit_project(loaded)
-    write_json(loaded.workspace / "audit.json", audited.to_json())
+        audited = api.audit(loaded, progress=progress)
     with _progress(not as_json, "train") as progress:
-        run = train_project(loaded, seed=seed, progress=progress)
+        run = api.train(loaded, seed=seed, progress=progress)
     with _progress(not as_json, "decide") as progress:
-        decided = decide_project(loaded, seed=seed, progress=progress)
-    path = render_report(loaded)
+        decided = api.decide(loaded, seed=seed, progress=progress)
+    reported = api.report(loaded)
     payload = {"check": checked.to_json(), "build": built.to_json(),
                "audit": audited.to_json(), "train": run.to_json(),
-               "decide": decided.to_json(), "report": str(path)}
+               "decide": decided.to_json(), "report": reported.to_json()}
     if as_json:
         _emit(payload)
         return
@@ -502,20 +493,20 @@ def demo_fraud(
     counts = audited.to_json()["counts"]
     console.print(f"audit: {audited.critical} critical, {counts['warning']} warning(s), "
                   f"{counts['info']} info")
-    best = run.metrics["best_candidate"]
-    test = run.metrics["candidates"][best]["test"]
-    console.print(f"train: run {run.run_id}, best {best}: test AUC {test['roc_auc']:.3f}, "
-                  f"AP {test['average_precision']:.3f}; verdicts "
-                  + ", ".join(f"{v['candidate']} {v['verdict']} {v['baseline']}"
-                              for v in run.metrics["verdicts"]))
-    body = decided.body
-    today = body["test"]["savings"].get("rules") or body["test"]["savings"]["approve_all"]
-    console.print(f"decide: {body['policy']['kind']} policy, max "
-                  f"{body['test']['capacity']['max_used']:.0f}/"
-                  f"{body['test']['capacity']['limit']} reviews per day on test, saves "
-                  f"{today['value']:,.0f} [{today['low']:,.0f}, {today['high']:,.0f}] vs "
-                  "today's policy")
-    console.print(f"report: {path}")
+    best = run.best_candidate
+    test = run.candidates[best].test
+    console.print(f"train: run {run.run_id}, best {best}: test AUC "
+                  f"{_num(test.get('roc_auc'), '.3f')}, AP "
+                  f"{_num(test.get('average_precision'), '.3f')}; verdicts "
+                  + ", ".join(f"{v.candidate} {v.verdict} {v.baseline}" for v in run.verdicts))
+    savings = decided.test.savings or {}
+    today = savings.get("rules") or savings["approve_all"]
+    cap = decided.test.capacity
+    console.print(f"decide: {decided.policy['kind']} policy, max {cap.max_used:.0f}/"
+                  f"{cap.limit} reviews per day on test, saves {today.value:,.0f} "
+                  f"[{_num(today.low, ',.0f')}, {_num(today.high, ',.0f')}] vs today's policy")
+    console.print(f"report: {reported.path}" + ("" if reported.ok else
+                                                 " (with problems: `valuechain report`)"))
 
 
 def main() -> None:

@@ -12,7 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+from valuechain.errors import DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["SEVERITIES", "AuditResult", "Finding", "Severity"]
 
@@ -61,6 +66,10 @@ class AuditResult:
 
     findings: tuple[Finding, ...]
     context: Mapping[str, Any] = field(default_factory=dict)
+    data: Any = field(default=None, repr=False, compare=False)
+    """The audited frame (an ``AuditFrame``), kept for :meth:`explain`; not serialised."""
+    loaded: Any = field(default=None, repr=False, compare=False)
+    """The loaded spec of a project audit, for :meth:`explain`; not serialised."""
 
     @classmethod
     def of(
@@ -90,6 +99,26 @@ class AuditResult:
 
     def get(self, finding_id: str) -> Finding | None:
         return next((f for f in self.findings if f.id == finding_id), None)
+
+    def explain(self, finding_id: str, limit: int = 20) -> pd.DataFrame:
+        """The rows behind the finding ``finding_id`` (a DataFrame of at most ``limit`` rows).
+
+        Raises
+        ------
+        DataError
+            When no finding has that id (the message lists the ids), or the result was
+            built without its frame.
+        """
+        from valuechain.audit.run import explain
+
+        finding = self.get(finding_id)
+        if finding is None:
+            raise DataError(f"`finding_id` '{finding_id}': no such finding. Expected one of "
+                            f"{[f.id for f in self.findings]}.")
+        if self.data is None:
+            raise DataError("this audit result was made without its frame (e.g. read from "
+                            "audit.json); run the audit again to explain a finding.")
+        return explain(finding, self.data, self.loaded, limit=limit)
 
     def to_json(self) -> dict[str, Any]:
         return {

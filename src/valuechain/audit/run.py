@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
@@ -18,7 +19,10 @@ from valuechain.spec.durations import to_micros
 from valuechain.spec.loader import LoadedSpec
 from valuechain.sql import quote_ident, quote_literal
 
-__all__ = ["audit_frame", "audit_project", "explain", "load_flat"]
+__all__ = ["DECISION_ID", "audit_frame", "audit_project", "explain", "load_flat"]
+
+DECISION_ID = "decision_id"
+"""The decision identity column `valuechain build` writes first; never audited as a feature."""
 
 
 def audit_project(loaded: LoadedSpec, *, seed: int = 0) -> tuple[AuditResult, AuditFrame]:
@@ -37,8 +41,11 @@ def audit_project(loaded: LoadedSpec, *, seed: int = 0) -> tuple[AuditResult, Au
     catalog = Catalog(loaded)
     found = static_findings(loaded, catalog)
     empirical, context = empirical_findings(data, periods=periods, horizon_us=horizon, seed=seed)
-    return AuditResult.of(found + empirical, spec.audit.accept,
-                          {**context, "mode": "project", "frame": str(built.frame)}), data
+    result = AuditResult.of(found + empirical, spec.audit.accept, {
+        **context, "mode": "project", "frame": str(built.frame),
+        "frame_fingerprint": getattr(built, "fingerprint", None),
+        "cache_key": built.manifest.get("cache_key")})
+    return replace(result, data=data, loaded=loaded), data
 
 
 def load_flat(path: str | Path) -> pd.DataFrame:
@@ -71,7 +78,8 @@ def audit_frame(
     source: str = "frame",
     seed: int = 0,
 ) -> tuple[AuditResult, AuditFrame]:
-    """Audit a pre-joined table: every column but time, label and key is a feature."""
+    """Audit a pre-joined table: every column but time, label, key and ``decision_id``
+    (the identity `valuechain build` gives each decision row) is a feature."""
     for role, column in (("time_col", time_col), ("label_col", label_col),
                          ("key_col", key_col)):
         if column is not None and column not in frame.columns:
@@ -86,10 +94,12 @@ def audit_frame(
             f"{source}: `time_col` '{time_col}' does not hold timestamps (e.g. "
             f"{frame[time_col].iloc[0]!r}). Point it to the decision time column."
         ) from None
-    features = [c for c in frame.columns if c not in (time_col, label_col, key_col)]
+    features = [c for c in frame.columns
+                if c not in (time_col, label_col, key_col, DECISION_ID)]
     data = AuditFrame.prepare(frame, time_col, label_col, features, key_col=key_col)
     found, context = empirical_findings(data, seed=seed)
-    return AuditResult.of(found, (), {**context, "mode": "frame", "frame": source}), data
+    result = AuditResult.of(found, (), {**context, "mode": "frame", "frame": source})
+    return replace(result, data=data), data
 
 
 def explain(finding: Finding, data: AuditFrame, loaded: LoadedSpec | None = None,
