@@ -99,3 +99,13 @@ def test_bad_inputs_name_the_argument() -> None:
     with pytest.raises(DataError, match="built-in baseline"):
         price_policy(p, y, costs, day, capacity=10,
                      baselines={"approve_all": np.zeros(1000, bool)})
+
+
+def test_the_policy_docs_examples_run() -> None:
+    import doctest
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "docs" / "policy.md"
+    result = doctest.testfile(str(path), module_relative=False,
+                              optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted >= 9 and result.failed == 0
