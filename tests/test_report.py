@@ -439,6 +439,20 @@ def test_policy_priced_on_another_run_is_flagged(built: LoadedSpec) -> None:
     assert "<code>r1</code>" in html and "<code>r2</code>" in html
 
 
+def test_policy_priced_on_an_older_frame_is_flagged(built: LoadedSpec) -> None:
+    _stage_outputs(built, frame_fp=FP_A, run_fp=FP_B)
+    decide_path = built.workspace / "decide.json"
+    decide = json.loads(decide_path.read_text())
+    decide["frame"] = {"path": "build/frame.parquet", "fingerprint": FP_B}
+    decide_path.write_text(json.dumps(decide))
+    result, _ = _only_provenance(built)
+    flagged = {m.stage: m for m in result.mismatches}
+    assert set(flagged) == {"train", "decide"}
+    assert (flagged["decide"].found, flagged["decide"].expected) == (FP_B, FP_A)
+    assert flagged["decide"].message().endswith(
+        "Run `valuechain train` to train on the current frame, then `valuechain decide`.")
+
+
 def test_spec_changed_since_the_build_is_a_mismatch(built: LoadedSpec) -> None:
     manifest_path = built.workspace / "build" / "manifest.json"
     manifest = json.loads(manifest_path.read_text())

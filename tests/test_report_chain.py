@@ -177,7 +177,7 @@ def test_report_shows_the_numbers_every_stage_printed(tmp_path: Path) -> None:
     stale = render_report(loaded)
     assert stale.ok  # every section still renders ...
     flagged = {m.stage: m for m in stale.mismatches}  # ... and the mismatches are named
-    assert {"train", "audit"} <= set(flagged)
+    assert set(flagged) == {"train", "audit", "decide"}
     run = flagged["train"]
     assert (run.found, run.expected) == (build["fingerprint"], rebuilt["fingerprint"])
     assert run.command == "valuechain train"

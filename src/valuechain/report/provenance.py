@@ -86,7 +86,8 @@ class Mismatch:
     """A stage output made from something other than what it should have been made from.
 
     ``output`` (``decide.json``, ``run r1``) recorded ``found`` (``found_label``) where it
-    should match ``expected`` (``expected_label``); ``command`` makes the output again.
+    should match ``expected`` (``expected_label``); ``command`` makes the output again (for
+    ``purpose``: default, what re-running the stage does); ``advice`` is added as written.
     """
 
     stage: str
@@ -97,6 +98,7 @@ class Mismatch:
     expected: str
     command: str
     advice: str = ""
+    purpose: str = ""
 
     @property
     def subject(self) -> str:
@@ -108,10 +110,11 @@ class Mismatch:
 
     def message(self) -> str:
         """One paragraph: both identities and the command that fixes it."""
-        tail = {"build": "rebuild the frame from the current spec",
-                "audit": "audit the current frame",
-                "train": "train on the current frame",
-                "decide": "make it again from the latest run"}.get(self.stage, "refresh it")
+        tail = self.purpose or {"build": "rebuild the frame from the current spec",
+                                "audit": "audit the current frame",
+                                "train": "train on the current frame",
+                                "decide": "make it again from the latest run"
+                                }.get(self.stage, "refresh it")
         text = (f"{self.output} was made from {self.found_label} `{self.found}`, but the "
                 f"{self.expected_label} is `{self.expected}`. Run `{self.command}` to {tail}.")
         return f"{text} {self.advice}" if self.advice else text
@@ -305,6 +308,10 @@ def _provenance(workspace: Path, spec_hash: str | None,
                                        "valuechain decide"))
         elif trained is not None and (diff := priced.differs(trained, "latest run's")):
             mismatches.append(Mismatch("decide", _OUTPUTS["decide"], *diff, "valuechain decide"))
+        elif current is not None and (diff := priced.differs(current, "current")):
+            mismatches.append(Mismatch(  # the run is stale too: decide refuses it until retrained
+                "decide", _OUTPUTS["decide"], *diff, "valuechain train",
+                purpose="train on the current frame, then `valuechain decide`"))
     return Provenance(tuple(origins), tuple(mismatches))
 
 
