@@ -1,8 +1,8 @@
 """Baselines every model must beat: the base rate, and the rule the business runs today.
 
 * :class:`Prior` scores every row with the positive rate of the training period.
-* :class:`Rules` evaluates the spec's ``value.baseline_policy`` (a DuckDB SQL expression over
-  frame columns) and maps each output of the rule to the training positive rate among rows
+* :class:`Rules` evaluates the spec's ``value.baseline_policy`` (a row-level SQL expression
+  over frame columns, through :func:`valuechain.expressions.evaluate`) and maps each output of the rule to the training positive rate among rows
   with that output, so ``rule true`` scores ``P(y | rule true)`` on train. Rules with many
   distinct numeric outputs are mapped by quantile bins instead. Rows where the rule is null
   score the training rate among null rows; outputs never seen in training score the base rate.
@@ -19,11 +19,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Self
 
-import duckdb
 import numpy as np
 import pandas as pd
 
 from valuechain.errors import DataError, SpecError
+from valuechain.expressions import evaluate, parse_expression
 from valuechain.models.base import FeatureSet, check_labels, register_candidate
 from valuechain.models.persist import read_manifest, write_manifest
 
@@ -105,7 +105,8 @@ class Rules:
     features : FeatureSet
         Recorded for the bundle; the expression may read any frame column.
     expression : str
-        DuckDB SQL expression returning a boolean or a number for each row.
+        Row-level SQL expression (DuckDB dialect) returning a boolean or a number per row;
+        parsed once here (a :class:`~valuechain.errors.SpecError` names the field if invalid).
     max_levels : int
         Rules with at most this many distinct outputs are mapped output by output.
     bins : int
@@ -132,6 +133,7 @@ class Rules:
             )
         self.features = features
         self.expression = expression.strip()
+        self.parsed = parse_expression(self.expression, where=FIELD)  # SpecError if invalid
         self.seed = seed
         self.max_levels = max_levels
         self.bins = bins
@@ -145,31 +147,16 @@ class Rules:
     def evaluate(self, frame: pd.DataFrame) -> np.ndarray:
         """The rule's raw output per row as float64 (``true`` is 1.0, null is NaN).
 
+        Computed by :func:`valuechain.expressions.evaluate`, the one place spec expressions
+        are evaluated over a frame.
+
         Raises
         ------
         SpecError
-            When DuckDB cannot evaluate the expression; the message names
-            ``value.baseline_policy``, gives DuckDB's reason and the fix.
+            When the expression reads a column the frame lacks (named, with the columns
+            that exist) or cannot be computed; the message names ``value.baseline_policy``.
         """
-        sql = f"SELECT CAST(({self.expression}) AS DOUBLE) AS rule FROM frame"
-        try:
-            with duckdb.connect() as con:
-                con.register("frame", frame)
-                table = con.sql(sql).to_arrow_table()
-        except duckdb.Error as exc:
-            columns = ", ".join(map(str, list(frame.columns)[:30]))
-            raise SpecError(
-                f"{FIELD}: DuckDB cannot evaluate `{self.expression}` on the frame: "
-                f"{str(exc).strip()}\nFix: write a DuckDB SQL expression over the frame's "
-                f"columns ({columns}) that returns a boolean or a number, e.g. "
-                "`amount > 500 AND channel = 'web'`."
-            ) from None
-        if table.num_rows != len(frame):
-            raise SpecError(
-                f"{FIELD}: `{self.expression}` returned {table.num_rows} rows for a frame of "
-                f"{len(frame)}. Fix: use a row-wise expression (no aggregates)."
-            )
-        out = np.array(table.column(0).to_numpy(zero_copy_only=False), dtype=np.float64)
+        out = np.array(evaluate(self.parsed, frame, where=FIELD, kind="float"), dtype=np.float64)
         out[~np.isfinite(out)] = np.nan
         return out
 
