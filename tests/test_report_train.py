@@ -351,3 +351,28 @@ def test_curves_are_drawn_as_recorded_a_constant_score_is_the_diagonal(tmp_path:
     _write(loaded.workspace, payload)
     with pytest.raises(DataError, match=r"curves\.prior\.roc"):
         _render(loaded)
+
+
+def test_tied_scores_from_training_draw_as_few_points(tmp_path: Path) -> None:
+    """Curves as train/scoring.py records them: a constant score (``prior``) is the diagonal
+    and one PR point; a two-valued rule is a three-point ROC, as scikit-learn draws them."""
+    import numpy as np
+    from sklearn.metrics import roc_curve
+
+    from valuechain.train.scoring import curves
+
+    rng = np.random.default_rng(0)
+    labels = (rng.random(2000) < 0.05).astype(float)
+    rule = np.where(rng.random(2000) < 0.3 + 0.4 * labels, 1.0, 0.0)
+    loaded = _spec(tmp_path / "p")
+    payload = _metrics(loaded.hash)
+    payload["curves"]["prior"] = curves(np.full(2000, 0.05), labels)
+    payload["curves"]["rules"] = curves(rule, labels)
+    _write(loaded.workspace, payload)
+    roc = next(s for s in re.findall(r"<svg.*?</svg>", str(_render(loaded).html), flags=re.S)
+               if "ROC curves" in s)
+    prior = re.search(r'<polyline points="([^"]+)"[^>]*><title>prior</title>', roc)
+    rules = re.search(r'<polyline points="([^"]+)"[^>]*><title>rules</title>', roc)
+    assert prior is not None and len(prior.group(1).split()) == 2
+    fpr, _, _ = roc_curve(labels, rule, drop_intermediate=False)
+    assert rules is not None and len(rules.group(1).split()) == len(fpr) == 3
