@@ -8,18 +8,24 @@ Adding a section (how a stage plugs in)
 Create ``src/valuechain/report/sections_<stage>.py``; it is discovered and imported on every
 render. In it, decorate a function ``(loaded, workspace) -> Section | None``::
 
+    from valuechain.report.provenance import origin_note
+    from valuechain.report.record import Record
     from valuechain.report.section import (
         Section, fragment, read_json, register_section, unavailable)
 
-    @register_section(order=60)            # audit 60, train 70, decide 80, package 85,
-    def audit_section(loaded, workspace):  # monitor 90, forecast / segment 95
-        findings = read_json(workspace / "audit" / "findings.json")
-        if findings is None:
-            return unavailable("audit", "Leakage audit", "valuechain audit")
-        return Section("audit", "Leakage audit",
-                       fragment("<p>{{ n }} findings</p>", n=len(findings)), "ok")
+    @register_section(order=90, id="monitor", title="Monitoring")  # audit 60, train 70,
+    def monitor_section(loaded, workspace):                         # decide 80, package 85
+        raw = read_json(workspace / "monitor.json")
+        if raw is None:
+            return unavailable("monitor", "Monitoring", "valuechain monitor")
+        report = Record(raw, "monitor.json", "valuechain monitor")
+        html = fragment("<p data-key='monitor-alerts'>{{ n }} alerts</p>",
+                        n=len(report.sequence("alerts")))   # a missing key raises
+        return Section("monitor", "Monitoring", html, "ok")
 
-Return ``None`` when the section does not apply to the project at all. Build the HTML with
+Prefer a stage's typed result (``TrainResult.load``, ``DecideResult.load``) when it has one,
+and add the stage to :mod:`valuechain.report.provenance` so the card says what it was made
+from (:func:`~valuechain.report.provenance.origin_note`). Return ``None`` when the section does not apply to the project at all. Build the HTML with
 :func:`~valuechain.report.section.fragment` (autoescaped Jinja) and the charts in
 :mod:`valuechain.report.svg`; never format user text into HTML by hand. A section that raises
 shows the error in its own card and does not hide the others, but the report is then marked
