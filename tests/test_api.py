@@ -93,6 +93,10 @@ def test_library_errors_are_mapped_at_the_boundary(tmp_path: Path) -> None:
     with failing as info, _boundary("build"), duckdb.connect() as con:
         con.sql("SELECT * FROM no_such_table")
     assert isinstance(info.value.__cause__, duckdb.Error)
+    (tmp_path / "bad.parquet").write_bytes(b"PAR1 nope")
+    with pytest.raises(vc.DataError, match=r"audit: DuckDB cannot read the data"), (
+            _boundary("audit")), duckdb.connect() as con:
+        con.sql(f"SELECT * FROM read_parquet('{tmp_path / 'bad.parquet'}')").fetchall()
     missing = OSError(errno.EACCES, "Permission denied", str(tmp_path / "frame.parquet"))
     mapped = _mapped(missing, "train")
     assert isinstance(mapped, vc.ArtifactError) and "frame.parquet (Permission denied)" in str(

@@ -80,6 +80,12 @@ def _mapped(err: BaseException, stage: str) -> ValuechainError | None:
     """``err`` as a ValuechainError when it comes from a library underneath, else None."""
     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     duckdb = sys.modules.get("duckdb")
+    if duckdb is not None and isinstance(err, duckdb.IOException | duckdb.InvalidInputException):
+        return DataError(
+            f"{stage}: DuckDB cannot read the data ({type(err).__name__}: {text}). Check the "
+            "file it names (it must exist, be readable and be Parquet or CSV as declared), "
+            "e.g. with `valuechain check`."
+        )
     if duckdb is not None and isinstance(err, duckdb.Error):
         return EngineError(
             f"{stage}: DuckDB failed ({type(err).__name__}: {text}). If it names a source file "
