@@ -376,3 +376,12 @@ def test_tied_scores_from_training_draw_as_few_points(tmp_path: Path) -> None:
     assert prior is not None and len(prior.group(1).split()) == 2
     fpr, _, _ = roc_curve(labels, rule, drop_intermediate=False)
     assert rules is not None and len(rules.group(1).split()) == len(fpr) == 3
+
+
+def test_gap_is_judged_by_the_threshold_the_run_recorded(tmp_path: Path) -> None:
+    loaded = _spec(tmp_path / "p")
+    payload = _metrics(loaded.hash)
+    payload["random_vs_time"]["threshold"] = 0.2  # the run's rule: a gap of 0.122 is fine
+    _write(loaded.workspace, payload)
+    html = str(_render(loaded).html)
+    assert "+0.122" in html and 'tile accent"><div class="value">+0.122' not in html

@@ -15,8 +15,9 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
-from valuechain.audit.empirical import CRITICAL_AUC, GAP_WARNING, WARNING_AUC
+from valuechain.audit.empirical import CRITICAL_AUC, WARNING_AUC
 from valuechain.errors import DataError
+from valuechain.evaluate import RANDOM_TIME_GAP
 from valuechain.report.fmt import fmt_num
 from valuechain.report.provenance import origin_note, provenance
 from valuechain.report.record import Record
@@ -262,8 +263,8 @@ def audit_section(loaded: LoadedSpec, workspace: Path) -> Section:
         findings=findings, stale=stale, mode=ctx.text("mode"),
         frame=ctx.text("frame"), rows=ctx.integer("rows"),
         auc_time=_auc(auc_time), auc_random=_auc(auc_random),
-        gap="–" if gap is None else f"{gap:+.3f}", gap_warn=gap is not None and gap >= GAP_WARNING,
-        gap_warning=GAP_WARNING, train_rows=ctx.integer("train_rows"),
+        gap="–" if gap is None else f"{gap:+.3f}", gap_warn=gap is not None and gap >= RANDOM_TIME_GAP,
+        gap_warning=RANDOM_TIME_GAP, train_rows=ctx.integer("train_rows"),
         test_rows=ctx.integer("test_rows"), chart=chart, hidden=len(aucs) - len(shown),
         critical_auc=CRITICAL_AUC, warning_auc=WARNING_AUC,
         origin=origin_note(workspace, loaded.hash, "audit"),

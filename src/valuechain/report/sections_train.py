@@ -26,8 +26,8 @@ from typing import Any
 
 from markupsafe import Markup
 
-from valuechain.audit.empirical import GAP_WARNING
 from valuechain.errors import DataError
+from valuechain.evaluate import RANDOM_TIME_GAP
 from valuechain.evaluate.metrics import GREATER_IS_BETTER
 from valuechain.report.fmt import fmt_duration, fmt_int, fmt_num, fmt_pct
 from valuechain.report.provenance import origin_note, provenance
@@ -669,9 +669,12 @@ forward in time; the spread across folds shows how much a single test period can
 def _gap(info: Record) -> dict[str, Any]:
     time, random = info.number("auc_time_split"), info.number("auc_random_split")
     gap = info.number("gap")
+    # the threshold the run judged the gap by (runs before it recorded one: today's)
+    recorded = info.number("threshold") if "threshold" in info else None
+    threshold = RANDOM_TIME_GAP if recorded is None else recorded
     return {"candidate": info.text("candidate"), "time": _fmt(time),
             "random": _fmt(random), "gap": _fmt(gap, signed=True),
-            "warn": gap is not None and gap >= GAP_WARNING,
+            "warn": gap is not None and gap >= threshold,
             "explanation": code_spans(info.text("explanation"))}
 
 
