@@ -196,10 +196,8 @@ def render_report(
         status, the sections that failed (raised) and the provenance mismatches. The file is
         written even when sections failed: their cards show the error.
 
-    Raises
-    ------
-    DataError
-        A stage output the provenance check reads is not valid JSON.
+    A damaged or incomplete stage output does not raise here: the section reading it fails
+    (``result.failed``), and so does the Provenance section when it cannot read the file.
 
     Examples
     --------
