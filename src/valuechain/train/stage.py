@@ -26,7 +26,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from valuechain.data.build import build_frame
-from valuechain.errors import DataError, SpecError
+from valuechain.errors import ArtifactError, SpecError
 from valuechain.evaluate import (
     RANDOM_TIME_GAP,
     default_periods,
@@ -51,7 +51,7 @@ from valuechain.models import (
 )
 from valuechain.spec.durations import format_duration
 from valuechain.spec.loader import LoadedSpec
-from valuechain.spec.models import EventPoints, Period
+from valuechain.spec.models import Period
 from valuechain.train.context import EvaluationContext, value_columns
 from valuechain.train.provenance import FrameRef, current_frame
 from valuechain.train.result import TrainResult, ValueInputs
@@ -134,37 +134,21 @@ def _theirs(adapt: Callable[..., Candidate], name: str, estimator: Any, features
     return lambda: adapt(name, estimator, features, seed=seed)
 
 
-def _decision_ids(loaded: LoadedSpec, frame: pd.DataFrame, time_col: str
-                  ) -> npt.NDArray[np.object_]:
-    """The frame's ``decision_id`` column, or the same identity for frames built without it.
-
-    Event points: the decision source's key values as text joined by ``|``; scheduled
-    points: ``<entity key>@<decision time, ISO seconds>``. Refused when not unique.
-    """
-    if ID_COLUMN in frame.columns:
-        ids = frame[ID_COLUMN].astype("string").to_numpy(dtype=object)
-    else:
-        dp = loaded.spec.decision_points
-        if isinstance(dp, EventPoints):
-            keys = loaded.spec.sources[dp.source].keys
-            text = frame[keys[0]].astype("string")
-            for k in keys[1:]:
-                text = text + "|" + frame[k].astype("string")
-        else:
-            when = pd.to_datetime(frame[time_col]).map(
-                lambda t: t.isoformat(timespec="seconds"))
-            text = frame[dp.schedule.key].astype("string") + "@" + when.astype("string")
-        ids = text.to_numpy(dtype=object)
-    if pd.isna(ids).any():
-        raise DataError(f"{loaded.workspace / 'build' / 'frame.parquet'}: {int(pd.isna(ids).sum())} "
-                        "rows have no decision id. Run `valuechain build --force`.")
-    dup = pd.Series(ids).duplicated()
-    if dup.any():
-        raise DataError(
-            f"{loaded.workspace / 'build' / 'frame.parquet'}: decision id "
-            f"{ids[int(np.flatnonzero(dup)[0])]!r} names {int(dup.sum()) + 1} or more rows; "
-            "each decision needs one identity. Declare the decision source's full key in "
-            f"{loaded.where('sources')} `keys`, then run `valuechain build --force`.")
+def _decision_ids(loaded: LoadedSpec, frame: pd.DataFrame) -> npt.NDArray[np.object_]:
+    """The frame's ``decision_id`` column (made by ``valuechain build``), checked unique."""
+    path = loaded.workspace / "build" / "frame.parquet"
+    rebuild = f"valuechain build --spec {loaded.root} --force"
+    if ID_COLUMN not in frame.columns:
+        raise ArtifactError(f"{path} has no `{ID_COLUMN}` column: it was built by an older "
+                            f"valuechain. Run `{rebuild}`, then train.")
+    ids = frame[ID_COLUMN].astype("string").to_numpy(dtype=object)
+    missing = pd.isna(ids)
+    dup = pd.Series(ids).duplicated().to_numpy()
+    if missing.any() or dup.any():
+        what = (f"{int(missing.sum())} rows have no decision id" if missing.any() else
+                f"decision id {ids[int(np.flatnonzero(dup)[0])]!r} names several rows")
+        raise ArtifactError(f"{path}: {what}; each decision needs one identity. Run "
+                            f"`{rebuild}`.")
     return np.asarray(ids, dtype=object)
 
 
@@ -233,7 +217,7 @@ def train_project(
         raise SpecError(f"{loaded.where('value')}: candidate 'rules' needs "
                         "`value.baseline_policy` (the rule the business runs today).")
     make = _factories(names, features, rules, seed, estimators)
-    ids = _decision_ids(loaded, frame, time_col)
+    ids = _decision_ids(loaded, frame)
     columns = value_columns(loaded, frame, ids, roles["validation"] | roles["test"])
     ctx = EvaluationContext.of(loaded, frame, time_col, columns)
     frame_ref = frame_ref.model_copy(update={
