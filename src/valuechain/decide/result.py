@@ -6,7 +6,8 @@ period, the capacity check, savings against baselines with day-block intervals) 
 written as ``<workspace>/decide.json`` (:meth:`DecideResult.to_json`, also what
 ``valuechain decide --json`` prints) and read back, validated, with
 :meth:`DecideResult.load` — a missing or damaged file is a
-:class:`~valuechain.errors.ArtifactError` (a ``DataError``) naming it and the command that writes it again.
+:class:`~valuechain.errors.ArtifactError` (a ``DataError``) naming it and the command that
+writes it again.
 
 >>> import tempfile
 >>> from pathlib import Path

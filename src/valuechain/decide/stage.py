@@ -117,9 +117,11 @@ def run_decisions(loaded: LoadedSpec, run: TrainResult, run_dir: Path, role: str
               "cost_false_positive"]
     if value.baseline_policy:
         needed.append("rule")
-    table = _read_predictions(run_dir, role, needed, loaded.root)
     if not time_col:
-        time_col = _time_column(run_dir, table, loaded.root)
+        raise ArtifactError(f"{run_dir / 'metrics.json'} does not name the frame's time column "
+                            "(written by an older valuechain). Run "
+                            f"`{fix_command(loaded.root)}` to train again.")
+    table = _read_predictions(run_dir, role, [*needed, time_col], loaded.root)
     us = times_us(table[time_col])
     origin = (int(pd.Timestamp(run.frame.time_origin).value // 1000)
               if run.frame.time_origin else (int(us.min()) // DAY_US) * DAY_US)
@@ -136,21 +138,6 @@ def run_decisions(loaded: LoadedSpec, run: TrainResult, run_dir: Path, role: str
     return rows, rule
 
 
-def _time_column(run_dir: Path, table: pd.DataFrame, root: Path) -> str:
-    import json
-
-    path = run_dir / "frame_manifest.json"
-    try:
-        name = json.loads(path.read_text())["frame"]["time_column"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise ArtifactError(f"{path} is missing or damaged. Run `{fix_command(root)}` to train "
-                        "again.") from None
-    if name not in table.columns:
-        raise ArtifactError(f"{run_dir}: the predictions lack the time column {name!r}. Run "
-                        f"`{fix_command(root)}` to train again.")
-    return str(name)
-
-
 def decide_project(
     loaded: LoadedSpec,
     *,
@@ -161,9 +148,30 @@ def decide_project(
 ) -> DecideResult:
     """Optimise the policy on validation, evaluate it on test, write ``policy.yaml``.
 
-    Refuses (``ArtifactError``, a ``DataError``) when the latest run was trained on another frame than the one
-    built now, when the spec's costs or rule changed since, or when the run's files are
-    missing or damaged; each message names the command that fixes it.
+    Refuses (``ArtifactError``, a ``DataError``) when the latest run was trained on another
+    frame than the one built now, when the spec's costs or rule changed since, or when the
+    run's files are missing or damaged; each message names the command that fixes it.
+
+    Parameters
+    ----------
+    loaded : LoadedSpec
+        The project's spec; its ``value`` section gives the capacity and what a review
+        achieves (the costs and rule come from the run, checked equal to the spec's).
+    kind : {"three_band", "threshold", "top_n"}
+        The policy family.
+    objective : {"expected", "realised"}
+        Minimise the expected cost under the calibrated scores, or the realised cost of the
+        validation labels.
+    seed : int, default 0
+        Seed of the day-block bootstrap of the savings.
+    progress : callable, optional
+        Called as ``progress(step, fraction)``.
+
+    Returns
+    -------
+    DecideResult
+        Also written to ``<workspace>/decide.json``; the policy to
+        ``runs/<run_id>/policy.yaml``.
 
     Examples
     --------

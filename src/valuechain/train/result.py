@@ -1,12 +1,12 @@
-"""The typed result of ``valuechain train``: one model for ``metrics.json``, ``--json`` and the report.
+"""The typed result of ``valuechain train``: one model for ``metrics.json``, ``--json``, report.
 
 :class:`TrainResult` is what :func:`~valuechain.train.train_project` returns, what
 :class:`~valuechain.train.runs.RunWriter` writes as ``runs/<run_id>/metrics.json``
 (:meth:`TrainResult.to_metrics`), what ``valuechain train --json`` prints
 (:meth:`TrainResult.to_json`) and what later stages read back (:meth:`TrainResult.load`),
 validated: a missing, truncated or hand-edited file is a
-:class:`~valuechain.errors.ArtifactError` (a ``DataError``) naming the file and the command that writes it again,
-never a ``KeyError``.
+:class:`~valuechain.errors.ArtifactError` (a ``DataError``) naming the file and the command
+that writes it again, never a ``KeyError``.
 
 Metric values are floats; an undefined one (an AUC with one class) is ``NaN`` in memory and
 ``null`` in the file (strict JSON). The parts the report only draws (curves, reliability
