@@ -90,19 +90,19 @@ def _read_predictions(run_dir: Path, role: str, needed: list[str], root: Path) -
         table = pd.read_parquet(path)
     except FileNotFoundError:
         raise ArtifactError(f"{path} is missing: the run is incomplete. Run `{fix}` to train "
-                        "again.") from None
+                            "again.") from None
     except Exception as err:  # pyarrow raises several types for a damaged file
         raise ArtifactError(f"{path} cannot be read ({type(err).__name__}: {err}); it is "
-                        f"damaged. Run `{fix}` to train again.") from None
+                            f"damaged. Run `{fix}` to train again.") from None
     missing = [c for c in needed if c not in table.columns]
     if missing:
         raise ArtifactError(f"{path} lacks the column(s) {missing} (it has {list(table.columns)}): "
-                        "it was written by an older valuechain, before runs stored decision "
-                        f"ids, costs and rules. Run `{fix}` to train again.")
+                            "it was written by an older valuechain, before runs stored decision "
+                            f"ids, costs and rules. Run `{fix}` to train again.")
     if table.columns[0] != ID_COLUMN or table[ID_COLUMN].isna().any() or (
             table[ID_COLUMN].duplicated().any()):
         raise ArtifactError(f"{path}: `{ID_COLUMN}` must be the first column, never null and "
-                        f"unique; the file was edited or damaged. Run `{fix}` to train again.")
+                            f"unique; the file was edited or damaged. Run `{fix}` to train again.")
     return table
 
 
@@ -183,7 +183,7 @@ def decide_project(
     run_dir = latest_run(runs)
     if run_dir is None:
         raise ArtifactError(f"{runs}: no training run yet. Run `{fix_command(loaded.root)}` "
-                        "first (`valuechain train`).")
+                            "first (`valuechain train`).")
     run = TrainResult.load(run_dir, root=loaded.root)
     check_same_frame(run.frame, current_frame(loaded.workspace, root=loaded.root),
                      run_id=run.run_id, root=loaded.root)

@@ -93,14 +93,14 @@ def _read_manifest(workspace: Path, root: Path) -> dict[str, Any]:
         data = json.loads(path.read_text())
     except FileNotFoundError:
         raise ArtifactError(f"{path}: no built frame in this workspace. Run `{fix}` (it builds "
-                        "the frame first).") from None
+                            "the frame first).") from None
     except (OSError, ValueError) as err:
         raise ArtifactError(f"{path}: the build manifest cannot be read ({err}). Run "
-                        f"`{rebuild}` to build it again."
-                        ) from None
+                            f"`{rebuild}` to build it again."
+                            ) from None
     if not isinstance(data, dict) or not isinstance(data.get("frame"), dict):
         raise ArtifactError(f"{path}: the build manifest has no `frame` block. Run "
-                        f"`{rebuild}` to build it again.")
+                            f"`{rebuild}` to build it again.")
     return data
 
 
@@ -129,7 +129,7 @@ def current_frame(workspace: Path, *, root: Path, manifest: dict[str, Any] | Non
     frame_path = workspace / FRAME
     if not frame_path.exists():
         raise ArtifactError(f"{frame_path}: the built frame is missing. Run `{fix}` (it builds "
-                        "the frame again).")
+                            "the frame again).")
     actual = fingerprint([frame_path])
     block = data.get("frame", {})
     recorded = block.get("fingerprint") if isinstance(block, dict) else None

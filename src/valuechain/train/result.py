@@ -236,7 +236,7 @@ def read_model(model: type[Any], path: Path, *, stage: str, root: Path | None) -
         raise ArtifactError(f"{path} is missing. Run `{command}` to write it.") from None
     except (OSError, ValueError) as err:
         raise ArtifactError(f"{path} cannot be read as JSON ({err}); it is damaged. Run "
-                        f"`{command}` to write it again.") from None
+                            f"`{command}` to write it again.") from None
     try:
         return model.model_validate(data)
     except ValidationError as err:
@@ -248,5 +248,5 @@ def read_model(model: type[Any], path: Path, *, stage: str, root: Path | None) -
             f"wrong: {', '.join(wrong[:4])}" if wrong else "") if part)
         kind = "training run" if stage == "train" else f"{stage} result"
         raise ArtifactError(f"{path} is not a complete {kind} ({what}): it was written by "
-                        f"another version of valuechain, cut short, or edited. Run "
-                        f"`{command}` to write it again.") from None
+                            f"another version of valuechain, cut short, or edited. Run "
+                            f"`{command}` to write it again.") from None
