@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -353,13 +354,16 @@ def test_user_estimator_is_a_candidate_that_ranks_and_round_trips(
     assert roc_auc_score(test[1], scores) > 0.65
     unseen = test[0].head(50).assign(channel="never seen", segment=pd.NA)
     assert np.isfinite(candidate.predict(unseen)).all()
-    with pytest.warns(models.NotPortableWarning, match="not portable"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", models.NotPortableWarning)  # skops, no pickle
         candidate.save(tmp_path / name)
+    assert (tmp_path / name / "estimator.skops").is_file()
+    assert not (tmp_path / name / "estimator.joblib").exists()
     again = load_candidate(tmp_path / name)
     assert again.name == name and isinstance(again, models.EstimatorCandidate)
     np.testing.assert_array_equal(again.predict(test[0]), scores)
     described = again.describe()
-    assert described["portable"] is False and "pickle" in described["note"]
+    assert described["persistence"] == "skops" and described["portable"] is True
     assert len(described["sha256"]) == 64 and "scikit-learn" in described["versions"]
 
 
@@ -411,9 +415,58 @@ def test_user_estimator_errors_name_the_problem(
     numeric = FeatureSet(numeric=("noise",))
     saved = models.as_candidate("saved", LogisticRegression(), numeric).fit(
         train[0], train[1], valid[0], valid[1])
-    with pytest.warns(models.NotPortableWarning):
-        saved.save(tmp_path / "saved")
-    with (tmp_path / "saved" / "estimator.joblib").open("ab") as handle:
+    saved.save(tmp_path / "saved")
+    with (tmp_path / "saved" / "estimator.skops").open("ab") as handle:
         handle.write(b"tampered")
-    with pytest.raises(ArtifactError, match=r"SHA-256 .* differs.*refusing to unpickle"):
+    with pytest.raises(ArtifactError, match=r"SHA-256 .* differs.*refusing to load"):
         load_candidate(tmp_path / "saved")
+
+
+def test_user_estimator_skops_cannot_round_trip_falls_back_to_joblib_loudly(
+        data: dict[str, tuple[pd.DataFrame, np.ndarray]], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import skops.io
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    from valuechain.errors import ArtifactError, ModelError
+
+    train, valid, test = data["train"], data["valid"], data["test"]
+    features = FeatureSet(numeric=("amount", "noise"))
+    lam = make_pipeline(FunctionTransformer(_fill_zero), LogisticRegression())
+    fitted = models.as_candidate("lam", lam, features).fit(train[0], train[1], valid[0],
+                                                          valid[1])
+    real_load = skops.io.load
+
+    def drifting_load(*args: object, **kwargs: object) -> object:
+        back = real_load(*args, **kwargs)  # a reload that no longer scores the same
+        back.steps[-1][1].intercept_ = back.steps[-1][1].intercept_ + 1.0
+        return back
+
+    monkeypatch.setattr(skops.io, "load", drifting_load)
+    with pytest.warns(models.NotPortableWarning,
+                      match=r"with joblib because skops could not round-trip it \(the "
+                            r"reloaded estimator scores the training sample differently"):
+        fitted.save(tmp_path / "lam")
+    monkeypatch.setattr(skops.io, "load", real_load)
+    assert (tmp_path / "lam" / "estimator.joblib").is_file()
+    assert not (tmp_path / "lam" / "estimator.skops").exists()
+    again = load_candidate(tmp_path / "lam")
+    np.testing.assert_array_equal(again.predict(test[0]), fitted.predict(test[0]))
+    described = again.describe()
+    assert described["persistence"] == "joblib" and described["portable"] is False
+    assert "pickle" in described["note"] and described["skops_failed"]
+    with (tmp_path / "lam" / "estimator.joblib").open("ab") as handle:
+        handle.write(b"tampered")
+    with pytest.raises(ArtifactError, match=r"SHA-256 .* differs.*refusing to load"):
+        load_candidate(tmp_path / "lam")
+    local = make_pipeline(FunctionTransformer(lambda f: f.fillna(0.0)), LogisticRegression())
+    neither = models.as_candidate("neither", local, features).fit(train[0], train[1],
+                                                                  valid[0], valid[1])
+    with pytest.raises(ModelError, match=r"cannot save the fitted.*avoid lambdas"):
+        neither.save(tmp_path / "neither")
+
+
+def _fill_zero(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.fillna(0.0)

@@ -37,7 +37,8 @@ Scoring needs only what a candidate saved: ``load_candidate(directory)`` picks t
 A model of your own joins them through :func:`as_candidate`: any scikit-learn compatible
 classifier (a ``Pipeline``, an ``LGBMClassifier``) becomes a candidate under a name you
 choose, fitted on the training rows and scored with ``predict_proba`` (see
-:mod:`valuechain.models.sklearn`; it is saved with joblib and is not portable).
+:mod:`valuechain.models.sklearn`; it is saved with skops, or with joblib and a
+``NotPortableWarning`` when skops cannot round-trip it).
 """
 
 from __future__ import annotations

@@ -12,11 +12,16 @@ priced beside the built-in candidates:
   ``random_state`` parameters left at ``None`` (also inside a pipeline) are set to ``seed``.
   The validation period is not used: early stopping, if any, is the estimator's business.
 * ``predict`` returns ``predict_proba(X)[:, k]`` where ``classes_[k] == 1``.
-* ``save`` / ``load`` persist the fitted estimator with joblib (pickle) beside
-  ``candidate.json``, which records the file's SHA-256, the library versions and a note
-  that the file is **not portable**: it loads only with compatible versions of the estimator's
-  libraries and, like any pickle, must only be loaded from a trusted source. ``load`` refuses a
-  file whose checksum differs. Saving warns with :class:`NotPortableWarning`, never silently.
+* ``save`` / ``load`` persist the fitted estimator beside ``candidate.json``, which records
+  the file's SHA-256 (``load`` refuses a file whose checksum differs) and the library
+  versions. The format is `skops <https://skops.readthedocs.io>`_ (``estimator.skops``: no
+  pickle, no code run on load; the types it must trust are recorded at save time and only
+  those are trusted on load) when the estimator round-trips through it: ``save`` reloads the
+  file and checks that it scores a sample of the training rows bit for bit. Otherwise (a
+  lambda in a ``FunctionTransformer``, a type skops does not know) it falls back to joblib
+  (``estimator.joblib``, a pickle), which is **not portable** (it loads only with compatible
+  library versions and, like any pickle, only from a trusted source) and says so with a
+  :class:`NotPortableWarning`, never silently. ``describe()["persistence"]`` tells which.
   (The built-in candidates are saved as JSON and text instead.)
 
 Nothing is registered globally: the candidate's name is chosen by the caller and must not be
@@ -37,6 +42,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import logging
 import re
 import warnings
 from pathlib import Path
@@ -58,17 +64,27 @@ from valuechain.models.persist import MANIFEST, read_json, read_manifest, write_
 
 __all__ = ["ADAPTER", "EstimatorCandidate", "NotPortableWarning", "as_candidate"]
 
+log = logging.getLogger(__name__)
+
 ADAPTER = "sklearn"
 """The ``state.adapter`` value in ``candidate.json`` that marks a wrapped estimator."""
 
-MODEL_FILE = "estimator.joblib"
+SKOPS_FILE = "estimator.skops"
+JOBLIB_FILE = "estimator.joblib"
+VERIFY_ROWS = 256
+"""Training rows kept after ``fit`` to check that a saved estimator scores them identically."""
+SKOPS_NOTE = (
+    "saved with skops (no pickle; only the types recorded in `trusted` are trusted on load). "
+    "It loads with versions of the libraries in `versions` compatible with the estimator's "
+    "fitted attributes; the checksum is verified before loading."
+)
 NOT_PORTABLE = (
     "not portable: the estimator is saved with joblib (pickle). It loads only with compatible "
     "versions of the libraries recorded in `versions`, and only files from a trusted source "
     "may be loaded (unpickling runs code). The checksum is verified before loading."
 )
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
-_LIBRARIES = ("scikit-learn", "lightgbm", "numpy", "pandas", "joblib")
+_LIBRARIES = ("scikit-learn", "lightgbm", "numpy", "pandas", "skops", "joblib")
 
 
 class NotPortableWarning(UserWarning):
@@ -154,6 +170,8 @@ class EstimatorCandidate:
         self.positive_index = 1
         self.n_train = 0
         self.saved: dict[str, Any] = {}
+        self.sample: pd.DataFrame | None = None  # training rows to verify a saved file with
+        self._trusted: list[str] = []  # the types skops must trust to load the saved file
 
     # ----------------------------------------------------------------------------- the input
     def design(self, frame: pd.DataFrame) -> pd.DataFrame:
@@ -229,6 +247,7 @@ class EstimatorCandidate:
         self.positive_index = classes.index(1)
         self.fitted = model
         self.n_train = len(y)
+        self.sample = x.iloc[np.linspace(0, len(x) - 1, min(VERIFY_ROWS, len(x))).astype(int)]
         return self
 
     # ---------------------------------------------------------------------------- predicting
@@ -261,16 +280,61 @@ class EstimatorCandidate:
 
     # --------------------------------------------------------------------------- persistence
     def save(self, directory: Path) -> None:
-        """Write ``estimator.joblib`` and ``candidate.json`` (checksum, versions, the note).
+        """Write the fitted estimator (skops, else joblib) and ``candidate.json``.
 
-        Warns with :class:`NotPortableWarning`: the file is a pickle.
+        Warns with :class:`NotPortableWarning` when it had to fall back to joblib (pickle).
         """
         if self.fitted is None:
             raise ModelError(f"candidate '{self.name}' is not fitted yet: nothing to save.")
-        joblib = require("joblib", f"saving candidate '{self.name}'")
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        path = directory / MODEL_FILE
+        why_not = self._save_skops(directory / SKOPS_FILE)
+        if why_not is None:
+            self.saved = {"persistence": "skops", "model_file": SKOPS_FILE,
+                          "trusted": self._trusted, "portable": True, "note": SKOPS_NOTE}
+        else:
+            (directory / SKOPS_FILE).unlink(missing_ok=True)
+            self._save_joblib(directory / JOBLIB_FILE)
+            self.saved = {"persistence": "joblib", "model_file": JOBLIB_FILE,
+                          "portable": False, "note": NOT_PORTABLE, "skops_failed": why_not}
+        path = directory / self.saved["model_file"]
+        self.saved.update(sha256=_sha256(path), versions=_versions())
+        write_manifest(directory, self.name, self.features, {
+            "adapter": ADAPTER, "estimator": _class_path(self.estimator),
+            "params": self._params(), "seed": self.seed, "levels": self.levels,
+            "positive_index": self.positive_index, "n_train": self.n_train, **self.saved,
+        })
+        if why_not is not None:
+            warnings.warn(NotPortableWarning(
+                f"candidate '{self.name}' saved to {path} with joblib because skops could not "
+                f"round-trip it ({why_not}): {NOT_PORTABLE}"), stacklevel=2)
+
+    def _save_skops(self, path: Path) -> str | None:
+        """Dump with skops, reload, compare scores; the reason it failed, or None."""
+        try:
+            sio = importlib.import_module("skops.io")
+        except ImportError as err:
+            return f"skops is not installed ({err})"
+        try:
+            sio.dump(self.fitted, path)
+            self._trusted = sorted(str(t) for t in sio.get_untrusted_types(file=path))
+            back = sio.load(path, trusted=self._trusted)
+        except Exception as err:  # skops runs the estimator's own (de)serialisation code
+            log.debug("skops cannot persist %s", self.name, exc_info=True)
+            return f"{type(err).__name__}: {str(err)[:200]}"
+        if self.sample is not None:
+            try:
+                same = np.array_equal(np.asarray(back.predict_proba(self.sample)),
+                                      np.asarray(self.fitted.predict_proba(self.sample)),
+                                      equal_nan=True)
+            except Exception as err:  # the reloaded estimator's own code
+                return f"the reloaded estimator cannot score ({type(err).__name__}: {err})"
+            if not same:
+                return "the reloaded estimator scores the training sample differently"
+        return None
+
+    def _save_joblib(self, path: Path) -> None:
+        joblib = require("joblib", f"saving candidate '{self.name}'")
         try:
             joblib.dump(self.fitted, path)
         except Exception as err:  # pickling runs the estimator's own code
@@ -279,15 +343,6 @@ class EstimatorCandidate:
                 f"{_class_path(self.estimator)} to {path} ({err}). Fix: avoid lambdas and "
                 "local functions in the estimator (joblib must pickle it)."
             ) from err
-        self.saved = {"model_file": MODEL_FILE, "sha256": _sha256(path),
-                      "versions": _versions(), "portable": False, "note": NOT_PORTABLE}
-        write_manifest(directory, self.name, self.features, {
-            "adapter": ADAPTER, "estimator": _class_path(self.estimator),
-            "params": self._params(), "seed": self.seed, "levels": self.levels,
-            "positive_index": self.positive_index, "n_train": self.n_train, **self.saved,
-        })
-        warnings.warn(NotPortableWarning(f"candidate '{self.name}' saved to {path}: "
-                                         f"{NOT_PORTABLE}"), stacklevel=2)
 
     @classmethod
     def load(cls, directory: Path) -> Self:
@@ -308,31 +363,37 @@ class EstimatorCandidate:
         if found != state["sha256"]:
             raise ArtifactError(
                 f"{path}: SHA-256 {found} differs from the {state['sha256']} recorded when it "
-                "was saved; refusing to unpickle it. Fix: train again, or restore the file."
+                "was saved; refusing to load it. Fix: train again, or restore the file."
             )
-        joblib = require("joblib", f"loading candidate '{name}'")
         recorded = dict(state.get("versions", {}))
-        now = _versions()
-        moved = {k: (v, now.get(k)) for k, v in recorded.items() if now.get(k) != v}
-        if moved:
+        persistence = state.get("persistence", "joblib")
+        moved = {k: f"{v} -> {_versions().get(k)}" for k, v in recorded.items()
+                 if _versions().get(k) != v}
+        if moved and persistence == "joblib":
             warnings.warn(NotPortableWarning(
-                f"candidate '{name}' was saved with {recorded}; these differ now: "
-                f"{ {k: f'{a} -> {b}' for k, (a, b) in moved.items()} }. {NOT_PORTABLE}"),
-                stacklevel=2)
+                f"candidate '{name}' was saved with {recorded}; these differ now: {moved}. "
+                f"{NOT_PORTABLE}"), stacklevel=2)
         try:
-            fitted = joblib.load(path)
-        except Exception as err:  # unpickling runs library code
+            if persistence == "skops":
+                sio = require("skops.io", f"loading candidate '{name}'")
+                fitted = sio.load(path, trusted=[str(t) for t in state.get("trusted", [])])
+            else:
+                fitted = require("joblib", f"loading candidate '{name}'").load(path)
+        except ModelError:
+            raise
+        except Exception as err:  # loading runs library code
             raise ArtifactError(
-                f"{path}: cannot load the saved estimator ({err}). It was saved with "
-                f"{recorded}. Fix: install those versions, or train again."
+                f"{path}: cannot load the saved estimator ({type(err).__name__}: {err}). It "
+                f"was saved with {recorded}. Fix: install those versions, or train again."
             ) from err
         out = cls(name, fitted, features, seed=int(state.get("seed", 0)))
         out.fitted = fitted
         out.levels = {k: [str(v) for v in levels] for k, levels in state["levels"].items()}
         out.positive_index = int(state["positive_index"])
         out.n_train = int(state["n_train"])
-        out.saved = {k: state[k] for k in ("model_file", "sha256", "versions", "portable",
-                                           "note") if k in state}
+        out.saved = {k: state[k] for k in ("persistence", "model_file", "sha256", "versions",
+                                           "trusted", "portable", "note", "skops_failed")
+                     if k in state}
         return out
 
     def _params(self) -> dict[str, Any]:
@@ -343,14 +404,17 @@ class EstimatorCandidate:
         return {str(k): _plain(v) for k, v in params.items()}
 
     def describe(self) -> dict[str, Any]:
-        """The estimator's class and parameters, features, training size, persistence note."""
+        """The estimator's class and parameters, features, training size; once saved or
+        loaded, how it is persisted (``persistence``, ``portable``, ``note``, ``sha256``)."""
         return {
             "candidate": self.name, "adapter": ADAPTER,
             "estimator": _class_path(self.estimator), "params": self._params(),
             "seed": self.seed, "n_features": len(self.features.columns),
             "categorical": {k: len(v) for k, v in self.levels.items()},
-            "n_train": self.n_train, "portable": False, "note": NOT_PORTABLE,
-            **{k: v for k, v in self.saved.items() if k in ("sha256", "versions")},
+            "n_train": self.n_train,
+            **{k: v for k, v in self.saved.items()
+               if k in ("persistence", "portable", "note", "sha256", "versions",
+                        "skops_failed")},
         }
 
 
