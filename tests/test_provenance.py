@@ -126,6 +126,11 @@ def test_decide_no_longer_needs_the_frame_and_survives_a_moved_project(
     assert result.to_json()["test"]["savings"] == original["test"]["savings"]
     assert result.policy_path == moved / ".valuechain" / "runs" / result.run_id / "policy.yaml"
     assert result.policy_path.exists()
+    from valuechain.policy import load_policy
+
+    metadata = load_policy(result.policy_path).metadata
+    assert metadata["run_id"] == result.run_id and metadata["candidate"] == "logistic"
+    assert metadata["frame_fingerprint"] == original["frame"]["fingerprint"]
     again = DecideResult.load(moved / ".valuechain")
     assert again.test.savings is not None
     assert again.test.savings["approve_all"].value == original["test"]["savings"][

@@ -17,6 +17,7 @@ label, scores, costs, rule): the frame is never joined again. The pricing itself
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -216,9 +217,13 @@ def decide_project(
                         moved_test, priced.baseline_actions[name]).sum() - cost.sum())
             sensitivity.append(Sensitivity(**entry))
     policy_path = run_dir / "policy.yaml"
+    # The policy names what it was made from, for the bundle and the decision log later.
+    policy = replace(priced.policy, metadata={
+        **priced.policy.metadata, "run_id": run.run_id, "candidate": run.best_candidate,
+        "frame_fingerprint": run.frame.fingerprint, "spec_hash": run.spec_hash})
     body: dict[str, Any] = {
         "run_id": run.run_id, "candidate": run.best_candidate, "kind": kind,
-        "objective": objective, "policy": priced.policy.to_dict(),
+        "objective": objective, "policy": policy.to_dict(),
         "validation": priced.validation, "test": priced.test, "baselines": priced.baselines,
         "sensitivity": sensitivity, "frontier": list(priced.optimum.frontier),
         "threshold_curve": _threshold_curve(test), "frame": run.frame,
@@ -226,7 +231,7 @@ def decide_project(
     }
     body["value_chain"] = _value_chain(loaded, run, body, action)
     result = DecideResult(**body).at(loaded.workspace)
-    priced.policy.save(policy_path)
+    policy.save(policy_path)
     write_json(loaded.workspace / "decide.json", result.to_json())
     if progress:
         progress("done", 1.0)
