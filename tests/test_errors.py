@@ -116,7 +116,7 @@ def test_ml_packages_are_core_dependencies_and_the_ml_extra_still_exists() -> No
 
 
 def test_a_missing_package_is_a_model_error_not_an_import_error(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setitem(sys.modules, "lightgbm", None)  # `import lightgbm` raises ImportError
     with pytest.raises(ModelError, match=r"needs the package 'lightgbm'.*reinstall"):
         require("lightgbm", "the leakage audit")
@@ -125,6 +125,12 @@ def test_a_missing_package_is_a_model_error_not_an_import_error(
                           "x": rng.normal(size=400), "y": rng.integers(0, 2, 400)})
     with pytest.raises(ModelError, match="leakage audit"):
         audit_frame(frame, "t", "y")
+    path = tmp_path / "flat.parquet"
+    frame.to_parquet(path)
+    result = CliRunner().invoke(app, ["audit", "--frame", str(path), "--time-col", "t",
+                                      "--label-col", "y"])
+    assert result.exit_code == 2 and "ImportError" not in result.output
+    assert "ModelError" in result.output and "needs the package 'lightgbm'" in result.output
 
 
 def test_backend_errors_on_files_are_mapped(tmp_path: Path) -> None:
