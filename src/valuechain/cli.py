@@ -410,8 +410,8 @@ def report(
 ) -> None:
     """Write one self-contained HTML report from whatever stage outputs exist.
 
-    Exits with 1 (after writing the file) when a section failed or a stage output was made
-    from another frame, run or spec than the others.
+    Exits with 1 (after writing the file) when a section could not be rendered; a stage
+    output made from another frame, run or spec than the others is a warning.
     """
     from valuechain import api
 
