@@ -99,12 +99,17 @@ def decision_ids(plan: Plan, frame: pa.Table, aware: bool) -> pa.Array:
             stamp = pc.binary_join_element_wise(stamp, pa.scalar("+00:00"), "")
         ids = pc.binary_join_element_wise(parts[0], stamp, "@")
     ids = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
-    if len(ids) and pc.count_distinct(ids).as_py() != len(ids):
-        counts = pc.value_counts(ids)
-        dup = next(v["values"] for v in counts.to_pylist() if v["counts"] > 1)
+    # Unique ids <=> unique (keys[, time]): checked on the typed columns (hashing ints is
+    # far cheaper than hashing the id strings).
+    parts_of_id = [*plan.decision_keys] + ([] if isinstance(plan.points, EventPointsPlan)
+                                          else ["__t"])
+    duplicated = pa.table({c: frame.column(c) for c in parts_of_id}).to_pandas().duplicated()
+    if bool(duplicated.any()):
+        dup = ids[int(np.flatnonzero(duplicated.to_numpy())[0])].as_py()
+        where = (plan.where("sources", plan.own, "keys") if plan.own
+                 else plan.where("decision_points"))
         raise DataError(
-            f"{plan.where('sources', plan.own or '', 'keys') if plan.own else plan.where('decision_points')}"
-            f": two decision rows share the decision id {dup!r} (made of "
+            f"{where}: two decision rows share the decision id {dup!r} (made of "
             f"{list(plan.decision_keys)}). Expected one row per id; fix the duplicates or "
             "declare more key columns."
         )
