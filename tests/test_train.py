@@ -147,15 +147,15 @@ def test_user_estimators_are_candidates_beside_ours(train_world: Path, tmp_path:
 
     from valuechain.errors import SpecError
 
-    with pytest.warns(UserWarning, match="not portable"):  # joblib, said once per save
-        run = train_project(load_spec(train_world), candidates=["prior"],
-                            estimators={"my_hgb": HistGradientBoostingClassifier(max_iter=30)})
+    run = train_project(load_spec(train_world), candidates=["prior"],
+                        estimators={"my_hgb": HistGradientBoostingClassifier(max_iter=30)})
     assert set(run.candidates) == {"prior", "my_hgb"}
     assert run.best_candidate == "my_hgb"
     assert run.candidates["my_hgb"].test["roc_auc"] > 0.75
     assert any(v.candidate == "my_hgb" and v.baseline == "prior" for v in run.verdicts)
     predictions = pd.read_parquet(Path(run.run_dir) / "predictions_test.parquet")
     assert {"score_my_hgb", "raw_my_hgb"} <= set(predictions.columns)
+    assert list((Path(run.run_dir) / "candidates" / "my_hgb").iterdir())  # saved with the run
     with pytest.raises(SpecError, match="'lightgbm' is taken by a built-in candidate"):
         train_project(load_spec(train_world), candidates=["prior"],
                       estimators={"lightgbm": LogisticRegression()})
