@@ -358,3 +358,27 @@ def test_duplicate_keys_are_a_data_error(tmp_path: Path) -> None:
                    project / "orders.parquet")
     with pytest.raises(DataError, match="do not identify one row"):
         build_frame(load_spec(project))
+
+
+@pytest.mark.parametrize(("feature", "field"), [
+    ({"name": "big", "expr": "amout > 5"}, "features.1.expr"),
+    ({"name": "n_f", "aggregate": "count", "key": "customer", "window": "1d",
+      "where": "amout > 5"}, "features.1.where"),
+])
+def test_unknown_column_in_an_expression_names_the_field(tmp_path: Path, feature: dict,
+                                                         field: str) -> None:
+    project = _orders_project(tmp_path, schedule=False)
+    spec = yaml.safe_load((project / "valuechain.yaml").read_text())
+    spec["features"].append(feature)
+    (project / "valuechain.yaml").write_text(yaml.safe_dump(spec))
+    with pytest.raises(SpecError) as err:
+        build_frame(load_spec(project))
+    text = str(err.value)
+    assert f"field `{field}`" in text and "'amout'" in text and "'amount'" in text
+
+
+def test_as_of_must_match_the_datas_time_zone_kind(tmp_path: Path) -> None:
+    loaded = load_spec(_orders_project(tmp_path, schedule=False, tz="UTC"))
+    with pytest.raises(SpecError) as err:
+        build_frame(loaded, as_of=datetime(2025, 6, 1))
+    assert "the `as_of` argument" in str(err.value) and "with an offset" in str(err.value)

@@ -122,3 +122,12 @@ def test_toy_interpreter_refuses_what_it_does_not_know() -> None:
         interpret(expr.tree, {"s": "abc"})
     assert interpret(parse_expression("NULL > 1 OR TRUE", where="f").tree, {}) is True
     assert interpret(parse_expression("NULL > 1 AND TRUE", where="f").tree, {}) is None
+
+
+def test_engines_doc_examples_run() -> None:
+    import doctest
+
+    root = Path(__file__).resolve().parents[1]
+    result = doctest.testfile(str(root / "docs" / "engines.md"), module_relative=False,
+                              optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS)
+    assert result.attempted >= 3 and result.failed == 0

@@ -75,6 +75,7 @@ def test_float_keeps_nulls_and_bool_maps_null_to_false() -> None:
     costs = evaluate("amount * 0.1", frame, where=WHERE)
     assert costs.dtype == np.float64
     assert costs[0] == pytest.approx(60.0) and np.isnan(costs[1]) and costs[2] == 1.0
+    costs[1] = 0.0  # callers may write into the result
     rule = evaluate("amount > 500 OR abroad = 1", frame, where=WHERE, kind="bool")
     assert rule.dtype == np.bool_
     assert rule.tolist() == [True, True, False]

@@ -194,11 +194,11 @@ def build(
     as_json: JsonOpt = False,
 ) -> None:
     """Build the point-in-time training frame and its lineage manifest."""
-    from valuechain.data.build import build_frame
+    from valuechain import api
 
     loaded = _load(spec)
     with _progress(not as_json, "build") as progress:
-        result = build_frame(loaded, as_of=as_of, engine=engine, force=force, progress=progress)
+        result = api.build(loaded, as_of=as_of, engine=engine, force=force, progress=progress)
     if as_json:
         _emit(result.to_json())
         return

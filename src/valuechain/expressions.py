@@ -252,9 +252,9 @@ def evaluate(
     if len(column) != _rows(frame):  # cannot happen for a row-level expression
         raise SpecError(f"{where}: `{parsed.text}` gave {len(column)} rows for {_rows(frame)}.")
     if kind == "bool":
-        return np.asarray(column.to_numpy(zero_copy_only=False), dtype=bool)
+        return np.array(column.to_numpy(zero_copy_only=False), dtype=bool)
     values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
-    return np.asarray(values, dtype=np.float64)
+    return np.array(values, dtype=np.float64)  # a writable copy
 
 
 def _rows(frame: pd.DataFrame | pa.Table) -> int:

@@ -165,7 +165,7 @@ def select_engine(loaded: LoadedSpec, engine: EngineChoice = None) -> Engine:
         if settings is None:
             return get_engine(None)
         return get_engine(settings.model_dump(), where=loaded.where("engine"))
-    return get_engine(engine, where="engine (the `engine` argument / --engine)")
+    return get_engine(engine, where="the `engine` argument")
 
 
 # -- the stage -------------------------------------------------------------------------------

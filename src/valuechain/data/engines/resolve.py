@@ -74,7 +74,7 @@ def check_moment(plan: Plan, value: datetime, aware: bool, field: str) -> int:
     if (value.tzinfo is not None) != aware:
         data_kind = "time-zone aware" if aware else "naive"
         raise SpecError(
-            f"{plan.locator.file}: {field} ({value.isoformat()}) is "
+            f"{field}: {value.isoformat()} is "
             f"{'aware' if value.tzinfo else 'naive'} but the data's timestamps are {data_kind}. "
             f"Write it {'with an offset, e.g. 2025-01-01T00:00:00+00:00' if aware else 'without an offset'}."
         )
@@ -108,7 +108,7 @@ def resolve(plan: Plan, catalog: Catalog | None = None,
                        {n: catalog.display_path(n) for n in plan.sources})
     _check_types(plan, catalog)
     if plan.as_of is not None:
-        as_of_us = check_moment(plan, plan.as_of, aware, "--as-of")
+        as_of_us = check_moment(plan, plan.as_of, aware, "the `as_of` argument")
     else:
         parts = [f"SELECT max({expr}) AS m FROM {catalog.view(src)}"
                  for (src, _), expr in tsql.items()]
@@ -156,8 +156,10 @@ def resolve(plan: Plan, catalog: Catalog | None = None,
         pop = points_spec.population
         a_sql = _availability(tsql, pop)
         assert a_sql is not None  # make_plan refuses a population without times
-        start = check_moment(plan, points_spec.start, aware, "decision_points.schedule.start")
-        end = (check_moment(plan, points_spec.end, aware, "decision_points.schedule.end")
+        start = check_moment(plan, points_spec.start, aware,
+                             plan.where("decision_points", "schedule", "start"))
+        end = (check_moment(plan, points_spec.end, aware,
+                             plan.where("decision_points", "schedule", "end"))
                if points_spec.end else as_of_us)
         active = (f"AND last_seen > __t - {points_spec.active_within_us}"
                   if points_spec.active_within_us else "")
