@@ -382,3 +382,17 @@ def test_as_of_must_match_the_datas_time_zone_kind(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as err:
         build_frame(loaded, as_of=datetime(2025, 6, 1))
     assert "the `as_of` argument" in str(err.value) and "with an offset" in str(err.value)
+
+
+def test_check_reports_the_engine_and_refuses_bad_settings(tmp_path: Path) -> None:
+    from valuechain.data.validate import check_project
+
+    good = check_project(load_spec(_orders_project(tmp_path / "a", schedule=False, extra={
+        "engine": {"type": "duckdb", "threads": 2}})))
+    engine = next(c for c in good.data_checks if c.name == "engine")
+    assert engine.passed and "'duckdb'" in engine.message and "'threads': 2" in engine.message
+    bad = check_project(load_spec(_orders_project(tmp_path / "b", schedule=False, extra={
+        "engine": {"type": "duckdb", "treads": 2}})))
+    engine = next(c for c in bad.data_checks if c.name == "engine")
+    assert not engine.passed and "treads" in engine.message and "field `engine`" in engine.message
+    assert all(c.passed for c in bad.data_checks if c.name != "engine")

@@ -79,6 +79,13 @@ def check_project(loaded: LoadedSpec) -> CheckReport:
             return f"{rows:,} rows, {len(catalog.columns(name))} columns; declared columns exist"
         return fn
 
+    def engine() -> str:
+        from valuechain.data.build import select_engine
+
+        chosen = select_engine(loaded)
+        options = {k: v for k, v in chosen.config.model_dump().items() if k != "type"}
+        return f"'{chosen.name}' with {options or 'its defaults'}"
+
     for name in spec.sources:
         checks.append(_run(f"source '{name}'", readable(name)))
     if not all(c.passed for c in checks):
@@ -119,4 +126,5 @@ def check_project(loaded: LoadedSpec) -> CheckReport:
 
     if all(c.passed for c in checks):
         checks.append(_run("features", features))
+    checks.append(_run("engine", engine))
     return CheckReport(str(loaded.path), checks, readiness(spec))
