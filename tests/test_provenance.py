@@ -84,6 +84,22 @@ def test_decide_refuses_a_run_made_from_another_frame(project: Path) -> None:
     assert np.isfinite(before) and after["test"]["decisions"] > 0
 
 
+def test_typed_results_round_trip_through_their_files(project: Path) -> None:
+    loaded = load_spec(project)
+    run_dir = latest_run(loaded.workspace / "runs")
+    assert run_dir is not None
+    run = TrainResult.load(run_dir)
+    on_disk = json.loads((run_dir / "metrics.json").read_text())
+    assert run.to_metrics() == on_disk  # the writer's dict is the loader's
+    assert run.to_json()["candidates"]["logistic"]["test"] == on_disk["candidates"][
+        "logistic"]["test"]
+    decided = decide_project(loaded)
+    again = DecideResult.load(loaded.workspace)
+    assert again.to_json() == decided.to_json() == json.loads(
+        (loaded.workspace / "decide.json").read_text())
+    assert again.frame == run.frame and again.run_id == run.run_id
+
+
 def test_a_frame_replaced_by_hand_is_refused(project: Path) -> None:
     loaded = load_spec(project)
     frame_path = loaded.workspace / "build" / "frame.parquet"
