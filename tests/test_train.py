@@ -156,6 +156,7 @@ def test_user_estimators_are_candidates_beside_ours(train_world: Path, tmp_path:
     predictions = pd.read_parquet(Path(run.run_dir) / "predictions_test.parquet")
     assert {"score_my_hgb", "raw_my_hgb"} <= set(predictions.columns)
     assert list((Path(run.run_dir) / "candidates" / "my_hgb").iterdir())  # saved with the run
+    assert run.candidates["my_hgb"].describe["persistence"] == "skops"  # described once saved
     with pytest.raises(SpecError, match="'lightgbm' is taken by a built-in candidate"):
         train_project(load_spec(train_world), candidates=["prior"],
                       estimators={"lightgbm": LogisticRegression()})

@@ -273,7 +273,7 @@ def _run(p: _Prepared, writer: RunWriter, backtest_folds: int, progress: Progres
         calibrator = (Calibrator.identity("the prior is its own calibration")
                       if name == "prior" else fit_calibrator(
                           raw["validation"], y[roles["validation"]], seed=seed))
-        entry: dict[str, Any] = {"describe": model.describe()}
+        entry: dict[str, Any] = {}
         for role in ("validation", "test"):
             score = calibrator.apply(raw[role])
             mask = roles[role]
@@ -291,9 +291,10 @@ def _run(p: _Prepared, writer: RunWriter, backtest_folds: int, progress: Progres
             "before": reliability_table(raw["test"], y_test).to_dict(orient="records"),
             "after": reliability_table(calibrated, y_test).to_dict(orient="records"),
         }
-        results[name] = entry
         test_scores[name] = calibrated
         writer.save_candidate(name, model, calibrator)
+        # described after saving: a saved candidate also says how (e.g. skops, checksum)
+        results[name] = {"describe": model.describe(), **entry}
     if progress:
         progress("verdicts and random split", 0.8)
     test = roles["test"]
