@@ -243,7 +243,8 @@ def test_id_names_and_string_literals() -> None:
         assert ID_NAME.search(name), name
     for name in ("is_paid", "VALID", "valid", "paid_amount", "width"):
         assert not ID_NAME.search(name), name
-    assert _columns_in("channel = 'y' AND amount > 1") == {"channel", "amount", "AND"}
+    assert _columns_in("channel = 'y' AND amount > 1") == {"channel", "amount"}
+    assert _columns_in("\"is_fraud\" + 0 > 'is_fraud'") == {"is_fraud"}
 
 
 def test_critical_power_needs_certainty() -> None:

@@ -8,8 +8,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from sqlglot import exp
+
 from valuechain.audit.findings import Finding
 from valuechain.data.sources import Catalog
+from valuechain.expressions import parse_expression
 from valuechain.spec.durations import format_duration as fmt
 from valuechain.spec.loader import LoadedSpec
 from valuechain.spec.models import AggregateFeature, LookupFeature, RowFeature
@@ -18,14 +21,23 @@ from valuechain.sql import quote_ident
 __all__ = ["ID_NAME", "static_findings"]
 
 ID_NAME = re.compile(r"(^(id|ID|Id)$|_(id|ID|Id)$|^(id|ID)_|[a-z]Id$|(?<![A-Z])ID$|_key$|uuid)")
-_STRING = re.compile(r"'(?:[^']|'')*'")
-_IDENT = re.compile(r'"([^"]+)"|\b([A-Za-z_][A-Za-z0-9_]*)\b')
 _TIME_TYPES = ("TIMESTAMP", "DATE")
 
 
-def _columns_in(expr: str) -> set[str]:
-    """Column names an SQL expression mentions (string literals ignored)."""
-    return {quoted or bare for quoted, bare in _IDENT.findall(_STRING.sub("''", expr))}
+def _columns_in(expr: str, where: str = "expression") -> set[str]:
+    """Column names a spec expression reads (parsed by :mod:`valuechain.expressions`)."""
+    return set(parse_expression(expr, where=where).columns)
+
+
+def _bare_column(expr: str, where: str) -> str | None:
+    """The column an expression is, when it is nothing but one column (``"amount"``)."""
+    parsed = parse_expression(expr, where=where)
+    return next(iter(parsed.columns)) if isinstance(parsed.tree, exp.Column) else None
+
+
+def _where(loaded: LoadedSpec, feature: str) -> str:
+    index = next(i for i, f in enumerate(loaded.spec.features) if f.name == feature)
+    return loaded.where("features", index, "expr")
 
 
 def _label_copy(loaded: LoadedSpec) -> Iterator[Finding]:
@@ -34,7 +46,7 @@ def _label_copy(loaded: LoadedSpec) -> Iterator[Finding]:
     if label_col is None:
         return
     for f in spec.features:
-        if isinstance(f, RowFeature) and label_col in _columns_in(f.expr):
+        if isinstance(f, RowFeature) and label_col in _columns_in(f.expr, _where(loaded, f.name)):
             yield Finding(
                 id=f"label_copy:{f.name}", check="label_copy", severity="critical",
                 features=(f.name,), evidence={"label_column": label_col, "expr": f.expr},
@@ -58,8 +70,8 @@ def _identifiers(loaded: LoadedSpec) -> Iterator[Finding]:
     keys = {k for src in spec.sources.values() for k in src.keys}
     for f in spec.features:
         column = None
-        if isinstance(f, RowFeature) and re.fullmatch(r'\s*"?([A-Za-z_]\w*)"?\s*', f.expr):
-            column = f.expr.strip().strip('"')
+        if isinstance(f, RowFeature):
+            column = _bare_column(f.expr, _where(loaded, f.name))
         elif isinstance(f, LookupFeature):
             column = f.lookup.column
         if column is None or not (column in keys or ID_NAME.search(column)):
