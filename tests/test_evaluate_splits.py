@@ -250,3 +250,19 @@ def test_random_split_is_complementary_sized_and_reproducible() -> None:
     assert not (random_split(1000, 0.25, seed=8)["test"] == a["test"]).all()
     with pytest.raises(SpecError):
         random_split(10, 1.0, seed=0)
+
+
+def test_one_gap_threshold_and_one_validation_share() -> None:
+    from valuechain.audit.empirical import GAP_WARNING
+    from valuechain.evaluate import RANDOM_TIME_GAP, VALIDATION_SHARE, split_validation
+
+    assert GAP_WARNING == RANDOM_TIME_GAP == 0.03  # audit warns where train explains
+    times = pd.Series(pd.date_range("2025-01-01", periods=100, freq="h"))
+    train = np.zeros(100, bool)
+    train[10:60] = True
+    fit, valid = split_validation(times, train)
+    assert not (fit & valid).any() and ((fit | valid) == train).all()
+    assert int(valid.sum()) == round(50 * VALIDATION_SHARE)
+    assert times[fit].max() < times[valid].min()
+    with pytest.raises(SpecError, match="validation share"):
+        split_validation(times, train, share=1.0)
