@@ -88,6 +88,8 @@ class EngineCheck:
         """Run the check on engines made by ``factory`` (``max_examples`` caps Hypothesis)."""
         try:
             self.body(factory, max_examples)
+        except ImportError:
+            raise
         except Exception as err:
             name = getattr(factory(), "name", "?")
             raise AssertionError(f"conformance check '{self.name}' failed for engine "
@@ -243,8 +245,12 @@ def _given(body: Callable[..., None], examples: int) -> Callable[[EngineFactory,
     """Wrap a Hypothesis ``body(factory, data)`` as a check body with its example count."""
 
     def run(factory: EngineFactory, max_examples: int | None) -> None:
-        from hypothesis import HealthCheck, Phase, given, settings
-        from hypothesis import strategies as st
+        try:
+            from hypothesis import HealthCheck, Phase, given, settings
+            from hypothesis import strategies as st
+        except ImportError:
+            raise ImportError("the property checks of valuechain.testing need Hypothesis: "
+                              "pip install hypothesis (or valuechain's `dev` extra)") from None
 
         count = examples if max_examples is None else min(examples, max_examples)
 
