@@ -105,13 +105,19 @@ def decision_ids(plan: Plan, frame: pa.Table, aware: bool) -> pa.Array:
                                           else ["__t"])
     duplicated = pa.table({c: frame.column(c) for c in parts_of_id}).to_pandas().duplicated()
     if bool(duplicated.any()):
-        dup = ids[int(np.flatnonzero(duplicated.to_numpy())[0])].as_py()
-        where = (plan.where("sources", plan.own, "keys") if plan.own
-                 else plan.where("decision_points"))
-        raise DataError(
-            f"{where}: two decision rows share the decision id {dup!r} (made of "
-            f"{list(plan.decision_keys)}). Expected one row per id; fix the duplicates or "
-            "declare more key columns."
+        first = int(np.flatnonzero(duplicated.to_numpy())[0])
+        dup = ids[first].as_py()
+        times = int(pc.sum(pc.equal(ids, dup)).as_py() or 0)
+        if plan.own:
+            values = {k: frame.column(k)[first].as_py() for k in plan.decision_keys}
+            raise DataError(
+                f"{plan.where('sources', plan.own, 'keys')}: keys {list(plan.decision_keys)} "
+                f"do not identify one row of source '{plan.own}': {values} appears {times} "
+                "times. Fix the duplicates or declare more key columns."
+            )
+        raise EngineError(
+            f"{plan.where('decision_points')}: the engine made {times} decision points with "
+            f"the id {dup!r}. Expected one per entity and time; this is a bug of the engine."
         )
     return ids
 

@@ -129,17 +129,7 @@ def resolve(plan: Plan, catalog: Catalog | None = None,
         extra = "".join(f", {e}" for e in row_sql + filters)
         dropped = int(catalog.scalar(
             f"SELECT count(*) FROM {catalog.view(own)} WHERE {t_sql} IS NULL"))
-        dup = con.execute(
-            f"SELECT {keys}, count(*) FROM {catalog.view(own)} GROUP BY ALL HAVING count(*) > 1 "
-            "LIMIT 1"
-        ).fetchone()
-        if dup is not None:
-            raise DataError(
-                f"{plan.where('sources', own, 'keys')}: keys {list(points_spec.keys)} do not "
-                f"identify one row of source '{own}': "
-                f"{dict(zip(points_spec.keys, dup[:-1], strict=False))} appears "
-                f"{dup[-1]} times. Fix the duplicates or declare more key columns."
-            )
+        # Duplicate keys are refused by `build` (valuechain.data.build.decision_ids).
         key_types = [catalog.columns(own)[k] for k in points_spec.keys]
         # A single integer key is its own tie order; otherwise rank the keys.
         tie = (f"{quote_ident(points_spec.keys[0])}::BIGINT"
