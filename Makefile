@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[ml,dev]"
 	touch $(STAMP)
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test test-fast lint bench clean
 install: $(STAMP)
 
 demo: $(STAMP)
@@ -22,6 +22,10 @@ test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/pytest -n 2 -q tests src/valuechain --doctest-modules
+
+# The same without the tests marked slow (handbook reproductions, end-to-end walkthroughs).
+test-fast: $(STAMP)
+	$(BIN)/pytest -n 2 -q -m "not slow" tests src/valuechain --doctest-modules
 
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e ".[ml,dev,bench]"

@@ -223,6 +223,7 @@ def _handbook_spec(tmp_path: Path) -> Path:
     return tmp_path
 
 
+@pytest.mark.slow
 def test_handbook_features_have_no_critical_finding_and_a_noisy_copy_does(
         tmp_path: Path) -> None:
     loaded = load_spec(_handbook_spec(tmp_path))
