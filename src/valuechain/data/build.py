@@ -141,23 +141,63 @@ def finish_frame(plan: Plan, out: EngineOutput) -> tuple[pa.Table, RowCounts]:
         cols[name] = raw.column(name)
     label = raw.column(LABEL)
     binary = plan.label.kind == "binary"
+    mature = pc.less_equal(pc.add(raw.column("__t"), plan.label.horizon_us), out.as_of_us)
+    _check_label(plan, label, mature, cols[ID_COLUMN])
     cols[plan.label.name] = pc.cast(label, pa.int8() if binary else pa.float64())
     frame = pa.table(cols)
-    mature = pc.less_equal(pc.add(raw.column("__t"), plan.label.horizon_us), out.as_of_us)
-    if label.null_count:
-        nulls = pc.sum(pc.and_(mature, pc.is_null(label))).as_py() or 0
-        if nulls:
-            raise DataError(
-                f"{plan.where('label')}: the label column has {nulls} empty values on mature "
-                "rows. Expected a value for every decision whose horizon has passed; fill or "
-                "drop them at the source."
-            )
     kept = frame.filter(mature)
     positive = int(pc.sum(pc.greater(kept.column(plan.label.name), 0)).as_py() or 0)
     counts = RowCounts(total=frame.num_rows, mature=kept.num_rows,
                        immature=frame.num_rows - kept.num_rows, positive=positive,
                        dropped_no_time=out.dropped_no_time)
     return kept, counts
+
+
+def _label_origin(plan: Plan) -> str:
+    """``column 'y' of source 'orders' (path)`` for messages about the label values."""
+    src = plan.label.source or plan.own
+    ref = plan.sources.get(src) if src else None
+    where = f" of source '{src}' ({ref.path})" if ref is not None else ""
+    return f"label column '{plan.label.column or plan.label.name}'{where}"
+
+
+def _check_label(plan: Plan, label: pa.ChunkedArray, mature: Any, ids: pa.Array) -> None:
+    """DataError on empty or (binary) out-of-domain label values on mature rows."""
+    ids = pa.chunked_array([ids]) if isinstance(ids, pa.Array) else ids
+    origin = _label_origin(plan)
+    if label.null_count:
+        empty = pc.and_(mature, pc.is_null(label))
+        nulls = int(pc.sum(empty).as_py() or 0)
+        if nulls:
+            example = ids.filter(empty)[0].as_py()
+            raise DataError(
+                f"{plan.where('label')}: the {origin} has {nulls:,} empty values on mature rows "
+                f"(e.g. decision_id {example!r}). Expected a value for every decision whose "
+                "horizon has passed; fill them at the source (0 if nothing happened) or drop "
+                "those rows."
+            )
+    if plan.label.kind != "binary":
+        return
+    try:
+        values = pc.cast(label, pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        raise DataError(
+            f"{plan.where('label')}: the {origin} has type {label.type}. Expected 0/1 "
+            "(or true/false) for a binary label; convert the column at the source."
+        ) from None
+    ok = pc.or_(pc.equal(values, 0.0), pc.equal(values, 1.0))
+    bad = pc.and_(mature, pc.invert(pc.fill_null(ok, True)))
+    count = int(pc.sum(bad).as_py() or 0)
+    if count:
+        value = label.filter(bad)[0].as_py()
+        example = ids.filter(bad)[0].as_py()
+        distinct = sorted({v for v in label.filter(bad).to_pylist()}, key=str)[:5]
+        raise DataError(
+            f"{plan.where('label')}: the {origin} is binary but {count:,} mature rows hold "
+            f"other values than 0 and 1 ({distinct}; e.g. {value!r} at decision_id "
+            f"{example!r}). Map the values to 0/1 at the source (e.g. 2 -> 1, -1 -> 0), or set "
+            "`label.kind: amount` if the column is a quantity."
+        )
 
 
 def select_engine(loaded: LoadedSpec, engine: EngineChoice = None) -> Engine:

@@ -1,0 +1,59 @@
+"""Wrong data is refused with a message naming the file, the column and the fix (issue 9)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from valuechain.data.build import build_frame
+from valuechain.errors import DataError
+from valuechain.spec import load_spec
+
+from .test_build import _orders_project
+
+
+def _set_column(path: Path, name: str, values: list) -> None:
+    table = pq.read_table(path)
+    i = table.column_names.index(name)
+    pq.write_table(table.set_column(i, name, pa.array(values)), path)
+
+
+# -- 1. label domain ---------------------------------------------------------------------
+@pytest.mark.parametrize("bad", [2, -1])
+def test_binary_label_outside_0_1_names_column_count_and_decision(tmp_path: Path,
+                                                                   bad: int) -> None:
+    project = _orders_project(tmp_path, schedule=False)
+    _set_column(project / "orders.parquet", "y", [0, bad, 0, bad, 1])
+    with pytest.raises(DataError) as err:
+        build_frame(load_spec(project))
+    message = str(err.value)
+    assert "label column 'y'" in message and "orders.parquet" in message
+    assert "2 mature rows" in message and "decision_id '2'" in message
+    assert "Map the values to 0/1" in message
+
+
+def test_null_label_on_mature_rows_names_column_and_decision(tmp_path: Path) -> None:
+    project = _orders_project(tmp_path, schedule=False)
+    _set_column(project / "orders.parquet", "y", [0, None, 0, 0, 1])
+    with pytest.raises(DataError) as err:
+        build_frame(load_spec(project))
+    message = str(err.value)
+    assert "label column 'y'" in message and "orders.parquet" in message
+    assert "1 empty values" in message and "decision_id '2'" in message
+    assert "fill them at the source" in message
+
+
+def test_float_label_nan_is_refused(tmp_path: Path) -> None:
+    project = _orders_project(tmp_path, schedule=False)
+    _set_column(project / "orders.parquet", "y", [0.0, float("nan"), 0.0, 1.0, 1.0])
+    with pytest.raises(DataError, match=r"label column 'y'.*orders.parquet"):
+        build_frame(load_spec(project))
+
+
+def test_a_valid_binary_label_still_builds(tmp_path: Path) -> None:
+    project = _orders_project(tmp_path, schedule=False)
+    _set_column(project / "orders.parquet", "y", [False, True, False, False, True])
+    assert build_frame(load_spec(project)).rows.mature == 4
