@@ -57,3 +57,46 @@ def test_a_valid_binary_label_still_builds(tmp_path: Path) -> None:
     project = _orders_project(tmp_path, schedule=False)
     _set_column(project / "orders.parquet", "y", [False, True, False, False, True])
     assert build_frame(load_spec(project)).rows.mature == 4
+
+
+# -- 2. duplicate keys on every keyed source ------------------------------------------------
+def _with_tiers(tmp_path: Path, customers: list[int], days: list[int]) -> Path:
+    import yaml
+
+    project = _orders_project(tmp_path, schedule=False)
+    base = 1_735_689_600_000_000 - 86_400_000_000 * 10
+    pq.write_table(pa.table({
+        "customer": customers, "tier": [f"t{i}" for i in range(len(customers))],
+        "valid_from": pa.array([base + d * 86_400_000_000 for d in days], pa.timestamp("us")),
+    }), project / "tiers.parquet")
+    spec = yaml.safe_load((project / "valuechain.yaml").read_text())
+    spec["sources"]["tiers"] = {"path": "tiers.parquet", "role": "dimension",
+                                "keys": ["customer"], "valid_from": "valid_from"}
+    spec["features"].append({"name": "tier", "lookup": {"source": "tiers", "key": "customer",
+                                                        "column": "tier"}})
+    (project / "valuechain.yaml").write_text(yaml.safe_dump(spec))
+    return project
+
+
+def test_dimension_with_two_rows_for_one_key_and_version_is_refused(tmp_path: Path) -> None:
+    project = _with_tiers(tmp_path, [1, 2, 2], [0, 0, 0])
+    with pytest.raises(DataError) as err:
+        build_frame(load_spec(project))
+    message = str(err.value)
+    assert "sources.tiers.keys" in message and "tiers.parquet" in message
+    assert "'customer': '2'" in message and "2 rows" in message
+    assert "remove the duplicates" in message and "valid_from" in message
+
+
+def test_dimension_versions_with_distinct_valid_from_build(tmp_path: Path) -> None:
+    project = _with_tiers(tmp_path, [1, 2, 2], [0, 0, 3])
+    assert build_frame(load_spec(project)).rows.total == 5
+
+
+def test_outcome_source_with_duplicate_keys_is_refused(tmp_path: Path) -> None:
+    project = _orders_project(tmp_path, schedule=True)
+    table = pq.read_table(project / "cancels.parquet")
+    pq.write_table(pa.concat_tables([table, table]), project / "cancels.parquet")
+    with pytest.raises(DataError, match=r"sources.cancels.keys.*cancels.parquet.*appears 2 "
+                                        r"times.*Remove the duplicates"):
+        build_frame(load_spec(project))

@@ -98,6 +98,48 @@ def _check_types(plan: Plan, catalog: Catalog) -> None:
             )
 
 
+def _check_unique_keys(plan: Plan, catalog: Catalog) -> None:
+    """DataError when a keyed source (other than the decision source, which
+    :func:`valuechain.data.build.decision_ids` checks) has two rows for one key.
+
+    A dimension is keyed by its keys plus its version time (``valid_from``, else
+    ``available_at``): two versions of one key valid from the same moment would make a
+    lookup read one of them arbitrarily. Events and outcomes: the keys alone.
+    """
+    for name, src in plan.sources.items():
+        if not src.keys or name == plan.own:
+            continue
+        columns = list(src.keys)
+        if src.role == "dimension":
+            columns += [c for f, c in src.time_fields() if f in ("valid_from", "available_at")]
+        cols = ", ".join(quote_ident(c) for c in columns)
+        row = catalog.con.execute(
+            f"SELECT {cols}, count(*) AS n FROM {catalog.view(name)} GROUP BY ALL "
+            f"HAVING count(*) > 1 ORDER BY n DESC LIMIT 1").fetchone()
+        if row is None:
+            continue
+        values = dict(zip(columns, [str(v) if v is not None else None for v in row[:-1]],
+                          strict=True))
+        groups = int(catalog.scalar(
+            f"SELECT count(*) FROM (SELECT 1 FROM {catalog.view(name)} GROUP BY {cols} "
+            "HAVING count(*) > 1)") or 0)
+        where = catalog.where("sources", name, "keys")
+        file = catalog.display_path(name)
+        if src.role == "dimension":
+            raise DataError(
+                f"{where}: source '{name}' ({file}) has {row[-1]} rows for {values} "
+                f"({groups:,} such duplicates in all): a lookup would read one of them "
+                "arbitrarily. Expected one row per key and version time; remove the "
+                "duplicates, give each version its own `valid_from`, or declare more key "
+                "columns."
+            )
+        raise DataError(
+            f"{where}: keys {list(src.keys)} do not identify one row of source '{name}' "
+            f"({file}): {values} appears {row[-1]} times ({groups:,} such duplicates in all). "
+            "Remove the duplicates or declare more key columns."
+        )
+
+
 def resolve(plan: Plan, catalog: Catalog | None = None,
             progress: Progress | None = None) -> Resolved:
     """Read ``plan``'s sources and make the :class:`PitProblem` a kernel computes."""
@@ -107,6 +149,7 @@ def resolve(plan: Plan, catalog: Catalog | None = None,
     plan.check_columns({n: list(catalog.columns(n)) for n in plan.sources},
                        {n: catalog.display_path(n) for n in plan.sources})
     _check_types(plan, catalog)
+    _check_unique_keys(plan, catalog)
     if plan.as_of is not None:
         as_of_us = check_moment(plan, plan.as_of, aware, "the `as_of` argument")
     else:
