@@ -100,3 +100,31 @@ def test_outcome_source_with_duplicate_keys_is_refused(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"sources.cancels.keys.*cancels.parquet.*appears 2 "
                                         r"times.*Remove the duplicates"):
         build_frame(load_spec(project))
+
+
+# -- 3. a CSV without a header row --------------------------------------------------------
+def _csv_orders(tmp_path: Path, header: bool) -> Path:
+    import yaml
+
+    project = _orders_project(tmp_path, schedule=False)
+    frame = pq.read_table(project / "orders.parquet").to_pandas()
+    (project / "orders.parquet").unlink()
+    frame.to_csv(project / "orders.csv", index=False, header=header)
+    spec = yaml.safe_load((project / "valuechain.yaml").read_text())
+    spec["sources"]["orders"]["path"] = "orders.csv"
+    (project / "valuechain.yaml").write_text(yaml.safe_dump(spec))
+    return project
+
+
+def test_csv_without_a_header_row_says_so(tmp_path: Path) -> None:
+    project = _csv_orders(tmp_path, header=False)
+    with pytest.raises(DataError) as err:
+        build_frame(load_spec(project))
+    message = str(err.value)
+    assert "sources.orders.path" in message and "orders.csv" in message
+    assert "seems to have no header row" in message
+    assert "order_id" in message and "add a header line" in message
+
+
+def test_csv_with_a_header_row_builds(tmp_path: Path) -> None:
+    assert build_frame(load_spec(_csv_orders(tmp_path, header=True))).rows.total == 5

@@ -69,6 +69,21 @@ class SourceInfo:
 
 
 
+def _looks_like_a_value(name: str) -> bool:
+    """Whether a CSV column name reads as a number or a date (a data row taken as header)."""
+    text = name.strip()
+    try:
+        float(text.replace(",", "."))
+        return True
+    except ValueError:
+        pass
+    try:
+        datetime.fromisoformat(text)
+        return len(text) >= 8
+    except ValueError:
+        return False
+
+
 class Catalog:
     """The sources of a spec (or of a :class:`~valuechain.data.plan.Plan`), opened in one
     DuckDB connection as views ``src_<name>``."""
@@ -150,6 +165,29 @@ class Catalog:
                 f"{str(err).splitlines()[0]}. Check the file and `format`."
             ) from None
         self._types[name] = {row[0]: str(row[1]) for row in described}
+        if fmt == "csv":
+            self._check_header(name)
+
+    def _check_header(self, name: str) -> None:
+        """DataError when a CSV's first line looks like data rather than column names."""
+        src = self.sources[name]
+        names = list(self._types[name])
+        declared = [*src.keys, *(c for _, c in src.time_fields())]
+        missing_all = bool(declared) and not any(c in names for c in declared)
+        values = sum(_looks_like_a_value(c) for c in names)
+        if not (missing_all and values) and not (values and 2 * values >= len(names)):
+            return
+        shown = ", ".join(repr(c) for c in names[:6]) + (", ..." if len(names) > 6 else "")
+        raise DataError(
+            f"{self.where('sources', name, 'path')}: source '{name}' "
+            f"({self.display_path(name)}) seems to have no header row: its first line reads "
+            f"{shown}, which look like values, not column names"
+            + (f", and none of the declared columns {declared} is there" if missing_all
+               else "")
+            + ". Expected the first line to name the columns; add a header line "
+            f"(e.g. `{','.join(declared) or 'id,ts,...'},...`) or export the file with "
+            "column names."
+        )
 
     # -- questions -------------------------------------------------------------------------
     def view(self, name: str) -> str:
