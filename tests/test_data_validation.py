@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -128,3 +129,82 @@ def test_csv_without_a_header_row_says_so(tmp_path: Path) -> None:
 
 def test_csv_with_a_header_row_builds(tmp_path: Path) -> None:
     assert build_frame(load_spec(_csv_orders(tmp_path, header=True))).rows.total == 5
+
+
+# -- 4. time sanity ------------------------------------------------------------------------
+def _with_reported(tmp_path: Path, opened: list, reported: list) -> Path:
+    """Scheduled points; cancels with an event time and an availability time."""
+    import yaml
+
+    project = _orders_project(tmp_path, schedule=True)
+    pq.write_table(pa.table({
+        "customer": list(range(2, 2 + len(opened))),
+        "opened_at": pa.array(opened, pa.timestamp("us")),
+        "reported_at": pa.array(reported, pa.timestamp("us")),
+    }), project / "cancels.parquet")
+    spec = yaml.safe_load((project / "valuechain.yaml").read_text())
+    spec["sources"]["cancels"].update(event_time="opened_at", available_at="reported_at")
+    (project / "valuechain.yaml").write_text(yaml.safe_dump(spec))
+    return project
+
+
+_DAY = 86_400_000_000
+_BASE = 1_735_689_600_000_000  # 2025-01-01
+
+
+def test_outcome_rows_without_times_are_counted_in_the_manifest(tmp_path: Path) -> None:
+    project = _with_reported(tmp_path, [_BASE + 12 * _DAY, None, _BASE + 3 * _DAY],
+                             [_BASE + 13 * _DAY, _BASE + 2 * _DAY, None])
+    result = build_frame(load_spec(project), as_of=datetime(2025, 3, 1))
+    assert result.manifest["dropped"] == {
+        "cancels": {"no event time ('opened_at')": 1, "no availability time ('reported_at')": 1}}
+    again = build_frame(load_spec(project), as_of=datetime(2025, 3, 1), engine="reference")
+    assert again.manifest["dropped"] == result.manifest["dropped"]
+    assert pq.read_table(again.frame).equals(pq.read_table(result.frame))
+
+
+def test_decision_rows_without_time_are_counted_per_source(tmp_path: Path) -> None:
+    project = _orders_project(tmp_path, schedule=False)
+    _set_column(project / "orders.parquet", "ts",
+                pa.array([_BASE, None, _BASE + 8 * _DAY, _BASE + 9 * _DAY, _BASE + 30 * _DAY],
+                         pa.timestamp("us")).to_pylist())
+    result = build_frame(load_spec(project))
+    assert result.rows.dropped_no_time == 1
+    assert result.manifest["dropped"] == {"orders": {"no event time ('ts')": 1}}
+
+
+def test_outcome_known_before_it_happened_is_refused(tmp_path: Path) -> None:
+    project = _with_reported(tmp_path, [_BASE + 12 * _DAY], [_BASE + 2 * _DAY])
+    with pytest.raises(DataError) as err:
+        build_frame(load_spec(project), as_of=datetime(2025, 3, 1))
+    message = str(err.value)
+    assert "sources.cancels.available_at" in message and "cancels.parquet" in message
+    assert "1 rows" in message and "known before they happened" in message
+    assert "'customer': '2'" in message and "fix those rows" in message
+
+
+def test_a_single_row_in_2100_does_not_move_as_of_silently(tmp_path: Path) -> None:
+    project = _orders_project(tmp_path, schedule=False)
+    _set_column(project / "orders.parquet", "ts",
+                pa.array([_BASE, _BASE + _DAY, _BASE + 8 * _DAY, _BASE + 9 * _DAY,
+                          4_102_444_800_000_000], pa.timestamp("us")).to_pylist())
+    with pytest.raises(DataError) as err:
+        build_frame(load_spec(project))
+    message = str(err.value)
+    assert "sources.orders.event_time" in message and "orders.parquet" in message
+    assert "column 'ts'" in message and "2100-01-01" in message and "'order_id': '5'" in message
+    assert "--as-of 2025-01-10" in message and "remove that row" in message
+    # The documented way to accept it: an explicit as_of.
+    assert build_frame(load_spec(project), as_of=datetime(2025, 3, 1)).rows.total == 5
+
+
+def test_pre_1970_times_stay_valid(tmp_path: Path) -> None:
+    project = _orders_project(tmp_path, schedule=False)
+    old = -1_577_923_200_000_000  # 1920-01-01
+    _set_column(project / "orders.parquet", "ts",
+                pa.array([old + d * _DAY for d in (0, 1, 8, 9, 30)],
+                         pa.timestamp("us")).to_pylist())
+    result = build_frame(load_spec(project))
+    assert result.rows.total == result.rows.mature == 5
+    frame = pq.read_table(result.frame).to_pandas()
+    assert str(frame["ts"].min()).startswith("1920-01-01")

@@ -294,6 +294,7 @@ def build_frame(
         "time_zone_aware": out.aware,
         "sources": {n: i.__dict__ for n, i in infos.items()},
         "rows": counts.__dict__,
+        "dropped": {name: dict(reasons) for name, reasons in out.dropped.items()},
         "label": {**lab.model_dump(mode="json", exclude_none=True)},
         "frame": {"path": frame_path.name, "columns": frame.column_names,
                   "id_column": ID_COLUMN, "fingerprint": frame_fingerprint,

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import pyarrow as pa
@@ -66,13 +66,15 @@ class EngineOutput:
     ``__label`` (the label) and ``__t`` (the decision time, int64 epoch microseconds).
     ``as_of_us`` is the plan's ``as_of`` or, without one, the latest time in the sources;
     ``aware`` tells whether times are UTC instants (time-zone aware data) or wall-clock;
-    ``dropped_no_time`` counts decision rows without a time.
+    ``dropped_no_time`` counts decision rows without a time; ``dropped`` maps a source to
+    ``{reason: rows}`` for every row left out of the build (recorded in the manifest).
     """
 
     frame: pa.Table
     as_of_us: int
     aware: bool
     dropped_no_time: int = 0
+    dropped: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
 
 @runtime_checkable

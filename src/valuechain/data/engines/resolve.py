@@ -11,8 +11,9 @@ kernel's job; :func:`output` assembles the kernel's columns into an
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -21,7 +22,7 @@ import pyarrow.compute as pc
 from valuechain.data.engines.base import EngineOutput, Progress
 from valuechain.data.pit import KNOWN, LABEL, LabelPlan, LookupPlan, PitProblem, Window
 from valuechain.data.plan import EventPointsPlan, Plan, SchedulePlan
-from valuechain.data.sources import Catalog, datetime_to_us
+from valuechain.data.sources import Catalog, datetime_to_us, us_to_datetime
 from valuechain.errors import DataError, SpecError
 from valuechain.expressions import Expression
 from valuechain.sql import quote_ident
@@ -40,6 +41,7 @@ class Resolved:
     aware: bool
     as_of_us: int
     dropped_no_time: int
+    dropped: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def _sql(expr: Expression) -> str:
@@ -140,6 +142,93 @@ def _check_unique_keys(plan: Plan, catalog: Catalog) -> None:
         )
 
 
+_YEAR_US = 365 * 86_400_000_000
+
+
+def _count_missing(catalog: Catalog, plan: Plan, source: str, fields: tuple[str, ...],
+                   dropped: dict[str, dict[str, int]]) -> None:
+    """Count (into ``dropped``) the rows of ``source`` a null time leaves out of the build."""
+    src = plan.sources[source]
+    seen: set[str] = set()
+    for fld in fields:
+        column = getattr(src, fld)
+        if not column or column in seen:
+            continue
+        seen.add(column)
+        n = int(catalog.scalar(f"SELECT count(*) FROM {catalog.view(source)} "
+                               f"WHERE {quote_ident(column)} IS NULL") or 0)
+        if n:
+            what = "event time" if fld == "event_time" else "availability time"
+            dropped.setdefault(source, {})[f"no {what} ('{column}')"] = n
+
+
+def _row_keys(plan: Plan, catalog: Catalog, source: str, condition: str) -> dict[str, Any]:
+    """The key values (else every column) of the first row of ``source`` matching."""
+    keys = list(plan.sources[source].keys)
+    cols = ", ".join(quote_ident(k) for k in keys) if keys else "*"
+    cursor = catalog.con.execute(
+        f"SELECT {cols} FROM {catalog.view(source)} WHERE {condition} LIMIT 1")
+    names = [d[0] for d in cursor.description or []]
+    row = cursor.fetchone() or ()
+    return {n: (str(v) if v is not None else None) for n, v in zip(names, row, strict=False)}
+
+
+def _check_known_after(plan: Plan, catalog: Catalog, source: str, e_sql: str,
+                       a_sql: str | None) -> None:
+    """DataError for outcome rows known before they happened (availability < event time)."""
+    src = plan.sources[source]
+    if not src.available_at or a_sql is None or src.available_at == src.event_time:
+        return
+    condition = f"{a_sql} < {e_sql}"
+    n = int(catalog.scalar(f"SELECT count(*) FROM {catalog.view(source)} WHERE {condition}")
+            or 0)
+    if not n:
+        return
+    example = _row_keys(plan, catalog, source, condition)
+    raise DataError(
+        f"{catalog.where('sources', source, 'available_at')}: {n:,} rows of outcome source "
+        f"'{source}' ({catalog.display_path(source)}) are known before they happened: "
+        f"'{src.available_at}' < '{src.event_time}' (e.g. {example}). Expected the availability "
+        "time at or after the event time; fix those rows, or swap `event_time` and "
+        "`available_at` if the columns are declared the wrong way round."
+    )
+
+
+def _check_as_of_outlier(plan: Plan, catalog: Catalog, tsql: dict[tuple[str, str], str],
+                         as_of_us: int, aware: bool) -> None:
+    """DataError when the default ``as_of`` comes from a few rows far after all the others.
+
+    Per time column holding the latest time: with ``k = max(1, rows // 1000)``, the
+    ``k + 1``-th latest value is "the rest"; when the latest is more than a year and more
+    than the whole span of the rest after it, the latest rows are outliers.
+    """
+    for (source, fld), expr in tsql.items():
+        view = catalog.view(source)
+        n, lo, hi = catalog.con.execute(
+            f"SELECT count({expr}), min({expr}), max({expr}) FROM {view}").fetchone() or (
+            0, None, None)
+        if not n or hi is None or hi != as_of_us or n < 2:
+            continue
+        k = max(1, int(n) // 1000)
+        rest = catalog.scalar(f"SELECT {expr} AS x FROM {view} WHERE {expr} IS NOT NULL "
+                              f"ORDER BY x DESC LIMIT 1 OFFSET {k}")
+        if rest is None or hi - rest <= max(rest - lo, _YEAR_US):
+            continue
+        column = getattr(plan.sources[source], fld)
+        late = int(catalog.scalar(f"SELECT count(*) FROM {view} WHERE {expr} > {rest}") or 0)
+        example = _row_keys(plan, catalog, source, f"{expr} = {hi}")
+        latest = us_to_datetime(hi, aware).isoformat()
+        others = us_to_datetime(rest, aware).isoformat()
+        raise DataError(
+            f"{catalog.where('sources', source, fld)}: column '{column}' of source '{source}' "
+            f"({catalog.display_path(source)}) has {late:,} of {n:,} rows far after all the "
+            f"others: the latest, {latest} (row {example}), against {others} for the rest. "
+            "It would set the default `as_of` (the latest time in the sources) and turn "
+            "outcomes not yet reported into final negatives. Fix or remove that row, or pass "
+            f"the extraction time explicitly (`--as-of {others}`)."
+        )
+
+
 def resolve(plan: Plan, catalog: Catalog | None = None,
             progress: Progress | None = None) -> Resolved:
     """Read ``plan``'s sources and make the :class:`PitProblem` a kernel computes."""
@@ -156,6 +245,8 @@ def resolve(plan: Plan, catalog: Catalog | None = None,
         parts = [f"SELECT max({expr}) AS m FROM {catalog.view(src)}"
                  for (src, _), expr in tsql.items()]
         as_of_us = int(catalog.scalar(f"SELECT max(m) FROM ({' UNION ALL '.join(parts)})"))
+        _check_as_of_outlier(plan, catalog, tsql, as_of_us, aware)
+    dropped_by: dict[str, dict[str, int]] = {}
     own = plan.own
     row_sql = [f"{_row_expr(f.expr, f.fill)} AS {quote_ident('__x_' + f.name)}"
                for f in plan.row_features]
@@ -172,6 +263,9 @@ def resolve(plan: Plan, catalog: Catalog | None = None,
         extra = "".join(f", {e}" for e in row_sql + filters)
         dropped = int(catalog.scalar(
             f"SELECT count(*) FROM {catalog.view(own)} WHERE {t_sql} IS NULL"))
+        if dropped:
+            column = plan.sources[own].event_time
+            dropped_by.setdefault(own, {})[f"no event time ('{column}')"] = dropped
         # Duplicate keys are refused by `build` (valuechain.data.build.decision_ids).
         key_types = [catalog.columns(own)[k] for k in points_spec.keys]
         # A single integer key is its own tie order; otherwise rank the keys.
@@ -243,11 +337,12 @@ def resolve(plan: Plan, catalog: Catalog | None = None,
         wheres = "".join(
             f", {_sql(x.where)} AS {quote_ident(f'__f{j}')}"
             for j, x in enumerate(plan.windows) if x.where is not None and x.source == w.source)
+        _count_missing(catalog, plan, w.source, ("available_at", "event_time"), dropped_by)
         tables[w.source] = _table(
             con, plan,
             f"SELECT *, {a_sql} AS __t, row_number() OVER (ORDER BY "
             f"{', '.join(quote_ident(k) for k in src_keys)}) - 1 AS __o{wheres} "
-            f"FROM {catalog.view(w.source)}")
+            f"FROM {catalog.view(w.source)} WHERE {a_sql} IS NOT NULL")
     lookups: list[LookupPlan] = []
     for lk in plan.lookups:
         name = f"dim::{lk.source}"
@@ -272,15 +367,19 @@ def resolve(plan: Plan, catalog: Catalog | None = None,
     else:
         out = lab.source
         pairs = plan.label_pairs(list(catalog.columns(out)))
+        e_sql, a_sql = tsql[(out, "event_time")], _availability(tsql, out)
+        _count_missing(catalog, plan, out, ("event_time", "available_at"), dropped_by)
+        _check_known_after(plan, catalog, out, e_sql, a_sql)
         tables[out] = con.sql(
-            f"SELECT *, {tsql[(out, 'event_time')]} AS __e, {_availability(tsql, out)} AS __t, "
-            f"0 AS __o FROM {catalog.view(out)}"
+            f"SELECT *, {e_sql} AS __e, {a_sql} AS __t, 0 AS __o FROM {catalog.view(out)} "
+            f"WHERE {e_sql} IS NOT NULL AND {a_sql} IS NOT NULL"
         ).to_arrow_table()
         label = LabelPlan(kind=lab.kind, horizon_us=lab.horizon_us, outcome=out, keys=pairs,
                           column=lab.column)
     problem = PitProblem(points=points, tables=tables, own=own, windows=tuple(windows),
                          lookups=tuple(lookups), label=label)
-    return Resolved(problem=problem, aware=aware, as_of_us=as_of_us, dropped_no_time=dropped)
+    return Resolved(problem=problem, aware=aware, as_of_us=as_of_us, dropped_no_time=dropped,
+                    dropped=dropped_by)
 
 
 def _table(con: duckdb.DuckDBPyConnection, plan: Plan, sql: str) -> pa.Table:
@@ -307,4 +406,4 @@ def output(plan: Plan, resolved: Resolved, computed: pa.Table) -> EngineOutput:
     cols[LABEL] = computed.column(LABEL)
     cols["__t"] = points.column("__t")
     return EngineOutput(frame=pa.table(cols), as_of_us=resolved.as_of_us, aware=resolved.aware,
-                        dropped_no_time=resolved.dropped_no_time)
+                        dropped_no_time=resolved.dropped_no_time, dropped=resolved.dropped)
