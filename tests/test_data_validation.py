@@ -208,3 +208,14 @@ def test_pre_1970_times_stay_valid(tmp_path: Path) -> None:
     assert result.rows.total == result.rows.mature == 5
     frame = pq.read_table(result.frame).to_pandas()
     assert str(frame["ts"].min()).startswith("1920-01-01")
+
+
+def test_cli_reports_a_data_error_with_exit_2_and_no_traceback(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from valuechain.cli import app
+
+    project = _with_tiers(tmp_path, [1, 2, 2], [0, 0, 0])
+    result = CliRunner().invoke(app, ["build", "--spec", str(project)])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and "tiers.parquet" in result.output
