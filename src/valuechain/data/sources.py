@@ -260,6 +260,12 @@ class Catalog:
             fingerprint=fingerprint(files),
         )
 
+    def first(self, sql: str) -> tuple[Any, ...] | None:
+        """The first row of ``sql``, fetched to the end (DuckDB refuses other work on a
+        connection while a result is unfinished)."""
+        rows = self.con.execute(sql).fetchall()
+        return tuple(rows[0]) if rows else None
+
     def scalar(self, sql: str) -> Any:
         rows = self.con.execute(sql).fetchall()
         return rows[0][0] if rows else None

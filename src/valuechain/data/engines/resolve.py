@@ -115,9 +115,9 @@ def _check_unique_keys(plan: Plan, catalog: Catalog) -> None:
         if src.role == "dimension":
             columns += [c for f, c in src.time_fields() if f in ("valid_from", "available_at")]
         cols = ", ".join(quote_ident(c) for c in columns)
-        row = catalog.con.execute(
+        row = catalog.first(
             f"SELECT {cols}, count(*) AS n FROM {catalog.view(name)} GROUP BY ALL "
-            f"HAVING count(*) > 1 ORDER BY n DESC LIMIT 1").fetchone()
+            f"HAVING count(*) > 1 ORDER BY n DESC LIMIT 1")
         if row is None:
             continue
         values = dict(zip(columns, [str(v) if v is not None else None for v in row[:-1]],
@@ -169,7 +169,8 @@ def _row_keys(plan: Plan, catalog: Catalog, source: str, condition: str) -> dict
     cursor = catalog.con.execute(
         f"SELECT {cols} FROM {catalog.view(source)} WHERE {condition} LIMIT 1")
     names = [d[0] for d in cursor.description or []]
-    row = cursor.fetchone() or ()
+    rows = cursor.fetchall()
+    row = rows[0] if rows else ()
     return {n: (str(v) if v is not None else None) for n, v in zip(names, row, strict=False)}
 
 
@@ -204,9 +205,8 @@ def _check_as_of_outlier(plan: Plan, catalog: Catalog, tsql: dict[tuple[str, str
     """
     for (source, fld), expr in tsql.items():
         view = catalog.view(source)
-        n, lo, hi = catalog.con.execute(
-            f"SELECT count({expr}), min({expr}), max({expr}) FROM {view}").fetchone() or (
-            0, None, None)
+        n, lo, hi = catalog.first(
+            f"SELECT count({expr}), min({expr}), max({expr}) FROM {view}") or (0, None, None)
         if not n or hi is None or hi != as_of_us or n < 2:
             continue
         k = max(1, int(n) // 1000)
