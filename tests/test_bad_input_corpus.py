@@ -121,6 +121,15 @@ SPEC_EDITS: list[tuple[str, tuple, object, tuple[str, ...]]] = [
      ("valuechain.yaml", "label.horizn", "check its spelling")),
     ("percentile_above_one", ("value", "capacity", "review", "percentile"), 2,
      ("valuechain.yaml", "value.capacity.review.percentile")),
+    ("horizon_in_months", ("label", "horizon"), "3mo",
+     ("valuechain.yaml", "label.horizon", "write days")),
+    ("capacity_as_text", ("value", "capacity", "review", "limit"), "lots",
+     ("valuechain.yaml", "value.capacity.review.limit")),
+    ("negative_latency", ("decision", "latency_budget_ms"), -5,
+     ("valuechain.yaml", "decision.latency_budget_ms")),
+    ("no_actions", ("decision", "actions"), [], ("valuechain.yaml", "decision.actions")),
+    ("unknown_label_source", ("label", "source"), "chargebackz",
+     ("valuechain.yaml", "label.source", "unknown source 'chargebackz'")),
 ]
 
 
@@ -163,6 +172,11 @@ RAW: list[tuple[str, Callable[[Path, str], Path], tuple[str, ...]]] = [
     ("duplicate_top_level_key",
      lambda d, t: _write_raw(d, (t + "\nlabel: {column: x, horizon: 1d}\n").encode()),
      ("valuechain.yaml", "field `label`", "written twice", "lines ")),
+    ("tab_indented", lambda d, t: _write_raw(d, t.replace("  horizon: 60d", "\thorizon: 60d"
+                                                          ).encode()),
+     ("valuechain.yaml", "line", "not valid YAML")),
+    ("binary_file", lambda d, t: _write_raw(d, bytes(range(256)) * 4),
+     ("valuechain.yaml",)),
     ("duplicate_nested_key",
      lambda d, t: _write_raw(d, t.replace("  horizon: 60d", "  horizon: 60d\n  horizon: 6d"
                                           ).encode()),
@@ -254,6 +268,12 @@ DAMAGE: list[Any] = [
     ("latest_points_at_missing_run",
      lambda p: (p / ".valuechain" / "runs" / "latest").write_text("20990101-000000-gone"),
      ("decide",), 0, ()),
+    ("deleted_latest_pointer", lambda p: (p / ".valuechain" / "runs" / "latest").unlink(),
+     ("decide",), 0, ()),
+    ("truncated_decide_json_in_report", lambda p: _truncate(p / ".valuechain" / "decide.json"),
+     ("report",), 1, ("decide.json",)),
+    ("truncated_metrics_in_report", lambda p: _truncate(_run_dir(p) / "metrics.json"),
+     ("report",), 1, ("metrics.json",)),
     pytest.param(
         "corrupt_build_manifest", lambda p: (_build(p) / "manifest.json").write_text("{not"),
         TRAIN, 0, (), id="corrupt_build_manifest", marks=pytest.mark.xfail(
@@ -349,3 +369,13 @@ def test_debug_prints_the_traceback(fresh: Path, monkeypatch: pytest.MonkeyPatch
 
 def test_user_error_stays_exit_2_under_debug(fresh: Path) -> None:
     assert_clear(run("--debug", "decide", "--spec", str(fresh)), 2, "no training run yet")
+
+
+def test_project_moved_after_training(project: Path) -> None:
+    """Runs record paths relative to the project: a moved folder still decides."""
+    moved = project.parent / "moved"
+    project.rename(moved)
+    try:
+        assert_clear(run("decide", "--spec", str(moved), "--json"), 0)
+    finally:
+        moved.rename(project)
