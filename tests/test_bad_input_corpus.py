@@ -128,6 +128,8 @@ SPEC_EDITS: list[tuple[str, tuple, object, tuple[str, ...]]] = [
     ("negative_latency", ("decision", "latency_budget_ms"), -5,
      ("valuechain.yaml", "decision.latency_budget_ms")),
     ("no_actions", ("decision", "actions"), [], ("valuechain.yaml", "decision.actions")),
+    ("feature_is_a_number", ("features", 0), 3,
+     ("valuechain.yaml", "features.0", "expected a feature")),
     ("unknown_label_source", ("label", "source"), "chargebackz",
      ("valuechain.yaml", "label.source", "unknown source 'chargebackz'")),
 ]
@@ -379,3 +381,56 @@ def test_project_moved_after_training(project: Path) -> None:
         assert_clear(run("decide", "--spec", str(moved), "--json"), 0)
     finally:
         moved.rename(project)
+
+
+# ------------------------------------------------------------------------ random mutations
+_POOL: list[object] = [None, -1, 0, 10**30, -(10**30), "", "x", float("nan"), float("inf"),
+                       [], {}, "99999999999999999d", "0d", True, "1e400d", [1, "a"],
+                       {"a": None}, "\xff\x00", 1.5]
+
+
+def _leaves(node: object, path: tuple = ()) -> list[tuple]:
+    if isinstance(node, dict):
+        out: list[tuple] = [path] if path else []
+        for key, value in node.items():
+            out += _leaves(value, (*path, key))
+        return out
+    if isinstance(node, list):
+        out = [path]
+        for index, value in enumerate(node):
+            out += _leaves(value, (*path, index))
+        return out
+    return [path]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_spec_mutations_never_traceback(seed: int, world: Path, tmp_path: Path) -> None:
+    """Replace or delete random fields of a valid spec: a spec loads or is a SpecError."""
+    import random
+
+    from valuechain import api
+    from valuechain.errors import ValuechainError
+
+    rng = random.Random(seed)
+    base = yaml.safe_load(spec_text(world))
+    for trial in range(40):
+        data = yaml.safe_load(spec_text(world))
+        for _ in range(rng.randint(1, 3)):
+            path = rng.choice(_leaves(data))
+            parent = data
+            for part in path[:-1]:
+                parent = parent[part]
+            if rng.random() < 0.2 and isinstance(parent, dict):
+                parent.pop(path[-1], None)
+            else:
+                parent[path[-1]] = rng.choice(_POOL)
+        target = tmp_path / f"m{trial}" / "valuechain.yaml"
+        target.parent.mkdir()
+        target.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+        try:
+            api.load_spec(target)
+        except ValuechainError as err:
+            assert "valuechain.yaml" in str(err), str(err)
+        except Exception as err:  # the point of the test
+            raise AssertionError(f"mutation {trial} of seed {seed} ({data != base}) raised "
+                                 f"{type(err).__name__}: {err}") from err

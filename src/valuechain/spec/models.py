@@ -310,20 +310,26 @@ class LookupFeature(_Model):
         return "lookup"
 
 
-def _feature_tag(value: Any) -> str:
+def _feature_tag(value: Any) -> str | None:
     if isinstance(value, dict):
         for tag in ("aggregate", "lookup", "expr"):
             if tag in value:
                 return "row" if tag == "expr" else tag
         return "row"
-    return str(value.kind)
+    kind = getattr(value, "kind", None)
+    # not a mapping nor a feature (a number, a string, null): pydantic reports the field
+    return kind if isinstance(kind, str) else None
 
 
 Feature = Annotated[
     Annotated[RowFeature, Tag("row")]
     | Annotated[AggregateFeature, Tag("aggregate")]
     | Annotated[LookupFeature, Tag("lookup")],
-    Discriminator(_feature_tag),
+    Discriminator(
+        _feature_tag, custom_error_type="feature_kind",
+        custom_error_message="expected a feature: a mapping with `name` and one of `expr`, "
+        "`aggregate` or `lookup`, e.g. {name: amount, expr: amount}",
+    ),
 ]
 
 
