@@ -403,7 +403,7 @@ def _leaves(node: object, path: tuple = ()) -> list[tuple]:
     return [path]
 
 
-@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("seed", range(4))
 def test_random_spec_mutations_never_traceback(seed: int, world: Path, tmp_path: Path) -> None:
     """Replace or delete random fields of a valid spec: a spec loads or is a SpecError."""
     import random
@@ -413,7 +413,7 @@ def test_random_spec_mutations_never_traceback(seed: int, world: Path, tmp_path:
 
     rng = random.Random(seed)
     base = yaml.safe_load(spec_text(world))
-    for trial in range(40):
+    for trial in range(25):
         data = yaml.safe_load(spec_text(world))
         for _ in range(rng.randint(1, 3)):
             path = rng.choice(_leaves(data))
