@@ -4,7 +4,9 @@ Every command is a thin layer over the function of the same name in :mod:`valuec
 (which writes the stage's outputs and returns its typed result). Every command accepts
 ``--spec`` (a file, or a directory holding ``valuechain.yaml``) and ``--json`` for machine
 output. User mistakes print one clear paragraph, with the library's argument names rewritten
-to this command's flags, and exit with 2; failed checks exit with 1.
+to this command's flags, and exit with 2; failed checks exit with 1. Any other exception is a
+bug in valuechain: one paragraph names it and the log file holding its traceback, exit 3
+(``valuechain --debug <command>`` prints the traceback instead). See docs/errors.md.
 """
 
 from __future__ import annotations
@@ -12,10 +14,13 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import os
 import sys
+import tempfile
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -73,11 +78,69 @@ def flags_of(fn: Callable[..., Any]) -> dict[str, str]:
     return out
 
 
+EXIT_USER_ERROR = 2
+EXIT_INTERNAL_ERROR = 3
+_state = {"debug": False}
+
+
+def _log_dir(kwargs: dict[str, Any]) -> Path:
+    """Where the traceback of an internal error goes: ``.valuechain/logs`` beside the spec.
+
+    The directory of ``--spec`` when it exists (the default workspace), else the current one.
+    """
+    spec = kwargs.get("spec") or kwargs.get("dir")
+    base = Path.cwd()
+    if isinstance(spec, Path | str):
+        candidate = Path(spec)
+        candidate = candidate if candidate.is_dir() else candidate.parent
+        if candidate.is_dir():
+            base = candidate
+    return base / ".valuechain" / "logs"
+
+
+def write_crash_log(err: BaseException, kwargs: dict[str, Any]) -> Path | None:
+    """Write the traceback of ``err`` to a new log file, atomically; its path (None if unwritable).
+
+    Tried in ``.valuechain/logs`` beside the spec (or in the current directory), then in the
+    system's temporary directory.
+    """
+    text = "".join(traceback.format_exception(err))
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    header = f"valuechain {__version__} internal error, argv {sys.argv!r}\n"
+    for folder in (_log_dir(kwargs), Path(tempfile.gettempdir()) / "valuechain-logs"):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            target = folder / f"{stamp}-{os.getpid()}.log"
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".log")
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(header + text)
+            os.replace(tmp, target)
+            return target
+        except OSError:
+            continue
+    return None
+
+
+def internal_error_message(err: BaseException, log: Path | None) -> str:
+    """The one paragraph printed for an exception valuechain did not expect."""
+    detail = str(err).strip().replace("\n", " ")
+    if len(detail) > 300:
+        detail = detail[:297] + "..."
+    where = f"the traceback is in {log}" if log else "the traceback could not be written to a log"
+    return (
+        f"internal error: {type(err).__name__}: {detail or '(no message)'}. This is a bug in "
+        f"valuechain, not your input; {where}; rerun with --debug (`valuechain --debug "
+        "<command> ...`) to print it."
+    )
+
+
 def user_errors(fn: F) -> F:
     """Turn ValuechainError into a clear message and exit status 2 (no traceback).
 
     Arguments the library names in backticks (```time_col```) are rewritten to this
-    command's flags (```--time-col```) first.
+    command's flags (```--time-col```) first. Any other exception is an internal error: one
+    paragraph naming it and a log file holding the traceback, exit status 3 (with the global
+    ``--debug``, the traceback is printed instead).
     """
 
     @functools.wraps(fn)
@@ -91,9 +154,35 @@ def user_errors(fn: F) -> F:
             else:
                 err_console.print(f"[bold red]{type(err).__name__}[/]", highlight=False)
                 err_console.print(Text(str(err)), soft_wrap=True, highlight=False)
-            raise typer.Exit(2) from None
+            raise typer.Exit(EXIT_USER_ERROR) from None
+        except (typer.Exit, typer.Abort, typer.exceptions.TyperException, KeyboardInterrupt):
+            raise
+        except Exception as raised:
+            if _state["debug"]:
+                err_console.print(Text("".join(traceback.format_exception(raised))),
+                                  soft_wrap=True, highlight=False)
+                raise typer.Exit(EXIT_INTERNAL_ERROR) from None
+            log = write_crash_log(raised, kwargs)
+            message = internal_error_message(raised, log)
+            if kwargs.get("as_json"):
+                _emit({"error": message, "type": "InternalError",
+                       "log": str(log) if log else None})
+            else:
+                err_console.print("[bold red]InternalError[/]", highlight=False)
+                err_console.print(Text(message), soft_wrap=True, highlight=False)
+            raise typer.Exit(EXIT_INTERNAL_ERROR) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+@app.callback()
+def _global_options(
+    debug: Annotated[bool, typer.Option(
+        "--debug", help="Print the traceback of an internal error (exit 3) instead of writing "
+        "it to .valuechain/logs/.")] = False,
+) -> None:
+    """Turn a predictive model into a decision rule a business can rely on."""
+    _state["debug"] = debug
 
 
 @contextmanager

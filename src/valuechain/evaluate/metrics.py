@@ -404,7 +404,8 @@ def card_precision_at_k(
     entity : array-like
         Entity key of each row (e.g. ``CUSTOMER_ID``).
     k : int, default 100
-        Entities reviewed per day.
+        Entities reviewed per day. ``k=0`` (a capacity of zero: nobody is reviewed) gives a
+        ``NaN`` precision on every day.
     known_compromised_removed : bool, default True
         Remove entities found on earlier days.
     removed : {"detected", "compromised"}, default "detected"
@@ -430,8 +431,8 @@ def card_precision_at_k(
     [1.0, 0.0]
     """
     s, y, _ = _inputs(scores, labels)
-    if k < 1:
-        raise DataError(f"`k` must be at least 1, got {k}.")
+    if k < 0:
+        raise DataError(f"`k` must be at least 0, got {k}.")
     day_codes, day_keys = pd.factorize(np.asarray(days), sort=True)
     ent_codes, ent_keys = pd.factorize(np.asarray(entity))
     if not len(day_codes) == len(ent_codes) == len(s):
@@ -457,7 +458,7 @@ def card_precision_at_k(
         ents, sc, lab = e[lo:hi][keep], smax[lo:hi][keep], ymax[lo:hi][keep]
         top = np.argsort(-sc, kind="stable")[:k]
         found = ents[top][lab[top] == 1]
-        per_day[i] = len(found) / k
+        per_day[i] = len(found) / k if k else NAN  # nobody reviewed: precision undefined
         compromised[i] = int(np.count_nonzero(lab == 1))
         detected[i] = len(found)
         if known_compromised_removed:

@@ -483,8 +483,20 @@ def load_policy(path: str | Path) -> Policy:
     target = Path(path)
     data = _read(target)
     try:
-        return policy_from_dict(data)
+        policy = policy_from_dict(data)
     except SpecError as exc:
         raise ArtifactError(f"{target}: {exc} The file was edited or written by another "
                             "version; run `valuechain decide --spec DIR` to write it again."
                             ) from exc
+    # a saved policy thresholds calibrated probabilities: each finite threshold lies in [0, 1]
+    # (-inf / inf stand for a band that takes every row or none)
+    for name in ("threshold", "review_at", "decline_at"):
+        value = getattr(policy, name, None)
+        if value is not None and math.isfinite(value) and not 0.0 <= value <= 1.0:
+            raise ArtifactError(
+                f"{target}: {_where(policy.kind, name)} is {value:g}, outside [0, 1]; a saved "
+                "policy thresholds calibrated probabilities (or is -inf / inf for a band that "
+                "takes every row or none). The file was edited by hand or damaged; run "
+                "`valuechain decide --spec DIR` to write it again."
+            )
+    return policy

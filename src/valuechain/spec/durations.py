@@ -1,7 +1,9 @@
 """Durations written in the spec: ``90s``, ``15min``, ``6h``, ``7d``, ``2w``.
 
 Durations are exact lengths of time (a day is 24 hours, also across a daylight-saving change).
-Months and years are refused because their length varies.
+Months and years are refused because their length varies, and so is anything longer than
+:data:`MAX_DAYS` (100 years): no window, horizon or period of a decision is that long, and
+larger values overflow the time arithmetic underneath.
 
 >>> parse_duration("7d")
 datetime.timedelta(days=7)
@@ -16,9 +18,11 @@ from datetime import timedelta
 
 from valuechain.errors import SpecError
 
-__all__ = ["MICROS", "format_duration", "parse_duration", "to_micros"]
+__all__ = ["MAX_DAYS", "MICROS", "format_duration", "parse_duration", "to_micros"]
 
 MICROS = 1_000_000
+#: The longest duration a spec may write, in days (100 years).
+MAX_DAYS = 36_500
 _UNITS = {"s": 1, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|min|h|d|w)\s*$")
 
@@ -51,7 +55,13 @@ def parse_duration(text: str | int | float | timedelta) -> timedelta:
             f"expected a duration such as '90s', '15min', '6h', '7d' or '2w', got {text!r}{hint}"
         )
     value, unit = match.groups()
-    return timedelta(seconds=float(value) * _UNITS[unit])
+    seconds = float(value) * _UNITS[unit]
+    if not seconds <= MAX_DAYS * 86400:
+        raise SpecError(
+            f"duration {text!r} is longer than {MAX_DAYS:,} days (100 years), the longest "
+            "allowed; write a shorter one, e.g. '365d'"
+        )
+    return timedelta(seconds=seconds)
 
 
 def to_micros(delta: timedelta) -> int:

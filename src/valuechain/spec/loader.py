@@ -87,17 +87,34 @@ for _first in "tTfF":
     ))
 
 
-def _compose_lines(node: yaml.Node, path: tuple[str | int, ...], out: dict[Any, int]) -> None:
+def _compose_lines(
+    node: yaml.Node, path: tuple[str | int, ...], out: dict[Any, int], file: str = "spec"
+) -> None:
+    """Record the line of every field; refuse a key written twice in one mapping.
+
+    YAML itself lets the last of two equal keys win silently, which hides edits.
+    """
     out.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
         for key_node, value_node in node.value:
             key = key_node.value
-            out[(*path, key)] = key_node.start_mark.line + 1
-            _compose_lines(value_node, (*path, key), out)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, str) and key != "<<" and key in seen:
+                field = ".".join(str(p) for p in (*path, key))
+                raise SpecError(
+                    f"{file}, lines {seen[key]} and {line}, field `{field}`: the key '{key}' is "
+                    "written twice in the same mapping (YAML would silently keep the last). "
+                    "Keep one of them."
+                )
+            if isinstance(key, str):
+                seen[key] = line
+            out[(*path, key)] = line
+            _compose_lines(value_node, (*path, key), out, file)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             out[(*path, index)] = item.start_mark.line + 1
-            _compose_lines(item, (*path, index), out)
+            _compose_lines(item, (*path, index), out, file)
 
 
 def _read_yaml(path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
@@ -130,7 +147,7 @@ def _read_yaml(path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
         ) from None
     lines: dict[tuple[str | int, ...], int] = {}
     if node is not None:
-        _compose_lines(node, (), lines)
+        _compose_lines(node, (), lines, path.name)
     return data, lines
 
 

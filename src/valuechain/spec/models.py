@@ -30,6 +30,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     Tag,
+    field_validator,
     model_validator,
 )
 
@@ -70,6 +71,8 @@ Duration = Annotated[
     PlainSerializer(format_duration, return_type=str, when_used="json"),
     Field(json_schema_extra={"type": "string", "pattern": r"^\d+(\.\d+)?(s|min|h|d|w)$"}),
 ]
+#: The largest capacity `limit` a spec may write (a documented bound, far above any real one).
+MAX_LIMIT = 10**12
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=120)]
 
 
@@ -95,7 +98,8 @@ class Decision(_Model):
     moment: str = Field(description="When the decision is taken, e.g. 'at checkout'.")
     actions: list[str] = Field(min_length=1, description="The actions the decision can take.")
     latency_budget_ms: float | None = Field(
-        None, gt=0, description="Time allowed to decide one case online, in milliseconds."
+        None, gt=0, allow_inf_nan=False,
+        description="Time allowed to decide one case online, in milliseconds (finite).",
     )
     kpi: str | None = Field(None, description="The business KPI the decision should move.")
 
@@ -115,6 +119,13 @@ class Schedule(_Model):
     """Decision points on a schedule: each active entity every `every` from `start`."""
 
     every: Duration = Field(description="Spacing of decision times, e.g. '7d'.")
+
+    @field_validator("every")
+    @classmethod
+    def _positive_every(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise SpecError("a schedule's `every` must be longer than zero, e.g. '7d'")
+        return value
     start: datetime = Field(description="First decision time (sets the weekday and hour).")
     end: datetime | None = Field(None, description="Last decision time; default `as_of`.")
     population: str = Field(description="Source whose rows define the entities.")
@@ -200,6 +211,14 @@ class Label(_Model):
         description="Without `source`: a column of the decision source recording the outcome "
         "within the horizon, known at t + horizon. With `source` and kind amount: the amount.",
     )
+
+    @field_validator("horizon")
+    @classmethod
+    def _positive_horizon(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise SpecError("a label horizon must be longer than zero (the outcome is looked "
+                            "for in (t, t + horizon]), e.g. '7d'")
+        return value
 
     @model_validator(mode="after")
     def _one_way(self) -> Label:
@@ -291,20 +310,26 @@ class LookupFeature(_Model):
         return "lookup"
 
 
-def _feature_tag(value: Any) -> str:
+def _feature_tag(value: Any) -> str | None:
     if isinstance(value, dict):
         for tag in ("aggregate", "lookup", "expr"):
             if tag in value:
                 return "row" if tag == "expr" else tag
         return "row"
-    return str(value.kind)
+    kind = getattr(value, "kind", None)
+    # not a mapping nor a feature (a number, a string, null): pydantic reports the field
+    return kind if isinstance(kind, str) else None
 
 
 Feature = Annotated[
     Annotated[RowFeature, Tag("row")]
     | Annotated[AggregateFeature, Tag("aggregate")]
     | Annotated[LookupFeature, Tag("lookup")],
-    Discriminator(_feature_tag),
+    Discriminator(
+        _feature_tag, custom_error_type="feature_kind",
+        custom_error_message="expected a feature: a mapping with `name` and one of `expr`, "
+        "`aggregate` or `lookup`, e.g. {name: amount, expr: amount}",
+    ),
 ]
 
 
@@ -336,8 +361,16 @@ class TimeSplit(_Model):
 class Capacity(_Model):
     """How many of an action can be taken per period."""
 
-    limit: int = Field(ge=0)
+    limit: int = Field(ge=0, le=MAX_LIMIT, description="Most actions per period, at most "
+                       "10^12 (0: the action is never taken).")
     per: Duration = Field(timedelta(days=1))
+
+    @field_validator("per")
+    @classmethod
+    def _positive_per(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise SpecError("a capacity period must be longer than zero, e.g. '1d'")
+        return value
     overflow: Literal["approve", "decline"] = Field(
         "approve", description="Where cases beyond the limit go: approved or declined."
     )

@@ -1,0 +1,436 @@
+"""A corpus of bad inputs, as users make them: never a traceback, always the file and field.
+
+Each case runs one command through the CLI and asserts its exit code (2 for a user mistake,
+3 for an internal error), that no Python traceback reaches the user, and that the message names
+the file and the field (or the artifact and the command that writes it again). One small
+fraud world is generated, built, trained and decided once per module; each damaged-artifact
+case works on a fresh copy of its workspace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner, Result
+
+from valuechain.cli import app
+
+from .conftest import ROOT
+
+runner = CliRunner()
+
+
+def run(*args: str) -> Result:
+    return runner.invoke(app, list(args))
+
+
+def text_of(result: Result) -> str:
+    out = result.output
+    with contextlib.suppress(ValueError):  # stderr not captured separately
+        out += result.stderr
+    return out
+
+
+def assert_clear(result: Result, code: int, *needles: str) -> str:
+    text = text_of(result)
+    assert result.exit_code == code, text
+    assert "Traceback" not in text, text
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise AssertionError(f"unexpected exception {result.exception!r}: {text}")
+    flat = " ".join(text.split())
+    for needle in needles:
+        assert needle in flat, f"{needle!r} not in {flat}"
+    return flat
+
+
+# ------------------------------------------------------------------------ the small world
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A trained and decided fraud project of 60,000 payments (its workspace kept as a copy)."""
+    root = tmp_path_factory.mktemp("corpus")
+    project = root / "project"
+    project.mkdir()
+    spec = yaml.safe_load((ROOT / "examples" / "fraud" / "valuechain.yaml").read_text())
+    spec["split"]["min_positives"] = 3
+    (project / "valuechain.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    done = run("generate", "fraud", "--out", str(project / "data"), "--rows", "60000", "--json")
+    assert done.exit_code == 0, done.output
+    for args in (("build",), ("train", "--candidates", "prior,rules,logistic"), ("decide",)):
+        done = run(*args, "--spec", str(project), "--json")
+        assert done.exit_code == 0, done.output
+    shutil.copytree(project / ".valuechain", root / "workspace.bak")
+    yield project
+
+
+@pytest.fixture
+def project(world: Path) -> Path:
+    """The world's project with its trained workspace restored (cases damage it in place)."""
+    shutil.rmtree(world / ".valuechain", ignore_errors=True)
+    shutil.copytree(world.parent / "workspace.bak", world / ".valuechain")
+    return world
+
+
+@pytest.fixture
+def fresh(world: Path, tmp_path: Path) -> Path:
+    """The same spec and data, nothing built yet."""
+    shutil.copy(world / "valuechain.yaml", tmp_path / "valuechain.yaml")
+    (tmp_path / "data").symlink_to(world / "data")
+    return tmp_path
+
+
+def spec_text(world: Path) -> str:
+    return (world / "valuechain.yaml").read_text()
+
+
+# ------------------------------------------------------------------------ spec
+def _edit(data: dict, path: tuple, value: object) -> dict:
+    node = data
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = value
+    return data
+
+
+SPEC_EDITS: list[tuple[str, tuple, object, tuple[str, ...]]] = [
+    ("huge_horizon", ("label", "horizon"), "99999999999999999d",
+     ("valuechain.yaml", "label.horizon", "longer than 36,500 days")),
+    ("zero_horizon", ("label", "horizon"), "0d",
+     ("valuechain.yaml", "label.horizon", "longer than zero")),
+    ("horizon_without_unit", ("label", "horizon"), 7, ("valuechain.yaml", "label.horizon")),
+    ("infinite_latency", ("decision", "latency_budget_ms"), float("inf"),
+     ("valuechain.yaml", "decision.latency_budget_ms", "finite")),
+    ("nan_latency", ("decision", "latency_budget_ms"), float("nan"),
+     ("valuechain.yaml", "decision.latency_budget_ms")),
+    ("huge_capacity", ("value", "capacity", "review", "limit"), 10**30,
+     ("valuechain.yaml", "value.capacity.review.limit", "1000000000000")),
+    ("negative_capacity", ("value", "capacity", "review", "limit"), -1,
+     ("valuechain.yaml", "value.capacity.review.limit")),
+    ("zero_capacity_period", ("value", "capacity", "review", "per"), "0d",
+     ("valuechain.yaml", "value.capacity.review.per", "longer than zero")),
+    ("huge_capacity_period", ("value", "capacity", "review", "per"), "99999999999w",
+     ("valuechain.yaml", "value.capacity.review.per")),
+    ("huge_embargo", ("split", "embargo"), "1e400d", ("valuechain.yaml", "split.embargo")),
+    ("unknown_field", ("label", "horizn"), "7d",
+     ("valuechain.yaml", "label.horizn", "check its spelling")),
+    ("percentile_above_one", ("value", "capacity", "review", "percentile"), 2,
+     ("valuechain.yaml", "value.capacity.review.percentile")),
+    ("horizon_in_months", ("label", "horizon"), "3mo",
+     ("valuechain.yaml", "label.horizon", "write days")),
+    ("capacity_as_text", ("value", "capacity", "review", "limit"), "lots",
+     ("valuechain.yaml", "value.capacity.review.limit")),
+    ("negative_latency", ("decision", "latency_budget_ms"), -5,
+     ("valuechain.yaml", "decision.latency_budget_ms")),
+    ("no_actions", ("decision", "actions"), [], ("valuechain.yaml", "decision.actions")),
+    ("feature_is_a_number", ("features", 0), 3,
+     ("valuechain.yaml", "features.0", "expected a feature")),
+    ("unknown_label_source", ("label", "source"), "chargebackz",
+     ("valuechain.yaml", "label.source", "unknown source 'chargebackz'")),
+]
+
+
+@pytest.mark.parametrize("case", SPEC_EDITS, ids=[c[0] for c in SPEC_EDITS])
+def test_spec_field(case: tuple, world: Path, tmp_path: Path) -> None:
+    _, path, value, needles = case
+    data = _edit(yaml.safe_load(spec_text(world)), path, value)
+    (tmp_path / "valuechain.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    assert_clear(run("check", "--spec", str(tmp_path)), 2, "SpecError", *needles)
+
+
+def test_huge_window_in_a_feature(world: Path, tmp_path: Path) -> None:
+    text = spec_text(world)
+    data = yaml.safe_load(text)
+    data["features"].append({"name": "forever", "aggregate": "count", "key": "customer_id",
+                             "window": "99999999999999999d"})
+    (tmp_path / "valuechain.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    assert_clear(run("build", "--spec", str(tmp_path)), 2, "valuechain.yaml",
+                 "features.", "window")
+
+
+def _write_raw(tmp_path: Path, content: bytes) -> Path:
+    (tmp_path / "valuechain.yaml").write_bytes(content)
+    return tmp_path
+
+
+RAW: list[tuple[str, Callable[[Path, str], Path], tuple[str, ...]]] = [
+    ("missing_file", lambda d, t: d / "nowhere" / "valuechain.yaml",
+     ("no such spec file", "valuechain.yaml")),
+    ("directory_without_spec", lambda d, t: d, ("no such spec file", "valuechain.yaml")),
+    ("spec_is_a_directory",
+     lambda d, t: (d / "valuechain.yaml").mkdir() or d / "valuechain.yaml",
+     ("valuechain.yaml",)),
+    ("not_utf8", lambda d, t: _write_raw(d, t.encode() + b"\nowner: \xff\xfe\n"),
+     ("valuechain.yaml", "not UTF-8", "Save the spec as UTF-8")),
+    ("yaml_syntax", lambda d, t: _write_raw(d, t.replace("label:\n", "label:\n  - [\n").encode()),
+     ("valuechain.yaml", "line", "not valid YAML")),
+    ("a_list", lambda d, t: _write_raw(d, b"- a\n- b\n"), ("valuechain.yaml", "mapping")),
+    ("empty", lambda d, t: _write_raw(d, b""), ("valuechain.yaml",)),
+    ("duplicate_top_level_key",
+     lambda d, t: _write_raw(d, (t + "\nlabel: {column: x, horizon: 1d}\n").encode()),
+     ("valuechain.yaml", "field `label`", "written twice", "lines ")),
+    ("tab_indented", lambda d, t: _write_raw(d, t.replace("  horizon: 60d", "\thorizon: 60d"
+                                                          ).encode()),
+     ("valuechain.yaml", "line", "not valid YAML")),
+    ("binary_file", lambda d, t: _write_raw(d, bytes(range(256)) * 4),
+     ("valuechain.yaml",)),
+    ("duplicate_nested_key",
+     lambda d, t: _write_raw(d, t.replace("  horizon: 60d", "  horizon: 60d\n  horizon: 6d"
+                                          ).encode()),
+     ("valuechain.yaml", "field `label.horizon`", "written twice")),
+]
+
+
+@pytest.mark.parametrize("case", RAW, ids=[c[0] for c in RAW])
+def test_unreadable_or_malformed_spec(case: tuple, world: Path, tmp_path: Path) -> None:
+    _, make, needles = case
+    target = make(tmp_path, spec_text(world))
+    assert_clear(run("check", "--spec", str(target)), 2, "SpecError", *needles)
+
+
+def test_duplicate_key_names_both_lines(world: Path, tmp_path: Path) -> None:
+    text = spec_text(world).replace("  horizon: 60d", "  horizon: 60d\n  horizon: 6d")
+    (tmp_path / "valuechain.yaml").write_text(text)
+    first = text.splitlines().index("  horizon: 60d") + 1
+    assert_clear(run("check", "--spec", str(tmp_path)), 2,
+                 f"lines {first} and {first + 1}", "'horizon'")
+
+
+def test_zero_capacity_trains(fresh: Path) -> None:
+    data = yaml.safe_load((fresh / "valuechain.yaml").read_text())
+    data["value"]["capacity"]["review"]["limit"] = 0
+    (fresh / "valuechain.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    assert_clear(run("build", "--spec", str(fresh), "--json"), 0)
+    assert_clear(run("train", "--spec", str(fresh), "--candidates", "prior,rules",
+                     "--json"), 0)
+
+
+# ------------------------------------------------------------------------ stage order
+def test_decide_before_train(fresh: Path) -> None:
+    assert_clear(run("decide", "--spec", str(fresh)), 2, "ArtifactError",
+                 "no training run yet", "valuechain train")
+
+
+def test_report_before_anything(fresh: Path) -> None:
+    """The report card is written with what exists, each absent stage marked missing."""
+    result = run("report", "--spec", str(fresh), "--json")
+    assert_clear(result, 0)
+    status = {s["id"]: s["status"] for s in json.loads(result.stdout)["sections"]}
+    assert status["framing"] == "ok" and status["provenance"] == "missing"
+
+
+def test_audit_before_build_builds_the_frame(fresh: Path) -> None:
+    """audit (like train) builds the frame it needs: stage order is not a user error."""
+    assert_clear(run("audit", "--spec", str(fresh), "--json"), 0)
+    assert (fresh / ".valuechain" / "build" / "frame.parquet").exists()
+
+
+# ------------------------------------------------------------------------ damaged artifacts
+def _run_dir(project: Path) -> Path:
+    runs = project / ".valuechain" / "runs"
+    return runs / (runs / "latest").read_text().strip()
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _build(project: Path) -> Path:
+    return project / ".valuechain" / "build"
+
+
+TRAIN = ("train", "--candidates", "prior")
+#: name, damage, command, exit code, what the message names (exit 0: the stage recovers by
+#: rebuilding what it reads, as the cache is keyed on fingerprints)
+DAMAGE: list[Any] = [
+    ("truncated_metrics", lambda p: _truncate(_run_dir(p) / "metrics.json"), ("decide",), 2,
+     ("ArtifactError", "metrics.json", "valuechain train")),
+    ("metrics_not_an_object", lambda p: (_run_dir(p) / "metrics.json").write_text("[1, 2]"),
+     ("decide",), 2, ("ArtifactError", "metrics.json")),
+    ("metrics_without_candidates",
+     lambda p: (_run_dir(p) / "metrics.json").write_text(json.dumps({"run_id": "x"})),
+     ("decide",), 2, ("ArtifactError", "metrics.json")),
+    ("deleted_validation_predictions",
+     lambda p: (_run_dir(p) / "predictions_validation.parquet").unlink(), ("decide",), 2,
+     ("ArtifactError", "predictions_validation.parquet", "valuechain train")),
+    ("truncated_test_predictions",
+     lambda p: _truncate(_run_dir(p) / "predictions_test.parquet"), ("decide",), 2,
+     ("ArtifactError", "predictions_test.parquet")),
+    ("deleted_build_manifest", lambda p: (_build(p) / "manifest.json").unlink(), TRAIN, 0, ()),
+    ("truncated_frame", lambda p: _truncate(_build(p) / "frame.parquet"), TRAIN, 0, ()),
+    ("deleted_frame", lambda p: (_build(p) / "frame.parquet").unlink(), TRAIN, 0, ()),
+    ("deleted_run_frame_manifest", lambda p: (_run_dir(p) / "frame_manifest.json").unlink(),
+     ("decide",), 0, ()),
+    ("latest_points_at_missing_run",
+     lambda p: (p / ".valuechain" / "runs" / "latest").write_text("20990101-000000-gone"),
+     ("decide",), 0, ()),
+    ("deleted_latest_pointer", lambda p: (p / ".valuechain" / "runs" / "latest").unlink(),
+     ("decide",), 0, ()),
+    ("truncated_decide_json_in_report", lambda p: _truncate(p / ".valuechain" / "decide.json"),
+     ("report",), 1, ("decide.json",)),
+    ("truncated_metrics_in_report", lambda p: _truncate(_run_dir(p) / "metrics.json"),
+     ("report",), 1, ("metrics.json",)),
+    pytest.param(
+        "corrupt_build_manifest", lambda p: (_build(p) / "manifest.json").write_text("{not"),
+        TRAIN, 0, (), id="corrupt_build_manifest", marks=pytest.mark.xfail(
+            strict=True, reason="data/build.py json.loads the previous manifest unguarded "
+            "(JSONDecodeError, exit 3); a damaged manifest should mean 'rebuild'. The fix "
+            "belongs to the data-validation work (src/valuechain/data/**).")),
+]
+
+
+@pytest.mark.parametrize(("name", "damage", "args", "code", "needles"), [
+    c if hasattr(c, "marks") else pytest.param(*c, id=c[0]) for c in DAMAGE])
+def test_damaged_artifact(name: str, damage: Callable[[Path], None], args: tuple[str, ...],
+                          code: int, needles: tuple[str, ...], project: Path) -> None:
+    damage(project)
+    assert_clear(run(*args, "--spec", str(project)), code, *needles)
+
+
+# ------------------------------------------------------------------------ policy.yaml
+POLICY_EDITS: list[tuple[str, dict, tuple[str, ...]]] = [
+    ("review_at_above_one", {"review_at": 1.5}, ("review_at", "outside [0, 1]")),
+    ("decline_at_negative", {"review_at": -0.5, "decline_at": -0.2},
+     ("review_at", "outside [0, 1]")),
+    ("review_at_nan", {"review_at": float("nan")}, ("review_at", "NaN")),
+    ("decline_below_review", {"review_at": 0.5, "decline_at": 0.1},
+     ("review_at", "decline_at")),
+    ("threshold_not_a_number", {"review_at": "high"}, ("review_at", "expected a number")),
+]
+
+
+@pytest.mark.parametrize("case", POLICY_EDITS, ids=[c[0] for c in POLICY_EDITS])
+def test_policy_yaml_edited(case: tuple, project: Path) -> None:
+    from valuechain.errors import ArtifactError
+    from valuechain.policy.policies import load_policy
+
+    _, edit, needles = case
+    path = _run_dir(project) / "policy.yaml"
+    data = yaml.safe_load(path.read_text())
+    data.update(edit)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(ArtifactError) as raised:
+        load_policy(path)
+    message = " ".join(str(raised.value).split())
+    for needle in ("policy.yaml", "valuechain decide", *needles):
+        assert needle in message, message
+
+
+def test_saved_policy_loads_with_infinite_band(project: Path) -> None:
+    from valuechain.policy.policies import load_policy
+
+    policy = load_policy(_run_dir(project) / "policy.yaml")
+    assert policy.kind == "three_band"
+
+
+# ------------------------------------------------------------------------ internal errors
+def _explode(*args: object, **kwargs: object) -> None:
+    raise RuntimeError("boom in a stage")
+
+
+def test_internal_error_is_one_paragraph_with_a_log(fresh: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import valuechain.api
+
+    monkeypatch.setattr(valuechain.api, "build", _explode)
+    flat = assert_clear(run("build", "--spec", str(fresh)), 3, "InternalError",
+                        "internal error: RuntimeError: boom in a stage",
+                        "This is a bug in valuechain, not your input", "--debug")
+    logs = list((fresh / ".valuechain" / "logs").glob("*.log"))
+    assert len(logs) == 1 and str(logs[0]) in flat
+    logged = logs[0].read_text()
+    assert "Traceback" in logged and "RuntimeError: boom in a stage" in logged
+
+
+def test_internal_error_json(fresh: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import valuechain.api
+
+    monkeypatch.setattr(valuechain.api, "build", _explode)
+    result = run("build", "--spec", str(fresh), "--json")
+    assert result.exit_code == 3
+    out = json.loads(result.stdout)
+    assert out["type"] == "InternalError" and Path(out["log"]).exists()
+    assert "Traceback" not in result.stdout
+
+
+def test_debug_prints_the_traceback(fresh: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import valuechain.api
+
+    monkeypatch.setattr(valuechain.api, "build", _explode)
+    result = run("--debug", "build", "--spec", str(fresh))
+    assert result.exit_code == 3
+    assert "Traceback" in text_of(result) and "boom in a stage" in text_of(result)
+    assert not (fresh / ".valuechain" / "logs").exists()
+
+
+def test_user_error_stays_exit_2_under_debug(fresh: Path) -> None:
+    assert_clear(run("--debug", "decide", "--spec", str(fresh)), 2, "no training run yet")
+
+
+def test_project_moved_after_training(project: Path) -> None:
+    """Runs record paths relative to the project: a moved folder still decides."""
+    moved = project.parent / "moved"
+    project.rename(moved)
+    try:
+        assert_clear(run("decide", "--spec", str(moved), "--json"), 0)
+    finally:
+        moved.rename(project)
+
+
+# ------------------------------------------------------------------------ random mutations
+_POOL: list[object] = [None, -1, 0, 10**30, -(10**30), "", "x", float("nan"), float("inf"),
+                       [], {}, "99999999999999999d", "0d", True, "1e400d", [1, "a"],
+                       {"a": None}, "\xff\x00", 1.5]
+
+
+def _leaves(node: object, path: tuple = ()) -> list[tuple]:
+    if isinstance(node, dict):
+        out: list[tuple] = [path] if path else []
+        for key, value in node.items():
+            out += _leaves(value, (*path, key))
+        return out
+    if isinstance(node, list):
+        out = [path]
+        for index, value in enumerate(node):
+            out += _leaves(value, (*path, index))
+        return out
+    return [path]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_spec_mutations_never_traceback(seed: int, world: Path, tmp_path: Path) -> None:
+    """Replace or delete random fields of a valid spec: a spec loads or is a SpecError."""
+    import random
+
+    from valuechain import api
+    from valuechain.errors import ValuechainError
+
+    rng = random.Random(seed)
+    base = yaml.safe_load(spec_text(world))
+    for trial in range(25):
+        data = yaml.safe_load(spec_text(world))
+        for _ in range(rng.randint(1, 3)):
+            path = rng.choice(_leaves(data))
+            parent = data
+            for part in path[:-1]:
+                parent = parent[part]
+            if rng.random() < 0.2 and isinstance(parent, dict):
+                parent.pop(path[-1], None)
+            else:
+                parent[path[-1]] = rng.choice(_POOL)
+        target = tmp_path / f"m{trial}" / "valuechain.yaml"
+        target.parent.mkdir()
+        target.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+        try:
+            api.load_spec(target)
+        except ValuechainError as err:
+            assert "valuechain.yaml" in str(err), str(err)
+        except Exception as err:  # the point of the test
+            raise AssertionError(f"mutation {trial} of seed {seed} ({data != base}) raised "
+                                 f"{type(err).__name__}: {err}") from err
