@@ -278,10 +278,7 @@ DAMAGE: list[Any] = [
      ("report",), 1, ("metrics.json",)),
     pytest.param(
         "corrupt_build_manifest", lambda p: (_build(p) / "manifest.json").write_text("{not"),
-        TRAIN, 0, (), id="corrupt_build_manifest", marks=pytest.mark.xfail(
-            strict=True, reason="data/build.py json.loads the previous manifest unguarded "
-            "(JSONDecodeError, exit 3); a damaged manifest should mean 'rebuild'. The fix "
-            "belongs to the data-validation work (src/valuechain/data/**).")),
+        TRAIN, 0, (), id="corrupt_build_manifest"),
 ]
 
 

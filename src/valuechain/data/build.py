@@ -223,6 +223,15 @@ def _cache_key(loaded: LoadedSpec, fingerprints: dict[str, str], as_of: datetime
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
 
+def _previous_manifest(path: Path) -> dict[str, Any] | None:
+    """The last build's manifest, or None when it is missing or damaged (then: rebuild)."""
+    try:
+        previous = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return previous if isinstance(previous, dict) else None
+
+
 def build_frame(
     loaded: LoadedSpec,
     *,
@@ -264,10 +273,10 @@ def build_frame(
     catalog.con.close()
     key = _cache_key(loaded, {n: i.fingerprint for n, i in infos.items()}, as_of,
                      engine_settings)
-    if not force and manifest_path.exists() and frame_path.exists():
-        previous = json.loads(manifest_path.read_text())
+    previous = _previous_manifest(manifest_path) if not force and frame_path.exists() else None
+    if previous is not None:
         recorded = previous.get("frame", {}).get("fingerprint")
-        if (previous.get("cache_key") == key and recorded
+        if (previous.get("cache_key") == key and recorded and "rows" in previous
                 and recorded == fingerprint([frame_path])):
             if progress:
                 progress("cached", 1.0)
