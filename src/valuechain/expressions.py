@@ -48,7 +48,14 @@ from valuechain.threads import threads
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["DIALECT", "Expression", "evaluate", "missing_columns", "parse_expression"]
+__all__ = [
+    "DIALECT",
+    "Expression",
+    "evaluate",
+    "missing_columns",
+    "parse_expression",
+    "require_columns",
+]
 
 DIALECT = "duckdb"
 """The dialect spec expressions are written in."""
@@ -178,6 +185,27 @@ def missing_columns(expr: Expression, available: list[str] | tuple[str, ...]) ->
     return sorted(c for c in expr.columns if c not in exact and c.lower() not in folded)
 
 
+def require_columns(expr: Expression, available: list[str] | tuple[str, ...], *, where: str,
+                    rows: str = "the frame", fix: str = "Fix the name.") -> None:
+    """SpecError naming ``where``, the missing columns and ``available`` when ``expr`` reads
+    a column that ``rows`` do not have.
+
+    >>> require_columns(parse_expression("amout", where="cost"), ["amount"], where="cost")
+    Traceback (most recent call last):
+    ...
+    valuechain.errors.SpecError: cost: `amout` uses column 'amout', which is not in the frame. Available columns: ['amount']. Fix the name.
+    """
+    missing = missing_columns(expr, available)
+    if missing:
+        listed = ", ".join(f"'{c}'" for c in missing)
+        many = len(missing) > 1
+        raise SpecError(
+            f"{where}: `{expr.text}` uses column{'s' if many else ''} {listed}, which "
+            f"{'are' if many else 'is'} not in {rows}. Available columns: "
+            f"{sorted(available)}. {fix}"
+        )
+
+
 def evaluate(
     expr: str | Expression,
     frame: pd.DataFrame | pa.Table,
@@ -223,14 +251,8 @@ def evaluate(
     """
     parsed = expr if isinstance(expr, Expression) else parse_expression(expr, where=where)
     names = _column_names(frame)
-    missing = missing_columns(parsed, names)
-    if missing:
-        listed = ", ".join(f"'{c}'" for c in missing)
-        raise SpecError(
-            f"{where}: `{parsed.text}` uses column{'s' if len(missing) > 1 else ''} {listed}, "
-            f"which {'are' if len(missing) > 1 else 'is'} not in the frame. Available columns: "
-            f"{names}. Fix the name, or keep the column in the frame (`decision_points.keep`)."
-        )
+    require_columns(parsed, names, where=where,
+                    fix="Fix the name, or keep the column in the frame (`decision_points.keep`).")
     target = "DOUBLE" if kind == "float" else "BOOLEAN"
     body = f"CAST(({parsed.sql(DIALECT)}) AS {target})"
     if kind == "bool":

@@ -37,8 +37,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
+from valuechain.data.pit import LookupPlan
 from valuechain.errors import DataError, SpecError
-from valuechain.expressions import Expression, missing_columns, parse_expression
+from valuechain.expressions import Expression, parse_expression, require_columns
 from valuechain.spec.durations import to_micros
 from valuechain.spec.loader import LoadedSpec
 from valuechain.spec.models import (
@@ -164,15 +165,9 @@ class WindowPlan:
 
 
 @dataclass(frozen=True)
-class LookupFeaturePlan:
-    """``column`` of ``source`` where ``on`` equals the point's ``key``, as known at ``t``."""
+class LookupFeaturePlan(LookupPlan):
+    """The kernel's :class:`LookupPlan` over a spec source, with the feature's ``index``."""
 
-    name: str
-    source: str
-    key: str
-    on: str
-    column: str
-    fill: float | None = None
     index: int = 0
 
 
@@ -364,13 +359,7 @@ class Plan:
 
     def _expression_columns(self, expr: Expression, columns: list[str],
                             *loc: str | int) -> None:
-        missing = missing_columns(expr, columns)
-        if missing:
-            listed = ", ".join(f"'{c}'" for c in missing)
-            raise SpecError(
-                f"{self.where(*loc)}: `{expr.text}` uses {listed}, which the rows it reads do "
-                f"not have. Available columns: {sorted(columns)}. Fix the name."
-            )
+        require_columns(expr, columns, where=self.where(*loc), rows="the rows it reads")
 
 
 def _format(loaded: LoadedSpec, name: str, src: Source) -> Literal["parquet", "csv", "duckdb"]:
