@@ -598,6 +598,10 @@ def demo_fraud(
                                                  " (with problems: `valuechain report`)"))
 
 
+# --- command modules (each registers its commands on `app` when imported)
+# (one import line per module, alphabetical)
+
+
 def main() -> None:
     app()
 
