@@ -206,7 +206,7 @@ class Registry:
         if not rows:
             known = [v.version for v in self.versions()]
             raise ArtifactError(
-                f"`version` {version!r} is not in the registry at {self.root} (versions: "
+                f"version {version!r} is not in the registry at {self.root} (versions: "
                 f"{', '.join(known) or 'none yet'}). List them with `valuechain registry`; "
                 "package a run with `valuechain package --spec DIR`.")
         return self._info(rows[0])
