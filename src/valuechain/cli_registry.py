@@ -120,7 +120,8 @@ def registry_command(
     for column in ("version", "stage", "created (UTC)", "run", "candidate", "AUC", "AP",
                    "saved vs today", "gates"):
         table.add_column(column, justify="right" if column in ("AUC", "AP", "saved vs today")
-                         else "left", overflow="fold")
+                         else "left", overflow="fold",
+                         no_wrap=column in ("version", "stage", "AUC", "AP"))
     colours = {"production": "bold green", "staging": "yellow", "archived": "dim"}
     for v in versions:
         savings = "-" if v.savings is None else (

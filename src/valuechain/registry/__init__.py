@@ -13,7 +13,7 @@ See docs/registry.md for the bundle layout, the index schema, the gates and the 
 from valuechain.registry.bundle import Bundle, load_bundle, verify_bundle
 from valuechain.registry.gates import GATES, Gate, PromotionError
 from valuechain.registry.index import Promotion, Registry, VersionInfo
-from valuechain.registry.package import PackageResult, default_registry, package
+from valuechain.registry.pack import PackageResult, default_registry, package
 
 __all__ = [
     "GATES",

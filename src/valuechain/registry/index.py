@@ -235,7 +235,7 @@ class Registry:
     # ------------------------------------------------------------------ stage changes
     def gates(self, version: str) -> tuple[Gate, ...]:
         """The gates of ``version``, evaluated again from its verified files."""
-        from valuechain.registry.package import bundle_gates
+        from valuechain.registry.pack import bundle_gates
 
         return bundle_gates(self.get(version).path)
 
