@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from valuechain.cli import app
 from valuechain.data.plan import make_plan
 from valuechain.decide import decide_project
-from valuechain.errors import ArtifactError, ValuechainError
+from valuechain.errors import ArtifactError, DataError, ValuechainError
 from valuechain.registry import (
     GATES,
     PromotionError,
@@ -321,6 +321,22 @@ def test_bundle_scores_are_bit_identical_to_the_run(project: dict[str, object],
     np.testing.assert_allclose(contributions.sum(axis=1) + bundle.bias(rows), log_odds,
                                atol=1e-7)
     assert np.abs(contributions).sum(axis=0).max() > 0
+
+    # feature mappings (one online decision) score without pandas, bit for bit the same
+    records = rows[list(bundle.feature_names)].to_dict("records")
+    assert np.array_equal(bundle.score(records), offline)
+    assert np.array_equal(bundle.contributions(records), contributions)
+    for i in range(0, len(rows), max(1, len(rows) // 150)):
+        one = bundle.score(records[i])
+        assert one.shape == (1,)
+        assert np.array_equal(one, bundle.score(rows.iloc[[i]]))
+    odd = {**records[0], bundle.feature_names[0]: str(records[0][bundle.feature_names[0]])}
+    assert np.array_equal(bundle.score(odd), bundle.score(pd.DataFrame([odd])))  # via pandas
+    reasons = bundle.reasons(records[:5], top=3)
+    assert len(reasons) == 5 and all(len(r) <= 3 for r in reasons)
+    assert all(name in bundle.feature_names and value > 0 for r in reasons for name, value in r)
+    with pytest.raises(DataError, match=bundle.feature_names[-1]):
+        bundle.score({k: v for k, v in records[0].items() if k != bundle.feature_names[-1]})
 
 
 def test_bundle_spec_plan_policy_and_capacity(project: dict[str, object],
