@@ -439,8 +439,15 @@ def test_a_package_killed_before_the_commit_is_not_listed(project: dict[str, obj
     assert [v.version for v in Registry(tmp_path).versions()] == ["v2"]
 
 
-def test_registry_errors_are_user_errors(tmp_path: Path) -> None:
+def test_registry_errors_are_user_errors(project: dict[str, object], tmp_path: Path) -> None:
     with pytest.raises(ValuechainError):
         Registry(tmp_path).load()
     with pytest.raises(ArtifactError, match="no bundle folder"):
         load_bundle(tmp_path / "nothing")
+    (tmp_path / "index.sqlite").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(ArtifactError, match="index.sqlite: the registry index cannot be read"):
+        Registry(tmp_path).versions()
+    with pytest.raises(ArtifactError, match="index.sqlite: the registry index cannot be "
+                                            "written"):
+        package(Path(str(project["root"])), registry=tmp_path)
+    assert not list((tmp_path / "bundles").glob("*"))  # nothing left behind

@@ -158,7 +158,14 @@ class Registry:
         """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on any error): one writer at once."""
         conn = self.connect()
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.DatabaseError as err:
+                raise ArtifactError(
+                    f"{self.root / INDEX}: the registry index cannot be written ({err}). If "
+                    "another valuechain process holds it (a long package or promote), wait "
+                    "and retry; if the file is damaged, restore it from a backup or move the "
+                    "registry aside and package the runs again.") from None
             try:
                 for statement in SCHEMA.split(";"):
                     if statement.strip():
