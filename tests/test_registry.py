@@ -445,9 +445,28 @@ def test_registry_errors_are_user_errors(project: dict[str, object], tmp_path: P
     with pytest.raises(ArtifactError, match="no bundle folder"):
         load_bundle(tmp_path / "nothing")
     (tmp_path / "index.sqlite").write_bytes(b"this is not a database" * 100)
-    with pytest.raises(ArtifactError, match="index.sqlite: the registry index cannot be read"):
+    with pytest.raises(ArtifactError, match=r"index\.sqlite: the registry index cannot be read"):
         Registry(tmp_path).versions()
-    with pytest.raises(ArtifactError, match="index.sqlite: the registry index cannot be "
+    with pytest.raises(ArtifactError, match=r"index\.sqlite: the registry index cannot be "
                                             "written"):
         package(Path(str(project["root"])), registry=tmp_path)
     assert not list((tmp_path / "bundles").glob("*"))  # nothing left behind
+
+
+def test_the_demo_ships_the_bundle_and_prints_the_serve_command(project: dict[str, object],
+                                                                tmp_path: Path) -> None:
+    from valuechain.demo.fraud import ship
+
+    copy = clone(project, tmp_path)
+    shipped = ship(copy, "examples/fraud")
+    assert (shipped.version, shipped.promoted, shipped.failing_gates) == ("v1", True, ())
+    assert shipped.serve_command == "valuechain serve --spec examples/fraud"
+    assert shipped.lines()[-1] == "next: valuechain serve --spec examples/fraud"
+    assert Registry(copy / ".valuechain" / "registry").production().version == "v1"
+    again = ship(copy, "examples/fraud")  # same run: same version, still in production
+    assert (again.version, again.created, again.promoted) == ("v1", False, True)
+    (copy / ".valuechain" / "audit.json").unlink()
+    staged = ship(copy, "examples/fraud")  # new content (not audited): stays in staging
+    assert (staged.version, staged.promoted, staged.failing_gates) == ("v2", False, ("audit",))
+    assert staged.serve_command == "valuechain serve --spec examples/fraud --version v2"
+    assert Registry(copy / ".valuechain" / "registry").production().version == "v1"
