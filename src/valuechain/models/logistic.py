@@ -187,16 +187,20 @@ class Logistic:
             x = np.hstack([x, missing[:, num["indicator"]].astype(np.float64)])
             x = (x - np.asarray(num["mean"])) / np.asarray(num["scale"])
             width = x.shape[1]
-            z += x @ coef[:width]
+            # an elementwise row sum, not BLAS `x @ coef`: a row's score must not depend on
+            # how many rows are scored with it (one live checkout == the same row in a batch)
+            z += (x * coef[:width]).sum(axis=1)
         cat = state["categorical"]
         if cat["columns"]:
             texts = text_matrix(frame, cat["columns"])
             for j in range(len(cat["columns"])):
                 index, n_out = _onehot_index(cat["levels"][j], cat["infrequent"][j])
-                values = pd.Series(texts[:, j], dtype=object).fillna(cat["impute"][j])
-                slot = values.map(index).to_numpy(dtype=np.float64, na_value=np.nan)
-                known = ~np.isnan(slot)  # unseen levels contribute nothing
-                z[known] += coef[width + slot[known].astype(np.int64)]
+                fill = cat["impute"][j]
+                slot = np.fromiter(  # a dict lookup per row: as fast for one row as for many
+                    (index.get(fill if v is None or v != v else v, -1) for v in texts[:, j]),
+                    dtype=np.int64, count=len(frame))
+                known = slot >= 0  # unseen levels contribute nothing
+                z[known] += coef[width + slot[known]]
                 width += n_out
         return z
 
