@@ -165,13 +165,14 @@ class RowScorer:
             x = np.hstack([x, missing[:, a["indicator"]].astype(np.float64)])
             x = (x - a["mean"]) / a["scale"]
             width = x.shape[1]
-            z += x @ coef[:width]
+            z += (x * coef[:width]).sum(axis=1)
         for k, j in enumerate(self._cat_at):
             index, n_out = self._onehot[k]
-            filled = [cat["impute"][k] if not isinstance(v, str) else v for v in texts[:, j]]
-            slot = np.array([index.get(v, math.nan) for v in filled], dtype=np.float64)
-            known = ~np.isnan(slot)
-            z[known] += coef[width + slot[known].astype(np.int64)]
+            fill = cat["impute"][k]
+            slot = np.fromiter((index.get(v if isinstance(v, str) else fill, -1)
+                                for v in texts[:, j]), dtype=np.int64, count=len(texts))
+            known = slot >= 0
+            z[known] += coef[width + slot[known]]
             width += n_out
         return z
 
