@@ -470,3 +470,23 @@ def test_the_demo_ships_the_bundle_and_prints_the_serve_command(project: dict[st
     assert (staged.version, staged.promoted, staged.failing_gates) == ("v2", False, ("audit",))
     assert staged.serve_command == "valuechain serve --spec examples/fraud --version v2"
     assert Registry(copy / ".valuechain" / "registry").production().version == "v1"
+
+
+def test_gate_figures_from_plain_inputs(project: dict[str, object]) -> None:
+    from valuechain.registry.gates import audit_gate, baselines_gate, policy_gate
+
+    spec = load_spec(Path(str(project["root"]))).spec
+    stale = audit_gate({"findings": [], "context": {"frame_fingerprint": "aaaa"}}, spec,
+                       "bbbb", "valuechain package")
+    assert not stale.passed and "audit is of frame aaaa" in stale.detail
+    assert "frame bbbb" in stale.detail and "valuechain audit" in stale.fix
+    accepted = audit_gate({"findings": [{"id": "x", "severity": "critical", "accepted": True}],
+                           "context": {}}, spec, "bbbb", "valuechain package")
+    assert accepted.passed and "1 critical accepted" in accepted.detail
+    lonely = baselines_gate({"run_id": "r1", "candidates": {"lightgbm": {}}, "verdicts": []},
+                            "lightgbm")
+    assert not lonely.passed and "trained no baseline" in lonely.detail
+    missing = baselines_gate({"run_id": "r1", "candidates": {"prior": {}, "lightgbm": {}},
+                              "verdicts": []}, "lightgbm")
+    assert not missing.passed and "vs prior: no verdict" in missing.detail
+    assert not policy_gate(None, "r1", "lightgbm").passed
