@@ -330,6 +330,7 @@ def test_bundle_scores_are_bit_identical_to_the_run(project: dict[str, object],
         one = bundle.score(records[i])
         assert one.shape == (1,)
         assert np.array_equal(one, bundle.score(rows.iloc[[i]]))
+        assert np.array_equal(one, offline[i:i + 1])  # alone == in the offline batch
     odd = {**records[0], bundle.feature_names[0]: str(records[0][bundle.feature_names[0]])}
     assert np.array_equal(bundle.score(odd), bundle.score(pd.DataFrame([odd])))  # via pandas
     reasons = bundle.reasons(records[:5], top=3)
