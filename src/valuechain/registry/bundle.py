@@ -132,6 +132,10 @@ class Bundle:
         What the bundle holds: its content hash, the training run and the chosen candidate.
     manifest : dict
         ``bundle.json``.
+    model, calibrator
+        The chosen candidate (loaded from ``model/``) and its calibration map.
+    scorer : RowScorer
+        Scores feature mappings without pandas (used by :meth:`score` for mappings).
     """
 
     version: str
@@ -154,9 +158,9 @@ class Bundle:
 
         ``project`` is the project folder, or its ``valuechain.yaml``.
         """
-        root = Path(project)
-        root = root.parent if root.suffix in (".yaml", ".yml") else root
-        return replace(self._spec, path=(root / "valuechain.yaml").resolve())
+        path = Path(project)
+        path = path if path.suffix in (".yaml", ".yml") else path / "valuechain.yaml"
+        return replace(self._spec, path=path.resolve())
 
     def plan(self, project: Path | str) -> Plan:
         """The build plan of the bundle's spec, sources resolved under ``project``."""
