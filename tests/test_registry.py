@@ -478,11 +478,11 @@ def test_gate_figures_from_plain_inputs(project: dict[str, object]) -> None:
 
     spec = load_spec(Path(str(project["root"]))).spec
     stale = audit_gate({"findings": [], "context": {"frame_fingerprint": "aaaa"}}, spec,
-                       "bbbb", "valuechain package")
+                       "bbbb")
     assert not stale.passed and "audit is of frame aaaa" in stale.detail
     assert "frame bbbb" in stale.detail and "valuechain audit" in stale.fix
     accepted = audit_gate({"findings": [{"id": "x", "severity": "critical", "accepted": True}],
-                           "context": {}}, spec, "bbbb", "valuechain package")
+                           "context": {}}, spec, "bbbb", "/p")
     assert accepted.passed and "1 critical accepted" in accepted.detail
     lonely = baselines_gate({"run_id": "r1", "candidates": {"lightgbm": {}}, "verdicts": []},
                             "lightgbm")

@@ -51,7 +51,7 @@ def package_command(
     for gate in result.gates:
         mark = "[green]pass[/]" if gate.passed else "[red]FAIL[/]"
         console.print(f"  {mark} {gate.name}: {gate.detail}"
-                      + ("" if gate.passed else f" Fix: {gate.fix}."), highlight=False)
+                      + ("" if gate.passed else f". Fix: {gate.fix}."), highlight=False)
     flag = f" --registry {registry}" if registry is not None else ""
     if result.gates_passed:
         console.print(f"next: valuechain promote {result.version} --spec {spec}{flag}")
