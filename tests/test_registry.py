@@ -259,6 +259,8 @@ def test_promote_archives_the_previous_version_and_rollback_brings_it_back(
     with pytest.raises(PromotionError, match="no earlier production version"):
         registry.rollback()
     assert registry.load().version == "v1"
+    assert registry.get("production").version == "v1"
+    assert registry.get("latest").version == "v2"
     actions = [(e["action"], e["version"], e["previous"]) for e in registry.history()]
     assert actions == [("package", "v1", None), ("package", "v2", None),
                        ("promote", "v1", None), ("promote", "v2", "v1"),
@@ -288,6 +290,10 @@ def test_registry_lists_versions_as_json(project: dict[str, object], tmp_path: P
     assert [g["name"] for g in entry["gates"]] == list(GATES)
     code, output = cli("registry", "--spec", str(root), "--registry", str(reg))
     assert code == 0 and "production" in output
+    code, output = cli("registry", "--spec", str(root), "--registry", str(reg), "--history",
+                       "--json")
+    assert code == 0 and [e["action"] for e in json.loads(output)["events"]] == [
+        "package", "promote"]
     code, output = cli("rollback", "--spec", str(root), "--registry", str(reg), "--json")
     assert code == 2 and json.loads(output)["type"] == "PromotionError"
 
@@ -443,6 +449,8 @@ def test_a_package_killed_before_the_commit_is_not_listed(project: dict[str, obj
 def test_registry_errors_are_user_errors(project: dict[str, object], tmp_path: Path) -> None:
     with pytest.raises(ValuechainError):
         Registry(tmp_path).load()
+    with pytest.raises(ArtifactError, match="no latest version yet"):
+        Registry(tmp_path).get("latest")
     with pytest.raises(ArtifactError, match="no bundle folder"):
         load_bundle(tmp_path / "nothing")
     (tmp_path / "index.sqlite").write_bytes(b"this is not a database" * 100)

@@ -105,10 +105,25 @@ def _fmt(value: float | None, spec: str) -> str:
 def registry_command(
     spec: SpecOpt = Path("."),
     registry: RegistryOpt = None,
+    history: Annotated[bool, typer.Option(help="List every package, promote and rollback "
+                                          "instead.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """List the registry's versions: stage, run, candidate, test metrics, savings, gates."""
     reg = _registry(spec, registry)
+    if history:
+        events = reg.history()
+        if as_json:
+            _emit({"registry": str(reg.root), "events": events})
+            return
+        table = Table(title=f"Registry history - {reg.root}")
+        for column in ("when (UTC)", "action", "version", "previous", "detail"):
+            table.add_column(column, overflow="fold")
+        for e in events:
+            table.add_row(e["at"][:19].replace("T", " "), e["action"], e["version"],
+                          e["previous"] or "-", e["detail"] or "")
+        console.print(table)
+        return
     versions = reg.versions()
     if as_json:
         current = reg.production()

@@ -40,6 +40,8 @@ __all__ = ["INDEX", "SCHEMA", "Promotion", "Registry", "VersionInfo"]
 
 INDEX: Final = "index.sqlite"
 STAGES: Final = ("staging", "production", "archived")
+#: Names :meth:`Registry.get` accepts besides ``v<N>``.
+ALIASES: Final = ("production", "latest")
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS versions (
@@ -208,7 +210,24 @@ class Registry:
         return [self._info(r) for r in self._rows("SELECT * FROM versions ORDER BY number")]
 
     def get(self, version: str) -> VersionInfo:
-        """One version; an ArtifactError listing the known versions when there is none."""
+        """One version (``v3``, or the aliases ``production`` and ``latest``).
+
+        Raises
+        ------
+        ArtifactError
+            Listing the known versions when there is no such version.
+        """
+        if version in ALIASES:
+            sql = ("SELECT * FROM versions WHERE stage = 'production'" if version ==
+                   "production" else "SELECT * FROM versions ORDER BY number DESC LIMIT 1")
+            found = self._rows(sql)
+            if not found:
+                raise ArtifactError(
+                    f"the registry at {self.root} has no {version} version yet. "
+                    + ("Promote one with `valuechain promote VERSION --spec DIR`."
+                       if version == "production" else
+                       "Package a run with `valuechain package --spec DIR`."))
+            return self._info(found[0])
         rows = self._rows("SELECT * FROM versions WHERE version = ?", (version,))
         if not rows:
             known = [v.version for v in self.versions()]
