@@ -309,41 +309,45 @@ class Registry:
         PromotionError
             When the current production version had no predecessor.
         """
-        current = self.production()
-        if current is None:
-            raise ArtifactError(
-                f"no version is in production in the registry at {self.root}: nothing to roll "
-                "back. Promote one with `valuechain promote VERSION --spec DIR`.")
-        back = self._before(current.version)
-        if back is None:
-            raise PromotionError(
-                f"{current.version} is the first version put in production in the registry "
-                f"at {self.root}: there is no earlier production version to roll back to. "
-                "Promote another version instead (`valuechain promote VERSION`).")
-        load_bundle(self.get(back).path)  # refuse a damaged bundle before switching to it
-        with self.transaction() as conn:
-            conn.execute("UPDATE versions SET stage = 'archived' WHERE version = ?",
-                         (current.version,))
+        with self.transaction() as conn:  # read and switch under one lock
+            row = conn.execute("SELECT version FROM versions WHERE stage = 'production'"
+                               ).fetchone()
+            if row is None:
+                raise ArtifactError(
+                    f"no version is in production in the registry at {self.root}: nothing to "
+                    "roll back. Promote one with `valuechain promote VERSION --spec DIR`.")
+            current = str(row["version"])
+            events = [dict(r) for r in conn.execute("SELECT * FROM events ORDER BY id")]
+            back = _before(events, current)
+            if back is None:
+                raise PromotionError(
+                    f"{current} is the first version put in production in the registry at "
+                    f"{self.root}: there is no earlier production version to roll back to. "
+                    "Promote another version instead (`valuechain promote VERSION`).")
+            path = conn.execute("SELECT path FROM versions WHERE version = ?", (back,)
+                                ).fetchone()["path"]
+            load_bundle(self.root / path)  # refuse a damaged bundle before switching to it
+            conn.execute("UPDATE versions SET stage = 'archived' WHERE version = ?", (current,))
             conn.execute("UPDATE versions SET stage = 'production' WHERE version = ?", (back,))
             conn.execute("INSERT INTO events (at, action, version, previous, detail) VALUES "
-                         "(?, 'rollback', ?, ?, ?)", (now(), back, current.version,
-                                                      f"rolled back from {current.version}"))
-        return Promotion(back, current.version, "rollback")
+                         "(?, 'rollback', ?, ?, ?)", (now(), back, current,
+                                                      f"rolled back from {current}"))
+        return Promotion(back, current, "rollback")
 
-    def _before(self, version: str) -> str | None:
-        """The production version before ``version`` became production (walking rollbacks)."""
-        events = self.history()
-        for event in reversed(events):
-            if event["version"] != version:
-                continue
-            if event["action"] == "promote":
-                return str(event["previous"]) if event["previous"] else None
-            if event["action"] == "rollback":
-                # brought back by a rollback: what was before it when it was first promoted
-                earlier = [e for e in events[:events.index(event)]
-                           if e["version"] == version and e["action"] == "promote"]
-                if not earlier:
-                    return None
-                previous = earlier[-1]["previous"]
-                return str(previous) if previous else None
-        return None
+
+def _before(events: list[dict[str, Any]], version: str) -> str | None:
+    """The production version before ``version`` became production (walking rollbacks)."""
+    for event in reversed(events):
+        if event["version"] != version:
+            continue
+        if event["action"] == "promote":
+            return str(event["previous"]) if event["previous"] else None
+        if event["action"] == "rollback":
+            # brought back by a rollback: what was before it when it was first promoted
+            earlier = [e for e in events[:events.index(event)]
+                       if e["version"] == version and e["action"] == "promote"]
+            if not earlier:
+                return None
+            previous = earlier[-1]["previous"]
+            return str(previous) if previous else None
+    return None
