@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -372,8 +373,12 @@ def _run(code: str, *args: str) -> subprocess.Popen[str]:
 
 
 PACKAGE = """
-import json, sys
+import json, pathlib, sys, time
 from valuechain.registry import package
+gate = pathlib.Path(sys.argv[4])  # imports done: wait until every process is ready
+(gate.parent / f"ready-{sys.argv[5]}").touch()
+while not gate.exists():
+    time.sleep(0.005)
 r = package(sys.argv[1], run=sys.argv[2], registry=sys.argv[3])
 print(json.dumps({"version": r.version, "created": r.created, "hash": r.content_hash}))
 """
@@ -383,7 +388,15 @@ def test_concurrent_package_processes_keep_the_index_consistent(
         project: dict[str, object], tmp_path: Path) -> None:
     root = str(project["root"])
     runs = [str(project["a"]), str(project["b"]), str(project["a"]), str(project["b"])]
-    procs = [_run(PACKAGE, root, run, str(tmp_path)) for run in runs]
+    sync = tmp_path / "sync"
+    sync.mkdir()
+    registry = tmp_path / "registry"
+    procs = [_run(PACKAGE, root, run, str(registry), str(sync / "go"), str(i))
+             for i, run in enumerate(runs)]
+    deadline = time.monotonic() + 120
+    while len(list(sync.glob("ready-*"))) < len(procs) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    (sync / "go").touch()  # all four start packaging at the same moment
     outputs = []
     for proc in procs:
         out, err = proc.communicate(timeout=240)
@@ -394,13 +407,13 @@ def test_concurrent_package_processes_keep_the_index_consistent(
         by_run.setdefault(run, set()).add(out["version"])
     assert all(len(v) == 1 for v in by_run.values())  # one version per content
     assert sum(o["created"] for o in outputs) == 2
-    versions = Registry(tmp_path).versions()
+    versions = Registry(registry).versions()
     assert sorted(v.version for v in versions) == ["v1", "v2"]
     for v in versions:
         load_bundle(v.path)
-    with sqlite3.connect(tmp_path / "index.sqlite") as conn:
+    with sqlite3.connect(registry / "index.sqlite") as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-    assert sorted(p.name for p in (tmp_path / "bundles").iterdir()) == ["v1", "v2"]
+    assert sorted(p.name for p in (registry / "bundles").iterdir()) == ["v1", "v2"]
 
 
 KILLED = """
