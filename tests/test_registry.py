@@ -291,6 +291,8 @@ def test_registry_lists_versions_as_json(project: dict[str, object], tmp_path: P
     assert [g["name"] for g in entry["gates"]] == list(GATES)
     code, output = cli("registry", "--spec", str(root), "--registry", str(reg))
     assert code == 0 and "production" in output
+    code, output = cli("registry", "--spec", str(root), "--registry", str(reg), "--verify")
+    assert code == 0 and "v1: ok" in output
     code, output = cli("registry", "--spec", str(root), "--registry", str(reg), "--history",
                        "--json")
     assert code == 0 and [e["action"] for e in json.loads(output)["events"]] == [
@@ -457,6 +459,8 @@ def test_a_package_killed_before_the_commit_is_not_listed(project: dict[str, obj
     result = package(root, run=run, registry=tmp_path)
     assert result.version == "v2"  # a number whose folder exists is never reused
     assert [v.version for v in Registry(tmp_path).versions()] == ["v2"]
+    checked = dict(Registry(tmp_path).verify())
+    assert checked["v2"] is None and "not in the index" in str(checked["v1"])
 
 
 def test_registry_errors_are_user_errors(project: dict[str, object], tmp_path: Path) -> None:

@@ -107,10 +107,25 @@ def registry_command(
     registry: RegistryOpt = None,
     history: Annotated[bool, typer.Option(help="List every package, promote and rollback "
                                           "instead.")] = False,
+    verify: Annotated[bool, typer.Option(help="Check every bundle against its checksums "
+                                         "(exit 1 when one does not match).")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """List the registry's versions: stage, run, candidate, test metrics, savings, gates."""
     reg = _registry(spec, registry)
+    if verify:
+        checked = reg.verify()
+        bad = [(v, problem) for v, problem in checked if problem]
+        if as_json:
+            _emit({"registry": str(reg.root), "ok": not bad,
+                   "versions": [{"version": v, "problem": p} for v, p in checked]})
+        else:
+            for v, problem in checked:
+                console.print(f"{v}: " + ("[green]ok[/]" if problem is None else
+                                          f"[red]{problem}[/]"), highlight=False)
+        if bad:
+            raise typer.Exit(1)
+        return
     if history:
         events = reg.history()
         if as_json:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from valuechain.errors import ArtifactError
-from valuechain.registry.bundle import Bundle, load_bundle
+from valuechain.registry.bundle import Bundle, load_bundle, verify_bundle
 from valuechain.registry.gates import Gate, PromotionError, promotion_message
 
 __all__ = ["INDEX", "SCHEMA", "Promotion", "Registry", "VersionInfo"]
@@ -253,6 +253,28 @@ class Registry:
                     "lists them), or name one explicitly.")
             version = current.version
         return load_bundle(self.get(version).path)
+
+    def verify(self) -> list[tuple[str, str | None]]:
+        """Every version's bundle checked against its checksums: ``(version, problem or None)``.
+
+        Also lists a ``bundles/v<N>`` folder the index does not know (left by a ``package``
+        killed between its rename and its commit) as ``(name, "not in the index ...")``.
+        """
+        out: list[tuple[str, str | None]] = []
+        known = set()
+        for info in self.versions():
+            known.add(info.path.name)
+            try:
+                verify_bundle(info.path)
+                out.append((info.version, None))
+            except ArtifactError as err:
+                out.append((info.version, str(err)))
+        if self.bundles.is_dir():
+            for folder in sorted(p for p in self.bundles.glob("v*") if p.name not in known):
+                out.append((folder.name, f"{folder} is not in the index (a `valuechain "
+                            "package` stopped before recording it); it is never loaded "
+                            "through the registry and can be deleted"))
+        return out
 
     def history(self) -> list[dict[str, Any]]:
         """Every package, promote and rollback event, oldest first."""
