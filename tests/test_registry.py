@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from valuechain.cli import app
 from valuechain.data.plan import make_plan
 from valuechain.decide import decide_project
-from valuechain.errors import ArtifactError, DataError, ValuechainError
+from valuechain.errors import ArtifactError, DataError, ModelError, ValuechainError
 from valuechain.registry import (
     GATES,
     PromotionError,
@@ -132,6 +132,27 @@ def test_package_refuses_a_run_without_a_policy(project: dict[str, object],
     assert not (copy / ".valuechain" / "registry" / "bundles" / "v1").exists()
     with pytest.raises(ArtifactError, match=r"no such training run.*runs:"):
         package(copy, run="20990101-000000-ffffff")
+
+
+def test_package_refuses_a_model_the_spec_no_longer_describes_or_a_pickle(
+        project: dict[str, object], tmp_path: Path) -> None:
+    copy = clone(project, tmp_path)
+    spec = yaml.safe_load((copy / "valuechain.yaml").read_text())
+    spec["features"] = [f for f in spec["features"] if f["name"] != "amount"]
+    (copy / "valuechain.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    with pytest.raises(ArtifactError, match=r"reads \['amount'\], which are no longer "
+                                            r"features.*valuechain train"):
+        package(copy)
+    shutil.copy(Path(str(project["root"])) / "valuechain.yaml", copy / "valuechain.yaml")
+    manifest = copy / ".valuechain" / "runs" / str(project["b"]) / "candidates" / str(
+        project["best_b"]) / "candidate.json"
+    data = json.loads(manifest.read_text())
+    data["state"].update(adapter="sklearn", persistence="joblib")
+    os.chmod(manifest, 0o644)
+    manifest.write_text(json.dumps(data))
+    with pytest.raises(ModelError, match="pickle"):
+        package(copy)
+    assert not list((copy / ".valuechain" / "registry" / "bundles").iterdir())
 
 
 # ------------------------------------------------------------------------------ checksums
