@@ -203,20 +203,20 @@ class Bundle:
         :meth:`bias` are the candidate's log-odds. Candidates without a native explanation
         (baselines, your own estimators) give zeros.
         """
-        model = self.model
         rows = features if isinstance(features, pd.DataFrame) else _rows(features)
-        if isinstance(model, LightGBM) and model.booster is not None:
-            return self.scorer.lightgbm_contributions(model, rows)[:, :-1]
-        if isinstance(model, Logistic):
-            return self.scorer.logistic_terms(model, rows)
-        return np.zeros((len(rows), len(self.feature_names)), dtype=np.float64)
+        values = self.scorer.contributions(rows)
+        if values is None:
+            return np.zeros((len(rows), len(self.feature_names)), dtype=np.float64)
+        return values[:, :-1] if isinstance(self.model, LightGBM) else values
 
     def bias(self, features: Features) -> np.ndarray:
         """The log-odds no feature explains (LightGBM's expected value, the intercept)."""
         model = self.model
         rows = features if isinstance(features, pd.DataFrame) else _rows(features)
         if isinstance(model, LightGBM) and model.booster is not None:
-            return self.scorer.lightgbm_contributions(model, rows)[:, -1]
+            values = self.scorer.contributions(rows)
+            assert values is not None
+            return values[:, -1]
         if isinstance(model, Logistic) and model.state is not None:
             return np.full(len(rows), float(model.state["intercept"]))
         return np.zeros(len(rows), dtype=np.float64)
