@@ -4,7 +4,8 @@ The spec becomes an engine-neutral :class:`~valuechain.data.plan.Plan`
 (:func:`~valuechain.data.plan.make_plan`), an engine chosen by name executes it from the
 source files (:mod:`valuechain.data.engines`), and this module finishes the frame the same
 way for every engine: the decision identity ``decision_id`` first, then ids, time, features
-and the label; immature rows (``t + horizon > as_of``) dropped and counted. The frame is
+and the label; immature rows (``t + horizon + d > as_of``, ``d`` the outcome delay of
+:func:`valuechain.data.pit.label_delay`) dropped and counted. The frame is
 written as ``<workspace>/build/frame.parquet`` beside ``manifest.json``, which records the
 frame's fingerprint. Re-running on unchanged spec, inputs and engine settings reuses the
 frame.
@@ -48,6 +49,7 @@ class RowCounts:
     immature: int
     positive: int
     dropped_no_time: int = 0
+    immature_delay: int = 0  # immature only because of the outcome delay (see pit.is_mature)
 
 
 @dataclass(frozen=True)
@@ -141,7 +143,10 @@ def finish_frame(plan: Plan, out: EngineOutput) -> tuple[pa.Table, RowCounts]:
         cols[name] = raw.column(name)
     label = raw.column(LABEL)
     binary = plan.label.kind == "binary"
-    mature = pc.less_equal(pc.add(raw.column("__t"), plan.label.horizon_us), out.as_of_us)
+    # pit.is_mature, vectorised: t + horizon + d <= as_of.
+    ends = pc.add(raw.column("__t"), plan.label.horizon_us)
+    mature = pc.less_equal(pc.add(ends, out.label_delay_us), out.as_of_us)
+    by_horizon = int(pc.sum(pc.less_equal(ends, out.as_of_us)).as_py() or 0)
     _check_label(plan, label, mature, cols[ID_COLUMN])
     cols[plan.label.name] = pc.cast(label, pa.int8() if binary else pa.float64())
     frame = pa.table(cols)
@@ -149,7 +154,8 @@ def finish_frame(plan: Plan, out: EngineOutput) -> tuple[pa.Table, RowCounts]:
     positive = int(pc.sum(pc.greater(kept.column(plan.label.name), 0)).as_py() or 0)
     counts = RowCounts(total=frame.num_rows, mature=kept.num_rows,
                        immature=frame.num_rows - kept.num_rows, positive=positive,
-                       dropped_no_time=out.dropped_no_time)
+                       dropped_no_time=out.dropped_no_time,
+                       immature_delay=by_horizon - kept.num_rows)
     return kept, counts
 
 
@@ -304,6 +310,7 @@ def build_frame(
         "sources": {n: i.__dict__ for n, i in infos.items()},
         "rows": counts.__dict__,
         "dropped": {name: dict(reasons) for name, reasons in out.dropped.items()},
+        "label_delay": _delay_entry(plan, out, counts),
         "label": {**lab.model_dump(mode="json", exclude_none=True)},
         "frame": {"path": frame_path.name, "columns": frame.column_names,
                   "id_column": ID_COLUMN, "fingerprint": frame_fingerprint,
@@ -321,6 +328,23 @@ def build_frame(
         progress("done", 1.0)
     return BuildResult(frame_path, manifest_path, counts, False, seconds, manifest,
                        frame_fingerprint)
+
+
+def _delay_entry(plan: Plan, out: EngineOutput, counts: RowCounts) -> dict[str, Any]:
+    """The manifest's ``label_delay``: the outcome delay, how it was found, what it did."""
+    entry: dict[str, Any] = {"seconds": out.label_delay_us / 1e6,
+                             "basis": out.label_delay_basis,
+                             "rows_made_immature": counts.immature_delay}
+    src = plan.label.source
+    if out.label_delay_basis == "inferred" and src is not None:
+        ref = plan.sources[src]
+        days = out.label_delay_us / 86_400_000_000
+        entry["note"] = (
+            f"inferred as the largest '{ref.available_at}' - '{ref.event_time}' of outcome "
+            f"source '{src}' ({days:.4g} days): a label is mature only when t + horizon + "
+            f"this delay <= as_of. Declare `sources.{src}.reporting_delay` (e.g. "
+            f"'{max(1, round(days + 0.4999))}d') to make it explicit.")
+    return entry
 
 
 def _column_stats(frame: pa.Table, name: str) -> dict[str, Any]:

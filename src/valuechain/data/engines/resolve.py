@@ -20,14 +20,22 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from valuechain.data.engines.base import EngineOutput, Progress
-from valuechain.data.pit import KNOWN, LABEL, LabelPlan, LookupPlan, PitProblem, Window
+from valuechain.data.pit import (
+    KNOWN,
+    LABEL,
+    LabelPlan,
+    LookupPlan,
+    PitProblem,
+    Window,
+    label_delay,
+)
 from valuechain.data.plan import EventPointsPlan, Plan, SchedulePlan
 from valuechain.data.sources import Catalog, datetime_to_us, us_to_datetime
 from valuechain.errors import DataError, SpecError
 from valuechain.expressions import Expression
 from valuechain.sql import quote_ident
 
-__all__ = ["Resolved", "awareness", "output", "resolve"]
+__all__ = ["Resolved", "awareness", "missing_reason", "output", "resolve"]
 
 _INTS = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER")
 _NUMERIC = ("INT", "DOUBLE", "FLOAT", "DECIMAL", "REAL", "BOOLEAN", "NUMERIC")
@@ -42,6 +50,8 @@ class Resolved:
     as_of_us: int
     dropped_no_time: int
     dropped: dict[str, dict[str, int]] = field(default_factory=dict)
+    label_delay_us: int = 0
+    label_delay_basis: str = "none"
 
 
 def _sql(expr: Expression) -> str:
@@ -147,19 +157,29 @@ _YEAR_US = 365 * 86_400_000_000
 
 def _count_missing(catalog: Catalog, plan: Plan, source: str, fields: tuple[str, ...],
                    dropped: dict[str, dict[str, int]]) -> None:
-    """Count (into ``dropped``) the rows of ``source`` a null time leaves out of the build."""
+    """Count (into ``dropped``) the rows of ``source`` a null time leaves out of the build.
+
+    Each row is counted once, under the first of ``fields`` that is null
+    (:func:`missing_reason` names the reason).
+    """
     src = plan.sources[source]
-    seen: set[str] = set()
+    earlier: list[str] = []
     for fld in fields:
         column = getattr(src, fld)
-        if not column or column in seen:
+        if not column or column in earlier:
             continue
-        seen.add(column)
+        before = "".join(f" AND {quote_ident(c)} IS NOT NULL" for c in earlier)
+        earlier.append(column)
         n = int(catalog.scalar(f"SELECT count(*) FROM {catalog.view(source)} "
-                               f"WHERE {quote_ident(column)} IS NULL") or 0)
+                               f"WHERE {quote_ident(column)} IS NULL{before}") or 0)
         if n:
-            what = "event time" if fld == "event_time" else "availability time"
-            dropped.setdefault(source, {})[f"no {what} ('{column}')"] = n
+            dropped.setdefault(source, {})[missing_reason(fld, column)] = n
+
+
+def missing_reason(fld: str, column: str) -> str:
+    """The ``dropped`` reason for rows whose time ``column`` (spec field ``fld``) is null."""
+    what = "event time" if fld == "event_time" else "availability time"
+    return f"no {what} ('{column}')"
 
 
 def _row_keys(plan: Plan, catalog: Catalog, source: str, condition: str) -> dict[str, Any]:
@@ -337,7 +357,9 @@ def resolve(plan: Plan, catalog: Catalog | None = None,
         wheres = "".join(
             f", {_sql(x.where)} AS {quote_ident(f'__f{j}')}"
             for j, x in enumerate(plan.windows) if x.where is not None and x.source == w.source)
-        _count_missing(catalog, plan, w.source, ("available_at", "event_time"), dropped_by)
+        _count_missing(catalog, plan, w.source,
+                       ("available_at",) if plan.sources[w.source].available_at
+                       else ("event_time",), dropped_by)
         tables[w.source] = _table(
             con, plan,
             f"SELECT *, {a_sql} AS __t, row_number() OVER (ORDER BY "
@@ -364,6 +386,7 @@ def resolve(plan: Plan, catalog: Catalog | None = None,
     if lab.source is None:
         assert lab.column is not None
         label = LabelPlan(kind=lab.kind, horizon_us=lab.horizon_us, column=lab.column)
+        delay_us, delay_basis = 0, "none"
     else:
         out = lab.source
         pairs = plan.label_pairs(list(catalog.columns(out)))
@@ -375,11 +398,18 @@ def resolve(plan: Plan, catalog: Catalog | None = None,
             f"WHERE {e_sql} IS NOT NULL AND {a_sql} IS NOT NULL"
         ).to_arrow_table()
         label = LabelPlan(kind=lab.kind, horizon_us=lab.horizon_us, outcome=out, keys=pairs,
-                          column=lab.column)
+                          column=lab.column, known_by_us=as_of_us)
+        ref = plan.sources[out]
+        gap = (catalog.scalar(f"SELECT max({a_sql} - {e_sql}) FROM {catalog.view(out)}")
+               if ref.available_at and ref.available_at != ref.event_time else None)
+        delay_us, delay_basis = label_delay(
+            ref.reporting_delay_us,
+            None if not ref.available_at or ref.available_at == ref.event_time
+            else ([] if gap is None else [int(gap)]))
     problem = PitProblem(points=points, tables=tables, own=own, windows=tuple(windows),
                          lookups=tuple(lookups), label=label)
     return Resolved(problem=problem, aware=aware, as_of_us=as_of_us, dropped_no_time=dropped,
-                    dropped=dropped_by)
+                    dropped=dropped_by, label_delay_us=delay_us, label_delay_basis=delay_basis)
 
 
 def _table(con: duckdb.DuckDBPyConnection, plan: Plan, sql: str) -> pa.Table:
@@ -406,4 +436,6 @@ def output(plan: Plan, resolved: Resolved, computed: pa.Table) -> EngineOutput:
     cols[LABEL] = computed.column(LABEL)
     cols["__t"] = points.column("__t")
     return EngineOutput(frame=pa.table(cols), as_of_us=resolved.as_of_us, aware=resolved.aware,
-                        dropped_no_time=resolved.dropped_no_time, dropped=resolved.dropped)
+                        dropped_no_time=resolved.dropped_no_time, dropped=resolved.dropped,
+                        label_delay_us=resolved.label_delay_us,
+                        label_delay_basis=resolved.label_delay_basis)
