@@ -212,7 +212,7 @@ class ToyEngine:
 
         def count_missing(name: str, fields: tuple[str, ...]) -> None:
             """Rows of ``name`` left out for a null time, once each, first null field."""
-            src, earlier = plan.sources[name], pa.array([True] * raw[name].num_rows)
+            src, earlier = plan.sources[name], pa.array([True] * raw[name].num_rows, pa.bool_())
             for fld in fields:
                 column = getattr(src, fld)
                 if not column or (name, fld) not in times:

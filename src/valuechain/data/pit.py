@@ -200,7 +200,7 @@ def label_delay(declared_us: int | None, gaps: Iterable[int] | None) -> tuple[in
         return int(declared_us), "declared"
     if gaps is None:
         return 0, "none"
-    return max(0, *gaps), "inferred"
+    return max([0, *gaps]), "inferred"
 
 
 def is_mature(t_us: int, horizon_us: int, delay_us: int, as_of_us: int) -> bool:
