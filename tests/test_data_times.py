@@ -102,3 +102,33 @@ def test_text_times_with_offsets_in_parquet_keep_their_offsets(tmp_path: Path,
     with pytest.raises(DataError, match=r"sources.orders.event_time.*orders.parquet.*mixes "
                                         r"times with a UTC offset"):
         build_frame(load_spec(project), engine=engine)
+
+
+# -- placeholders at the epoch -----------------------------------------------------------------
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("placeholder", ["1970-01-01 00:00:00", "1969-12-31 23:00:00"])
+def test_a_zero_epoch_among_modern_times_is_refused(tmp_path: Path, engine: str,
+                                                     placeholder: str) -> None:
+    project = _csv_project(tmp_path, ["2025-01-01 10:00:00", placeholder,
+                                      "2025-01-02 11:00:00"])
+    with pytest.raises(DataError) as err:
+        build_frame(load_spec(project), engine=engine)
+    message = str(err.value)
+    assert "sources.orders.event_time" in message and "orders.csv" in message
+    assert "column 'ts'" in message and "1 of 3 rows at or before 1970-01-01" in message
+    assert "'order_id': '2'" in message and placeholder.replace(" ", "T") in message
+    assert "empty the placeholders" in message and "accept_early_times=True" in message
+    # The documented ways out: an empty time (left out and counted), or accepting it.
+    accepted = build_frame(load_spec(project), engine=engine, accept_early_times=True)
+    assert accepted.rows.total == 3
+    emptied = _csv_project(tmp_path / "emptied", ["2025-01-01 10:00:00", "",
+                                                  "2025-01-02 11:00:00"])
+    result = build_frame(load_spec(emptied), engine=engine)
+    assert result.rows.total == 2 and result.manifest["dropped"] == {
+        "orders": {"no event time ('ts')": 1}}
+
+
+def test_history_wholly_before_1971_stays_valid(tmp_path: Path) -> None:
+    project = _csv_project(tmp_path, ["1969-12-31 23:00:00", "1970-01-01 00:00:00",
+                                      "1970-03-01 00:00:00"])
+    assert build_frame(load_spec(project)).rows.total == 3

@@ -222,10 +222,13 @@ def select_engine(loaded: LoadedSpec, engine: EngineChoice = None) -> Engine:
 
 # -- the stage -------------------------------------------------------------------------------
 def _cache_key(loaded: LoadedSpec, fingerprints: dict[str, str], as_of: datetime | None,
-               engine: dict[str, Any]) -> str:
-    payload = json.dumps({"spec": loaded.hash, "sources": fingerprints, "engine": engine,
-                          "as_of": as_of.isoformat() if as_of else None,
-                          "version": __version__}, sort_keys=True)
+               engine: dict[str, Any], accept: tuple[str, ...] = ()) -> str:
+    parts: dict[str, Any] = {"spec": loaded.hash, "sources": fingerprints, "engine": engine,
+                             "as_of": as_of.isoformat() if as_of else None,
+                             "version": __version__}
+    if accept:  # what a build accepted on purpose (absent: keys of earlier builds hold)
+        parts["accept"] = list(accept)
+    payload = json.dumps(parts, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
 
@@ -245,6 +248,7 @@ def build_frame(
     engine: EngineChoice = None,
     force: bool = False,
     progress: Progress | None = None,
+    accept_early_times: bool = False,
 ) -> BuildResult:
     """Build (or reuse) the point-in-time frame for ``loaded``.
 
@@ -260,6 +264,9 @@ def build_frame(
         config); default the spec's ``engine``, else DuckDB.
     force : bool
         Rebuild even when the spec, the sources and the engine settings are unchanged.
+    accept_early_times : bool
+        Accept times at or before 1970-01-01 in columns that also hold later times (refused
+        by default as "missing" placeholders; docs/point-in-time.md).
 
     Examples
     --------
@@ -269,7 +276,7 @@ def build_frame(
     started = time.perf_counter()
     out_dir = loaded.workspace / "build"
     frame_path, manifest_path = out_dir / "frame.parquet", out_dir / "manifest.json"
-    plan = make_plan(loaded, as_of)
+    plan = make_plan(loaded, as_of, accept_early_times=accept_early_times)
     chosen = select_engine(loaded, engine)
     engine_settings = chosen.config.model_dump(mode="json")
     catalog = Catalog(plan)
@@ -278,7 +285,7 @@ def build_frame(
     infos = {name: catalog.info(name) for name in plan.sources}
     catalog.con.close()
     key = _cache_key(loaded, {n: i.fingerprint for n, i in infos.items()}, as_of,
-                     engine_settings)
+                     engine_settings, ("early_times",) if accept_early_times else ())
     previous = _previous_manifest(manifest_path) if not force and frame_path.exists() else None
     if previous is not None:
         recorded = previous.get("frame", {}).get("fingerprint")

@@ -249,6 +249,41 @@ def _check_as_of_outlier(plan: Plan, catalog: Catalog, tsql: dict[tuple[str, str
         )
 
 
+def _check_early_times(plan: Plan, catalog: Catalog, tsql: dict[tuple[str, str], str],
+                       aware: bool) -> None:
+    """DataError for times at or before 1970-01-01 00:00 in a column reaching past 1971.
+
+    A zero epoch (or a 1970 date) is the commonest "missing" placeholder; among modern times
+    it places an event half a century early, silently. History that really lies before 1970
+    passes when the column stays there (it reaches no later than 1971-01-01), or with
+    ``plan.accept_early_times``.
+    """
+    if plan.accept_early_times:
+        return
+    for (source, fld), expr in tsql.items():
+        view = catalog.view(source)
+        early, latest, first = catalog.first(
+            f"SELECT count(*) FILTER (WHERE {expr} <= 0), max({expr}), min({expr}) "
+            f"FROM {view}") or (0, None, None)
+        if not early or latest is None or latest <= _YEAR_US:
+            continue
+        column = getattr(plan.sources[source], fld)
+        example = _row_keys(plan, catalog, source, f"{expr} <= 0")
+        total = int(catalog.scalar(f"SELECT count({expr}) FROM {view}") or 0)
+        raise DataError(
+            f"{catalog.where('sources', source, fld)}: column '{column}' of source '{source}' "
+            f"({catalog.display_path(source)}) has {early:,} of {total:,} rows at or before "
+            f"1970-01-01 00:00 (e.g. row {example}, the earliest "
+            f"{us_to_datetime(int(first), aware).isoformat()}) among times up to "
+            f"{us_to_datetime(int(latest), aware).isoformat()}. A zero epoch is the usual "
+            "placeholder for a missing time and would place those rows decades early. "
+            "Expected real times; empty the placeholders (rows without a time are left out "
+            "and counted in the manifest's `dropped`; a dimension row without `valid_from` "
+            "is always known), or, if these times are real, build with "
+            "`accept_early_times=True` (`valuechain build --accept-early-times`)."
+        )
+
+
 def resolve(plan: Plan, catalog: Catalog | None = None,
             progress: Progress | None = None) -> Resolved:
     """Read ``plan``'s sources and make the :class:`PitProblem` a kernel computes."""
@@ -259,6 +294,7 @@ def resolve(plan: Plan, catalog: Catalog | None = None,
                        {n: catalog.display_path(n) for n in plan.sources})
     _check_types(plan, catalog)
     _check_unique_keys(plan, catalog)
+    _check_early_times(plan, catalog, tsql, aware)
     if plan.as_of is not None:
         as_of_us = check_moment(plan, plan.as_of, aware, "the `as_of` argument")
     else:
