@@ -26,6 +26,13 @@ __all__ = ["Catalog", "SourceInfo", "datetime_to_us", "fingerprint", "us_to_date
 _TIME_TYPES = ("TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "DATE", "TIMESTAMP_NS", "TIMESTAMP_MS",
                "TIMESTAMP_S")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_INTEGERS = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
+             "UINTEGER", "UBIGINT")
+# (unit, values per second, DuckDB conversion to microseconds inside make_timestamp)
+_EPOCH_UNITS = (("seconds", 1, " * 1000000"), ("milliseconds", 1_000, " * 1000"),
+                ("microseconds", 1_000_000, ""), ("nanoseconds", 1_000_000_000, " // 1000"))
+_PANDAS_UNIT = {"seconds": "s", "milliseconds": "ms", "microseconds": "us",
+                "nanoseconds": "ns"}
 # A time of day followed by a UTC offset ('Z', '+02:00', '-0530', '+01', 'UTC').
 _OFFSET = r"\d{2}:\d{2}(:\d{2}(\.\d+)?)?\s*(Z|z|UTC|[+-]\d{2}(:?\d{2})?)$"
 
@@ -303,11 +310,32 @@ class Catalog:
                 f"that is not a timestamp (e.g. {bad[0]!r}). Expected ISO timestamps such as "
                 "'2025-03-01 14:05:00'; convert the column or point to another one."
             )
+        unit = self._epoch_unit(source, column) if kind in _INTEGERS else ""
         raise DataError(
-            f"{self.where(*field)}: column '{column}' of source '{source}' has type "
-            f"{kind}. Expected a timestamp or date; convert it (e.g. with to_timestamp) or point "
-            "to a time column."
+            f"{self.where(*field)}: column '{column}' of source '{source}' "
+            f"({self.display_path(source)}) has type {kind}{unit}. Expected a timestamp or "
+            "date; convert it at the source or point to a time column."
         )
+
+    def _epoch_unit(self, source: str, column: str) -> str:
+        """What integers in a time column look like: epoch seconds, milliseconds, ..."""
+        col = quote_ident(column)
+        row = self.first(f"SELECT median(abs({col}::DOUBLE)), min({col}), max({col}) "
+                         f"FROM {self.view(source)}")
+        if row is None or row[0] is None:
+            return ""
+        typical = float(row[0])
+        for name, per_second, code in _EPOCH_UNITS:
+            seconds = typical / per_second
+            if 3e8 <= seconds <= 5e9:  # 1979 .. 2128
+                first = us_to_datetime(int(row[1] * 1_000_000 // per_second), False)
+                last = us_to_datetime(int(row[2] * 1_000_000 // per_second), False)
+                return (f"; its values look like epoch {name} ({row[1]} .. {row[2]} would be "
+                        f"{first.isoformat()} .. {last.isoformat()} UTC), e.g. convert with "
+                        f"DuckDB `make_timestamp({column}{code})` or pandas "
+                        f"`pd.to_datetime(df['{column}'], unit='{_PANDAS_UNIT[name]}')`")
+        return (f"; its values (typically {typical:,.0f}) match no epoch unit (seconds, "
+                "milliseconds, microseconds, nanoseconds since 1970)")
 
     def info(self, name: str) -> SourceInfo:
         src = self.sources[name]

@@ -33,7 +33,7 @@ from valuechain.data.plan import EventPointsPlan, Plan, SchedulePlan
 from valuechain.data.sources import Catalog, datetime_to_us, us_to_datetime
 from valuechain.errors import DataError, SpecError
 from valuechain.expressions import Expression
-from valuechain.sql import quote_ident
+from valuechain.sql import quote_ident, quote_literal
 
 __all__ = ["Resolved", "awareness", "missing_reason", "output", "resolve"]
 
@@ -97,17 +97,90 @@ def _availability(tsql: dict[tuple[str, str], str], source: str) -> str | None:
     return tsql.get((source, "available_at")) or tsql.get((source, "event_time"))
 
 
+_DECIMAL_COMMA = r"^\s*[+-]?(\d{1,3}(\.\d{3})+|\d+),\d+\s*$"
+
+
+def _text_values(catalog: Catalog, source: str, column: str) -> str:
+    """What is in text ``column``: examples of values that are not numbers, and a hint
+    when they are numbers written with a decimal comma (for messages)."""
+    col, view = quote_ident(column), catalog.view(source)
+    rows = catalog.con.execute(
+        f"SELECT DISTINCT {col}::VARCHAR FROM {view} WHERE {col} IS NOT NULL AND "
+        f"try_cast({col} AS DOUBLE) IS NULL LIMIT 3").fetchall()
+    examples = ", ".join(repr(r[0]) for r in rows) or "none that fails to read as a number"
+    text = (f"column '{column}' of source '{source}' ({catalog.display_path(source)}) holds "
+            f"text (type {catalog.columns(source)[column]}), e.g. {examples}")
+    commas = int(catalog.scalar(
+        f"SELECT count(*) FROM {view} WHERE regexp_matches({col}::VARCHAR, "
+        f"{quote_literal(_DECIMAL_COMMA)})") or 0)
+    if commas:
+        text += (f". {commas:,} values look like numbers written with a decimal comma: "
+                 "write them with a decimal point at the source (a CSV: export with '.' as "
+                 "the decimal separator, or read it with pandas `read_csv(..., decimal=',')` "
+                 "and save it as Parquet)")
+    else:
+        text += ". Convert the column to numbers at the source"
+    return text
+
+
+def _is_number(kind: str) -> bool:
+    return any(n in kind for n in _NUMERIC)
+
+
 def _check_types(plan: Plan, catalog: Catalog) -> None:
+    """DataError naming the feature, the column and the file when a number is text."""
     for w in plan.windows:
         if w.of is None:
             continue
         kind = catalog.columns(w.source)[w.of]
-        if w.agg in ("sum", "mean", "std", "rate") and not any(n in kind for n in _NUMERIC):
+        if w.agg in ("sum", "mean", "std", "rate") and not _is_number(kind):
+            detail = (_text_values(catalog, w.source, w.of) if "VARCHAR" in kind else
+                      f"column '{w.of}' of source '{w.source}' "
+                      f"({catalog.display_path(w.source)}) has type {kind}")
             raise DataError(
                 f"{plan.where('features', w.index, 'of')}: feature '{w.name}' takes the "
-                f"{w.agg} of '{w.of}', whose type is {kind}. Expected a number or "
-                "boolean; use count/distinct_count/min/max, or cast it in a row feature."
+                f"{w.agg} of '{w.of}': {detail}. Expected a number or boolean; or use "
+                "count/distinct_count/min/max."
             )
+    lab = plan.label
+    if lab.kind == "amount" and lab.source is not None and lab.column:
+        kind = catalog.columns(lab.source)[lab.column]
+        if not _is_number(kind):
+            detail = (_text_values(catalog, lab.source, lab.column) if "VARCHAR" in kind else
+                      f"column '{lab.column}' has type {kind}")
+            raise DataError(f"{plan.where('label', 'column')}: the amount label sums "
+                            f"'{lab.column}': {detail}. Expected a number.")
+
+
+def _expression_error(plan: Plan, catalog: Catalog, err: duckdb.Error,
+                      what: str) -> DataError | SpecError:
+    """The message for a failed query computing row features or filters: each expression
+    is evaluated on its own to find the culprit, whose text columns are described."""
+    candidates: list[tuple[Expression, tuple[str | int, ...], str, str]] = []
+    if plan.own is not None:
+        candidates += [(f.expr, ("features", f.index, "expr"), f.name, plan.own)
+                       for f in plan.row_features]
+    candidates += [(w.where, ("features", w.index, "where"), w.name, w.source)
+                   for w in plan.windows if w.where is not None]
+    for expr, loc, name, source in candidates:
+        try:
+            catalog.first(f"SELECT count({_sql(expr)}) FROM {catalog.view(source)}")
+        except duckdb.Error as own_err:
+            said = str(own_err).splitlines()[0]
+            text = [c for c in sorted(expr.columns)
+                    if "VARCHAR" in catalog.columns(source).get(c, "")]
+            detail = ("; ".join(_text_values(catalog, source, c) for c in text) + ". "
+                      if text else "")
+            return DataError(
+                f"{plan.where(*loc)}: feature '{name}' (`{expr.text}`) cannot be computed "
+                f"over source '{source}' ({catalog.display_path(source)}): {detail}"
+                f"DuckDB said: {said}. Expected the columns it reads to have the types it "
+                "needs; fix the column's values or type, or the expression."
+            )
+    return SpecError(
+        f"{plan.locator.file}: could not compute {what}: {str(err).splitlines()[0]}. "
+        "Check `features[*].expr` and `where`."
+    )
 
 
 def _check_unique_keys(plan: Plan, catalog: Catalog) -> None:
@@ -367,10 +440,8 @@ def resolve(plan: Plan, catalog: Catalog | None = None,
     try:
         points = con.sql(sql).to_arrow_table()
     except duckdb.Error as err:
-        raise SpecError(
-            f"{plan.locator.file}: could not compute the decision points or a row feature "
-            f"expression: {str(err).splitlines()[0]}. Check `features[*].expr` and `where`."
-        ) from None
+        raise _expression_error(plan, catalog, err, "the decision points or a row feature "
+                                "expression") from None
     if aware and isinstance(points_spec, SchedulePlan):
         points = points.set_column(
             points.column_names.index("decision_time"), "decision_time",
@@ -397,7 +468,7 @@ def resolve(plan: Plan, catalog: Catalog | None = None,
                        ("available_at",) if plan.sources[w.source].available_at
                        else ("event_time",), dropped_by)
         tables[w.source] = _table(
-            con, plan,
+            catalog, plan,
             f"SELECT *, {a_sql} AS __t, row_number() OVER (ORDER BY "
             f"{', '.join(quote_ident(k) for k in src_keys)}) - 1 AS __o{wheres} "
             f"FROM {catalog.view(w.source)} WHERE {a_sql} IS NOT NULL")
@@ -448,14 +519,11 @@ def resolve(plan: Plan, catalog: Catalog | None = None,
                     dropped=dropped_by, label_delay_us=delay_us, label_delay_basis=delay_basis)
 
 
-def _table(con: duckdb.DuckDBPyConnection, plan: Plan, sql: str) -> pa.Table:
+def _table(catalog: Catalog, plan: Plan, sql: str) -> pa.Table:
     try:
-        return con.sql(sql).to_arrow_table()
+        return catalog.con.sql(sql).to_arrow_table()
     except duckdb.Error as err:
-        raise SpecError(
-            f"{plan.locator.file}: could not compute a `where` filter: "
-            f"{str(err).splitlines()[0]}. Check `features[*].where`."
-        ) from None
+        raise _expression_error(plan, catalog, err, "a `where` filter") from None
 
 
 def output(plan: Plan, resolved: Resolved, computed: pa.Table) -> EngineOutput:
