@@ -30,7 +30,7 @@ from valuechain import __version__
 from valuechain.data.engines import Engine, EngineConfig, EngineOutput, get_engine
 from valuechain.data.pit import LABEL
 from valuechain.data.plan import ID_COLUMN, EventPointsPlan, Plan, make_plan
-from valuechain.data.sources import Catalog, fingerprint, us_to_datetime
+from valuechain.data.sources import Catalog, SourceInfo, fingerprint, us_to_datetime
 from valuechain.errors import DataError, EngineError
 from valuechain.io import write_json, write_parquet
 from valuechain.spec.loader import LoadedSpec
@@ -295,10 +295,12 @@ def build_frame(
                 progress("cached", 1.0)
             return BuildResult(frame_path, manifest_path, RowCounts(**previous["rows"]), True,
                                time.perf_counter() - started, previous, recorded)
+    _check_not_empty(plan, infos)
     out = chosen.execute(plan, progress)
     if progress:
         progress("assemble", 0.9)
     frame, counts = finish_frame(plan, out)
+    _check_rows(plan, out, counts, infos)
     write_parquet(frame_path, frame)
     frame_fingerprint = fingerprint([frame_path])
     seconds = time.perf_counter() - started
@@ -335,6 +337,72 @@ def build_frame(
         progress("done", 1.0)
     return BuildResult(frame_path, manifest_path, counts, False, seconds, manifest,
                        frame_fingerprint)
+
+
+def _days(us: int) -> str:
+    return f"{us / 86_400_000_000:.4g} days"
+
+
+def _check_not_empty(plan: Plan, infos: Mapping[str, SourceInfo]) -> None:
+    """DataError when the decision source or the outcome source has no rows at all."""
+    decisions = plan.own or (plan.points.population
+                             if not isinstance(plan.points, EventPointsPlan) else None)
+    for name, what, consequence in (
+            (decisions, "decision source", "there is no decision to learn from"),
+            (plan.label.source, "outcome source", "every label would be 0")):
+        if name is None or infos[name].rows:
+            continue
+        raise DataError(
+            f"{plan.where('sources', name, 'path')}: {what} '{name}' ({infos[name].path}) has "
+            f"0 rows: {consequence}. Expected the extracted data; check the file (an export "
+            "that wrote only the header?) and the `path`."
+        )
+
+
+def _check_rows(plan: Plan, out: EngineOutput, counts: RowCounts,
+                infos: Mapping[str, SourceInfo]) -> None:
+    """DataError when no decision row, or no mature label, is left: say why, with figures."""
+    as_of = us_to_datetime(out.as_of_us, out.aware).isoformat()
+    outcome = plan.label.source
+    if outcome is not None:
+        left_out = sum(out.dropped.get(outcome, {}).values())
+        if left_out and left_out >= infos[outcome].rows:
+            raise DataError(
+                f"{plan.where('sources', outcome)}: all {infos[outcome].rows:,} rows of outcome "
+                f"source '{outcome}' ({infos[outcome].path}) lack a time "
+                f"({dict(out.dropped[outcome])}), so every label would be 0. Fill "
+                "`event_time` (and `available_at`) at the source."
+            )
+    if counts.total == 0:
+        source = plan.own
+        if source is not None:
+            raise DataError(
+                f"{plan.where('sources', source, 'event_time')}: decision source '{source}' "
+                f"({infos[source].path}) has {infos[source].rows:,} rows but none with a time "
+                f"({dict(out.dropped.get(source, {}))}): there is no decision point. Fill the "
+                "event times at the source."
+            )
+        raise DataError(
+            f"{plan.where('decision_points', 'schedule')}: the schedule makes no decision "
+            f"point up to as_of {as_of}: no entity of the population is seen by then. Check "
+            "`schedule.start` and `end` against the population's times."
+        )
+    if counts.mature == 0:
+        first = int(pc.min(out.frame.column("__t")).as_py())
+        needed = first + plan.label.horizon_us + out.label_delay_us
+        delay = (f" + outcome delay {_days(out.label_delay_us)} ({out.label_delay_basis})"
+                 if out.label_delay_us else "")
+        raise DataError(
+            f"{plan.where('label', 'horizon')}: none of the {counts.total:,} decision rows has "
+            f"a mature label: as_of is {as_of}, and the earliest decision "
+            f"({us_to_datetime(first, out.aware).isoformat()}) + horizon "
+            f"{_days(plan.label.horizon_us)}{delay} ends at "
+            f"{us_to_datetime(needed, out.aware).isoformat()}. A label is final only when "
+            "t + horizon + delay <= as_of. Use data extracted later (or a later `--as-of`), "
+            "a shorter `label.horizon`"
+            + (", or declare a shorter `reporting_delay` on the outcome source"
+               if out.label_delay_us else "") + "."
+        )
 
 
 def _delay_entry(plan: Plan, out: EngineOutput, counts: RowCounts) -> dict[str, Any]:

@@ -289,7 +289,10 @@ def default_periods(
         raise SpecError(f"{len(names)} names for {len(shares)} fractions; give one name each.")
     us, aware = _times_us(times)
     if len(us) == 0:
-        raise DataError("no decision times to split: the frame has no mature rows.")
+        raise DataError(
+            "no decision times to split: the frame has no rows. `valuechain build` says why "
+            "(it refuses an empty decision or outcome source and a frame without mature "
+            "labels; see `rows` in build/manifest.json); run it again.")
     first, last = int(us.min()), int(us.max()) + 1
     gaps = (len(shares) - 1) * to_micros(embargo)
     # whole days when each period can hold a couple of them: readable bounds for the spec
