@@ -69,3 +69,16 @@ def test_decision_rows_all_without_time(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"decision source 'orders'.*has 5 rows but none with "
                                         r"a time.*no event time \('ts'\)"):
         build_frame(load_spec(project), as_of=datetime(2025, 3, 1))
+
+
+def test_a_null_decision_key_is_named(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    project = _orders_project(tmp_path, schedule=False)
+    table = pq.read_table(project / "orders.parquet")
+    i = table.column_names.index("order_id")
+    pq.write_table(table.set_column(i, "order_id", pa.array([1, None, 3, None, 5])),
+                   project / "orders.parquet")
+    with pytest.raises(DataError, match=r"sources.orders.keys.*key column 'order_id'.*"
+                                        r"orders.parquet.*empty \(null\) in 2 rows"):
+        build_frame(load_spec(project), as_of=datetime(2025, 3, 1))

@@ -34,6 +34,7 @@ from valuechain.data.sources import Catalog, SourceInfo, fingerprint, us_to_date
 from valuechain.errors import DataError, EngineError
 from valuechain.io import write_json, write_parquet
 from valuechain.spec.loader import LoadedSpec
+from valuechain.sql import quote_ident
 
 __all__ = ["BuildResult", "RowCounts", "build_frame", "decision_ids", "finish_frame",
            "select_engine"]
@@ -283,6 +284,7 @@ def build_frame(
     if progress:
         progress("sources", 0.02)
     infos = {name: catalog.info(name) for name in plan.sources}
+    _check_decision_keys(plan, catalog)
     catalog.con.close()
     key = _cache_key(loaded, {n: i.fingerprint for n, i in infos.items()}, as_of,
                      engine_settings, ("early_times",) if accept_early_times else ())
@@ -341,6 +343,25 @@ def build_frame(
 
 def _days(us: int) -> str:
     return f"{us / 86_400_000_000:.4g} days"
+
+
+def _check_decision_keys(plan: Plan, catalog: Catalog) -> None:
+    """DataError when a key column of the decision source is empty (null) in some rows."""
+    if plan.own is None:
+        return
+    for k in plan.decision_keys:
+        if k not in catalog.columns(plan.own):
+            continue  # the engine's column check names it
+        empty = int(catalog.scalar(f"SELECT count(*) FROM {catalog.view(plan.own)} "
+                                   f"WHERE {quote_ident(k)} IS NULL") or 0)
+        if empty:
+            raise DataError(
+                f"{plan.where('sources', plan.own, 'keys')}: key column '{k}' of decision "
+                f"source '{plan.own}' ({catalog.display_path(plan.own)}) is empty (null) in "
+                f"{empty:,} rows. Expected every decision to have its key (it is the "
+                "decision's identity, `decision_id`); fill the key at the source or drop "
+                "those rows."
+            )
 
 
 def _check_not_empty(plan: Plan, infos: Mapping[str, SourceInfo]) -> None:

@@ -74,9 +74,11 @@ def awareness(catalog: Catalog) -> tuple[bool, dict[tuple[str, str], str]]:
     if kinds[True] and kinds[False]:
         raise DataError(
             f"{catalog.locator.file}: time columns mix time-zone aware and naive timestamps. "
-            f"Aware: {', '.join(kinds[True])}. Naive: {', '.join(kinds[False])}. Expected one "
-            "kind; convert the naive columns to aware ones (e.g. AT TIME ZONE / tz_localize) "
-            "or store all times as naive local times."
+            f"Aware (UTC instants, e.g. text with a UTC offset such as '+02:00' or 'Z'): "
+            f"{', '.join(kinds[True])}. Naive (wall-clock, no offset): "
+            f"{', '.join(kinds[False])}. Expected one kind; convert the naive columns to aware "
+            "ones (e.g. AT TIME ZONE / tz_localize) or store all times as naive local times "
+            "(without an offset)."
         )
     return bool(kinds[True]), sql
 
