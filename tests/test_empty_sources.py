@@ -82,3 +82,12 @@ def test_a_null_decision_key_is_named(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"sources.orders.keys.*key column 'order_id'.*"
                                         r"orders.parquet.*empty \(null\) in 2 rows"):
         build_frame(load_spec(project), as_of=datetime(2025, 3, 1))
+
+
+def test_a_missing_time_column_is_named(tmp_path: Path) -> None:
+    project = _orders_project(tmp_path, schedule=False)
+    table = pq.read_table(project / "orders.parquet")
+    pq.write_table(table.drop_columns(["ts"]), project / "orders.parquet")
+    with pytest.raises(DataError, match=r"sources.orders.event_time.*column 'ts' is not in "
+                                        r"source 'orders'.*orders.parquet"):
+        build_frame(load_spec(project))

@@ -340,6 +340,8 @@ class Catalog:
     def info(self, name: str) -> SourceInfo:
         src = self.sources[name]
         time_col = src.event_time or src.valid_from or src.available_at
+        for fld, column in src.time_fields():  # a missing column is named, not a SQL error
+            self.require_column(name, column, "sources", name, fld)
         rows, lo, hi = self.con.sql(
             f"SELECT count(*), min({quote_ident(time_col)})::VARCHAR, max({quote_ident(time_col)})::VARCHAR "
             f"FROM {self.view(name)}"
