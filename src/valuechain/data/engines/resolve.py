@@ -168,16 +168,15 @@ def _expression_error(plan: Plan, catalog: Catalog, err: duckdb.Error,
         try:
             catalog.first(f"SELECT count({_sql(expr)}) FROM {catalog.view(source)}")
         except duckdb.Error as own_err:
-            said = str(own_err).splitlines()[0]
+            said = str(own_err).splitlines()[0].rstrip(". ")
             text = [c for c in sorted(expr.columns)
                     if "VARCHAR" in catalog.columns(source).get(c, "")]
-            detail = ("; ".join(_text_values(catalog, source, c) for c in text) + ". "
-                      if text else "")
+            detail = ("; ".join(_text_values(catalog, source, c) for c in text) if text else
+                      f"source '{source}' ({catalog.display_path(source)})")
             return DataError(
-                f"{plan.where(*loc)}: feature '{name}' (`{expr.text}`) cannot be computed "
-                f"over source '{source}' ({catalog.display_path(source)}): {detail}"
-                f"DuckDB said: {said}. Expected the columns it reads to have the types it "
-                "needs; fix the column's values or type, or the expression."
+                f"{plan.where(*loc)}: feature '{name}' (`{expr.text}`) cannot be computed: "
+                f"{detail}. DuckDB said: {said}. Expected the columns it reads to have the "
+                "types it needs; fix the column's values or type, or the expression."
             )
     return SpecError(
         f"{plan.locator.file}: could not compute {what}: {str(err).splitlines()[0]}. "
