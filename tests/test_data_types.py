@@ -99,3 +99,19 @@ def test_integer_epoch_times_are_explained(tmp_path: Path, scale: int, unit: str
     assert "sources.orders.event_time" in message and "orders.parquet" in message
     assert f"look like epoch {unit}" in message and "2025-01-01T00:00:00" in message
     assert pandas in message
+
+
+def test_a_key_that_is_text_in_one_source_and_a_number_in_the_other(tmp_path: Path) -> None:
+    project = _project(tmp_path, ["1", "2", "3"], [])
+    pq.write_table(pa.table({"rid": [1, 2], "customer": ["1", "2"],
+                             "ts": pa.array([1_735_689_600_000_000] * 2, pa.timestamp("us")),
+                             "v": [1.0, 2.0]}), tmp_path / "refunds.parquet")
+    spec = yaml.safe_load((tmp_path / "valuechain.yaml").read_text())
+    spec["sources"]["refunds"] = {"path": "refunds.parquet", "keys": ["rid"],
+                                  "event_time": "ts"}
+    spec["features"].append({"name": "refunds_1d", "aggregate": "count", "key": "customer",
+                             "window": "1d", "source": "refunds"})
+    (tmp_path / "valuechain.yaml").write_text(yaml.safe_dump(spec))
+    with pytest.raises(DataError, match=r"features.1.key.*refunds.parquet.*'customer' \(BIGINT"
+                                        r", in 'orders'\) = 'customer' \(VARCHAR\)"):
+        build_frame(load_spec(project))

@@ -144,6 +144,7 @@ def _check_types(plan: Plan, catalog: Catalog) -> None:
                 f"{w.agg} of '{w.of}': {detail}. Expected a number or boolean; or use "
                 "count/distinct_count/min/max."
             )
+    _check_key_types(plan, catalog)
     lab = plan.label
     if lab.kind == "amount" and lab.source is not None and lab.column:
         kind = catalog.columns(lab.source)[lab.column]
@@ -152,6 +153,34 @@ def _check_types(plan: Plan, catalog: Catalog) -> None:
                       f"column '{lab.column}' has type {kind}")
             raise DataError(f"{plan.where('label', 'column')}: the amount label sums "
                             f"'{lab.column}': {detail}. Expected a number.")
+
+
+def _check_key_types(plan: Plan, catalog: Catalog) -> None:
+    """DataError when a join key is text on one side and a number on the other (the rows
+    would never match, or the engine would fail with a bare type error)."""
+    own = plan.own
+    if own is None:
+        return
+    pairs: list[tuple[tuple[str | int, ...], str, str, str]] = []
+    for w in plan.windows:
+        if w.source != own:
+            pairs.append((("features", w.index, "key"), w.key, w.source, w.key))
+    for lk in plan.lookups:
+        pairs.append((("features", lk.index, "lookup", "on"), lk.key, lk.source, lk.on))
+    if plan.label.source is not None:
+        for a, b in plan.label_pairs(list(catalog.columns(plan.label.source))):
+            pairs.append((("label", "keys"), a, plan.label.source, b))
+    for loc, mine, source, theirs in pairs:
+        left = catalog.columns(own).get(mine, "")
+        right = catalog.columns(source).get(theirs, "")
+        if not left or not right or ("VARCHAR" in left) == ("VARCHAR" in right):
+            continue
+        raise DataError(
+            f"{plan.where(*loc)}: decisions join source '{source}' "
+            f"({catalog.display_path(source)}) on '{mine}' ({left}, in '{own}') = '{theirs}' "
+            f"({right}): text on one side, a number on the other, so no row would match. "
+            "Expected the same type; store the key with one type in both sources."
+        )
 
 
 def _expression_error(plan: Plan, catalog: Catalog, err: duckdb.Error,
