@@ -466,7 +466,9 @@ def test_damaged_stage_output_fails_the_report_loudly(built: LoadedSpec) -> None
     (built.workspace / "decide.json").write_text("{not json")
     result, html = _only_provenance(built)
     assert not result.ok and [s.id for s in result.failed] == ["provenance"]
-    assert "decide.json: not valid JSON" in (result.section("provenance").error or "")
+    error = result.section("provenance").error or ""
+    assert "decide.json: this file is damaged (not valid JSON" in error
+    assert "valuechain decide" in error
     assert result.section("lineage").status == "ok"
     assert "cannot be checked" in _section(html, "lineage")
 

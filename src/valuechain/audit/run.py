@@ -9,6 +9,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from valuechain.artifacts import fix_command, open_artifact, project_relative
 from valuechain.audit.empirical import AuditFrame, empirical_findings, feature_power
 from valuechain.audit.findings import AuditResult, Finding
 from valuechain.audit.static import static_findings
@@ -29,7 +30,8 @@ def audit_project(loaded: LoadedSpec, *, seed: int = 0) -> tuple[AuditResult, Au
     """Static checks on the spec and its sources, empirical checks on the built frame."""
     spec = loaded.spec
     built = build_frame(loaded)
-    frame = pd.read_parquet(built.frame)
+    frame = open_artifact(built.frame, "parquet", what="the built frame",
+                          rebuild=fix_command(loaded.root, "build", "--force"))
     manifest = built.manifest["frame"]
     horizon = to_micros(spec.label.horizon)
     features = [f.name for f in spec.features]
@@ -42,7 +44,7 @@ def audit_project(loaded: LoadedSpec, *, seed: int = 0) -> tuple[AuditResult, Au
     found = static_findings(loaded, catalog)
     empirical, context = empirical_findings(data, periods=periods, horizon_us=horizon, seed=seed)
     result = AuditResult.of(found + empirical, spec.audit.accept, {
-        **context, "mode": "project", "frame": str(built.frame),
+        **context, "mode": "project", "frame": project_relative(built.frame, loaded.root),
         "frame_fingerprint": getattr(built, "fingerprint", None),
         "cache_key": built.manifest.get("cache_key")})
     return replace(result, data=data, loaded=loaded), data

@@ -25,8 +25,9 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from valuechain.artifacts import damaged, fix_command, open_artifact
 from valuechain.data.build import build_frame
-from valuechain.errors import ArtifactError, SpecError
+from valuechain.errors import SpecError
 from valuechain.evaluate import (
     RANDOM_TIME_GAP,
     default_periods,
@@ -137,18 +138,18 @@ def _theirs(adapt: Callable[..., Candidate], name: str, estimator: Any, features
 def _decision_ids(loaded: LoadedSpec, frame: pd.DataFrame) -> npt.NDArray[np.object_]:
     """The frame's ``decision_id`` column (made by ``valuechain build``), checked unique."""
     path = loaded.workspace / "build" / "frame.parquet"
-    rebuild = f"valuechain build --spec {loaded.root} --force"
+    rebuild = fix_command(loaded.root, "build", "--force")
     if ID_COLUMN not in frame.columns:
-        raise ArtifactError(f"{path} has no `{ID_COLUMN}` column: it was built by an older "
-                            f"valuechain. Run `{rebuild}`, then train.")
+        raise damaged(path, f"no `{ID_COLUMN}` column: built by an older valuechain", rebuild,
+                      what="the built frame")
     ids = frame[ID_COLUMN].astype("string").to_numpy(dtype=object)
     missing = pd.isna(ids)
     dup = pd.Series(ids).duplicated().to_numpy()
     if missing.any() or dup.any():
         what = (f"{int(missing.sum())} rows have no decision id" if missing.any() else
                 f"decision id {ids[int(np.flatnonzero(dup)[0])]!r} names several rows")
-        raise ArtifactError(f"{path}: {what}; each decision needs one identity. Run "
-                            f"`{rebuild}`.")
+        raise damaged(path, f"{what}; each decision needs one identity", rebuild,
+                      what="the built frame")
     return np.asarray(ids, dtype=object)
 
 
@@ -199,7 +200,8 @@ def train_project(
     spec = loaded.spec
     built = build_frame(loaded)
     frame_ref = current_frame(loaded.workspace, root=loaded.root, manifest=built.manifest)
-    frame = pd.read_parquet(built.frame)
+    frame = open_artifact(built.frame, "parquet", what="the built frame",
+                          rebuild=fix_command(loaded.root, "build", "--force"))
     time_col = built.manifest["frame"]["time_column"]
     times = pd.to_datetime(frame[time_col])
     y = (frame[spec.label.name].to_numpy(dtype=np.float64) > 0).astype(np.float64)
