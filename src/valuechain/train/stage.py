@@ -19,13 +19,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from valuechain.artifacts import damaged, fix_command, open_artifact
+from valuechain.artifacts import damaged, fix_command, open_artifact, project_relative
 from valuechain.data.build import build_frame
 from valuechain.errors import SpecError
 from valuechain.evaluate import (
@@ -151,6 +152,20 @@ def _decision_ids(loaded: LoadedSpec, frame: pd.DataFrame) -> npt.NDArray[np.obj
         raise damaged(path, f"{what}; each decision needs one identity", rebuild,
                       what="the built frame")
     return np.asarray(ids, dtype=object)
+
+
+def _relative_manifest(manifest: Mapping[str, Any], root: Path) -> dict[str, Any]:
+    """The build manifest as a run keeps it: the spec's and sources' paths relative to the
+    project folder (when inside it), so a project folder can move after training."""
+    out = dict(manifest)
+    if isinstance(out.get("spec"), dict) and out["spec"].get("path"):
+        out["spec"] = {**out["spec"], "path": project_relative(out["spec"]["path"], root)}
+    if isinstance(out.get("sources"), dict):
+        out["sources"] = {
+            name: {**info, "path": project_relative(info["path"], root)}
+            if isinstance(info, dict) and isinstance(info.get("path"), str) else info
+            for name, info in out["sources"].items()}
+    return out
 
 
 def train_project(
@@ -366,7 +381,7 @@ def _run(p: _Prepared, writer: RunWriter, backtest_folds: int, progress: Progres
         writer.save_predictions(role, part)
     result = TrainResult(run_id=writer.run_id, created_at=writer.created_at,
                          spec_hash=writer.spec_hash, seed=seed, **metrics)
-    _, run_dir = writer.finish(result, built.manifest)
+    _, run_dir = writer.finish(result, _relative_manifest(built.manifest, loaded.root))
     if progress:
         progress("done", 1.0)
     return result.at(run_dir)
