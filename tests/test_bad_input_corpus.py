@@ -242,8 +242,6 @@ STAGE_ORDER: list[Any] = [
      ("--objective", "profit")),
     ("train_unknown_candidate", lambda d: None, ("train", "--candidates", "prior,forest"),
      ("forest",)),
-    ("explain_unknown_finding", lambda d: None, ("audit", "--explain", "no_such:finding"),
-     ("--explain", "no_such:finding", "no such finding")),
 ]
 
 
@@ -464,6 +462,11 @@ def test_bad_data(name: str, damage: Callable[[Path], None], args: tuple[str, ..
                   needles: tuple[str, ...], data_project: Path) -> None:
     damage(data_project)
     assert_clear(run(*args, "--spec", str(data_project)), code, *needles)
+
+
+def test_explain_an_unknown_finding(data_project: Path) -> None:
+    assert_clear(run("audit", "--spec", str(data_project), "--explain", "no_such:finding"), 2,
+                 "--explain", "'no_such:finding'", "no such finding")
 
 
 def test_outcome_rows_without_a_time_are_counted(data_project: Path) -> None:
@@ -793,3 +796,88 @@ def test_random_spec_mutations_never_traceback(seed: int, world: Path, tmp_path:
         except Exception as err:  # the point of the test
             raise AssertionError(f"mutation {trial} of seed {seed} ({data != base}) raised "
                                  f"{type(err).__name__}: {err}") from err
+
+
+# ------------------------------------------------------------------------ random data mutations
+#: The tables the fraud spec reads, and the columns it reads in each (damaged more often).
+_TABLES = {"transactions": ("transaction_id", "ts", "amount", "customer_id", "card_id",
+                            "terminal_id", "channel", "shipping_country"),
+           "chargebacks": ("transaction_id", "reported_at"),
+           "customer_profiles": ("customer_id", "valid_from", "risk_tier", "verified_phone"),
+           "terminals": ("terminal_id", "merchant_category"),
+           "customers": ("customer_id", "segment")}
+
+
+def _mutation(rng: Any, table: str, frame: Any) -> tuple[str, Any]:
+    """One random damage to a table: what was done, and the damaged table."""
+    import numpy as np
+    import pandas as pd
+
+    read = [c for c in _TABLES[table] if c in frame.columns]
+    column = rng.choice(read if read and rng.random() < 0.8 else list(frame.columns))
+    rows = max(1, len(frame) // 10)
+    picked = frame.index[np.random.default_rng(rng.randrange(2**32)).choice(
+        len(frame), size=min(rows, len(frame)), replace=False)] if len(frame) else frame.index
+    kind = rng.choice(["drop", "text", "nulls", "nan_inf", "duplicates", "shift", "empty"])
+    frame = frame.copy()
+    if kind == "drop":
+        frame = frame.drop(columns=column)
+    elif kind == "text":
+        frame[column] = frame[column].astype(str)
+    elif kind == "nulls":
+        frame[column] = frame[column].astype(object)
+        frame.loc[picked, column] = None
+    elif kind == "nan_inf":
+        numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])
+                   and not pd.api.types.is_bool_dtype(frame[c])]
+        column = rng.choice(numeric) if numeric else column
+        frame[column] = frame[column].astype(float if numeric else object)
+        frame.loc[picked, column] = rng.choice([float("nan"), float("inf"), -float("inf")])
+    elif kind == "duplicates":
+        frame = pd.concat([frame, frame.loc[picked]], ignore_index=True)
+    elif kind == "shift":
+        times = [c for c in frame.columns if pd.api.types.is_datetime64_any_dtype(frame[c])]
+        column = rng.choice(times) if times else column
+        if times:
+            frame.loc[picked, column] += pd.Timedelta(days=rng.choice([-20_000, -400, 400,
+                                                                       20_000]))
+    else:
+        frame = frame.head(0)
+    return f"{kind} {column}", frame
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_random_data_mutations_never_traceback(seed: int, small: Path, world: Path,
+                                               tmp_path: Path) -> None:
+    """Damage random tables at random: build succeeds (0) or is a clear user error (2).
+
+    Never a traceback, never exit 3. An exit 2 whose message names neither the spec nor the
+    damaged table is vague: the test fails as expected (xfail) while the DATA branch, which
+    names the column for the engine's binder errors, is not merged; nothing else is excused.
+    """
+    import random
+
+    rng = random.Random(seed)
+    vague = []
+    for trial in range(4):
+        project = tmp_path / f"t{trial}"
+        project.mkdir()
+        shutil.copy(world / "valuechain.yaml", project / "valuechain.yaml")
+        (project / "data").mkdir()
+        for table in small.iterdir():
+            (project / "data" / table.name).symlink_to(table)
+        done = []
+        for table in rng.sample(sorted(_TABLES), rng.randint(1, 2)):
+            what, frame = _mutation(rng, table, _read(project, table))
+            _replace(project, table, frame)
+            done.append(f"{table}: {what}")
+        result = run("build", "--spec", str(project))
+        text = " ".join(text_of(result).split())
+        context = f"seed {seed} trial {trial} ({'; '.join(done)}): exit {result.exit_code}"
+        assert result.exit_code in (0, 2), f"{context}: {text}"
+        assert "Traceback" not in text, f"{context}: {text}"
+        if result.exit_code == 2 and "valuechain.yaml" not in text and not any(
+                d.split(":")[0] in text for d in done):
+            vague.append(f"{context}: names no file: {text[:200]}")
+    if vague:
+        pytest.xfail("DATA branch: " + " | ".join(vague))
