@@ -627,6 +627,8 @@ DAMAGE: list[Any] = [
     ("audit_json_damaged_in_report", lambda p: (p / ".valuechain" / "audit.json"
                                                 ).write_text("nul"), ("report",), 1,
      ("audit.json", "not valid JSON", "valuechain audit")),
+    ("truncated_frame_in_report", lambda p: _truncate(_build(p) / "frame.parquet"),
+     ("report",), 1, ("frame.parquet", "the built frame is damaged", "valuechain build")),
     ("damaged_metrics_in_runs_list", lambda p: _truncate(_run_dir(p) / "metrics.json"),
      ("runs",), 0, ()),
     ("truncated_decide_json_in_report", lambda p: _truncate(p / ".valuechain" / "decide.json"),

@@ -39,11 +39,12 @@ from valuechain.errors import ArtifactError
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
 __all__ = ["WRITERS", "ArtifactKind", "damaged", "fix_command", "open_artifact",
            "project_relative", "writer_of"]
 
-ArtifactKind = Literal["json", "yaml", "parquet", "text"]
+ArtifactKind = Literal["json", "yaml", "parquet", "schema", "text"]
 
 #: The stage that writes each stage output (by file name): its command rebuilds the file.
 WRITERS: dict[str, str] = {
@@ -125,6 +126,10 @@ def open_artifact(path: Path, kind: Literal["parquet"], *, rebuild: str,
                   what: str = ..., expect: type | None = ..., columns: Sequence[str] | None = ...,
                   optional: Literal[False] = ...) -> pd.DataFrame: ...
 @overload
+def open_artifact(path: Path, kind: Literal["schema"], *, rebuild: str,
+                  what: str = ..., expect: type | None = ..., columns: Sequence[str] | None = ...,
+                  optional: Literal[False] = ...) -> pa.Schema: ...
+@overload
 def open_artifact(path: Path, kind: Literal["text"], *, rebuild: str, what: str = ...,
                   expect: type | None = ..., columns: Sequence[str] | None = ...,
                   optional: Literal[False] = ...) -> str: ...
@@ -148,8 +153,10 @@ def open_artifact(
     ----------
     path : Path
         The file.
-    kind : {"json", "yaml", "parquet", "text"}
-        How to read it. Parquet is returned as a pandas DataFrame.
+    kind : {"json", "yaml", "parquet", "schema", "text"}
+        How to read it. Parquet is returned as a pandas DataFrame; ``schema`` reads only a
+        Parquet file's footer and returns its ``pyarrow.Schema`` (for readers that scan the
+        file themselves, e.g. with DuckDB, and must not load it whole).
     rebuild : str
         The command that writes the file again (e.g. ``valuechain train --spec shop``, see
         :func:`fix_command`); every message ends with it.
@@ -183,8 +190,8 @@ def open_artifact(
     if path.is_dir():
         raise ArtifactError(f"{path}: {what} should be a file, but this is a directory. Remove "
                             f"it, then run `{rebuild}` to write the file.")
-    if kind == "parquet":
-        return _parquet(path, rebuild, what, columns)
+    if kind in ("parquet", "schema"):
+        return _parquet(path, rebuild, what, columns, load=kind == "parquet")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
@@ -215,20 +222,22 @@ def open_artifact(
     return data
 
 
-def _parquet(path: Path, rebuild: str, what: str, columns: Sequence[str] | None) -> Any:
+def _parquet(path: Path, rebuild: str, what: str, columns: Sequence[str] | None, *,
+             load: bool) -> Any:
     import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        names = pq.read_schema(path).names
+        schema = pq.read_schema(path)
+        names = schema.names
         missing = [c for c in (columns or ()) if c not in names]
         if missing:
             raise ArtifactError(
                 f"{path}: {what} lacks the column(s) {missing} (it has {names}): it was written "
                 f"by another version of valuechain, or edited. Run `{rebuild}` to write it "
                 "again.")
-        return pd.read_parquet(path)
+        return pd.read_parquet(path) if load else schema
     except ArtifactError:
         raise
     except (OSError, ValueError, EOFError, pa.ArrowException) as err:
