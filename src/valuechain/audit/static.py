@@ -205,11 +205,14 @@ def _seconds_text(seconds: float) -> str:
 
 
 def _spec_delay(seconds: float) -> str:
-    """A delay as a spec duration, rounded up: whole days, else hours, else minutes."""
-    for unit, size in (("d", 86_400), ("h", 3_600), ("min", 60)):
-        if seconds >= size or unit == "min":
-            return f"{max(int(-(-seconds // size)), 1)}{unit}"
-    raise AssertionError("unreachable")  # pragma: no cover
+    """A delay as a spec duration, rounded up: whole days, else hours, else minutes.
+
+    >>> _spec_delay(27.2 * 86_400), _spec_delay(5_400), _spec_delay(30)
+    ('28d', '2h', '1min')
+    """
+    unit, size = next(((u, s) for u, s in (("d", 86_400), ("h", 3_600)) if seconds >= s),
+                      ("min", 60))
+    return f"{max(int(-(-seconds // size)), 1)}{unit}"
 
 
 def _delay_fix(name: str, column: str, columns: list[str], p95: float, *, decisions: bool
