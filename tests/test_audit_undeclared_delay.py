@@ -135,8 +135,9 @@ def test_the_warning_can_be_accepted(world: Path, tmp_path: Path) -> None:
     assert result.critical == 0 and result.exit_code == 0
 
 
-def test_the_audit_command_reports_it(world: Path, tmp_path: Path) -> None:
-    """End to end: `valuechain audit --json` lists the warning (exit 0: not critical)."""
+def test_the_audit_command_explains_it(world: Path, tmp_path: Path) -> None:
+    """End to end: `valuechain audit --explain ID` prints the finding and the payments whose
+    `settled_at` is furthest after their checkout."""
     import json
 
     from typer.testing import CliRunner
@@ -145,9 +146,13 @@ def test_the_audit_command_reports_it(world: Path, tmp_path: Path) -> None:
 
     shutil.copy(ROOT / "examples" / "fraud" / "valuechain.yaml", tmp_path / "valuechain.yaml")
     (tmp_path / "data").symlink_to(world)
-    result = CliRunner().invoke(app, ["audit", "--spec", str(tmp_path), "--json"])
-    assert result.exit_code in (0, 1), result.output
+    result = CliRunner().invoke(app, ["audit", "--spec", str(tmp_path), "--json", "--explain",
+                                      "undeclared_delay:transactions"])
+    assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
-    ids = {f["id"]: f for f in out["findings"]}
-    assert ids["undeclared_delay:transactions"]["severity"] == "warning"
-    assert "settled_at" in ids["undeclared_delay:transactions"]["explanation"]
+    assert out["finding"]["severity"] == "warning"
+    assert "settled_at" in out["finding"]["explanation"]
+    rows = out["rows"]
+    assert 0 < len(rows) <= 20
+    assert set(rows[0]) == {"transaction_id", "ts", "settled_at", "delay"}
+    assert all(r["settled_at"] > r["ts"] for r in rows)

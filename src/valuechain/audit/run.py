@@ -144,4 +144,20 @@ def explain(finding: Finding, data: AuditFrame, loaded: LoadedSpec | None = None
             f"{catalog.view(lookup.source)} d ON p.{q(lookup.key)} = "
             f"d.{q(lookup.on or lookup.key)} WHERE d.{q(dim_t)} > p.{q(t_col or '')} "
             f"LIMIT {int(limit)}").df())
+    if finding.check == "undeclared_delay" and loaded is not None:
+        return _later_rows(finding, Catalog(loaded), limit)
     return pd.DataFrame({"finding": [finding.id], "evidence": [dict(finding.evidence)]})
+
+
+def _later_rows(finding: Finding, catalog: Catalog, limit: int) -> pd.DataFrame:
+    """Rows of the source whose later time column is furthest after the event time."""
+    name, event, column = (str(finding.evidence[k]) for k in ("source", "event_time", "column"))
+    keys = [k for k in catalog.sources[name].keys if k not in (event, column)]
+    q = quote_ident
+    t_event, _ = catalog.time_us(name, event, "sources", name, "event_time")
+    t_col, _ = catalog.time_us(name, column, "sources", name)
+    shown = ", ".join(q(c) for c in (*keys, event, column))
+    return pd.DataFrame(catalog.con.sql(
+        f"SELECT {shown}, to_microseconds(({t_col} - {t_event})::BIGINT) AS delay "
+        f"FROM {catalog.view(name)} WHERE {t_col} > {t_event} "
+        f"ORDER BY {t_col} - {t_event} DESC LIMIT {int(limit)}").df())
