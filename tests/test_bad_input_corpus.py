@@ -237,11 +237,12 @@ STAGE_ORDER: list[Any] = [
      ("decide",), ("ArtifactError", "value.baseline_policy", "valuechain train")),
     ("decide_without_capacity", lambda d: d["value"].pop("capacity"),
      ("decide",), ("SpecError", "value", "value.capacity")),
-    ("decide_unknown_kind", lambda d: None, ("decide", "--kind", "bands"), ("--kind", "bands")),
+    ("decide_unknown_kind", lambda d: None, ("decide", "--kind", "bands"),
+     ("SpecError", "`--kind` 'bands'", "three_band")),
     ("decide_unknown_objective", lambda d: None, ("decide", "--objective", "profit"),
-     ("--objective", "profit")),
+     ("SpecError", "`--objective` 'profit'", "realised")),
     ("train_unknown_candidate", lambda d: None, ("train", "--candidates", "prior,forest"),
-     ("forest",)),
+     ("ModelError", "unknown candidate 'forest'")),
 ]
 
 
