@@ -605,7 +605,7 @@ DAMAGE: list[Any] = [
      ("ArtifactError", "metrics.json", "is missing", "valuechain train")),
     ("metrics_is_a_directory",
      lambda p: ((_run_dir(p) / "metrics.json").unlink(), (_run_dir(p) / "metrics.json").mkdir()),
-     ("decide",), 2, ("ArtifactError", "metrics.json", "directory")),
+     ("decide",), 2, ("ArtifactError", "metrics.json", "a directory stands where")),
     ("metrics_not_utf8", lambda p: (_run_dir(p) / "metrics.json").write_bytes(b"{\xff}"),
      ("decide",), 2, ("ArtifactError", "metrics.json", "not UTF-8", "valuechain train")),
     ("metrics_empty", lambda p: (_run_dir(p) / "metrics.json").write_text(""),

@@ -188,8 +188,8 @@ def open_artifact(
         raise ArtifactError(f"{path}: {what} is missing (deleted, moved, or never written). "
                             f"Run `{rebuild}` to write it.")
     if path.is_dir():
-        raise ArtifactError(f"{path}: {what} should be a file, but this is a directory. Remove "
-                            f"it, then run `{rebuild}` to write the file.")
+        raise ArtifactError(f"{path}: a directory stands where {what} should be. Remove the "
+                            f"directory, then run `{rebuild}` to write the file.")
     if kind in ("parquet", "schema"):
         return _parquet(path, rebuild, what, columns, load=kind == "parquet")
     try:
