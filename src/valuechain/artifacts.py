@@ -1,11 +1,11 @@
 """Opening what an earlier stage wrote: one function, one kind of message.
 
-Every stage output a later stage reads (the build manifest and ``frame.parquet``, a run's
-``metrics.json``, ``predictions_*.parquet``, ``frame_manifest.json``, candidates and
-calibrators, ``runs/latest``, ``policy.yaml``, ``decide.json``, ``audit.json``) is opened
-through :func:`open_artifact`. When the file is missing, unreadable, cut short, edited into
-something else, or lacks a column, it raises one :class:`~valuechain.errors.ArtifactError`
-whose message has the same three parts every time::
+A stage output a later stage reads (the build manifest and ``frame.parquet``, a run's
+``metrics.json`` and ``predictions_*.parquet``, ``runs/latest``, a saved candidate's JSON,
+``decide.json``, ``audit.json``, ``check.json``) is opened through :func:`open_artifact`.
+When the file is missing, unreadable, cut short, edited into something else, or lacks a
+column, it raises one :class:`~valuechain.errors.ArtifactError` whose message has the same
+three parts every time::
 
     <the file>: <what it is> <what is wrong with it>. Run `<the command that rebuilds it>` ...
 
