@@ -280,6 +280,9 @@ def build(
                      "type matches."),
     ] = None,
     force: Annotated[bool, typer.Option(help="Rebuild even if inputs are unchanged.")] = False,
+    accept_early_times: Annotated[bool, typer.Option(
+        "--accept-early-times", help="Accept times at or before 1970-01-01 among later ones "
+        "(refused by default as missing-time placeholders).")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Build the point-in-time training frame and its lineage manifest."""
@@ -287,7 +290,8 @@ def build(
 
     loaded = _load(spec)
     with _progress(not as_json, "build") as progress:
-        result = api.build(loaded, as_of=as_of, engine=engine, force=force, progress=progress)
+        result = api.build(loaded, as_of=as_of, engine=engine, force=force,
+                           accept_early_times=accept_early_times, progress=progress)
     if as_json:
         _emit(result.to_json())
         return
