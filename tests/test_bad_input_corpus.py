@@ -459,7 +459,7 @@ DATA: list[Any] = [
                  marks=pytest.mark.xfail(strict=False, reason="DATA branch: the CLI flag "
                                          "--accept-early-times (build_frame has it)")),
     pytest.param("outcome_known_before_it_happened", _known_before_opened, ("build",), 2,
-                 ("chargebacks", "opened_at", "reported_at"), marks=DATA_BRANCH),
+                 ("chargebacks", "opened_at", "reported_at")),
     pytest.param("csv_without_header", _no_header, ("build",), 2,
                  ("transactions", "header")),
     pytest.param("missing_source_file",
