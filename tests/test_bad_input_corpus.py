@@ -420,17 +420,16 @@ def _duplicate_terminals(frame: Any) -> Any:
     return pd.concat([frame, twin], ignore_index=True)
 
 
-DATA_BRANCH = pytest.mark.xfail(strict=False, reason="DATA branch")
 #: name, damage (project -> None), command, exit code, what the message names
 DATA: list[Any] = [
     pytest.param("text_in_a_numeric_column",
                  _mutate("transactions", _as_text("amount", lambda v: f"{v:.2f} USD")),
-                 ("build",), 2, ("transactions", "amount"), marks=DATA_BRANCH),
+                 ("build",), 2, ("transactions", "amount")),
     pytest.param("decimal_commas_in_a_csv", _decimal_commas, ("build",), 2,
-                 ("transactions", "amount"), marks=DATA_BRANCH),
+                 ("transactions", "amount")),
     pytest.param("null_in_a_key", _mutate("transactions", _set("transaction_id", slice(0, 3),
                                                                None)),
-                 ("build",), 2, ("transactions", "transaction_id", "null"), marks=DATA_BRANCH),
+                 ("build",), 2, ("transactions", "transaction_id", "null")),
     pytest.param("duplicate_keys_in_a_dimension", _mutate("terminals", _duplicate_terminals),
                  ("build",), 2, ("terminals", "terminal_id")),
     pytest.param("label_of_two", _label_column(lambda f: [2] + [0] * (len(f) - 1)),
@@ -440,24 +439,24 @@ DATA: list[Any] = [
     pytest.param("nan_in_the_label", _label_column(lambda f: [float("nan")] + [0.0] * (
         len(f) - 1)), ("build",), 2, ("flag",)),
     pytest.param("empty_outcome_table", _mutate("chargebacks", lambda f: f.head(0)),
-                 ("build",), 2, ("chargebacks",), marks=DATA_BRANCH),
+                 ("build",), 2, ("chargebacks",)),
     pytest.param("empty_decision_source", _mutate("transactions", lambda f: f.head(0)),
-                 ("build",), 2, ("transactions",), marks=DATA_BRANCH),
+                 ("build",), 2, ("transactions",)),
     pytest.param("rows_dated_1970", _mutate("transactions", _set(
         "ts", slice(0, 3), __import__("pandas").Timestamp("1970-01-01 00:00:00"))),
-                 ("build",), 2, ("transactions", "ts", "1970"), marks=DATA_BRANCH),
+                 ("build",), 2, ("transactions", "ts", "1970")),
     pytest.param("a_row_dated_2100", _mutate("transactions", _set(
         "ts", slice(0, 1), __import__("pandas").Timestamp("2100-01-01 00:00:00"))),
                  ("build",), 2, ("transactions", "ts", "2100", "--as-of")),
     pytest.param("mixed_utc_offsets", _mutate("transactions", _offsets),
-                 ("build",), 2, ("transactions", "ts", "offset"), marks=DATA_BRANCH),
+                 ("build",), 2, ("transactions", "ts", "offset")),
     pytest.param("offsets_and_naive_times_mixed", _mutate("transactions", _offsets_and_naive),
-                 ("build",), 2, ("transactions", "ts", "offset"), marks=DATA_BRANCH),
+                 ("build",), 2, ("transactions", "ts", "offset")),
     pytest.param("rows_dated_1970_accepted", _mutate("transactions", _set(
         "ts", slice(0, 3), __import__("pandas").Timestamp("1970-01-01 00:00:00"))),
                  ("build", "--accept-early-times"), 0, (),
-                 marks=pytest.mark.xfail(strict=False, reason="DATA branch: the CLI flag "
-                                         "--accept-early-times (build_frame has it)")),
+                 marks=pytest.mark.xfail(strict=False, reason="the CLI flag "
+                                         "--accept-early-times is not in cli.py yet (build_frame has it)")),
     pytest.param("outcome_known_before_it_happened", _known_before_opened, ("build",), 2,
                  ("chargebacks", "opened_at", "reported_at")),
     pytest.param("csv_without_header", _no_header, ("build",), 2,
@@ -468,7 +467,7 @@ DATA: list[Any] = [
     pytest.param("source_not_parquet", lambda p: _garbage(p, "customers"), ("build",), 2,
                  ("sources.customers.path", "customers")),
     pytest.param("time_column_missing", _mutate("transactions", lambda f: f.drop(columns="ts")),
-                 ("build",), 2, ("transactions", "'ts'"), marks=DATA_BRANCH),
+                 ("build",), 2, ("transactions", "'ts'")),
     pytest.param("time_column_of_integers",
                  _mutate("transactions", lambda f: f.assign(ts=f["ts"].astype("int64"))),
                  ("build",), 2, ("transactions", "'ts'", "BIGINT")),
@@ -901,9 +900,7 @@ def test_random_data_mutations_never_traceback(seed: int, small: Path, world: Pa
                                                tmp_path: Path) -> None:
     """Damage random tables at random: build succeeds (0) or is a clear user error (2).
 
-    Never a traceback, never exit 3. An exit 2 whose message names neither the spec nor the
-    damaged table is vague: the test fails as expected (xfail) while the DATA branch, which
-    names the column for the engine's binder errors, is not merged; nothing else is excused.
+    Never a traceback, never exit 3, and an exit 2 names the spec or the damaged table.
     """
     import random
 
@@ -929,5 +926,4 @@ def test_random_data_mutations_never_traceback(seed: int, small: Path, world: Pa
         if result.exit_code == 2 and "valuechain.yaml" not in text and not any(
                 d.split(":")[0] in text for d in done):
             vague.append(f"{context}: names no file: {text[:200]}")
-    if vague:
-        pytest.xfail("DATA branch: " + " | ".join(vague))
+    assert not vague, " | ".join(vague)
