@@ -76,9 +76,7 @@ def _to_int(a: Any) -> Any:
     if isinstance(a, float):
         if a != a or a in (math.inf, -math.inf):
             raise _RuntimeUnsupported
-        whole = math.floor(abs(a))
-        whole += 1 if abs(a) - whole >= 0.5 else 0  # half away from zero, as DuckDB
-        return whole if a >= 0 else -whole
+        return round(a)  # a DOUBLE rounds half to even in DuckDB, as Python's round
     if isinstance(a, int):
         return a
     raise _RuntimeUnsupported
@@ -259,8 +257,7 @@ class DuckDBRow:
         table = pa.table(columns) if columns else pa.table({"__one": [1]})
         self._con.register("__row", table)
         try:
-            found = self._con.execute(self._sql).fetchone()
-            return found[0] if found else None
+            found = self._con.execute(self._sql).fetchall()
         except duckdb.Error as err:
             raise DataError(
                 f"`{self.expr.text}` cannot be computed for this event: "
@@ -268,6 +265,7 @@ class DuckDBRow:
             ) from None
         finally:
             self._con.unregister("__row")
+        return found[0][0] if found else None
 
 
 def compile_expression(expr: Expression,
