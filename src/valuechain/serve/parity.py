@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -124,7 +125,8 @@ class ParityResult:
 def parity(loaded: LoadedSpec, *, since: datetime | None = None,
            until: datetime | None = None, engine: EngineChoice = None,
            state: StateStore | None = None, tolerance: float = 1e-9,
-           examples: int = 5) -> ParityResult:
+           examples: int = 5,
+           progress: Callable[[str, float], None] | None = None) -> ParityResult:
     """Replay ``(since, until]`` through the online path and compare with the offline build.
 
     Parameters
@@ -141,6 +143,10 @@ def parity(loaded: LoadedSpec, *, since: datetime | None = None,
         cleared first.
     tolerance : float
         Largest difference accepted (absolute, or relative above 1).
+    examples : int
+        Differing decisions shown per feature.
+    progress : callable, optional
+        Called with ``(stage, fraction done)``.
 
     Returns
     -------
@@ -149,6 +155,8 @@ def parity(loaded: LoadedSpec, *, since: datetime | None = None,
     plan = make_plan(loaded)
     timings: dict[str, float] = {}
     started = time.perf_counter()
+    if progress:
+        progress("offline build", 0.0)
     out = select_engine(loaded, engine).execute(plan)
     frame = out.frame
     ids = decision_ids(plan, frame, out.aware).to_pylist()
@@ -185,12 +193,17 @@ def parity(loaded: LoadedSpec, *, since: datetime | None = None,
     store.clear()
     online_features = OnlineFeatures(plan, store)
     started = time.perf_counter()
+    if progress:
+        progress("warm-up", 0.3)
     warmed = online_features.warm(us_to_datetime(since_us, out.aware))
     timings["warm"] = time.perf_counter() - started
     started = time.perf_counter()
     online: dict[str, dict[str, Any]] = {}
     computing = 0.0
-    for item in online_features.history(since_us, until_us):
+    stream = list(online_features.history(since_us, until_us))
+    for done, item in enumerate(stream):
+        if progress and done % 500 == 0:
+            progress("replay", 0.4 + 0.6 * done / len(stream))
         if item.kind == "event":
             begun = time.perf_counter()
             online[online_features.event_id(item.row)] = online_features.compute(item.row)
