@@ -1,0 +1,89 @@
+"""Parity of the online features with the offline build: the fraud example and the CLI."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from tests.online_world import make_world
+from tests.redis_server import redis_url
+from valuechain.cli import app
+from valuechain.serve.parity import parity, values_agree
+from valuechain.serve.redis_state import RedisState
+from valuechain.spec import load_spec
+
+__all__ = ["redis_url"]
+
+
+@pytest.mark.slow
+def test_parity_exact_on_the_fraud_example(fraud_project: Path) -> None:
+    """examples/fraud over a generated 20k world: the last 10 days replayed (warm-up to
+    their start) give every feature of every decision exactly."""
+    result = parity(load_spec(fraud_project), since=datetime(2025, 9, 18))
+    assert result.decisions > 500
+    assert [f.name for f in result.features if f.differing] == []
+    assert result.exact
+    assert result.warm.rows["transactions"] > 1000  # the 30-day windows were warmed
+    assert result.warm.rows["chargebacks"] > 0
+
+
+@pytest.mark.slow
+def test_parity_exact_on_the_fraud_example_with_redis(fraud_project: Path,
+                                                      redis_url: str) -> None:
+    state = RedisState(redis_url, namespace="parity")
+    result = parity(load_spec(fraud_project), since=datetime(2025, 9, 24), state=state)
+    assert result.exact and result.decisions > 200
+    state.clear()
+
+
+def test_values_agree() -> None:
+    assert values_agree(1e12 + 0.0001, 1e12)[0]  # relative for large sums
+    assert not values_agree(1.0, 1.0 + 1e-6)[0]
+    assert values_agree(float("nan"), None) == (True, 0.0)
+    assert not values_agree("low", None)[0]
+    assert values_agree(True, 1)[0] and not values_agree("1", 1)[0]
+
+
+def test_cli_exact_and_not_exact(tmp_path: Path) -> None:
+    runner = CliRunner()
+    exact = make_world(tmp_path / "exact", charged_twice=False)
+    out = runner.invoke(app, ["parity", "--spec", str(exact), "--since", "2025-03-08",
+                              "--json"])
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.output)
+    assert report["exact"] and report["decisions"] > 100
+    assert {f["name"] for f in report["features"]} >= {"c_count_1d", "tier",
+                                                      "t_fraud_rate_8d"}
+    shown = runner.invoke(app, ["parity", "--spec", str(exact), "--since", "2025-03-15"])
+    assert shown.exit_code == 0 and "exact" in shown.output
+
+    # an amount label with two chargebacks reported at different times: the build counts
+    # the sum once the last is reported, the online path each as it is reported (documented)
+    differ = make_world(tmp_path / "differ", charged_twice=True)
+    spec = yaml.safe_load((differ / "valuechain.yaml").read_text())
+    spec["label"] = {"name": "loss", "kind": "amount", "column": "amount",
+                     "source": "chargebacks", "keys": {"payment_id": "payment_id"},
+                     "horizon": "10d"}
+    (differ / "valuechain.yaml").write_text(yaml.safe_dump(spec))
+    out = runner.invoke(app, ["parity", "--spec", str(differ), "--since", "2025-02-01",
+                              "--json"])
+    assert out.exit_code == 1
+    report = json.loads(out.output)
+    bad = [f for f in report["features"] if f["differing"]]
+    assert bad and all(f["examples"] for f in bad)
+    assert {"decision_id", "online", "offline"} <= set(bad[0]["examples"][0])
+
+
+def test_cli_refuses_a_time_of_the_wrong_kind(tmp_path: Path) -> None:
+    world = make_world(tmp_path)
+    out = CliRunner().invoke(app, ["parity", "--spec", str(world), "--since",
+                                   "2025-03-08T00:00:00+00:00"])
+    assert out.exit_code == 2
+    assert "naive" in out.output and "Traceback" not in out.output
+    out = CliRunner().invoke(app, ["parity", "--spec", str(world), "--since", "soon"])
+    assert out.exit_code == 2 and "--since" in out.output
