@@ -18,6 +18,7 @@ slower. Parity (:mod:`valuechain.serve.parity`) compares both paths with the bui
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -244,8 +245,13 @@ class DuckDBRow:
         self.types = dict(types or {})
         self._sql = f"SELECT ({expr.sql(DIALECT)}) AS v FROM __row"
         self._con: duckdb.DuckDBPyConnection | None = None
+        self._lock = threading.Lock()  # one DuckDB connection is not for concurrent use
 
     def __call__(self, row: Mapping[str, Any]) -> Any:
+        with self._lock:
+            return self._run(row)
+
+    def _run(self, row: Mapping[str, Any]) -> Any:
         if self._con is None:
             self._con = duckdb.connect()
             self._con.execute("SET threads = 1")
