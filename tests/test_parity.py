@@ -41,6 +41,21 @@ def test_parity_exact_on_the_fraud_example_with_redis(fraud_project: Path,
     state.clear()
 
 
+def test_scores_compared_when_a_scorer_is_given(tmp_path: Path) -> None:
+    import numpy as np
+    import pandas as pd
+
+    def scorer(features: pd.DataFrame) -> np.ndarray:
+        x = features["c_sum_3d"].astype(float) + 10 * features["t_fraud_rate_8d"].fillna(0)
+        return np.asarray(1 / (1 + np.exp(-x / 100)))
+
+    world = make_world(tmp_path, charged_twice=False, payments=200)
+    result = parity(load_spec(world), since=datetime(2025, 3, 12), scorer=scorer)
+    score = result.features[-1]
+    assert score.name == "(score)" and score.compared == result.decisions > 50
+    assert score.exact and result.exact
+
+
 def test_values_agree() -> None:
     assert values_agree(1e12 + 0.0001, 1e12)[0]  # relative for large sums
     assert not values_agree(1.0, 1.0 + 1e-6)[0]
