@@ -259,6 +259,7 @@ def test_state_persists_across_reopen(tmp_path: Path) -> None:
     "CAST(amount AS INTEGER)", "CASE WHEN channel = 'web' THEN 1 WHEN amount > 5 THEN 2 END",
     "coalesce(amount, n, 0)", "channel IN ('web', 'app')", "NOT (amount > 3 OR n = 0)",
     "amount IS NULL", "abs(n - amount)", "hour(ts)", "-amount", "sqrt(amount)",
+    "isodow(ts) * 100 + dayofweek(ts) * 10 + minute(ts) + month(ts) + day(ts) + year(ts)",
     "amount > 2 AND channel <> 'pos'", "amount % 3", "upper(channel)",
 ])
 def test_compiled_expressions_agree_with_duckdb(text: str) -> None:
@@ -270,7 +271,7 @@ def test_compiled_expressions_agree_with_duckdb(text: str) -> None:
         for n in (None, 0, 3):
             for channel in (None, "web"):
                 row = {"amount": amount, "n": n, "channel": channel,
-                       "ts": datetime(2025, 1, 1, 5, 30)}
+                       "ts": datetime(2025, 1, 4 + (n or 0), 5, 30)}  # Sat, Sun, Tue
                 try:
                     want = slow(row)
                 except DataError:

@@ -5,7 +5,7 @@ The offline build computes row features and window filters with DuckDB
 about a millisecond, so :func:`compile_expression` turns the parsed tree into Python closures
 for the operators whose DuckDB semantics are simple and known (arithmetic, comparisons,
 three-valued AND/OR/NOT, IS NULL, IN, CASE, coalesce, CAST to numbers and booleans, abs, ln,
-sqrt, exp, hour). Any other node makes the whole expression run through DuckDB on a one-row
+sqrt, exp, and the hour, minute, day, month, year and day of week of a naive time). Any other node makes the whole expression run through DuckDB on a one-row
 table instead (:class:`DuckDBRow`), so every expression the build accepts is computed, only
 slower. Parity (:mod:`valuechain.serve.parity`) compares both paths with the build.
 
@@ -122,6 +122,15 @@ _UNARY: dict[type[exp.Expression], Callable[[Any], Any]] = {
     exp.Exp: lambda a: None if a is None else math.exp(a),
     exp.Neg: lambda a: None if a is None else -a,
 }
+_DATE_PARTS: dict[type[exp.Expression], Callable[[datetime], int]] = {
+    exp.Hour: lambda d: d.hour,
+    exp.Minute: lambda d: d.minute,
+    exp.Day: lambda d: d.day,
+    exp.Month: lambda d: d.month,
+    exp.Year: lambda d: d.year,
+    exp.DayOfWeekIso: lambda d: d.isoweekday(),  # Monday 1 .. Sunday 7
+    exp.DayOfWeek: lambda d: d.isoweekday() % 7,  # Sunday 0 .. Saturday 6
+}
 _CASTS: dict[str, Callable[[Any], Any]] = {
     "INT": _to_int, "BIGINT": _to_int, "SMALLINT": _to_int, "TINYINT": _to_int,
     "DOUBLE": _to_float, "FLOAT": _to_float, "BOOLEAN": _to_bool,
@@ -222,18 +231,18 @@ def _compile(node: exp.Expression) -> RowFunction:
             raise _Unsupported(target)
         cast, inner = _CASTS[target], _compile(node.this)
         return lambda row: cast(inner(row))
-    if isinstance(node, exp.Hour):
-        inner = _compile(node.this)
+    if type(node) in _DATE_PARTS:
+        part, inner = _DATE_PARTS[type(node)], _compile(node.this)
 
-        def hour(row: Mapping[str, Any]) -> Any:
+        def date_part(row: Mapping[str, Any]) -> Any:
             value = inner(row)
             if value is None:
                 return None
             if not isinstance(value, datetime) or value.tzinfo is not None:
-                raise _RuntimeUnsupported
-            return value.hour
+                raise _RuntimeUnsupported  # aware times: DuckDB's session time zone decides
+            return part(value)
 
-        return hour
+        return date_part
     raise _Unsupported(node.key)
 
 
