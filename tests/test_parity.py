@@ -102,3 +102,30 @@ def test_cli_refuses_a_time_of_the_wrong_kind(tmp_path: Path) -> None:
     assert "naive" in out.output and "Traceback" not in out.output
     out = CliRunner().invoke(app, ["parity", "--spec", str(world), "--since", "soon"])
     assert out.exit_code == 2 and "--since" in out.output
+
+
+@pytest.mark.slow
+def test_parity_exact_on_the_handbook_example(tmp_path: Path) -> None:
+    """examples/fraud-handbook (column label, terminal risk with a 7-day lag, isodow/hour
+    expressions) over the handbook's transactions at one terminal in 32 (all their rows),
+    the last 10 days replayed."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from tests.conftest import ROOT, SHARED_DATA
+
+    data = SHARED_DATA / "fraud_handbook" / "transactions.parquet"
+    if not data.exists():
+        pytest.skip(f"{data} is not present")
+    table = pq.read_table(data)
+    table = table.filter(pc.equal(pc.bit_wise_and(table.column("TERMINAL_ID"), 31), 0))
+    (tmp_path / "data").mkdir()
+    pq.write_table(table, tmp_path / "data" / "transactions.parquet")
+    spec = yaml.safe_load((ROOT / "examples" / "fraud-handbook" / "valuechain.yaml")
+                          .read_text())
+    spec["sources"]["transactions"]["path"] = "data/transactions.parquet"
+    (tmp_path / "valuechain.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    result = parity(load_spec(tmp_path), since=datetime(2018, 9, 20))
+    assert result.decisions > 1500
+    assert [f.name for f in result.features if f.differing] == []
+    assert result.exact
