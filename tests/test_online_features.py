@@ -122,6 +122,24 @@ def test_worked_example_through_the_api(tmp_path: Path) -> None:
     assert later["term_fraud_rate_10d"] == pytest.approx(2 / 6)
 
 
+def test_outcome_and_dimension_rows_are_checked(tmp_path: Path) -> None:
+    online = OnlineFeatures(make_plan(load_spec(_example(tmp_path))), MemoryState())
+    with pytest.raises(DataError, match="missing field 'valid_from'"):
+        online.apply_dimension("customer_profiles", {"customer_id": "C1", "risk_tier": "x"})
+    with pytest.raises(DataError, match="field 'customer_id' must be a string"):
+        online.apply_dimension("customer_profiles", {"customer_id": 1, "risk_tier": "x",
+                                                     "valid_from": None})
+    with pytest.raises(DataError, match="missing field 'transaction_id'"):
+        online.apply_outcome("chargebacks", {"chargeback_id": 1,
+                                             "reported_at": "2025-03-02T09:00:00"})
+    with pytest.raises(DataError, match="not in the spec"):
+        online.apply_outcome("refunds", {})
+    with pytest.raises(DataError, match="not a dimension"):
+        online.apply_dimension("chargebacks", {})
+    with pytest.raises(DataError, match="send them to `apply_event`"):
+        online.apply_outcome("transactions", {})
+
+
 def test_compute_is_pure_and_apply_idempotent(tmp_path: Path) -> None:
     online = OnlineFeatures(make_plan(load_spec(_example(tmp_path))), MemoryState())
     first = _event(1, "2025-03-02T09:00:00", "C1", 40)

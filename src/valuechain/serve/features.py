@@ -617,11 +617,17 @@ class OnlineFeatures:
             return
         columns = self._source_columns(source)
         times = {c for _, c in plan.sources[source].time_fields()}
-        checked = self._check_row(source, row, [c for c in columns if c not in times],
-                                  f"row of source '{source}'")
+        what = f"row of source '{source}'"
+        missing = [c for c in columns if c in times and isinstance(row, Mapping)
+                   and c not in row]
+        if missing:
+            raise DataError(f"{what}: missing field{'s' if len(missing) > 1 else ''} "
+                            f"{', '.join(repr(c) for c in missing)} (the time columns of "
+                            f"source '{source}'; null when the row has no such time).")
+        checked = self._check_row(source, row, [c for c in columns if c not in times], what)
         for c in times & set(columns):
             if checked.get(c) is not None:
-                checked[c] = self._time(source, c, checked[c], f"row of source '{source}'")
+                checked[c] = self._time(source, c, checked[c], what)
         items, trims = self._row_items(source, checked)
         if items:
             self.state.write(items, trims)
