@@ -94,6 +94,19 @@ def test_cli_exact_and_not_exact(tmp_path: Path) -> None:
     assert {"decision_id", "online", "offline"} <= set(bad[0]["examples"][0])
 
 
+def test_cli_with_redis_state(tmp_path: Path, redis_url: str) -> None:
+    import redis
+
+    world = make_world(tmp_path, charged_twice=False, payments=200)
+    out = CliRunner().invoke(app, ["parity", "--spec", str(world), "--since", "2025-03-14",
+                                   "--state", redis_url, "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["exact"]
+    assert not list(redis.Redis.from_url(redis_url).scan_iter("valuechain-parity-*"))
+    bad = CliRunner().invoke(app, ["parity", "--spec", str(world), "--state", "postgres://x"])
+    assert bad.exit_code == 2 and "--state" in bad.output
+
+
 def test_cli_refuses_a_time_of_the_wrong_kind(tmp_path: Path) -> None:
     world = make_world(tmp_path)
     out = CliRunner().invoke(app, ["parity", "--spec", str(world), "--since",

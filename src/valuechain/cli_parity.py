@@ -3,6 +3,7 @@ offline build (see :mod:`valuechain.serve.parity` and docs/online-features.md)."
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -12,6 +13,7 @@ from rich.table import Table
 
 from valuechain.cli import JsonOpt, SpecOpt, _emit, _load, _progress, app, console, user_errors
 from valuechain.errors import DataError
+from valuechain.serve.state import MemoryState, StateStore
 
 __all__ = ["parity_command"]
 
@@ -44,6 +46,9 @@ def parity_command(
         help="End of the period (inclusive), ISO 8601; default the latest decision.")] = None,
     engine: Annotated[str | None, typer.Option(
         help="Offline engine to compare with; default the spec's, else duckdb.")] = None,
+    state: Annotated[str, typer.Option(
+        help="Online state to replay into: memory, or redis://host:port/db (a namespace of "
+             "its own, removed afterwards).")] = "memory",
     as_json: JsonOpt = False,
 ) -> None:
     """Replay a period through the online features and compare each with the offline build.
@@ -53,9 +58,23 @@ def parity_command(
     from valuechain.serve.parity import parity
 
     loaded = _load(spec)
-    with _progress(not as_json, "parity") as progress:
-        result = parity(loaded, since=_moment(since, "since"), until=_moment(until, "until"),
-                        engine=engine, progress=progress)
+    store: StateStore
+    if state == "memory":
+        store = MemoryState()
+    elif state.startswith(("redis://", "rediss://", "unix://")):
+        from valuechain.serve.redis_state import RedisState
+
+        store = RedisState(state, namespace=f"valuechain-parity-{os.getpid()}")
+    else:
+        raise DataError(f"`state` {state!r}: expected memory or a redis:// URL.")
+    try:
+        with _progress(not as_json, "parity") as progress:
+            result = parity(loaded, since=_moment(since, "since"),
+                            until=_moment(until, "until"), engine=engine, state=store,
+                            progress=progress)
+    finally:
+        store.clear()
+        store.close()
     if as_json:
         _emit(result.to_json())
     else:
