@@ -210,15 +210,16 @@ class MemoryState:
         with self._lock:
             if self._db is not None:
                 db = self._db
+                rows = [(b, u, t, json.dumps(p, separators=(",", ":"))) for b, t, u, p in items]
+                # only the trims that remove something (most remove nothing)
+                due = [(b, c) for b, c in trims
+                       if (held := self._buckets.get(b)) is not None and held.order
+                       and held.order[0][0] <= c]
                 db.execute("BEGIN")
                 try:
-                    db.executemany(
-                        "INSERT OR REPLACE INTO entries (bucket, uid, time, payload) "
-                        "VALUES (?, ?, ?, ?)",
-                        [(b, u, t, json.dumps(p, separators=(",", ":")))
-                         for b, t, u, p in items])
-                    db.executemany("DELETE FROM entries WHERE bucket = ? AND time <= ?",
-                                   [(b, c) for b, c in trims if b in self._buckets])
+                    db.executemany("INSERT OR REPLACE INTO entries (bucket, uid, time, payload) "
+                                   "VALUES (?, ?, ?, ?)", rows)
+                    db.executemany("DELETE FROM entries WHERE bucket = ? AND time <= ?", due)
                     db.execute("COMMIT")
                 except BaseException:
                     db.execute("ROLLBACK")
