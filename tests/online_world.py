@@ -107,10 +107,12 @@ def _at(hours: float) -> datetime:
 
 
 def make_world(folder: Path, *, seed: int = 11, payments: int = 400,
-               charged_twice: bool = True) -> Path:
+               charged_twice: bool = True, text_keys: bool = False) -> Path:
     """Write the spec and the data of a small world into ``folder``; return ``folder``.
 
     ``charged_twice``: one payment has two chargebacks, reported at different times.
+    ``text_keys``: payment ids are text (``"p123"``), so ties are ordered as strings
+    (``"p10" < "p9"``), not as numbers.
     """
     rng = random.Random(seed)
     data = folder / "data"
@@ -119,7 +121,9 @@ def make_world(folder: Path, *, seed: int = 11, payments: int = 400,
     rows: dict[str, list[Any]] = {k: [] for k in (
         "payment_id", "ts", "customer_id", "terminal_id", "amount", "channel", "is_web",
         "flag")}
-    ids = rng.sample(range(1, 10 * payments), payments)  # keys not in time order
+    ids: list[Any] = rng.sample(range(1, 10 * payments), payments)  # not in time order
+    if text_keys:
+        ids = [f"p{i}" for i in ids]
     for pid in ids:
         # whole hours (many ties), sometimes exactly one or two days apart (window edges)
         hour = rng.randrange(0, 24 * 20)
@@ -157,7 +161,10 @@ def make_world(folder: Path, *, seed: int = 11, payments: int = 400,
         cb["charged_at"].append(cb["charged_at"][0] + timedelta(hours=1))
         cb["reported_at"].append(cb["charged_at"][0] + timedelta(hours=3))
         cb["amount"].append(5.0)
-    pq.write_table(pa.table(cb), data / "chargebacks.parquet")
+    pq.write_table(pa.table({**cb, "payment_id": pa.array(cb["payment_id"],
+                                                          pa.string() if text_keys
+                                                          else pa.int64())}),
+                   data / "chargebacks.parquet")
     prof: dict[str, list[Any]] = {k: [] for k in ("customer_id", "valid_from", "entered_at",
                                                   "tier", "score")}
     for customer in (1, 2, 3, 4, 5):

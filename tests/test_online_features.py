@@ -186,14 +186,16 @@ def _differences(result: Any) -> list[tuple[str, int, Any]]:
     return [(f.name, f.differing, f.examples[:2]) for f in result.features if f.differing]
 
 
-@pytest.mark.parametrize(("seed", "since"), [(11, datetime(2025, 2, 1)),
-                                             (5, datetime(2025, 3, 9, 7))])
-def test_parity_exact_on_handcrafted_world(tmp_path: Path, seed: int,
-                                           since: datetime) -> None:
-    """Ties, late outcomes, backdated dimension updates, nulls, lags, filters, another
-    source, outcome-derived windows: replayed online (warmed to `since` first) equals the
-    offline build on every feature of every decision."""
-    result = parity(load_spec(make_world(tmp_path, seed=seed)), since=since)
+@pytest.mark.parametrize(("seed", "since", "text_keys"), [
+    (11, datetime(2025, 2, 1), False), (5, datetime(2025, 3, 9, 7), False),
+    (7, datetime(2025, 3, 4), True)])
+def test_parity_exact_on_handcrafted_world(tmp_path: Path, seed: int, since: datetime,
+                                           text_keys: bool) -> None:
+    """Ties (ordered by integer or text keys), late outcomes, backdated dimension updates,
+    nulls, lags, filters, another source, outcome-derived windows: replayed online (warmed
+    to `since` first) equals the offline build on every feature of every decision."""
+    result = parity(load_spec(make_world(tmp_path, seed=seed, text_keys=text_keys)),
+                    since=since)
     assert result.decisions > 150
     assert result.only_offline == result.only_online == 0
     assert _differences(result) == []
