@@ -204,6 +204,36 @@ def test_parity_exact_on_handcrafted_world(tmp_path: Path, seed: int, since: dat
         assert result.warm.rows["payments"] > 0 and result.warm.rows["chargebacks"] > 0
 
 
+def test_parity_exact_with_time_zone_aware_data(tmp_path: Path) -> None:
+    """Every time column as a UTC instant (TIMESTAMP WITH TIME ZONE): events carry offsets,
+    hour() is computed as the build computes it."""
+    import pyarrow.compute as pc
+
+    folder = make_world(tmp_path, seed=2, payments=250)
+    for file in (folder / "data").glob("*.parquet"):
+        table = pq.read_table(file)
+        for i, column in enumerate(table.schema):
+            if pa.types.is_timestamp(column.type):
+                table = table.set_column(i, column.name, pc.assume_timezone(
+                    table.column(i), "UTC"))
+        pq.write_table(table, file)
+    plan = make_plan(load_spec(folder))
+    online = OnlineFeatures(plan, MemoryState())
+    assert online.aware
+    with pytest.raises(DataError, match="without a UTC offset"):
+        online.check_event({"payment_id": 1, "ts": "2025-03-02T09:00:00", "customer_id": 1,
+                            "terminal_id": 10, "amount": 1.0, "channel": "web",
+                            "is_web": 1})
+    normal = online.check_event({"payment_id": 1, "ts": "2025-03-02T10:00:00+01:00",
+                                 "customer_id": 1, "terminal_id": 10, "amount": 1.0,
+                                 "channel": "web", "is_web": 1})
+    assert online.event_time_us(normal) == online.event_time_us(
+        {"ts": datetime.fromisoformat("2025-03-02T09:00:00+00:00")})
+    result = parity(load_spec(folder), since=datetime.fromisoformat(
+        "2025-03-08T00:00:00+00:00"))
+    assert _differences(result) == [] and result.exact and result.decisions > 100
+
+
 @pytest.mark.parametrize("label", ["column", "amount"])
 def test_parity_exact_with_other_labels(tmp_path: Path, label: str) -> None:
     folder = make_world(tmp_path, charged_twice=False, payments=250)
