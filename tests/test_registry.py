@@ -537,3 +537,19 @@ def test_gate_figures_from_plain_inputs(project: dict[str, object]) -> None:
                               "verdicts": []}, "lightgbm")
     assert not missing.passed and "vs prior: no verdict" in missing.detail
     assert not policy_gate(None, "r1", "lightgbm").passed
+
+
+def test_parity_compares_the_bundle_scores(project: dict[str, object], tmp_path: Path) -> None:
+    """`valuechain parity --version`: the bundle scores online features as it scores offline."""
+    import json
+
+    root = clone(project, tmp_path)
+    package(root, run=str(project["b"]))
+    code, out = cli("parity", "--spec", str(root), "--version", "latest", "--json")
+    assert code == 0, out
+    result = json.loads(out.splitlines()[-1])
+    assert result["exact"] is True, result
+    scores = [f for f in result["features"] if f["name"] == "(score)"]
+    assert scores and scores[0]["compared"] > 100 and scores[0]["differing"] == 0, scores
+    code, out = cli("parity", "--spec", str(root), "--version", "v9")
+    assert code == 2 and "v9" in out and "Traceback" not in out, out

@@ -49,6 +49,9 @@ def parity_command(
     state: Annotated[str, typer.Option(
         help="Online state to replay into: memory, or redis://host:port/db (a namespace of "
              "its own, removed afterwards).")] = "memory",
+    version: Annotated[str | None, typer.Option(
+        "--version", help="Also compare the scores of this registry bundle (a version, "
+        "`production` or `latest`) on the online and the offline features.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Replay a period through the online features and compare each with the offline build.
@@ -58,6 +61,11 @@ def parity_command(
     from valuechain.serve.parity import parity
 
     loaded = _load(spec)
+    scorer = None
+    if version is not None:
+        from valuechain.registry import Registry, default_registry, load_bundle
+
+        scorer = load_bundle(Registry(default_registry(loaded)).get(version).path).score
     store: StateStore
     if state == "memory":
         store = MemoryState()
@@ -71,7 +79,7 @@ def parity_command(
         with _progress(not as_json, "parity") as progress:
             result = parity(loaded, since=_moment(since, "since"),
                             until=_moment(until, "until"), engine=engine, state=store,
-                            progress=progress)
+                            scorer=scorer, progress=progress)
     finally:
         store.clear()
         store.close()
