@@ -66,8 +66,11 @@ def _with(**changes: Any) -> dict[str, Any]:
 
 
 def test_valid_spec_builds(tmp_path: Path) -> None:
-    result = build_frame(load_spec(_write(tmp_path, BASE)))
-    assert result.rows.total == 6
+    from datetime import datetime
+
+    # extracted 3 days after the last order: every 2-day label is final
+    result = build_frame(load_spec(_write(tmp_path, BASE)), as_of=datetime(2023, 11, 18))
+    assert result.rows.total == 6 and result.rows.mature == 6
 
 
 def test_unknown_source_names_line_field_and_choices(tmp_path: Path) -> None:
