@@ -124,6 +124,8 @@ class LightGBM:
         self.best_iteration = 0
         self.best_score: dict[str, float] = {}
         self.n_train = 0
+        self._predictor: tuple[tuple[int, int], Any] | None = None  # (booster id, threads)
+        self._codes: dict[str, tuple[list[str], dict[str, float]]] = {}
 
     def arrays(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """``numeric_matrix`` and ``text_matrix`` of the frame's features (what the model reads)."""
@@ -140,7 +142,7 @@ class LightGBM:
             return numeric
         codes = np.empty(texts.shape, dtype=np.float64)
         for j, name in enumerate(self.features.categorical):
-            index = {level: float(i) for i, level in enumerate(self.levels[name])}
+            index = self._level_codes(name)
             codes[:, j] = np.fromiter(  # missing, rare or unseen levels -> NaN
                 (index.get(v, np.nan) if isinstance(v, str) else np.nan for v in texts[:, j]),
                 dtype=np.float64, count=len(texts))
@@ -198,18 +200,46 @@ class LightGBM:
             raise DataError("the LightGBM model is not fitted yet: call fit() or load() first.")
         return self.booster
 
+    def _level_codes(self, name: str) -> dict[str, float]:
+        """Level -> code of a categorical column (built once per list of levels)."""
+        levels = self.levels[name]
+        cached = self._codes.get(name)
+        if cached is None or cached[0] is not levels:
+            cached = (levels, {level: float(i) for i, level in enumerate(levels)})
+            self._codes[name] = cached
+        return cached[1]
+
+    def _predict(self, matrix: np.ndarray, *, contrib: bool) -> np.ndarray:
+        """``Booster.predict``, with its predictor built once instead of on every call.
+
+        ``Booster.predict`` makes a new ``_InnerPredictor`` per call: most of the cost of
+        scoring one live decision. The cached one gives the same numbers (LightGBM's own
+        predict path with the same parameters); if LightGBM's private API changes, the public
+        call is used.
+        """
+        booster = self._booster()
+        threads = int(self.params["num_threads"])
+        try:
+            from lightgbm.basic import _InnerPredictor
+
+            key = (id(booster), threads)
+            if self._predictor is None or self._predictor[0] != key:
+                self._predictor = (key, _InnerPredictor.from_booster(
+                    booster, {"num_threads": threads}))
+            out = self._predictor[1].predict(matrix, num_iteration=booster.best_iteration,
+                                             pred_contrib=contrib)
+        except (ImportError, AttributeError, TypeError):
+            out = booster.predict(matrix, pred_contrib=contrib, num_threads=threads)
+        return np.asarray(out, dtype=np.float64)
+
     def predict_arrays(self, numeric: np.ndarray, texts: np.ndarray) -> np.ndarray:
         """:meth:`predict` of the arrays :meth:`arrays` makes (no pandas)."""
-        out = self._booster().predict(self.matrix_arrays(numeric, texts),
-                                      num_threads=self.params["num_threads"])
-        return np.asarray(out, dtype=np.float64)
+        return self._predict(self.matrix_arrays(numeric, texts), contrib=False)
 
     def contributions_arrays(self, numeric: np.ndarray, texts: np.ndarray) -> np.ndarray:
         """LightGBM's ``pred_contrib`` (SHAP values of the trees): ``(n, n_features + 1)``,
         the expected value (bias) last; row sums are the raw log-odds."""
-        out = self._booster().predict(self.matrix_arrays(numeric, texts), pred_contrib=True,
-                                      num_threads=self.params["num_threads"])
-        return np.asarray(out, dtype=np.float64)
+        return self._predict(self.matrix_arrays(numeric, texts), contrib=True)
 
     def save(self, directory: Path) -> None:
         """Write ``model.txt`` (LightGBM text format) and ``candidate.json`` (levels, params)."""
