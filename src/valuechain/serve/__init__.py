@@ -1,0 +1,1 @@
+"""The decision service: online features, the decision log, the HTTP API."""
