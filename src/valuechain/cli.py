@@ -600,6 +600,7 @@ def demo_fraud(
 
 # --- command modules (each registers its commands on `app` when imported)
 # (one import line per module, alphabetical)
+from valuechain import cli_serve as _cli_serve  # noqa: E402, F401  (registers commands)
 
 
 def main() -> None:

@@ -33,7 +33,6 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,15 +44,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from valuechain import __version__
 from valuechain.errors import ArtifactError, SpecError, ValuechainError
-from valuechain.serve.decider import Decider
-from valuechain.serve.log import DecisionLog
 from valuechain.serve.metrics import Metrics
+from valuechain.serve.service import Service
 
 __all__ = [
     "DEFAULT_MAX_BODY",
     "PUBLIC_PATHS",
     "DecisionOut",
-    "Service",
     "UpdateIn",
     "UpdateOut",
     "create_app",
@@ -133,29 +130,6 @@ class ErrorOut(BaseModel):
 
 
 # ---------------------------------------------------------------------- the service
-
-
-@dataclass
-class Service:
-    """Everything the app serves: the decider and what it is made of.
-
-    ``online`` must offer ``apply_outcome(source, row)`` and ``apply_dimension(source,
-    row)``; ``check_outcome`` / ``check_dimension`` are used when present.
-    """
-
-    decider: Decider
-    online: Any
-    log: DecisionLog
-    state_kind: str = "memory"
-    metrics: Metrics = field(default_factory=Metrics)
-    started: float = field(default_factory=time.time)
-    replayed: int = 0
-    closers: list[Callable[[], None]] = field(default_factory=list)
-
-    def close(self) -> None:
-        for close in reversed(self.closers):
-            close()
-        self.log.close()
 
 
 def read_api_keys(env: Mapping[str, str] | None = None, file: Path | None = None

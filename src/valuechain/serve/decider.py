@@ -270,7 +270,7 @@ class Decider:
         Written to the log's ``origin`` column.
     """
 
-    def __init__(self, bundle: ScoringBundle, online: Online, log: DecisionLog, *,
+    def __init__(self, bundle: ScoringBundle, online: Online, log: DecisionLog | None, *,
                  state: CapacityState | None = None, time_column: str | None = None,
                  key_columns: Sequence[str] | None = None, top_reasons: int = 3,
                  origin: str = "serve") -> None:
@@ -336,12 +336,11 @@ class Decider:
 
     def _pending(self, checked: dict[str, Any], features: dict[str, Any], t_us: int,
                  score: float, contrib: npt.NDArray[np.float64], started_ns: int,
-                 t_features: int, t_model: int) -> Pending:
-        action, policy_action, overflow, note, slot = self._act(score, t_us)
+                 features_ns: int, model_ns: int) -> Pending:
         t_policy = time.perf_counter_ns()
-        latency = {"features": (t_features - started_ns) // 1000,
-                   "model": (t_model - t_features) // 1000,
-                   "policy": (t_policy - t_model) // 1000}
+        action, policy_action, overflow, note, slot = self._act(score, t_us)
+        latency = {"features": features_ns // 1000, "model": model_ns // 1000,
+                   "policy": (time.perf_counter_ns() - t_policy) // 1000}
         ordered = {n: _plain(features.get(n)) for n in self.feature_names}
         reasons = self._reasons(ordered, contrib)
         decision = Decision(
@@ -372,8 +371,8 @@ class Decider:
         score = float(self.bundle.score(frame)[0])
         contrib = np.asarray(self.bundle.contributions(frame), dtype=np.float64)[0]
         t_model = time.perf_counter_ns()
-        return self._pending(checked, features, t_us, score, contrib, started, t_features,
-                             t_model)
+        return self._pending(checked, features, t_us, score, contrib, started,
+                             t_features - started, t_model - t_features)
 
     def abandon(self, pending: Pending) -> None:
         """Give back the capacity slot of a decision that will not be logged."""
@@ -392,6 +391,8 @@ class Decider:
     def decide(self, event: Mapping[str, Any]) -> Decision:
         """Decide one event: durable in the log, applied to the state, returned."""
         pending = self.prepare(event)
+        if self.log is None:
+            raise DataError("this decider has no decision log; pass one to decide events.")
         started = time.perf_counter_ns()
         try:
             self.log.append(pending.record)
@@ -402,16 +403,16 @@ class Decider:
 
     # ------------------------------------------------------------------ many events
 
-    def decide_batch(self, events: Sequence[Mapping[str, Any]], *,
-                     log: bool = True) -> list[Decision]:
-        """Decide events in order with the same steps, the model run once for all of them.
+    def prepare_batch(self, events: Sequence[Mapping[str, Any]]) -> list[Pending]:
+        """Steps 1-3 for events in order, the model run once for all of them.
 
         Features are computed event by event, each event applied to the state before the
         next is computed (as the service does when events arrive in this order); scores and
-        contributions come from one model call; policy and capacity run in order; the
-        records are appended in one group. The decisions equal those of :meth:`decide` on
-        the same events one at a time. The caller owns the state: on an error part of the
-        batch may have been applied to it (batch scoring uses a private state).
+        contributions come from one model call; policy and capacity run in order. The
+        decisions equal those of :meth:`decide` on the same events one at a time. Unlike
+        :meth:`prepare`, this applies the events to the state before they are logged: the
+        caller owns the state (batch scoring uses a private one) and logs the records.
+        Latencies are per event (the batch's time per stage divided by its size).
         """
         started = time.perf_counter_ns()
         checked_rows: list[dict[str, Any]] = []
@@ -426,18 +427,25 @@ class Decider:
             checked_rows.append(checked)
             feature_rows.append(features)
             times.append(t_us)
-        t_features = time.perf_counter_ns()
         if not feature_rows:
             return []
+        n = len(feature_rows)
+        t_features = time.perf_counter_ns()
         frame = self._frame(feature_rows)
         scores = np.asarray(self.bundle.score(frame), dtype=np.float64)
         contribs = np.asarray(self.bundle.contributions(frame), dtype=np.float64)
         t_model = time.perf_counter_ns()
-        pendings = [self._pending(c, f, t, float(s), k, started, t_features, t_model)
-                    for c, f, t, s, k in zip(checked_rows, feature_rows, times, scores,
-                                             contribs, strict=True)]
-        if log:
-            self.log.append_many([p.record for p in pendings])
+        features_ns, model_ns = (t_features - started) // n, (t_model - t_features) // n
+        return [self._pending(c, f, t, float(s), k, started, features_ns, model_ns)
+                for c, f, t, s, k in zip(checked_rows, feature_rows, times, scores, contribs,
+                                         strict=True)]
+
+    def decide_batch(self, events: Sequence[Mapping[str, Any]]) -> list[Decision]:
+        """:meth:`prepare_batch`, then one durable group append of all the records."""
+        pendings = self.prepare_batch(events)
+        if self.log is None:
+            raise DataError("this decider has no decision log; pass one to log decisions.")
+        self.log.append_many([p.record for p in pendings])
         return [p.decision for p in pendings]
 
     def guard_keys(self, event: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:

@@ -483,14 +483,18 @@ class DecisionLog:
                                                        utc=True))
         return frame
 
-    def journal(self, *, after_seq: int = 0) -> Iterator[JournalEntry]:
-        """Decisions and updates in the order they were applied (for replaying state)."""
+    def journal(self, *, after_seq: int = 0, origin: str | None = None
+                ) -> Iterator[JournalEntry]:
+        """Decisions and updates in the order they were applied (for replaying state).
+
+        ``origin`` keeps only the decisions of that origin (``"serve"``: not batch scoring).
+        """
         sql = ("SELECT seq, 'decision', NULL, event, action, time_us FROM decisions "
-               "WHERE seq > ? UNION ALL SELECT seq, kind, source, row, NULL, NULL FROM "
-               "updates WHERE seq > ? ORDER BY 1")
+               "WHERE seq > ? AND (? IS NULL OR origin = ?) UNION ALL SELECT seq, kind, "
+               "source, row, NULL, NULL FROM updates WHERE seq > ? ORDER BY 1")
         with _closing(self._reader()) as conn:
-            for seq, kind, source, row, action, time_us in conn.execute(sql, (after_seq,
-                                                                              after_seq)):
+            for seq, kind, source, row, action, time_us in conn.execute(
+                    sql, (after_seq, origin, origin, after_seq)):
                 yield JournalEntry(int(seq), kind, source, json.loads(row), action,
                                    None if time_us is None else int(time_us))
 
