@@ -72,6 +72,11 @@ __all__ = [
     "PitProblem",
     "ReferenceKernel",
     "Window",
+    "aggregate",
+    "in_window",
+    "lookup_rank",
+    "outcome_aggregate",
+    "outcome_label",
 ]
 
 Agg = Literal["count", "sum", "mean", "min", "max", "std", "distinct_count", "rate"]
@@ -186,6 +191,61 @@ def _rows_with(table: pa.Table, column: str, value: Any) -> list[dict[str, Any]]
     return cached[1].get(value, []) if value is not None else []
 
 
+# -- the definitions, as functions of one row (shared with the online path, valuechain.serve) --
+def in_window(window: Window, *, own: bool, t: int, o: Any, row_t: int | None, row_o: Any,
+              is_point: bool) -> bool:
+    """Whether a row (availability ``row_t``, tie order ``row_o``) of ``window.source`` that
+    matches the key and the filter is a member of ``window`` for the decision at ``t``
+    (tie order ``o``). ``own``: the window is over the decision source; ``is_point``: the
+    row is the decision event itself."""
+    if own and is_point:
+        return window.lag_us == 0 and window.include_current
+    if own and window.lag_us == 0 and row_t == t:
+        return bool(row_o < o)
+    end = t - window.lag_us
+    return row_t is not None and end - window.window_us < row_t <= end
+
+
+def outcome_label(kind: str, horizon_us: int, t: int,
+                  hits: list[tuple[int, int, Any]]) -> tuple[Any, Any]:
+    """``(label, known time)`` of the decision at ``t`` from the outcome rows with matching
+    keys, each ``(event time, availability, amount)``: only those with event time in
+    ``(t, t + horizon]`` count; binary: known at the earliest, amount: at the latest."""
+    inside = [h for h in hits if h[0] is not None and t < h[0] <= t + horizon_us]
+    if kind == "binary":
+        if not inside:
+            return 0, None
+        return 1, min(h[1] for h in inside)
+    inside = [h for h in inside if h[2] is not None]
+    if not inside:
+        return 0.0, None
+    return float(math.fsum(h[2] for h in inside)), max(h[1] for h in inside)
+
+
+def outcome_aggregate(agg: str, labels: list[tuple[Any, Any]], t: int) -> Any:
+    """An outcome-derived aggregate over the members' ``(label, known time)``: positive
+    labels known by ``t`` count; rate and mean divide their sum by all members."""
+    known = [lab for lab, at in labels if at is not None and at <= t
+             and lab is not None and lab > 0]
+    total = float(math.fsum(known))
+    if agg == "count":
+        return len(known)
+    if agg == "sum":
+        return total
+    return total / len(labels) if labels else None
+
+
+def lookup_rank(known: int | None, o: Any) -> tuple[int, Any]:
+    """The as-of lookup's order of a dimension row: the latest ``(known, o)`` wins; rows with
+    no known time are always known (and older than every dated row)."""
+    return (known if known is not None else -(2**63), o)
+
+
+def aggregate(agg: str, values: list[Any], members: int) -> Any:
+    """An aggregate over the members' non-null ``values`` (``members``: their count)."""
+    return _aggregate(agg, values, members)
+
+
 def _aggregate(agg: str, values: list[Any], members: int) -> Any:
     if agg == "count":
         return members
@@ -238,21 +298,11 @@ class ReferenceKernel:
             return point[plan.column], t + plan.horizon_us
         first_point, first_outcome = plan.keys[0]
         hits = [
-            row
+            (row["__e"], row["__t"], row[plan.column] if plan.column else None)
             for row in _rows_with(problem.table(plan.outcome), first_outcome, point[first_point])
             if all(point[a] is not None and point[a] == row[b] for a, b in plan.keys)
-            and row["__e"] is not None
-            and t < row["__e"] <= t + plan.horizon_us
         ]
-        if plan.kind == "binary":
-            if not hits:
-                return 0, None
-            return 1, min(row["__t"] for row in hits)
-        amount = plan.column or ""
-        hits = [row for row in hits if row[amount] is not None]
-        if not hits:
-            return 0.0, None
-        return float(math.fsum(row[amount] for row in hits)), max(r["__t"] for r in hits)
+        return outcome_label(plan.kind, plan.horizon_us, t, hits)
 
     def _window(
         self,
@@ -263,35 +313,16 @@ class ReferenceKernel:
     ) -> Any:
         own = window.source == problem.own
         t, key = point["__t"], point[window.key]
-        end = t - window.lag_us
-        start = end - window.window_us
         members: list[dict[str, Any]] = []
         if key is not None:
             for row in _rows_with(problem.table(window.source), window.source_key, key):
                 if window.filter is not None and not row[window.filter]:
                     continue
-                if own and row["__row"] == point["__row"]:
-                    inside = window.lag_us == 0 and window.include_current
-                elif own and window.lag_us == 0 and row["__t"] == t:
-                    inside = row["__o"] < point["__o"]
-                else:
-                    inside = row["__t"] is not None and start < row["__t"] <= end
-                if inside:
+                if in_window(window, own=own, t=t, o=point["__o"], row_t=row["__t"],
+                             row_o=row["__o"], is_point=own and row["__row"] == point["__row"]):
                     members.append(row)
         if window.outcome:
-            known = [
-                labels[r["__row"]][0]
-                for r in members
-                if labels[r["__row"]][1] is not None and labels[r["__row"]][1] <= t
-                and labels[r["__row"]][0] is not None and labels[r["__row"]][0] > 0
-            ]
-            total = float(math.fsum(known))
-            if window.agg == "count":
-                value: Any = len(known)
-            elif window.agg == "sum":
-                value = total
-            else:
-                value = total / len(members) if members else None
+            value = outcome_aggregate(window.agg, [labels[r["__row"]] for r in members], t)
         else:
             if window.value is None:
                 values: list[Any] = []
@@ -310,7 +341,7 @@ class ReferenceKernel:
                 known = row["__t"]
                 if known is not None and known > t:
                     continue
-                rank = (known if known is not None else -(2**63), row["__o"])
+                rank = lookup_rank(known, row["__o"])
                 if best is None or rank > best:
                     best, value = rank, row[lookup.column]
         return lookup.fill if value is None else value
