@@ -211,6 +211,78 @@ def _plain(value: Any) -> Any:
     return value
 
 
+class _RowScorer:
+    """Score plain feature dicts without pandas: LightGBM's matrix built once per call.
+
+    The bundle's :meth:`score` / :meth:`contributions` take a DataFrame and build LightGBM's
+    matrix for each call (about a millisecond for one row, most of a decision's time). For a
+    LightGBM bundle this builds the same float64 matrix straight from the dicts — numeric
+    columns as ``numeric_matrix`` reads them (missing and ±inf are NaN, booleans 0/1), then
+    categorical codes as ``LightGBM.matrix`` maps them (``str`` of the value, its index among
+    the fitted levels, NaN when missing or unseen) — and scores and explains from it.
+    ``tests/test_serve_decider.py`` checks that both are bit for bit the bundle's.
+    Any other model kind goes through the bundle's DataFrame methods.
+    """
+
+    def __init__(self, bundle: ScoringBundle) -> None:
+        self.bundle = bundle
+        model = getattr(bundle, "model", None)
+        calibrator = getattr(bundle, "calibrator", None)
+        booster = getattr(model, "booster", None)
+        features = getattr(model, "features", None)
+        levels = getattr(model, "levels", None)
+        fast = (booster is not None and calibrator is not None and features is not None
+                and isinstance(levels, dict) and type(model).__name__ == "LightGBM"
+                and tuple(features.columns) == tuple(bundle.feature_names))
+        self.fast = fast
+        if fast:
+            assert model is not None and features is not None and levels is not None
+            self.booster: Any = booster
+            self.calibrator: Any = calibrator
+            self.threads = int(getattr(model, "params", {}).get("num_threads", 1))
+            self.numeric = tuple(features.numeric)
+            self.categorical = tuple(features.categorical)
+            self.codes = {name: {str(level): float(i) for i, level in enumerate(levels[name])}
+                          for name in self.categorical}
+
+    def matrix(self, rows: Sequence[Mapping[str, Any]]) -> npt.NDArray[np.float64]:
+        out = np.empty((len(rows), len(self.numeric) + len(self.categorical)),
+                       dtype=np.float64)
+        nan = math.nan
+        for i, row in enumerate(rows):
+            for j, name in enumerate(self.numeric):
+                v = row.get(name)
+                try:
+                    x = nan if v is None else float(v)
+                except (TypeError, ValueError):
+                    x = nan
+                out[i, j] = x if math.isfinite(x) else nan
+            base = len(self.numeric)
+            for j, name in enumerate(self.categorical):
+                v = row.get(name)
+                if v is None or (isinstance(v, float) and math.isnan(v)):
+                    out[i, base + j] = nan
+                else:
+                    out[i, base + j] = self.codes[name].get(v if isinstance(v, str) else str(v),
+                                                            nan)
+        return out
+
+    def __call__(self, rows: Sequence[Mapping[str, Any]]
+                 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """Calibrated scores ``(n,)`` and contributions ``(n, n_features)``."""
+        if not self.fast:
+            names = list(self.bundle.feature_names)
+            frame = pd.DataFrame([[r.get(n) for n in names] for r in rows], columns=names)
+            return (np.asarray(self.bundle.score(frame), dtype=np.float64),
+                    np.asarray(self.bundle.contributions(frame), dtype=np.float64))
+        m = self.matrix(rows)
+        raw = np.asarray(self.booster.predict(m, num_threads=self.threads), dtype=np.float64)
+        contrib = np.asarray(self.booster.predict(m, pred_contrib=True,
+                                                  num_threads=self.threads), dtype=np.float64)
+        scores = np.asarray(self.calibrator.apply(raw), dtype=np.float64)
+        return scores, contrib[:, :-1]
+
+
 def _capacity(bundle: ScoringBundle) -> Capacity | None:
     policy = bundle.policy
     limited, low, high = limited_action(policy)
@@ -268,12 +340,15 @@ class Decider:
         Reasons returned per decision (largest absolute contributions).
     origin : str, default "serve"
         Written to the log's ``origin`` column.
+    capacity_limit : int, optional
+        Overrides the spec's capacity limit (e.g. fewer reviewers today); the action, the
+        period and the overflow rule stay the spec's.
     """
 
     def __init__(self, bundle: ScoringBundle, online: Online, log: DecisionLog | None, *,
                  state: CapacityState | None = None, time_column: str | None = None,
                  key_columns: Sequence[str] | None = None, top_reasons: int = 3,
-                 origin: str = "serve") -> None:
+                 origin: str = "serve", capacity_limit: int | None = None) -> None:
         self.bundle = bundle
         self.online = online
         self.log = log
@@ -290,10 +365,19 @@ class Decider:
         self.policy = bundle.policy
         self.policy_version = policy_version(bundle.policy)
         self.capacity = _capacity(bundle)
+        if capacity_limit is not None:
+            if isinstance(capacity_limit, bool) or capacity_limit < 0:
+                raise SpecError(f"`capacity_limit` must be a whole number >= 0, got "
+                                f"{capacity_limit!r}.")
+            if self.capacity is None:
+                raise SpecError("`capacity_limit` overrides the spec's capacity, but bundle "
+                                f"{bundle.version} has none (`value.capacity` in the spec).")
+            self.capacity = replace(self.capacity, limit=int(capacity_limit))
         if self.capacity is not None and self.state is None:
             raise SpecError("the bundle limits capacity but the decider has no state store "
                             "to count it in; pass `state`.")
         self.feature_names = tuple(bundle.feature_names)
+        self.scorer = _RowScorer(bundle)
 
     # ------------------------------------------------------------------ stages
 
@@ -301,10 +385,6 @@ class Decider:
         checked = self.online.check_event(event)
         t_us = time_us(checked.get(self.time_column), self.time_column)
         return checked, self.online.compute(checked), t_us
-
-    def _frame(self, rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-        return pd.DataFrame([[r.get(n) for n in self.feature_names] for r in rows],
-                            columns=list(self.feature_names))
 
     def _reasons(self, features: Mapping[str, Any], contrib: npt.NDArray[np.float64]
                  ) -> tuple[Reason, ...]:
@@ -367,9 +447,8 @@ class Decider:
         started = time.perf_counter_ns()
         checked, features, t_us = self._features(event)
         t_features = time.perf_counter_ns()
-        frame = self._frame([features])
-        score = float(self.bundle.score(frame)[0])
-        contrib = np.asarray(self.bundle.contributions(frame), dtype=np.float64)[0]
+        scores, contribs = self.scorer([features])
+        score, contrib = float(scores[0]), contribs[0]
         t_model = time.perf_counter_ns()
         return self._pending(checked, features, t_us, score, contrib, started,
                              t_features - started, t_model - t_features)
@@ -431,9 +510,7 @@ class Decider:
             return []
         n = len(feature_rows)
         t_features = time.perf_counter_ns()
-        frame = self._frame(feature_rows)
-        scores = np.asarray(self.bundle.score(frame), dtype=np.float64)
-        contribs = np.asarray(self.bundle.contributions(frame), dtype=np.float64)
+        scores, contribs = self.scorer(feature_rows)
         t_model = time.perf_counter_ns()
         features_ns, model_ns = (t_features - started) // n, (t_model - t_features) // n
         return [self._pending(c, f, t, float(s), k, started, features_ns, model_ns)

@@ -86,7 +86,8 @@ def read_events(path: Path) -> pd.DataFrame:
 
 
 def _rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    records = frame.to_dict("records")
+    records: list[dict[str, Any]] = [{str(k): v for k, v in r.items()}
+                                     for r in frame.to_dict("records")]
     for row in records:
         for k, v in row.items():
             if (isinstance(v, float) and v != v) or v is pd.NaT:

@@ -109,7 +109,7 @@ def replay(log: DecisionLog, decider: Decider, *, count_capacity: bool) -> int:
 def open_service(spec: Path | str | LoadedSpec, *, version: str | None = None,
                  state: str = "memory", log_path: Path | None = None,
                  registry: Path | None = None, namespace: str | None = None,
-                 model_threads: int | None = 1) -> Service:
+                 model_threads: int | None = 1, capacity_limit: int | None = None) -> Service:
     """Load, warm and replay everything a decision service needs (see the module docstring).
 
     Parameters
@@ -129,6 +129,8 @@ def open_service(spec: Path | str | LoadedSpec, *, version: str | None = None,
     model_threads : int or None, default 1
         Threads the model predicts with (one row at a time: 1 is fastest); None keeps the
         bundle's.
+    capacity_limit : int, optional
+        Override the spec's capacity limit (see :class:`~valuechain.serve.decider.Decider`).
     """
     from valuechain.registry import Registry, default_registry
     from valuechain.serve.features import OnlineFeatures
@@ -137,8 +139,9 @@ def open_service(spec: Path | str | LoadedSpec, *, version: str | None = None,
     loaded = spec if isinstance(spec, LoadedSpec) else load_spec(Path(spec))
     reg = Registry(registry or default_registry(loaded))
     bundle = reg.load(version)
-    if model_threads is not None and isinstance(getattr(bundle.model, "params", None), dict):
-        bundle.model.params["num_threads"] = model_threads  # per-request scoring: one thread
+    params = getattr(bundle.model, "params", None)
+    if model_threads is not None and isinstance(params, dict) and "num_threads" in params:
+        params["num_threads"] = model_threads  # one row per request: one thread is fastest
     plan = bundle.plan(loaded.root)
     store, kind = open_state(state, namespace or f"valuechain:{loaded.spec.project.name}")
     online = OnlineFeatures(plan, store)
@@ -146,7 +149,7 @@ def open_service(spec: Path | str | LoadedSpec, *, version: str | None = None,
     if kind == "memory" or store.get_meta("warmed_until") is None:
         warmed = sum(online.warm().rows.values())
     log = DecisionLog(log_path or loaded.workspace / "serve" / "decisions.sqlite")
-    decider = Decider(bundle, online, log, state=store)
+    decider = Decider(bundle, online, log, state=store, capacity_limit=capacity_limit)
     replayed = replay(log, decider, count_capacity=kind == "memory")
     closer = getattr(store, "close", None)
     return Service(decider=decider, online=online, log=log, state_kind=kind,
@@ -166,7 +169,7 @@ def app_from_env() -> Any:
                            state=config.get("state", "memory"),
                            log_path=Path(config["log"]) if config.get("log") else None,
                            registry=Path(config["registry"]) if config.get("registry")
-                           else None)
+                           else None, capacity_limit=config.get("capacity_limit"))
     keys = read_api_keys(file=Path(config["api_keys_file"]) if config.get("api_keys_file")
                          else None)
     return create_app(service, api_keys=keys, max_body_bytes=int(config.get("max_body",
