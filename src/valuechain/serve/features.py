@@ -13,8 +13,12 @@ State model (one bucket per line; entries ordered by time):
   the windows read (``of``), which ``where`` filters they pass and, for outcome-derived
   windows, the keys their label is looked up by. Trimmed to the longest ``window + lag`` of
   the windows reading them (plus ``slack``).
-* ``o|<label keys>``: the outcomes reported on one decision (event time, availability,
-  amount), or its label value for a column label.
+* ``x``: one entry per recent decision (while an outcome-derived window can still count
+  it), by its label keys: its time and the keys its outcome-derived windows group by, so that
+  an outcome reported later is filed under them.
+* ``ow|<key column>|<key>``: the outcomes reported on the decisions of one key (event time,
+  availability, amount, or the label value for a column label), at the decision's time, so
+  that an outcome-derived window reads one bucket.
 * ``d|<source>|<on column>|<key>``: the versions of a dimension row, at their known time.
 
 Updates: :meth:`OnlineFeatures.apply_event` (the decision events themselves),
@@ -25,6 +29,7 @@ Updates: :meth:`OnlineFeatures.apply_event` (the decision events themselves),
 
 from __future__ import annotations
 
+import bisect
 import json
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -47,7 +52,7 @@ from valuechain.data.plan import EventPointsPlan, Plan
 from valuechain.data.sources import Catalog, datetime_to_us, us_to_datetime
 from valuechain.errors import DataError, SpecError
 from valuechain.serve.rowexpr import RowFunction, compile_expression
-from valuechain.serve.state import MIN_TIME, StateStore, WriteItem
+from valuechain.serve.state import MIN_TIME, Entry, StateStore, WriteItem
 from valuechain.sql import quote_ident
 
 __all__ = ["DEFAULT_SLACK_US", "OnlineFeatures", "StreamItem", "WarmResult"]
@@ -147,6 +152,9 @@ def _order(values: Sequence[Any]) -> list[Any]:
 
 
 def _bucket_key(values: Sequence[Any]) -> str:
+    """The JSON text of the key values (a bucket's name part)."""
+    if len(values) == 1 and type(values[0]) is int:
+        return f"[{values[0]}]"  # the common case, as json.dumps writes it
     return json.dumps([_canon(_plain(v)) for v in values], separators=(",", ":"))
 
 
@@ -210,6 +218,12 @@ class OnlineFeatures:
             for (s, k), ix in groups.items()]
         self._outcome_span = max((w.window_us + w.lag_us for w in plan.windows if w.outcome),
                                  default=None)
+        self._outcome_groups = [
+            _Group(source=g.source, key=g.key, members=tuple(
+                       i for i in g.members if plan.windows[i].outcome),
+                   span_us=max(plan.windows[i].window_us + plan.windows[i].lag_us
+                               for i in g.members if plan.windows[i].outcome))
+            for g in self._groups if any(plan.windows[i].outcome for i in g.members)]
         lab = plan.label
         self._label_pairs: tuple[tuple[str, str], ...] = ()
         if self._outcome_span is not None and lab.source is not None:
@@ -380,12 +394,19 @@ class OnlineFeatures:
                   if self.plan.windows[i].source == self.own and fx(event) is True]
         payload: dict[str, Any] = {"o": _order([event[k] for k in self.keys]), "v": values,
                                    "f": passed}
-        if self._label_pairs:
-            payload["l"] = _bucket_key([event.get(a) for a, _ in self._label_pairs])
+        if self._outcome_span is not None:
+            payload["l"] = self._label_key(event)
         lab = self.plan.label
         if lab.source is None and lab.column and event.get(lab.column) is not None:
             payload["y"] = _plain(event[lab.column])
         return payload
+
+    def _label_key(self, event: Mapping[str, Any]) -> str:
+        """The key a decision's outcomes are filed by (its label keys; its id for a column
+        label)."""
+        if self.plan.label.source is None:
+            return self.event_id(event)
+        return _bucket_key([event.get(a) for a, _ in self._label_pairs])
 
     def compute(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """The features of the decision ``event`` at its own time, in spec order.
@@ -411,18 +432,30 @@ class OnlineFeatures:
         for lk in self.plan.lookups:
             buckets.append(f"d|{lk.source}|{lk.on}|{_bucket_key([ev.get(lk.key)])}")
             after.append(None)
+        outcome_at: dict[str, int] = {}
+        for g in self._outcome_groups:
+            key = ev.get(g.key)
+            if key is not None:
+                outcome_at[g.key] = len(buckets)
+                buckets.append(f"ow|{g.key}|{_bucket_key([key])}")
+                after.append(t - g.span_us)
         got = self.state.read(buckets, after)
         self_payload = self._own_payload(ev) if any(
             g.source == self.own for g in self._groups) else None
-        pending: list[tuple[int, list[tuple[int, bool, dict[str, Any]]]]] = []
         for g, entries in zip(self._groups, got, strict=False):
             own = g.source == self.own
             key = ev.get(g.key)
+            times = [e[0] for e in entries]
             for i in g.members:
                 window, plan_w = self._windows[i], self.plan.windows[i]
                 members: list[tuple[int, bool, dict[str, Any]]] = []
                 if key is not None:
-                    for row_t, row_uid, payload in entries:
+                    # entries are in time order: only those in (t - lag - window, t - lag]
+                    # can be members (in_window decides)
+                    end = t - window.lag_us
+                    lo = bisect.bisect_right(times, end - window.window_us)
+                    hi = bisect.bisect_right(times, end)
+                    for row_t, row_uid, payload in entries[lo:hi]:
                         if own and row_uid == uid:
                             continue
                         if plan_w.where is not None and i not in payload["f"]:
@@ -435,7 +468,9 @@ class OnlineFeatures:
                             window, own=True, t=t, o=o, row_t=t, row_o=o, is_point=True):
                         members.append((t, True, self_payload))
                 if window.outcome:
-                    pending.append((i, members))
+                    at = outcome_at.get(g.key)
+                    self._outcome_feature(i, members, got[at] if at is not None else [], t,
+                                          out)
                     continue
                 if window.value is None:
                     value = aggregate(window.agg, [], len(members))
@@ -444,9 +479,10 @@ class OnlineFeatures:
                               if p["v"].get(window.value) is not None]
                     value = aggregate(window.agg, values, len(values))
                 out[window.name] = window.fill if value is None else value
-        if pending:
-            self._outcome_features(pending, t, uid, out)
-        for lk, entries in zip(self.plan.lookups, got[len(self._groups):], strict=True):
+        lookups_at = len(self._groups)
+        for lk, entries in zip(self.plan.lookups,
+                               got[lookups_at:lookups_at + len(self.plan.lookups)],
+                               strict=True):
             best: tuple[int, Any] | None = None
             value = None
             if ev.get(lk.key) is not None:
@@ -459,47 +495,39 @@ class OnlineFeatures:
             out[lk.name] = lk.fill if value is None else value
         return {name: out[name] for name in self.plan.feature_names}
 
-    def _outcome_features(self, pending: list[tuple[int, list[tuple[int, bool,
-                                                                      dict[str, Any]]]]],
-                          t: int, uid: str, out: dict[str, Any]) -> None:
+    def _outcome_feature(self, i: int, members: list[tuple[int, bool, dict[str, Any]]],
+                         reported: list[Entry], t: int, out: dict[str, Any]) -> None:
+        """An outcome-derived window from its members and the outcomes reported on them."""
         lab = self.plan.label
-        wanted: dict[str, None] = {}
-        for _, members in pending:
-            for _, _, payload in members:
-                if lab.source is not None:
-                    wanted[f"o|{payload['l']}"] = None
-                elif "y" not in payload:
-                    wanted[f"o|{payload.get('u', '')}"] = None
-        names = list(wanted)
-        hits = dict(zip(names, self.state.read(names, [None] * len(names)), strict=True))
-        for i, members in pending:
-            window = self._windows[i]
-            labels: list[tuple[Any, Any]] = []
-            for row_t, _, payload in members:
-                if lab.source is not None:
-                    rows = hits.get(f"o|{payload['l']}", [])
-                    labels.append(outcome_label(
-                        lab.kind, lab.horizon_us, row_t,
-                        [(e, p["a"], p.get("x")) for e, _, p in rows]))
-                else:
-                    y = payload.get("y")
-                    if y is None:
-                        rows = hits.get(f"o|{payload.get('u', '')}", [])
-                        y = rows[-1][2]["y"] if rows else None
-                    labels.append((y, row_t + lab.horizon_us))
-            value = outcome_aggregate(window.agg, labels, t)
-            out[window.name] = window.fill if value is None else value
+        window = self._windows[i]
+        by_decision: dict[str, list[dict[str, Any]]] = {}
+        for _, _, hit in reported:
+            by_decision.setdefault(hit["l"], []).append(hit)
+        labels: list[tuple[Any, Any]] = []
+        for row_t, _, payload in members:
+            hits = by_decision.get(payload["l"], [])
+            if lab.source is not None:
+                labels.append(outcome_label(lab.kind, lab.horizon_us, row_t,
+                                            [(h["e"], h["a"], h.get("x")) for h in hits]))
+            else:
+                y = payload.get("y")
+                if y is None and hits:
+                    y = hits[-1]["y"]
+                labels.append((y, row_t + lab.horizon_us))
+        value = outcome_aggregate(window.agg, labels, t)
+        out[window.name] = window.fill if value is None else value
 
     # -- updating -----------------------------------------------------------------------------
     def _event_items(self, ev: Mapping[str, Any], t: int) -> tuple[list[WriteItem],
                                                                     list[tuple[str, int]]]:
         uid = self.event_id(ev)
         payload = self._own_payload(ev)
-        lab = self.plan.label
-        if lab.source is None and self._outcome_span is not None:
-            payload["u"] = uid
         items: list[WriteItem] = []
         trims: list[tuple[str, int]] = []
+        if self._outcome_span is not None:
+            keys = {g.key: _plain(ev.get(g.key)) for g in self._outcome_groups}
+            items.append(("x", t, payload["l"], {"t": t, "k": keys}))
+            trims.append(("x", t - self._outcome_span - self.slack_us))
         for g in self._groups:
             if g.source != self.own or ev.get(g.key) is None:
                 continue
@@ -571,11 +599,27 @@ class OnlineFeatures:
         if source == plan.label.source and self._label_pairs and self._outcome_span:
             e = us(src.event_time)
             if e is not None and avail is not None:
-                bucket = f"o|{_bucket_key([row.get(b) for _, b in self._label_pairs])}"
+                key = _bucket_key([row.get(b) for _, b in self._label_pairs])
                 amount = _plain(row.get(plan.label.column)) if plan.label.column else None
-                items.append((bucket, e, uid, {"a": avail, "x": amount}))
-                trims.append((bucket, avail - self._outcome_span - self.slack_us))
+                self._file_outcome(key, uid, {"l": key, "e": e, "a": avail, "x": amount},
+                                   avail, items, trims)
         return items, trims
+
+    def _file_outcome(self, key: str, uid: str, hit: dict[str, Any], now: int,
+                      items: list[WriteItem], trims: list[tuple[str, int]]) -> None:
+        """File an outcome reported at ``now`` on the decision with label key ``key`` under
+        the keys of its outcome-derived windows (nothing when the decision is too old to be
+        in any of them)."""
+        found = self.state.get("x", [key])[0]
+        if found is None:
+            return
+        for g in self._outcome_groups:
+            value = found["k"].get(g.key)
+            if value is None:
+                continue
+            bucket = f"ow|{g.key}|{_bucket_key([value])}"
+            items.append((bucket, found["t"], uid, hit))
+            trims.append((bucket, now - g.span_us - self.slack_us))
 
     def apply_row(self, source: str, row: Mapping[str, Any]) -> None:
         """Add a row of ``source`` (an outcome, a dimension version, an event a window counts;
@@ -592,8 +636,17 @@ class OnlineFeatures:
                     "`apply_event`. Outcomes come from the label's source "
                     f"'{lab.source}'.")
             row = self._check_row(source, row, [*self.keys, lab.column], "outcome")
+            if self._outcome_span is None or row[lab.column] is None:
+                return
             uid = self.event_id(row)
-            self.state.write([(f"o|{uid}", 0, uid, {"y": _plain(row[lab.column])})])
+            items: list[WriteItem] = []
+            trims: list[tuple[str, int]] = []
+            found = self.state.get("x", [uid])[0]
+            now = found["t"] + lab.horizon_us if found else 0
+            self._file_outcome(uid, uid, {"l": uid, "y": _plain(row[lab.column])}, now,
+                               items, trims)
+            if items:
+                self.state.write(items, trims)
             return
         columns = self._source_columns(source)
         times = {c for _, c in plan.sources[source].time_fields()}
@@ -773,6 +826,10 @@ class OnlineFeatures:
             if item.kind == "event":
                 new, _ = self._event_items(item.row, item.time)
             else:
+                if item.source == self.plan.label.source and pending_items:
+                    self.state.write(pending_items)  # the outcome looks its decision up
+                    entries += len(pending_items)
+                    pending_items = []
                 new, _ = self._row_items(item.source, item.row)
             pending_items += new
             if len(pending_items) >= batch:

@@ -67,6 +67,10 @@ class StateStore(Protocol):
         ``(time, uid)``."""
         ...
 
+    def get(self, bucket: str, uids: Sequence[str]) -> list[Any]:
+        """The payloads of the entries ``uids`` of ``bucket`` (None where absent)."""
+        ...
+
     def take_capacity(self, action: str, period_start_us: int, limit: int) -> bool:
         """Atomically count one ``action`` in the period starting at ``period_start_us``;
         False (and nothing counted) when ``limit`` are already counted."""
@@ -225,6 +229,13 @@ class MemoryState:
                 bucket = self._buckets.get(name)
                 out.append(bucket.after(time) if bucket is not None else [])
             return out
+
+    def get(self, bucket: str, uids: Sequence[str]) -> list[Any]:
+        with self._lock:
+            held = self._buckets.get(bucket)
+            if held is None:
+                return [None] * len(uids)
+            return [held.payloads[u][1] if u in held.payloads else None for u in uids]
 
     def take_capacity(self, action: str, period_start_us: int, limit: int) -> bool:
         with self._lock:
