@@ -169,7 +169,8 @@ def app_from_env() -> Any:
                            state=config.get("state", "memory"),
                            log_path=Path(config["log"]) if config.get("log") else None,
                            registry=Path(config["registry"]) if config.get("registry")
-                           else None, capacity_limit=config.get("capacity_limit"))
+                           else None, capacity_limit=config.get("capacity_limit"),
+                           namespace=config.get("namespace"))
     keys = read_api_keys(file=Path(config["api_keys_file"]) if config.get("api_keys_file")
                          else None)
     return create_app(service, api_keys=keys, max_body_bytes=int(config.get("max_body",
