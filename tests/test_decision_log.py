@@ -92,7 +92,7 @@ def test_read_json_columns_journal_and_export(tmp_path: Path) -> None:
 def test_not_a_database_is_an_artifact_error(tmp_path: Path) -> None:
     bad = tmp_path / "log.sqlite"
     bad.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(ArtifactError, match="log.sqlite"):
+    with pytest.raises(ArtifactError, match=r"log\.sqlite"):
         DecisionLog(bad)
 
 
