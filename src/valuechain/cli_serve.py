@@ -41,6 +41,10 @@ def serve(
         help="File with one API key per line (also VALUECHAIN_API_KEYS, comma-separated).")
     ] = None,
     max_body: Annotated[int, typer.Option(help="Largest request body in bytes.")] = 64 * 1024,
+    log_sync: Annotated[str, typer.Option(
+        help="full: each decision is on disk before it is answered (survives power loss); "
+        "normal: survives the process being killed, not an OS crash (faster fsync-bound "
+        "disks).")] = "full",
     namespace: Annotated[str | None, typer.Option(
         help="Redis key prefix; default valuechain:<project name>.")] = None,
     capacity_limit: Annotated[int | None, typer.Option(
@@ -70,14 +74,15 @@ def serve(
             "spec": str(spec.resolve()), "version": version, "state": state,
             "log": str(log.resolve()) if log else None,
             "api_keys_file": str(api_keys_file.resolve()) if api_keys_file else None,
-            "max_body": max_body, "capacity_limit": capacity_limit, "namespace": namespace})
+            "max_body": max_body, "capacity_limit": capacity_limit, "namespace": namespace, "log_sync": log_sync})
         console.print(f"valuechain serve: {workers} workers, state {state}, on {url} "
                       "(POST /v1/decide, GET /health, GET /metrics, GET /docs)")
         uvicorn.run("valuechain.serve.service:app_from_env", factory=True, host=host,
                     port=port, workers=workers, log_level="warning", access_log=False)
         return
     service = open_service(spec, version=version, state=state, log_path=log,
-                           capacity_limit=capacity_limit, namespace=namespace)
+                           capacity_limit=capacity_limit, namespace=namespace,
+                           log_sync=log_sync)
     asgi = create_app(service, api_keys=keys, max_body_bytes=max_body)
     decider = service.decider
     console.print(f"valuechain serve: bundle {decider.bundle.version} "

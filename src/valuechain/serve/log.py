@@ -1,7 +1,7 @@
 """The decision log: every decision appended durably before its response is sent.
 
-:class:`DecisionLog` is a SQLite database in WAL mode (``synchronous=FULL``: a commit is on
-disk when it returns). One writer thread owns the write connection and commits appends in
+:class:`DecisionLog` is a SQLite database in WAL mode (``synchronous=FULL`` by default: a
+commit is on disk when it returns). One writer thread owns the write connection and commits appends in
 *groups*: while one transaction is being synced, the appends that arrive queue up, and the
 next transaction takes all of them (one ``fsync`` per batch, not per decision).
 :meth:`DecisionLog.append` returns only once the batch holding its record is durable, so an
@@ -64,7 +64,7 @@ from typing import Any, Final
 import pandas as pd
 import pyarrow as pa
 
-from valuechain.errors import ArtifactError
+from valuechain.errors import ArtifactError, SpecError
 from valuechain.io import write_parquet
 
 __all__ = [
@@ -242,6 +242,11 @@ class DecisionLog:
         The database file (created with its directory when missing).
     max_batch : int, default 4096
         Most records committed in one transaction.
+    sync : {"full", "normal"}, default "full"
+        ``full``: every commit is synced to disk (survives a power loss or an OS crash);
+        ``normal``: synced at WAL checkpoints only (survives the process being killed, which
+        is what a SIGKILL test checks, but an OS crash may lose the last commits) — faster
+        on disks with slow ``fsync``.
 
     Notes
     -----
@@ -258,9 +263,12 @@ class DecisionLog:
     ['d0', 'd1', 'd2']
     """
 
-    def __init__(self, path: Path, *, max_batch: int = 4096) -> None:
+    def __init__(self, path: Path, *, max_batch: int = 4096, sync: str = "full") -> None:
+        if sync not in ("full", "normal"):
+            raise SpecError(f"decision log `sync` must be 'full' or 'normal', got {sync!r}.")
         self.path = Path(path)
         self.max_batch = max_batch
+        self.sync = sync
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = self._connect()
         self._init_schema()
@@ -278,7 +286,7 @@ class DecisionLog:
             conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
                                    timeout=30.0)
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute(f"PRAGMA synchronous={self.sync.upper()}")
             conn.execute("PRAGMA busy_timeout=30000")
         except sqlite3.DatabaseError as err:
             raise ArtifactError(

@@ -109,7 +109,8 @@ def replay(log: DecisionLog, decider: Decider, *, count_capacity: bool) -> int:
 def open_service(spec: Path | str | LoadedSpec, *, version: str | None = None,
                  state: str = "memory", log_path: Path | None = None,
                  registry: Path | None = None, namespace: str | None = None,
-                 model_threads: int | None = 1, capacity_limit: int | None = None) -> Service:
+                 model_threads: int | None = 1, capacity_limit: int | None = None,
+                 log_sync: str = "full") -> Service:
     """Load, warm and replay everything a decision service needs (see the module docstring).
 
     Parameters
@@ -131,6 +132,8 @@ def open_service(spec: Path | str | LoadedSpec, *, version: str | None = None,
         bundle's.
     capacity_limit : int, optional
         Override the spec's capacity limit (see :class:`~valuechain.serve.decider.Decider`).
+    log_sync : {"full", "normal"}, default "full"
+        The decision log's sync mode (see :class:`~valuechain.serve.log.DecisionLog`).
     """
     from valuechain.registry import Registry, default_registry
     from valuechain.serve.features import OnlineFeatures
@@ -148,7 +151,8 @@ def open_service(spec: Path | str | LoadedSpec, *, version: str | None = None,
     warmed = 0
     if kind == "memory" or store.get_meta("warmed_until") is None:
         warmed = sum(online.warm().rows.values())
-    log = DecisionLog(log_path or loaded.workspace / "serve" / "decisions.sqlite")
+    log = DecisionLog(log_path or loaded.workspace / "serve" / "decisions.sqlite",
+                      sync=log_sync)
     decider = Decider(bundle, online, log, state=store, capacity_limit=capacity_limit)
     replayed = replay(log, decider, count_capacity=kind == "memory")
     closer = getattr(store, "close", None)
@@ -170,7 +174,8 @@ def app_from_env() -> Any:
                            log_path=Path(config["log"]) if config.get("log") else None,
                            registry=Path(config["registry"]) if config.get("registry")
                            else None, capacity_limit=config.get("capacity_limit"),
-                           namespace=config.get("namespace"))
+                           namespace=config.get("namespace"),
+                           log_sync=config.get("log_sync", "full"))
     keys = read_api_keys(file=Path(config["api_keys_file"]) if config.get("api_keys_file")
                          else None)
     return create_app(service, api_keys=keys, max_body_bytes=int(config.get("max_body",
