@@ -132,10 +132,10 @@ def floor_app(project: Path) -> FastAPI:
     return app
 
 
-def start_valuechain(project: Path, port: int, log: Path, env: dict[str, str]
-                     ) -> subprocess.Popen[bytes]:
+def start_valuechain(project: Path, port: int, log: Path, env: dict[str, str],
+                     sync: str = "full") -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-c", "from valuechain.cli import main; main()", "serve", "--spec",
-           str(project), "--port", str(port), "--log", str(log)]
+           str(project), "--port", str(port), "--log", str(log), "--log-sync", sync]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -334,7 +334,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     vectors = (vectors * (len(bodies) // len(vectors) + 1))[:len(bodies)]
 
     port = free_port()
-    proc = start_valuechain(project, port, workdir / "decisions.sqlite", env)
+    proc = start_valuechain(project, port, workdir / "decisions.sqlite", env, args.log_sync)
     try:
         wait_ready(port, proc)
         print("valuechain serve (whole path)", flush=True)
@@ -342,15 +342,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                                workdir))
     finally:
         stop(proc)
-    port = free_port()
-    proc = start_floor(project, port, env)
-    try:
-        wait_ready(port, proc)
-        print("floor (FastAPI, model only)", flush=True)
-        results["servers"].append(bench_server("floor", port, "/predict", vectors, args,
-                                               workdir))
-    finally:
-        stop(proc)
+    if not args.skip_floor:
+        port = free_port()
+        proc = start_floor(project, port, env)
+        try:
+            wait_ready(port, proc)
+            print("floor (FastAPI, model only)", flush=True)
+            results["servers"].append(bench_server("floor", port, "/predict", vectors, args,
+                                                   workdir))
+        finally:
+            stop(proc)
     if args.mlflow_python:
         matrix = scorer.matrix(feature_rows)
         names = [f"Column_{j}" for j in range(matrix.shape[1])]
@@ -430,6 +431,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--mlflow-python", default="", help="a Python with mlflow installed")
     parser.add_argument("--extra-path", default="", help="prepended to the servers' "
                         "PYTHONPATH (e.g. a --target dir holding httptools and uvloop)")
+    parser.add_argument("--log-sync", default="full", choices=("full", "normal"))
+    parser.add_argument("--skip-floor", action="store_true")
     parser.add_argument("--write", action="store_true", help="append to RESULTS.md")
     parser.add_argument("--label", default="", help="a note for the RESULTS.md section")
     args = parser.parse_args(argv)
