@@ -136,9 +136,21 @@ def test_outcomes_feed_outcome_features(client: TestClient) -> None:
     before = log.get(first["decision_id"])["features"]
     after = log.get(later["decision_id"])["features"]
     assert after["terminal_fraud_rate_7d"] != before["terminal_fraud_rate_7d"]
-    bad = client.post("/v1/outcomes", json={"source": "chargebacks", "rows": [{"x": 1}]},
-                      headers=HEADERS)
+    good_row = {"chargeback_id": 99_000_002, "transaction_id": event(12)["transaction_id"],
+                "reported_at": "2025-09-29T17:00:00", "amount": 20.0}
+    journal_before = len(list(log.journal()))
+    online = client.app.state.service.online  # type: ignore[attr-defined]
+    probe = online.check_event(event(13, hour=18))
+    features_before = online.compute(probe)
+    bad = client.post("/v1/outcomes", json={"source": "chargebacks", "rows": [
+        good_row, {"x": 1}]}, headers=HEADERS)
     assert bad.status_code == 422 and "Traceback" not in bad.text
+    assert "`rows.1`" in bad.json()["detail"] and "No row" in bad.json()["detail"]
+    assert len(list(log.journal())) == journal_before  # the good row was not journaled
+    assert online.compute(probe) == features_before  # nor applied
+    unknown = client.post("/v1/outcomes", json={"source": "nope", "rows": [good_row]},
+                          headers=HEADERS)
+    assert unknown.status_code == 422 and "nope" in unknown.json()["detail"]
 
 
 def test_capacity_overflow_in_real_time(project: Path, tmp_path: Path) -> None:
@@ -165,3 +177,26 @@ def test_no_api_key_refuses_to_start(tmp_path: Path) -> None:
     keys = tmp_path / "keys.txt"
     keys.write_text("# ops\nk1\n\nk2\n")
     assert read_api_keys({"VALUECHAIN_API_KEYS": "k3"}, keys) == {"k1", "k2", "k3"}
+
+
+def test_concurrent_events_of_one_customer_see_each_other(client: TestClient) -> None:
+    import asyncio
+
+    import httpx
+
+    app = client.app
+    n = 12
+
+    async def burst() -> list[dict[str, object]]:
+        transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url="http://test",
+                                     headers=HEADERS) as ac:
+            responses = await asyncio.gather(*[
+                ac.post("/v1/decide", json=event(500 + i, customer=850_000_001, minute=i))
+                for i in range(n)])
+        return [r.json() for r in responses]
+
+    answers = asyncio.run(burst())
+    log = client.app.state.service.log  # type: ignore[attr-defined]
+    counts = sorted(log.get(a["decision_id"])["features"]["cust_count_1d"] for a in answers)
+    assert counts == list(range(1, n + 1))  # each saw every payment decided before it

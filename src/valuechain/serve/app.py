@@ -26,6 +26,7 @@ one in its features even when both arrive within the same millisecond.
 from __future__ import annotations
 
 import asyncio
+import copy
 import hmac
 import json
 import logging
@@ -43,7 +44,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from valuechain import __version__
-from valuechain.errors import ArtifactError, SpecError, ValuechainError
+from valuechain.errors import ArtifactError, DataError, SpecError, ValuechainError
 from valuechain.serve.metrics import Metrics
 from valuechain.serve.service import Service
 
@@ -275,6 +276,38 @@ class _KeyGuard:
                     del self._tails[key]
 
 
+class _DryState:
+    """A state store that reads through to the real one and drops every write."""
+
+    def __init__(self, state: Any) -> None:
+        self._state = state
+
+    def write(self, items: Any, trims: Any = ()) -> None:
+        return None
+
+    def set_meta(self, name: str, value: str) -> None:
+        return None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._state, name)
+
+
+def dry_run(online: Any, kind: str, source: str, rows: list[dict[str, Any]]) -> None:
+    """Apply outcome or dimension rows to a copy of ``online`` whose state drops writes.
+
+    Raises the :class:`~valuechain.errors.DataError` a row would raise, before anything is
+    journaled or written, so a request with one bad row changes nothing.
+    """
+    dry = copy.copy(online)
+    dry.state = _DryState(online.state)
+    apply = getattr(dry, f"apply_{kind}")
+    for i, row in enumerate(rows):
+        try:
+            apply(source, row)
+        except DataError as err:
+            raise DataError(f"`rows.{i}`: {err} No row of this request was applied.") from err
+
+
 def _validation_message(err: RequestValidationError) -> str:
     parts = []
     for problem in err.errors():
@@ -393,6 +426,8 @@ def create_app(service: Service, *, api_keys: Iterable[str],
         online = service.online
         check = getattr(online, f"check_{kind}", None)
         rows = [check(body.source, r) if check else r for r in body.rows]
+        if check is None:
+            dry_run(online, kind, body.source, rows)  # DataError -> 422, nothing written
         try:
             await asyncio.wrap_future(log.append_updates(kind, body.source, rows))
         except ArtifactError as err:
