@@ -162,10 +162,13 @@ def start_mlflow(python: str, project: Path, port: int, workdir: Path
     subprocess.run([python, "-c", "import lightgbm, mlflow.lightgbm, sys; "
                     "mlflow.lightgbm.save_model(lightgbm.Booster(model_file=sys.argv[1]), "
                     "sys.argv[2])", str(model_txt), str(target)], check=True)
-    mlflow = str(Path(python).parent / "mlflow")
-    return subprocess.Popen([mlflow, "models", "serve", "-m", str(target), "-p", str(port),
-                             "-h", "127.0.0.1", "--env-manager", "local", "-w", "1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    bindir = Path(python).parent
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PATH"] = f"{bindir}{os.pathsep}{env.get('PATH', '')}"  # its uvicorn
+    return subprocess.Popen([str(bindir / "mlflow"), "models", "serve", "-m", str(target),
+                             "-p", str(port), "-h", "127.0.0.1", "--env-manager", "local",
+                             "-w", "1"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
 
 
 # ---------------------------------------------------------------------- load: fixed rate
@@ -333,16 +336,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                for r in feature_rows]
     vectors = (vectors * (len(bodies) // len(vectors) + 1))[:len(bodies)]
 
-    port = free_port()
-    proc = start_valuechain(project, port, workdir / "decisions.sqlite", env, args.log_sync)
-    try:
-        wait_ready(port, proc)
-        print("valuechain serve (whole path)", flush=True)
-        results["servers"].append(bench_server("valuechain", port, "/v1/decide", bodies, args,
-                                               workdir))
-    finally:
-        stop(proc)
-    if not args.skip_floor:
+    wanted = {s.strip() for s in args.servers.split(",")}
+    if "valuechain" in wanted:
+        port = free_port()
+        proc = start_valuechain(project, port, workdir / "decisions.sqlite", env,
+                                args.log_sync)
+        try:
+            wait_ready(port, proc)
+            print("valuechain serve (whole path)", flush=True)
+            results["servers"].append(bench_server("valuechain", port, "/v1/decide", bodies,
+                                                   args, workdir))
+        finally:
+            stop(proc)
+    if "floor" in wanted:
         port = free_port()
         proc = start_floor(project, port, env)
         try:
@@ -352,7 +358,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                                    workdir))
         finally:
             stop(proc)
-    if args.mlflow_python:
+    if args.mlflow_python and "mlflow" in wanted:
         matrix = scorer.matrix(feature_rows)
         names = [f"Column_{j}" for j in range(matrix.shape[1])]
         frames = [json.dumps({"dataframe_split": {"columns": names, "data": [
@@ -432,7 +438,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--extra-path", default="", help="prepended to the servers' "
                         "PYTHONPATH (e.g. a --target dir holding httptools and uvloop)")
     parser.add_argument("--log-sync", default="full", choices=("full", "normal"))
-    parser.add_argument("--skip-floor", action="store_true")
+    parser.add_argument("--servers", default="valuechain,floor,mlflow",
+                        help="comma-separated: valuechain, floor, mlflow")
     parser.add_argument("--write", action="store_true", help="append to RESULTS.md")
     parser.add_argument("--label", default="", help="a note for the RESULTS.md section")
     args = parser.parse_args(argv)
