@@ -55,6 +55,7 @@ __all__ = [
     "Decision",
     "Pending",
     "Reason",
+    "Scored",
     "ScoringBundle",
     "policy_version",
     "time_us",
@@ -152,6 +153,26 @@ class Decision:
                 "reasons": [r.to_json() for r in self.reasons],
                 "bundle_version": self.bundle_version, "policy_version": self.policy_version,
                 "latency_us": dict(self.latency_us)}
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A decision scored and acted on, before its reasons (see :meth:`Decider.start`)."""
+
+    event: dict[str, Any]
+    features: dict[str, Any]
+    t_us: int
+    score: float
+    inputs: Any  # what the model read (for the contributions)
+    action: str
+    policy_action: str
+    overflow: bool
+    note: str | None
+    slot: tuple[str, int] | None
+    started_ns: int
+    features_ns: int
+    model_ns: int
+    policy_ns: int
 
 
 @dataclass(frozen=True)
@@ -267,20 +288,33 @@ class _RowScorer:
                                                             nan)
         return out
 
-    def __call__(self, rows: Sequence[Mapping[str, Any]]
-                 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-        """Calibrated scores ``(n,)`` and contributions ``(n, n_features)``."""
+    def score(self, rows: Sequence[Mapping[str, Any]]) -> tuple[npt.NDArray[np.float64], Any]:
+        """Calibrated scores ``(n,)`` and the model inputs :meth:`contributions` reads."""
         if not self.fast:
             names = list(self.bundle.feature_names)
             frame = pd.DataFrame([[r.get(n) for n in names] for r in rows], columns=names)
-            return (np.asarray(self.bundle.score(frame), dtype=np.float64),
-                    np.asarray(self.bundle.contributions(frame), dtype=np.float64))
+            return np.asarray(self.bundle.score(frame), dtype=np.float64), frame
         m = self.matrix(rows)
         raw = np.asarray(self.booster.predict(m, num_threads=self.threads), dtype=np.float64)
-        contrib = np.asarray(self.booster.predict(m, pred_contrib=True,
-                                                  num_threads=self.threads), dtype=np.float64)
-        scores = np.asarray(self.calibrator.apply(raw), dtype=np.float64)
-        return scores, contrib[:, :-1]
+        return np.asarray(self.calibrator.apply(raw), dtype=np.float64), m
+
+    def contributions(self, inputs: Any) -> npt.NDArray[np.float64]:
+        """Per-feature contributions ``(n, n_features)`` of :meth:`score`'s inputs.
+
+        LightGBM's ``pred_contrib`` (TreeSHAP) is most of a decision's model time and
+        releases the GIL: the service runs it in a worker thread.
+        """
+        if not self.fast:
+            return np.asarray(self.bundle.contributions(inputs), dtype=np.float64)
+        out = np.asarray(self.booster.predict(inputs, pred_contrib=True,
+                                              num_threads=self.threads), dtype=np.float64)
+        return out[:, :-1]
+
+    def __call__(self, rows: Sequence[Mapping[str, Any]]
+                 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """Calibrated scores ``(n,)`` and contributions ``(n, n_features)``."""
+        scores, inputs = self.score(rows)
+        return scores, self.contributions(inputs)
 
 
 def _capacity(bundle: ScoringBundle) -> Capacity | None:
@@ -414,46 +448,80 @@ class Decider:
     def _key(self, event: Mapping[str, Any]) -> str:
         return "|".join(str(_plain(event.get(k))) for k in self.key_columns)
 
-    def _pending(self, checked: dict[str, Any], features: dict[str, Any], t_us: int,
-                 score: float, contrib: npt.NDArray[np.float64], started_ns: int,
-                 features_ns: int, model_ns: int) -> Pending:
-        t_policy = time.perf_counter_ns()
-        action, policy_action, overflow, note, slot = self._act(score, t_us)
-        latency = {"features": features_ns // 1000, "model": model_ns // 1000,
-                   "policy": (time.perf_counter_ns() - t_policy) // 1000}
-        ordered = {n: _plain(features.get(n)) for n in self.feature_names}
+    def _finish(self, scored: Scored, contrib: npt.NDArray[np.float64],
+                contrib_ns: int) -> Pending:
+        latency = {"features": scored.features_ns // 1000,
+                   "model": (scored.model_ns + contrib_ns) // 1000,
+                   "policy": scored.policy_ns // 1000}
+        ordered = {n: _plain(scored.features.get(n)) for n in self.feature_names}
         reasons = self._reasons(ordered, contrib)
+        checked = scored.event
         decision = Decision(
-            decision_id=uuid.uuid4().hex, key=self._key(checked), time=iso_us(t_us),
-            score=score, action=action, policy_action=policy_action, overflow=overflow,
-            capacity_note=note, reasons=reasons, bundle_version=self.bundle.version,
-            policy_version=self.policy_version, latency_us=latency)
+            decision_id=uuid.uuid4().hex, key=self._key(checked), time=iso_us(scored.t_us),
+            score=scored.score, action=scored.action, policy_action=scored.policy_action,
+            overflow=scored.overflow, capacity_note=scored.note, reasons=reasons,
+            bundle_version=self.bundle.version, policy_version=self.policy_version,
+            latency_us=latency)
         record = DecisionRecord(
-            decision_id=decision.decision_id, time_us=t_us, key=decision.key,
+            decision_id=decision.decision_id, time_us=scored.t_us, key=decision.key,
             bundle_version=decision.bundle_version, policy_version=self.policy_version,
-            event=checked, features=ordered, score=score, policy_action=policy_action,
-            action=action, overflow=overflow, capacity_note=note,
+            event=checked, features=ordered, score=scored.score,
+            policy_action=scored.policy_action, action=scored.action,
+            overflow=scored.overflow, capacity_note=scored.note,
             reasons=[r.to_json() for r in reasons], latency_us=latency, origin=self.origin,
             created_at_us=time.time_ns() // 1000)
-        return Pending(checked, decision, record, slot, started_ns)
+        return Pending(checked, decision, record, scored.slot, scored.started_ns)
+
+    def _scored(self, checked: dict[str, Any], features: dict[str, Any], t_us: int,
+                score: float, inputs: Any, started_ns: int, features_ns: int,
+                model_ns: int) -> Scored:
+        t_policy = time.perf_counter_ns()
+        action, policy_action, overflow, note, slot = self._act(score, t_us)
+        return Scored(checked, features, t_us, score, inputs, action, policy_action,
+                      overflow, note, slot, started_ns, features_ns, model_ns,
+                      time.perf_counter_ns() - t_policy)
 
     # ------------------------------------------------------------------ one event
 
-    def prepare(self, event: Mapping[str, Any]) -> Pending:
-        """Steps 1-3 (no durable effect except a capacity slot, see :meth:`abandon`)."""
+    def start(self, event: Mapping[str, Any]) -> Scored:
+        """Steps 1-3 without the reasons: features, score, policy and capacity.
+
+        Its capacity slot (if any) is given back by :meth:`abandon` when the decision is not
+        logged; :meth:`finish` adds the reasons.
+        """
         if not isinstance(event, Mapping):
             raise DataError(f"the event must be a JSON object of the decision event's fields, "
                             f"got {type(event).__name__}.")
         started = time.perf_counter_ns()
         checked, features, t_us = self._features(event)
         t_features = time.perf_counter_ns()
-        scores, contribs = self.scorer([features])
-        score, contrib = float(scores[0]), contribs[0]
+        scores, inputs = self.scorer.score([features])
         t_model = time.perf_counter_ns()
-        return self._pending(checked, features, t_us, score, contrib, started,
-                             t_features - started, t_model - t_features)
+        return self._scored(checked, features, t_us, float(scores[0]), inputs, started,
+                            t_features - started, t_model - t_features)
 
-    def abandon(self, pending: Pending) -> None:
+    def contributions(self, scored: Scored) -> npt.NDArray[np.float64]:
+        """The per-feature contributions of a started decision (thread-safe, GIL released)."""
+        out: npt.NDArray[np.float64] = self.scorer.contributions(scored.inputs)[0]
+        return out
+
+    def finish(self, scored: Scored, contrib: npt.NDArray[np.float64],
+               contrib_ns: int = 0) -> Pending:
+        """The decision and its log record, with the top reasons."""
+        return self._finish(scored, contrib, contrib_ns)
+
+    def prepare(self, event: Mapping[str, Any]) -> Pending:
+        """Steps 1-3 (no durable effect except a capacity slot, see :meth:`abandon`)."""
+        scored = self.start(event)
+        try:
+            started = time.perf_counter_ns()
+            contrib = self.contributions(scored)
+            return self.finish(scored, contrib, time.perf_counter_ns() - started)
+        except BaseException:
+            self.abandon(scored)
+            raise
+
+    def abandon(self, pending: Pending | Scored) -> None:
         """Give back the capacity slot of a decision that will not be logged."""
         if pending.slot is not None:
             release = getattr(self.state, "release_capacity", None)
@@ -513,7 +581,8 @@ class Decider:
         scores, contribs = self.scorer(feature_rows)
         t_model = time.perf_counter_ns()
         features_ns, model_ns = (t_features - started) // n, (t_model - t_features) // n
-        return [self._pending(c, f, t, float(s), k, started, features_ns, model_ns)
+        return [self._finish(self._scored(c, f, t, float(s), None, started, features_ns,
+                                          model_ns), k, 0)
                 for c, f, t, s, k in zip(checked_rows, feature_rows, times, scores, contribs,
                                          strict=True)]
 
