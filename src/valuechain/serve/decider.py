@@ -265,6 +265,18 @@ class _RowScorer:
             self.categorical = tuple(features.categorical)
             self.codes = {name: {str(level): float(i) for i, level in enumerate(levels[name])}
                           for name in self.categorical}
+            self.predictor: Any = None
+            self.contributor: Any = None
+            handle: Any = booster
+            try:  # LightGBM's Booster.predict builds this object on every call (~0.1-0.9 ms)
+                from lightgbm.basic import _InnerPredictor
+
+                params = {"num_threads": self.threads}
+                self.predictor = _InnerPredictor.from_booster(handle, dict(params))
+                self.contributor = _InnerPredictor.from_booster(handle, dict(params))
+                self.iterations = int(getattr(booster, "best_iteration", 0) or 0)
+            except Exception:  # another LightGBM version: use the public Booster.predict
+                self.predictor = self.contributor = None
 
     def matrix(self, rows: Sequence[Mapping[str, Any]]) -> npt.NDArray[np.float64]:
         out = np.empty((len(rows), len(self.numeric) + len(self.categorical)),
@@ -295,7 +307,12 @@ class _RowScorer:
             frame = pd.DataFrame([[r.get(n) for n in names] for r in rows], columns=names)
             return np.asarray(self.bundle.score(frame), dtype=np.float64), frame
         m = self.matrix(rows)
-        raw = np.asarray(self.booster.predict(m, num_threads=self.threads), dtype=np.float64)
+        if self.predictor is not None:
+            raw = np.asarray(self.predictor.predict(m, num_iteration=self.iterations),
+                             dtype=np.float64)
+        else:
+            raw = np.asarray(self.booster.predict(m, num_threads=self.threads),
+                             dtype=np.float64)
         return np.asarray(self.calibrator.apply(raw), dtype=np.float64), m
 
     def contributions(self, inputs: Any) -> npt.NDArray[np.float64]:
@@ -306,8 +323,12 @@ class _RowScorer:
         """
         if not self.fast:
             return np.asarray(self.bundle.contributions(inputs), dtype=np.float64)
-        out = np.asarray(self.booster.predict(inputs, pred_contrib=True,
-                                              num_threads=self.threads), dtype=np.float64)
+        if self.contributor is not None:
+            out = np.asarray(self.contributor.predict(inputs, num_iteration=self.iterations,
+                                                      pred_contrib=True), dtype=np.float64)
+        else:
+            out = np.asarray(self.booster.predict(inputs, pred_contrib=True,
+                                                  num_threads=self.threads), dtype=np.float64)
         return out[:, :-1]
 
     def __call__(self, rows: Sequence[Mapping[str, Any]]
