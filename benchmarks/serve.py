@@ -107,6 +107,30 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 # ---------------------------------------------------------------------- servers
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` and all its descendants (Linux /proc)."""
+    parents: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(fields[1])
+        cpu[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+    family, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, ppid in parents.items():
+            if ppid == parent and child not in family:
+                family.add(child)
+                frontier.append(child)
+    return sum(cpu.get(p, 0.0) for p in family)
+
+
 def floor_app(project: Path) -> FastAPI:
     """FastAPI doing only the model: the bundle's calibrated score of a feature vector."""
     from valuechain.registry import Registry, default_registry
@@ -280,7 +304,7 @@ def wrk_max(port: int, path: str, bodies: list[bytes], seconds: int, workdir: Pa
 
 
 def bench_server(name: str, port: int, path: str, bodies: list[bytes], args: argparse.Namespace,
-                 workdir: Path) -> dict[str, Any]:
+                 workdir: Path, pid: int) -> dict[str, Any]:
     headers = {"Content-Type": "application/json", "X-API-Key": API_KEY}
     out: dict[str, Any] = {"server": name}
     # warm-up (allocations, LightGBM, the first log batches)
@@ -290,12 +314,18 @@ def bench_server(name: str, port: int, path: str, bodies: list[bytes], args: arg
         n = int(rate * args.seconds)
         chunk = bodies[used:used + n]
         used += n
+        cpu = tree_cpu_seconds(pid)
         out[rate] = fixed_rate(port, path, chunk, rate, args.seconds, headers,
                                clients=2 if rate <= 100 else 3)
+        out[rate]["cpu_ms_per_request"] = (tree_cpu_seconds(pid) - cpu) * 1000 / max(
+            out[rate]["requests"], 1)
         print(f"  {name} @ {rate}/s: p50 {out[rate]['p50_ms']:.2f} ms, p99 "
               f"{out[rate]['p99_ms']:.2f} ms ({out[rate]['requests']} requests, "
               f"{out[rate]['errors']} errors)", flush=True)
+    cpu = tree_cpu_seconds(pid)
     out["max"] = wrk_max(port, path, bodies[used:], args.max_seconds, workdir)
+    served = out["max"]["max_rps"] * args.max_seconds
+    out["max"]["cpu_ms_per_request"] = (tree_cpu_seconds(pid) - cpu) * 1000 / max(served, 1)
     print(f"  {name} max: {out['max']['max_rps']:.0f} req/s ({out['max']['non_2xx']} non-2xx)",
           flush=True)
     return out
@@ -345,7 +375,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             wait_ready(port, proc)
             print("valuechain serve (whole path)", flush=True)
             results["servers"].append(bench_server("valuechain", port, "/v1/decide", bodies,
-                                                   args, workdir))
+                                                   args, workdir, proc.pid))
         finally:
             stop(proc)
     if "floor" in wanted:
@@ -355,7 +385,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             wait_ready(port, proc)
             print("floor (FastAPI, model only)", flush=True)
             results["servers"].append(bench_server("floor", port, "/predict", vectors, args,
-                                                   workdir))
+                                                   workdir, proc.pid))
         finally:
             stop(proc)
     if args.mlflow_python and "mlflow" in wanted:
@@ -370,7 +400,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             wait_ready(port, proc)
             print("mlflow pyfunc server", flush=True)
             results["servers"].append(bench_server("mlflow", port, "/invocations", frames,
-                                                   args, workdir))
+                                                   args, workdir, proc.pid))
         finally:
             stop(proc)
     if args.score_rows:
@@ -404,19 +434,25 @@ def table(results: dict[str, Any]) -> str:
     servers = {s["server"]: s for s in results["servers"]}
     floor = servers.get("floor")
     lines = ["| server | p50 @100/s | p99 @100/s | p50 @300/s | p99 @300/s | max req/s "
-             "(wrk, 32 conn) | ratio to floor (max) |", "|---|---:|---:|---:|---:|---:|---:|"]
+             "(wrk, 32 conn) | ratio to floor (max) | server CPU ms/request (max) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, s in servers.items():
         ratio = (f"{s['max']['max_rps'] / floor['max']['max_rps']:.2f}×" if floor else "-")
         lines.append(f"| {name} | {s[100]['p50_ms']:.2f} ms | {s[100]['p99_ms']:.2f} ms | "
                      f"{s[300]['p50_ms']:.2f} ms | {s[300]['p99_ms']:.2f} ms | "
-                     f"{s['max']['max_rps']:,.0f} | {ratio} |")
+                     f"{s['max']['max_rps']:,.0f} | {ratio} | "
+                     f"{s['max'].get('cpu_ms_per_request', float('nan')):.2f} |")
     vc = servers.get("valuechain")
-    if vc and "features_p50_ms" in vc[300]:
-        lines += ["", "Per stage inside the service at 300 requests/s (from each response's "
-                  "`latency_us`, every 5th request):", "",
-                  "| stage | p50 | p99 |", "|---|---:|---:|"]
+    if vc and "features_p50_ms" in vc[100]:
+        lines += ["", "Per stage inside the service (from each response's `latency_us`, every "
+                  "5th request; `model` includes the hand-off of the reasons to the worker "
+                  "thread, `log` the wait for the group commit's fsync):", "",
+                  "| stage | p50 @100/s | p99 @100/s | p50 @300/s | p99 @300/s |",
+                  "|---|---:|---:|---:|---:|"]
         for stage in ("features", "model", "policy", "log", "total"):
-            lines.append(f"| {stage} | {vc[300][f'{stage}_p50_ms']:.3f} ms | "
+            lines.append(f"| {stage} | {vc[100][f'{stage}_p50_ms']:.3f} ms | "
+                         f"{vc[100][f'{stage}_p99_ms']:.3f} ms | "
+                         f"{vc[300][f'{stage}_p50_ms']:.3f} ms | "
                          f"{vc[300][f'{stage}_p99_ms']:.3f} ms |")
     if "score" in results:
         sc = results["score"]
