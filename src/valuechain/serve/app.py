@@ -33,7 +33,6 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -335,8 +334,6 @@ def create_app(service: Service, *, api_keys: Iterable[str],
                         "line).")
     decider, log, metrics = service.decider, service.log, service.metrics
     guard = _KeyGuard()
-    pool = ThreadPoolExecutor(max_workers=max(1, (os.cpu_count() or 2) - 1),
-                              thread_name_prefix="valuechain-reasons")
     metrics.set("valuechain_bundle_info", 1, bundle_version=decider.bundle.version,
                 policy_version=decider.policy_version)
     observe = metrics.observe
@@ -346,7 +343,6 @@ def create_app(service: Service, *, api_keys: Iterable[str],
         try:
             yield
         finally:
-            pool.shutdown(wait=True)
             service.close()
 
     app = FastAPI(title="valuechain decision service", version=__version__,
@@ -391,7 +387,6 @@ def create_app(service: Service, *, api_keys: Iterable[str],
               openapi_extra={"requestBody": {"required": True, "content": {
                   "application/json": {"schema": event_schema}}}})
     async def decide(request: Request) -> Response:
-        loop = asyncio.get_running_loop()
         body = await request.body()
         try:
             event = json.loads(body)
@@ -402,15 +397,9 @@ def create_app(service: Service, *, api_keys: Iterable[str],
             return _error(422, "ValidationError", "body: expected one JSON object with the "
                           f"event's fields, got {type(event).__name__}.")
         async with guard.hold(decider.guard_keys(event)):
-            scored = decider.start(event)  # DataError -> 422 (handler)
-            try:
-                t0 = time.perf_counter_ns()
-                # TreeSHAP releases the GIL: it runs on the other core meanwhile
-                contrib = await loop.run_in_executor(pool, decider.contributions, scored)
-                pending = decider.finish(scored, contrib, time.perf_counter_ns() - t0)
-            except BaseException:
-                decider.abandon(scored)
-                raise
+            # Steps 1-3 on the event loop: a worker thread for the reasons (TreeSHAP releases
+            # the GIL) measured slower here, the finished call waiting for the GIL.
+            pending = decider.prepare(event)  # DataError -> 422 (handler)
             started = time.perf_counter_ns()
             try:
                 await log.append_async(pending.record)

@@ -318,8 +318,7 @@ class _RowScorer:
     def contributions(self, inputs: Any) -> npt.NDArray[np.float64]:
         """Per-feature contributions ``(n, n_features)`` of :meth:`score`'s inputs.
 
-        LightGBM's ``pred_contrib`` (TreeSHAP) is most of a decision's model time and
-        releases the GIL: the service runs it in a worker thread.
+        LightGBM's ``pred_contrib`` (TreeSHAP) is most of a decision's model time.
         """
         if not self.fast:
             return np.asarray(self.bundle.contributions(inputs), dtype=np.float64)
