@@ -45,8 +45,9 @@ def assert_clear(result: Result, code: int, *needles: str) -> str:
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise AssertionError(f"unexpected exception {result.exception!r}: {text}")
     flat = " ".join(text.split())
+    dense = "".join(text.split())  # a long path wrapped by the 80-column terminal
     for needle in needles:
-        assert needle in flat, f"{needle!r} not in {flat}"
+        assert needle in flat or "".join(needle.split()) in dense, f"{needle!r} not in {flat}"
     return flat
 
 
@@ -230,6 +231,296 @@ def test_audit_before_build_builds_the_frame(fresh: Path) -> None:
     assert (fresh / ".valuechain" / "build" / "frame.parquet").exists()
 
 
+STAGE_ORDER: list[Any] = [
+    ("decide_after_costs_changed", lambda d: d["value"]["costs"].update(false_negative="2 * amount"),
+     ("decide",), ("ArtifactError", "value.costs.false_negative", "valuechain train")),
+    ("decide_after_rule_changed", lambda d: d["value"].update(baseline_policy="amount > 100"),
+     ("decide",), ("ArtifactError", "value.baseline_policy", "valuechain train")),
+    ("decide_without_capacity", lambda d: d["value"].pop("capacity"),
+     ("decide",), ("SpecError", "value", "value.capacity")),
+    ("decide_unknown_kind", lambda d: None, ("decide", "--kind", "bands"),
+     ("SpecError", "`--kind` 'bands'", "three_band")),
+    ("decide_unknown_objective", lambda d: None, ("decide", "--objective", "profit"),
+     ("SpecError", "`--objective` 'profit'", "realised")),
+    ("train_unknown_candidate", lambda d: None, ("train", "--candidates", "prior,forest"),
+     ("ModelError", "unknown candidate 'forest'")),
+]
+
+
+@pytest.mark.parametrize("case", STAGE_ORDER, ids=[c[0] for c in STAGE_ORDER])
+def test_stage_after_a_change(case: tuple, project: Path, tmp_path: Path) -> None:
+    """A later stage run after the spec changed under it, or with a wrong flag: exit 2."""
+    _, edit, args, needles = case
+    data = yaml.safe_load(spec_text(project))
+    edit(data)
+    spec = project / "valuechain.yaml"
+    original = spec.read_text()
+    spec.write_text(yaml.safe_dump(data, sort_keys=False))
+    try:
+        assert_clear(run(*args, "--spec", str(project)), 2, *needles)
+    finally:
+        spec.write_text(original)
+
+
+def test_decide_after_an_earlier_rebuild(project: Path) -> None:
+    """A frame rebuilt with another --as-of after training: decide names both frames."""
+    assert_clear(run("build", "--spec", str(project), "--as-of", "2025-06-01", "--force",
+                     "--json"), 0)
+    assert_clear(run("decide", "--spec", str(project)), 2, "ArtifactError", "trained on frame",
+                 "valuechain train --spec")
+
+
+def test_audit_a_flat_table_without_its_columns(project: Path) -> None:
+    frame = str(_build(project) / "frame.parquet")
+    assert_clear(run("audit", "--frame", frame), 2, "--time-col", "--label-col")
+    assert_clear(run("audit", "--frame", frame, "--time-col", "when", "--label-col", "is_fraud"),
+                 2, "--time-col", "'when'", "is not a column")
+
+
+# ------------------------------------------------------------------------ data
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The data of a 5,000-payment fraud world, for the cases that break a table."""
+    from valuechain.demo.fraud import generate_fraud
+
+    data = tmp_path_factory.mktemp("small") / "data"
+    generate_fraud(data, rows=5_000, seed=7)
+    return data
+
+
+@pytest.fixture
+def data_project(small: Path, world: Path, tmp_path: Path) -> Path:
+    """A project over the small world; each table a symlink until a case replaces it."""
+    shutil.copy(world / "valuechain.yaml", tmp_path / "valuechain.yaml")
+    (tmp_path / "data").mkdir()
+    for table in small.iterdir():
+        (tmp_path / "data" / table.name).symlink_to(table)
+    return tmp_path
+
+
+def _read(project: Path, table: str) -> Any:
+    import pandas as pd
+
+    return pd.read_parquet(project / "data" / f"{table}.parquet")
+
+
+def _replace(project: Path, table: str, frame: Any, suffix: str = "parquet", **kw: Any) -> Path:
+    """Write ``frame`` as the project's own copy of ``table`` (never through the symlink)."""
+    target = project / "data" / f"{table}.{suffix}"
+    (project / "data" / f"{table}.parquet").unlink()
+    if suffix == "csv":
+        frame.to_csv(target, index=False, **kw)
+    else:
+        frame.to_parquet(target, index=False)
+    return target
+
+
+def _garbage(project: Path, table: str) -> None:
+    target = project / "data" / f"{table}.parquet"
+    target.unlink()
+    target.write_bytes(b"PAR1 this is not a Parquet file")
+
+
+def _spec(project: Path, edit: Callable[[dict], object]) -> None:
+    path = project / "valuechain.yaml"
+    data = yaml.safe_load(path.read_text())
+    edit(data)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def _mutate(table: str, change: Callable[[Any], Any]) -> Callable[[Path], None]:
+    def apply(project: Path) -> None:
+        _replace(project, table, change(_read(project, table)))
+
+    return apply
+
+
+def _set(column: str, rows: slice, value: object) -> Callable[[Any], Any]:
+    def change(frame: Any) -> Any:
+        frame[column] = frame[column].astype(object)
+        frame.loc[frame.index[rows], column] = value
+        return frame
+
+    return change
+
+
+def _as_text(column: str, fmt: Callable[[Any], str]) -> Callable[[Any], Any]:
+    def change(frame: Any) -> Any:
+        frame[column] = [fmt(v) for v in frame[column]]
+        return frame
+
+    return change
+
+
+def _label_column(values: Callable[[Any], Any]) -> Callable[[Path], None]:
+    """The label as a column `flag` of the payments (no outcome source), with ``values``."""
+    def apply(project: Path) -> None:
+        frame = _read(project, "transactions")
+        frame["flag"] = values(frame)
+        _replace(project, "transactions", frame)
+
+        def edit(d: dict) -> None:
+            d["label"] = {"name": "is_fraud", "column": "flag", "horizon": "60d"}
+            d["features"] = [f for f in d["features"] if f.get("of") != "label"]
+        _spec(project, edit)
+
+    return apply
+
+
+def _offsets(frame: Any) -> Any:
+    """ISO text with a +02:00 offset on every other row (the same instants)."""
+    import pandas as pd
+
+    utc = pd.to_datetime(frame["ts"]).dt.tz_localize("UTC")
+    frame["ts"] = [(t.tz_convert("Europe/Paris") if i % 2 else t).isoformat()
+                   for i, t in enumerate(utc)]
+    return frame
+
+
+def _offsets_and_naive(frame: Any) -> Any:
+    """ISO text, every other value with a UTC offset and the others without one."""
+    import pandas as pd
+
+    frame["ts"] = [t.isoformat() + ("+02:00" if i % 2 else "")
+                   for i, t in enumerate(pd.to_datetime(frame["ts"]))]
+    return frame
+
+
+def _known_before_opened(project: Path) -> None:
+    """Chargebacks opened 5 days before their report, three of them opened after it."""
+    import pandas as pd
+
+    frame = _read(project, "chargebacks")
+    reported = pd.to_datetime(frame["reported_at"])
+    frame["opened_at"] = reported - pd.Timedelta(days=5)
+    frame.loc[frame.index[:3], "opened_at"] = reported.iloc[:3] + pd.Timedelta(days=1)
+    _replace(project, "chargebacks", frame)
+    _spec(project, lambda d: d["sources"]["chargebacks"].update(
+        event_time="opened_at", available_at="reported_at"))
+
+
+def _no_header(project: Path) -> None:
+    _replace(project, "transactions", _read(project, "transactions"), "csv", header=False)
+    _spec(project, lambda d: d["sources"]["transactions"].update(
+        path="data/transactions.csv"))
+
+
+def _decimal_commas(project: Path) -> None:
+    frame = _read(project, "transactions")
+    frame["amount"] = [f"{v:.2f}".replace(".", ",") for v in frame["amount"]]
+    _replace(project, "transactions", frame, "csv", sep=";")
+    _spec(project, lambda d: d["sources"]["transactions"].update(
+        path="data/transactions.csv"))
+
+
+def _duplicate_terminals(frame: Any) -> Any:
+    import pandas as pd
+
+    twin = frame.head(3).copy()
+    twin["merchant_category"] = "gambling"
+    return pd.concat([frame, twin], ignore_index=True)
+
+
+#: name, damage (project -> None), command, exit code, what the message names
+DATA: list[Any] = [
+    pytest.param("text_in_a_numeric_column",
+                 _mutate("transactions", _as_text("amount", lambda v: f"{v:.2f} USD")),
+                 ("build",), 2, ("transactions", "amount")),
+    pytest.param("decimal_commas_in_a_csv", _decimal_commas, ("build",), 2,
+                 ("transactions", "amount")),
+    pytest.param("null_in_a_key", _mutate("transactions", _set("transaction_id", slice(0, 3),
+                                                               None)),
+                 ("build",), 2, ("transactions", "transaction_id", "null")),
+    pytest.param("duplicate_keys_in_a_dimension", _mutate("terminals", _duplicate_terminals),
+                 ("build",), 2, ("terminals", "terminal_id")),
+    pytest.param("label_of_two", _label_column(lambda f: [2] + [0] * (len(f) - 1)),
+                 ("build",), 2, ("flag", "2")),
+    pytest.param("label_of_minus_one", _label_column(lambda f: [-1] + [0] * (len(f) - 1)),
+                 ("build",), 2, ("flag", "-1")),
+    pytest.param("nan_in_the_label", _label_column(lambda f: [float("nan")] + [0.0] * (
+        len(f) - 1)), ("build",), 2, ("flag",)),
+    pytest.param("empty_outcome_table", _mutate("chargebacks", lambda f: f.head(0)),
+                 ("build",), 2, ("chargebacks",)),
+    pytest.param("empty_decision_source", _mutate("transactions", lambda f: f.head(0)),
+                 ("build",), 2, ("transactions",)),
+    pytest.param("rows_dated_1970", _mutate("transactions", _set(
+        "ts", slice(0, 3), __import__("pandas").Timestamp("1970-01-01 00:00:00"))),
+                 ("build",), 2, ("transactions", "ts", "1970")),
+    pytest.param("a_row_dated_2100", _mutate("transactions", _set(
+        "ts", slice(0, 1), __import__("pandas").Timestamp("2100-01-01 00:00:00"))),
+                 ("build",), 2, ("transactions", "ts", "2100", "--as-of")),
+    pytest.param("mixed_utc_offsets", _mutate("transactions", _offsets),
+                 ("build",), 2, ("transactions", "ts", "offset")),
+    pytest.param("offsets_and_naive_times_mixed", _mutate("transactions", _offsets_and_naive),
+                 ("build",), 2, ("transactions", "ts", "offset")),
+    pytest.param("rows_dated_1970_accepted", _mutate("transactions", _set(
+        "ts", slice(0, 3), __import__("pandas").Timestamp("1970-01-01 00:00:00"))),
+                 ("build", "--accept-early-times"), 0, ()),
+    pytest.param("outcome_known_before_it_happened", _known_before_opened, ("build",), 2,
+                 ("chargebacks", "opened_at", "reported_at")),
+    pytest.param("csv_without_header", _no_header, ("build",), 2,
+                 ("transactions", "header")),
+    pytest.param("missing_source_file",
+                 lambda p: (p / "data" / "terminals.parquet").unlink(), ("build",), 2,
+                 ("valuechain.yaml", "sources.terminals.path", "does not exist")),
+    pytest.param("source_not_parquet", lambda p: _garbage(p, "customers"), ("build",), 2,
+                 ("sources.customers.path", "customers")),
+    pytest.param("time_column_missing", _mutate("transactions", lambda f: f.drop(columns="ts")),
+                 ("build",), 2, ("transactions", "'ts'")),
+    pytest.param("time_column_of_integers",
+                 _mutate("transactions", lambda f: f.assign(ts=f["ts"].astype("int64"))),
+                 ("build",), 2, ("transactions", "'ts'", "BIGINT")),
+    pytest.param("time_column_of_words",
+                 _mutate("transactions", _as_text("ts", lambda v: "yesterday")),
+                 ("build",), 2, ("transactions", "'ts'", "not a timestamp")),
+    pytest.param("key_column_missing",
+                 _mutate("chargebacks", lambda f: f.drop(columns="transaction_id")),
+                 ("build",), 2, ("chargebacks", "transaction_id")),
+    pytest.param("feature_column_missing",
+                 _mutate("transactions", lambda f: f.drop(columns="channel")),
+                 ("build",), 2, ("channel",)),
+    pytest.param("lookup_column_missing",
+                 _mutate("customer_profiles", lambda f: f.drop(columns="risk_tier")),
+                 ("build",), 2, ("customer_profiles", "risk_tier")),
+]
+
+
+@pytest.mark.parametrize(("name", "damage", "args", "code", "needles"), [
+    c if hasattr(c, "marks") else pytest.param(*c, id=c[0]) for c in DATA],
+    ids=[c.values[0] for c in DATA])
+def test_bad_data(name: str, damage: Callable[[Path], None], args: tuple[str, ...], code: int,
+                  needles: tuple[str, ...], data_project: Path) -> None:
+    damage(data_project)
+    assert_clear(run(*args, "--spec", str(data_project)), code, *needles)
+
+
+def test_explain_an_unknown_finding(data_project: Path) -> None:
+    assert_clear(run("audit", "--spec", str(data_project), "--explain", "no_such:finding"), 2,
+                 "--explain", "'no_such:finding'", "no such finding")
+
+
+def test_outcome_rows_without_a_time_are_counted(data_project: Path) -> None:
+    """Outcome rows with a null time are left out, and the manifest (and report) count them."""
+    _mutate("chargebacks", _set("reported_at", slice(0, 4), None))(data_project)
+    result = run("build", "--spec", str(data_project), "--json")
+    assert_clear(result, 0)
+    manifest = json.loads((data_project / ".valuechain" / "build" / "manifest.json").read_text())
+    assert sum(manifest["dropped"]["chargebacks"].values()) == 4, manifest["dropped"]
+    report = run("report", "--spec", str(data_project), "--json")
+    html = Path(json.loads(report.stdout)["report"]).read_text()
+    assert 'data-key="build-dropped"' in html and "chargebacks" in html
+
+
+def test_a_far_future_row_is_accepted_with_as_of(data_project: Path) -> None:
+    """The documented way to accept a row dated after the extraction: pass --as-of."""
+    import pandas as pd
+
+    _mutate("transactions", _set("ts", slice(0, 1), pd.Timestamp("2100-01-01")))(data_project)
+    result = run("build", "--spec", str(data_project), "--as-of", "2025-09-29", "--json")
+    assert_clear(result, 0)
+    assert json.loads(result.stdout)["as_of"].startswith("2025-09-29")
+
+
 # ------------------------------------------------------------------------ damaged artifacts
 def _run_dir(project: Path) -> Path:
     runs = project / ".valuechain" / "runs"
@@ -243,6 +534,31 @@ def _truncate(path: Path) -> None:
 
 def _build(project: Path) -> Path:
     return project / ".valuechain" / "build"
+
+
+def _best(project: Path) -> str:
+    return str(json.loads((_run_dir(project) / "metrics.json").read_text())["best_candidate"])
+
+
+def _edit_json(path: Path, key: tuple[str, ...], value: object) -> None:
+    data = json.loads(path.read_text())
+    _edit(data, key, value)
+    path.write_text(json.dumps(data))
+
+
+def _drop_column(path: Path, column: str) -> None:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    pq.write_table(table.drop_columns([column]), path)
+
+
+def _duplicate_ids(path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path).to_pandas()
+    table.loc[1, "decision_id"] = table.loc[0, "decision_id"]
+    table.to_parquet(path, index=False)
 
 
 TRAIN = ("train", "--candidates", "prior")
@@ -269,9 +585,85 @@ DAMAGE: list[Any] = [
      ("decide",), 0, ()),
     ("latest_points_at_missing_run",
      lambda p: (p / ".valuechain" / "runs" / "latest").write_text("20990101-000000-gone"),
-     ("decide",), 0, ()),
+     ("decide",), 2, ("ArtifactError", "runs/latest", "names run '20990101-000000-gone'",
+                      "is missing", "valuechain train --spec")),
+    ("latest_points_at_missing_run_in_report",
+     lambda p: (p / ".valuechain" / "runs" / "latest").write_text("20990101-000000-gone"),
+     ("report",), 1, ("runs/latest", "20990101-000000-gone")),
+    ("latest_points_outside_runs",
+     lambda p: (p / ".valuechain" / "runs" / "latest").write_text("../../etc"),
+     ("decide",), 2, ("ArtifactError", "runs/latest", "one run id", "valuechain train")),
+    ("latest_is_empty", lambda p: (p / ".valuechain" / "runs" / "latest").write_text("\n"),
+     ("decide",), 2, ("ArtifactError", "runs/latest", "one run id")),
+    ("latest_not_utf8", lambda p: (p / ".valuechain" / "runs" / "latest").write_bytes(b"\xff\xfe"),
+     ("decide",), 2, ("ArtifactError", "runs/latest", "not UTF-8")),
     ("deleted_latest_pointer", lambda p: (p / ".valuechain" / "runs" / "latest").unlink(),
      ("decide",), 0, ()),
+    ("deleted_metrics", lambda p: (_run_dir(p) / "metrics.json").unlink(), ("decide",), 2,
+     ("ArtifactError", "metrics.json", "is missing", "valuechain train")),
+    ("metrics_is_a_directory",
+     lambda p: ((_run_dir(p) / "metrics.json").unlink(), (_run_dir(p) / "metrics.json").mkdir()),
+     ("decide",), 2, ("ArtifactError", "metrics.json", "a directory stands where")),
+    ("metrics_not_utf8", lambda p: (_run_dir(p) / "metrics.json").write_bytes(b"{\xff}"),
+     ("decide",), 2, ("ArtifactError", "metrics.json", "not UTF-8", "valuechain train")),
+    ("metrics_empty", lambda p: (_run_dir(p) / "metrics.json").write_text(""),
+     ("decide",), 2, ("ArtifactError", "metrics.json", "empty", "valuechain train")),
+    ("metrics_wrong_type", lambda p: _edit_json(_run_dir(p) / "metrics.json",
+                                                  ("best_candidate",), [1, 2]),
+     ("decide",), 2, ("ArtifactError", "metrics.json", "best_candidate", "valuechain train")),
+    ("metrics_other_frame", lambda p: _edit_json(_run_dir(p) / "metrics.json",
+                                                   ("frame", "fingerprint"), "0" * 32),
+     ("decide",), 2, ("ArtifactError", "trained on frame 00000000", "valuechain train")),
+    ("metrics_without_time_column", lambda p: _edit_json(_run_dir(p) / "metrics.json",
+                                                           ("frame", "time_column"), None),
+     ("decide",), 2, ("ArtifactError", "metrics.json", "time_column", "valuechain train")),
+    ("predictions_without_scores", lambda p: _drop_column(
+        _run_dir(p) / "predictions_test.parquet", "score_" + _best(p)), ("decide",), 2,
+     ("ArtifactError", "predictions_test.parquet", "lacks the column", "score_",
+      "valuechain train")),
+    ("predictions_duplicate_ids", lambda p: _duplicate_ids(
+        _run_dir(p) / "predictions_validation.parquet"), ("decide",), 2,
+     ("ArtifactError", "predictions_validation.parquet", "decision_id", "valuechain train")),
+    ("predictions_empty_file", lambda p: (_run_dir(p) / "predictions_test.parquet"
+                                          ).write_bytes(b""), ("decide",), 2,
+     ("ArtifactError", "predictions_test.parquet", "Parquet", "valuechain train")),
+    ("corrupt_build_manifest_at_decide",
+     lambda p: (_build(p) / "manifest.json").write_text("{not"), ("decide",), 2,
+     ("ArtifactError", "manifest.json", "build manifest", "not valid JSON",
+      "valuechain build --spec", "--force")),
+    ("deleted_build_manifest_at_decide", lambda p: (_build(p) / "manifest.json").unlink(),
+     ("decide",), 2, ("ArtifactError", "manifest.json", "the build manifest is missing",
+                      "valuechain build --spec")),
+    ("build_manifest_without_frame", lambda p: _edit_json(_build(p) / "manifest.json",
+                                                           ("frame",), None),
+     ("decide",), 2, ("ArtifactError", "manifest.json", "`frame`", "valuechain build")),
+    ("build_manifest_a_list", lambda p: (_build(p) / "manifest.json").write_text("[]"),
+     ("decide",), 2, ("ArtifactError", "manifest.json", "expected a mapping")),
+    ("frame_deleted_at_decide", lambda p: (_build(p) / "frame.parquet").unlink(),
+     ("decide",), 2, ("ArtifactError", "frame.parquet", "missing", "valuechain train")),
+    ("frame_replaced_at_decide", lambda p: _drop_column(_build(p) / "frame.parquet", "amount"),
+     ("decide",), 2, ("ArtifactError", "frame.parquet", "fingerprint",
+                      "valuechain build --spec")),
+    ("runs_folder_is_a_file", lambda p: (shutil.rmtree(p / ".valuechain" / "runs"),
+                                         (p / ".valuechain" / "runs").write_text("x")),
+     ("decide",), 2, ("ArtifactError", "no training run yet", "valuechain train")),
+    ("decide_json_a_list_in_report", lambda p: (p / ".valuechain" / "decide.json"
+                                                ).write_text("[1]"),
+     ("report",), 1, ("decide.json", "expected a mapping", "valuechain decide")),
+    ("decide_json_deleted_in_report", lambda p: (p / ".valuechain" / "decide.json").unlink(),
+     ("report",), 0, ()),
+    ("build_manifest_truncated_in_report", lambda p: _truncate(_build(p) / "manifest.json"),
+     ("report",), 1, ("manifest.json", "not valid JSON", "valuechain build")),
+    ("check_json_damaged_in_report", lambda p: (p / ".valuechain" / "check.json"
+                                                ).write_text("{"), ("report",), 1,
+     ("check.json", "not valid JSON", "valuechain check")),
+    ("audit_json_damaged_in_report", lambda p: (p / ".valuechain" / "audit.json"
+                                                ).write_text("nul"), ("report",), 1,
+     ("audit.json", "not valid JSON", "valuechain audit")),
+    ("truncated_frame_in_report", lambda p: _truncate(_build(p) / "frame.parquet"),
+     ("report",), 1, ("frame.parquet", "the built frame is damaged", "valuechain build")),
+    ("damaged_metrics_in_runs_list", lambda p: _truncate(_run_dir(p) / "metrics.json"),
+     ("runs",), 0, ()),
     ("truncated_decide_json_in_report", lambda p: _truncate(p / ".valuechain" / "decide.json"),
      ("report",), 1, ("decide.json",)),
     ("truncated_metrics_in_report", lambda p: _truncate(_run_dir(p) / "metrics.json"),
@@ -371,11 +763,19 @@ def test_user_error_stays_exit_2_under_debug(fresh: Path) -> None:
 
 
 def test_project_moved_after_training(project: Path) -> None:
-    """Runs record paths relative to the project: a moved folder still decides."""
+    """Runs record paths relative to the project: a moved folder still decides and reports."""
     moved = project.parent / "moved"
     project.rename(moved)
     try:
         assert_clear(run("decide", "--spec", str(moved), "--json"), 0)
+        result = run("report", "--spec", str(moved), "--json")
+        assert_clear(result, 0)
+        statuses = {s["id"]: s["status"] for s in json.loads(result.stdout)["sections"]}
+        assert statuses["evaluation"] in ("ok", "warn") and statuses["decide"] in ("ok", "warn"), \
+            statuses
+        for written in (_run_dir(moved) / "metrics.json", _run_dir(moved) / "frame_manifest.json",
+                        moved / ".valuechain" / "decide.json"):
+            assert str(project) not in written.read_text(), written
     finally:
         moved.rename(project)
 
@@ -431,3 +831,85 @@ def test_random_spec_mutations_never_traceback(seed: int, world: Path, tmp_path:
         except Exception as err:  # the point of the test
             raise AssertionError(f"mutation {trial} of seed {seed} ({data != base}) raised "
                                  f"{type(err).__name__}: {err}") from err
+
+
+# ------------------------------------------------------------------------ random data mutations
+#: The tables the fraud spec reads, and the columns it reads in each (damaged more often).
+_TABLES = {"transactions": ("transaction_id", "ts", "amount", "customer_id", "card_id",
+                            "terminal_id", "channel", "shipping_country"),
+           "chargebacks": ("transaction_id", "reported_at"),
+           "customer_profiles": ("customer_id", "valid_from", "risk_tier", "verified_phone"),
+           "terminals": ("terminal_id", "merchant_category"),
+           "customers": ("customer_id", "segment")}
+
+
+def _mutation(rng: Any, table: str, frame: Any) -> tuple[str, Any]:
+    """One random damage to a table: what was done, and the damaged table."""
+    import numpy as np
+    import pandas as pd
+
+    read = [c for c in _TABLES[table] if c in frame.columns]
+    column = rng.choice(read if read and rng.random() < 0.8 else list(frame.columns))
+    rows = max(1, len(frame) // 10)
+    picked = frame.index[np.random.default_rng(rng.randrange(2**32)).choice(
+        len(frame), size=min(rows, len(frame)), replace=False)] if len(frame) else frame.index
+    kind = rng.choice(["drop", "text", "nulls", "nan_inf", "duplicates", "shift", "empty"])
+    frame = frame.copy()
+    if kind == "drop":
+        frame = frame.drop(columns=column)
+    elif kind == "text":
+        frame[column] = frame[column].astype(str)
+    elif kind == "nulls":
+        frame[column] = frame[column].astype(object)
+        frame.loc[picked, column] = None
+    elif kind == "nan_inf":
+        numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])
+                   and not pd.api.types.is_bool_dtype(frame[c])]
+        column = rng.choice(numeric) if numeric else column
+        frame[column] = frame[column].astype(float if numeric else object)
+        frame.loc[picked, column] = rng.choice([float("nan"), float("inf"), -float("inf")])
+    elif kind == "duplicates":
+        frame = pd.concat([frame, frame.loc[picked]], ignore_index=True)
+    elif kind == "shift":
+        times = [c for c in frame.columns if pd.api.types.is_datetime64_any_dtype(frame[c])]
+        column = rng.choice(times) if times else column
+        if times:
+            frame.loc[picked, column] += pd.Timedelta(days=rng.choice([-20_000, -400, 400,
+                                                                       20_000]))
+    else:
+        frame = frame.head(0)
+    return f"{kind} {column}", frame
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_random_data_mutations_never_traceback(seed: int, small: Path, world: Path,
+                                               tmp_path: Path) -> None:
+    """Damage random tables at random: build succeeds (0) or is a clear user error (2).
+
+    Never a traceback, never exit 3, and an exit 2 names the spec or the damaged table.
+    """
+    import random
+
+    rng = random.Random(seed)
+    vague = []
+    for trial in range(4):
+        project = tmp_path / f"t{trial}"
+        project.mkdir()
+        shutil.copy(world / "valuechain.yaml", project / "valuechain.yaml")
+        (project / "data").mkdir()
+        for table in small.iterdir():
+            (project / "data" / table.name).symlink_to(table)
+        done = []
+        for table in rng.sample(sorted(_TABLES), rng.randint(1, 2)):
+            what, frame = _mutation(rng, table, _read(project, table))
+            _replace(project, table, frame)
+            done.append(f"{table}: {what}")
+        result = run("build", "--spec", str(project))
+        text = " ".join(text_of(result).split())
+        context = f"seed {seed} trial {trial} ({'; '.join(done)}): exit {result.exit_code}"
+        assert result.exit_code in (0, 2), f"{context}: {text}"
+        assert "Traceback" not in text, f"{context}: {text}"
+        if result.exit_code == 2 and "valuechain.yaml" not in text and not any(
+                d.split(":")[0] in text for d in done):
+            vague.append(f"{context}: names no file: {text[:200]}")
+    assert not vague, " | ".join(vague)

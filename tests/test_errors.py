@@ -157,7 +157,7 @@ def test_backend_errors_on_files_are_mapped(tmp_path: Path) -> None:
     prior = make_candidate("prior", FeatureSet(("x",))).fit(frame, y, frame, y)
     prior.save(tmp_path / "prior")
     (tmp_path / "prior" / "candidate.json").write_text("{not json")
-    with pytest.raises(ArtifactError, match=r"candidate\.json: cannot read"):
+    with pytest.raises(ArtifactError, match=r"candidate\.json: this saved model file is damaged \(not valid JSON"):
         load_candidate(tmp_path / "prior")
     (tmp_path / "prior" / "candidate.json").write_text("[1, 2]")
     with pytest.raises(ArtifactError, match="is damaged"):

@@ -266,3 +266,24 @@ def test_one_gap_threshold_and_one_validation_share() -> None:
     assert times[fit].max() < times[valid].min()
     with pytest.raises(SpecError, match="validation share"):
         split_validation(times, train, share=1.0)
+
+
+# -- split.entity with empty values (guest checkouts) -------------------------------------------
+def test_each_empty_entity_is_its_own_entity() -> None:
+    import pandas as pd
+
+    from valuechain.evaluate.metrics import card_precision_at_k
+    from valuechain.evaluate.splits import NoEntity, entity_keys
+
+    cards = pd.Series([7, None, 7, float("nan"), 8, None], dtype=object)
+    keys = entity_keys(cards, ["1", "2", "3", "4", "5", "6"])
+    assert list(keys[[0, 2, 4]]) == [7, 7, 8]
+    assert [keys[i] for i in (1, 3, 5)] == [NoEntity("2"), NoEntity("4"), NoEntity("6")]
+    assert len(set(keys.tolist())) == 5  # card 7 once, card 8, three guests
+    assert NoEntity("2") != "2" and str(keys[1]) == "<no entity: 2>"
+    # CP@k accepts them: the guests compete as one-payment cards.
+    cp = card_precision_at_k([0.9, 0.8, 0.1, 0.7, 0.2, 0.95], [1, 1, 0, 0, 0, 1],
+                             [1] * 6, keys, k=2)
+    assert cp.value == 1.0  # guest 6 (0.95, fraud) and card 7 (0.9, fraud)
+    with pytest.raises(DataError, match="missing day or entity"):
+        card_precision_at_k([0.9, 0.8], [1, 1], [1, 1], [7, None], k=1)

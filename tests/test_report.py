@@ -466,7 +466,9 @@ def test_damaged_stage_output_fails_the_report_loudly(built: LoadedSpec) -> None
     (built.workspace / "decide.json").write_text("{not json")
     result, html = _only_provenance(built)
     assert not result.ok and [s.id for s in result.failed] == ["provenance"]
-    assert "decide.json: not valid JSON" in (result.section("provenance").error or "")
+    error = result.section("provenance").error or ""
+    assert "decide.json: this file is damaged (not valid JSON" in error
+    assert "valuechain decide" in error
     assert result.section("lineage").status == "ok"
     assert "cannot be checked" in _section(html, "lineage")
 
@@ -502,3 +504,27 @@ def test_manifest_features_and_checklist_are_read_strictly(built: LoadedSpec) ->
     assert "check.json: key `checklist[0].reason` is missing" in failed["readiness"]
     assert "valuechain check" in failed["readiness"]
     assert result.section("lineage").status == "ok"  # the rest still renders
+
+
+def test_rows_the_build_dropped_are_counted_in_the_report(built: LoadedSpec) -> None:
+    """The manifest's `dropped` counts (per source and reason) are shown, largest first."""
+    path = built.workspace / "build" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    assert "Not recorded by the build" in _section(_html(built), "label-maturity")
+    manifest["dropped"] = {"chargebacks": {"no event time ('reported_at')": 12,
+                                           "no available time ('known_at')": 0},
+                           "orders": {"no event time ('ts')": 1234}}
+    path.write_text(json.dumps(manifest))
+    section = _section(_html(built), "label-maturity")
+    assert 'data-key="build-dropped"' in section and "1,246" in section
+    rows = re.findall(r"<tr><th>(\w+)</th><td>([^<]+)</td><td class=\"num\">([\d,]+)</td>",
+                      section)
+    assert rows == [("orders", "no event time (&#39;ts&#39;)", "1,234"),
+                    ("chargebacks", "no event time (&#39;reported_at&#39;)", "12")]
+    manifest["dropped"] = {}
+    path.write_text(json.dumps(manifest))
+    assert "None: every source row had the times" in _section(_html(built), "label-maturity")
+    manifest["dropped"] = {"orders": {"no event time ('ts')": "many"}}
+    path.write_text(json.dumps(manifest))
+    result = render_report(built)
+    assert not result.ok and "dropped.orders" in (result.section("label-maturity").error or "")

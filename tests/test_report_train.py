@@ -253,8 +253,9 @@ def test_renamed_or_missing_keys_fail_instead_of_rendering_dashes(tmp_path: Path
         payload = _metrics(loaded.hash)
         del payload[key]
         _write(loaded.workspace, payload)
-        with pytest.raises(DataError, match=rf"metrics.json is not a complete training run "
-                                            rf"\(missing: {key}\).*valuechain train"):
+        with pytest.raises(DataError, match=rf"metrics.json: the training run is damaged \(not a "
+                                            rf"complete training run: missing: {key}\)"
+                                            r".*valuechain train"):
             _render(loaded)
     payload = _metrics(loaded.hash)
     del payload["splits"]["test"]["positives"]

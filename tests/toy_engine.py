@@ -26,7 +26,16 @@ import pyarrow.parquet as pq
 from sqlglot import exp
 
 from valuechain.data.engines.base import EngineConfig, EngineOutput, Progress
-from valuechain.data.pit import LABEL, LabelPlan, LookupPlan, PitProblem, ReferenceKernel, Window
+from valuechain.data.engines.resolve import missing_reason
+from valuechain.data.pit import (
+    LABEL,
+    LabelPlan,
+    LookupPlan,
+    PitProblem,
+    ReferenceKernel,
+    Window,
+    label_delay,
+)
 from valuechain.data.plan import EventPointsPlan, Plan, SourceRef
 from valuechain.data.sources import datetime_to_us
 from valuechain.errors import DataError, EngineError
@@ -199,10 +208,26 @@ class ToyEngine:
 
         own = plan.own
         dropped = 0
+        dropped_by: dict[str, dict[str, int]] = {}
+
+        def count_missing(name: str, fields: tuple[str, ...]) -> None:
+            """Rows of ``name`` left out for a null time, once each, first null field."""
+            src, earlier = plan.sources[name], pa.array([True] * raw[name].num_rows, pa.bool_())
+            for fld in fields:
+                column = getattr(src, fld)
+                if not column or (name, fld) not in times:
+                    continue
+                null = pc.and_(pc.is_null(times[(name, fld)]), earlier)
+                n = int(pc.sum(pc.cast(null, pa.int64())).as_py() or 0)
+                if n:
+                    dropped_by.setdefault(name, {})[missing_reason(fld, column)] = n
+                earlier = pc.and_(earlier, pc.is_valid(times[(name, fld)]))
+
         if isinstance(plan.points, EventPointsPlan):
             assert own is not None
             table = raw[own].append_column("__t", times[(own, "event_time")])
             dropped = table.column("__t").null_count
+            count_missing(own, ("event_time",))
             table = table.filter(pc.is_valid(table.column("__t")))
             table = table.append_column("__o", pa.array(self._tie(table, plan.points.keys),
                                                          pa.int64()))
@@ -230,6 +255,8 @@ class ToyEngine:
                                                                  pa.bool_()))
                 continue
             if w.source not in tables:
+                count_missing(w.source, ("available_at",) if plan.sources[w.source].available_at
+                              else ("event_time",))
                 src = raw[w.source]
                 keys = plan.sources[w.source].keys or (w.key,)
                 src = src.append_column("__t", avail(w.source))
@@ -253,15 +280,27 @@ class ToyEngine:
             lookups.append(LookupPlan(name=lk.name, source=name, key=lk.key, on=lk.on,
                                       column=lk.column, fill=lk.fill))
         lab = plan.label
+        delay = (0, "none")
         if lab.source is None:
             label = LabelPlan(kind=lab.kind, horizon_us=lab.horizon_us, column=lab.column)
         else:
+            ref = plan.sources[lab.source]
+            count_missing(lab.source, ("event_time", "available_at"))
             out = raw[lab.source]
             out = out.append_column("__e", times[(lab.source, "event_time")])
             out = out.append_column("__t", avail(lab.source))
+            # Outcome rows without an event or availability time are no outcome.
+            out = out.filter(pc.and_(pc.is_valid(out.column("__e")),
+                                     pc.is_valid(out.column("__t"))))
             tables[lab.source] = out.append_column("__o", pa.array([0] * out.num_rows))
             label = LabelPlan(kind=lab.kind, horizon_us=lab.horizon_us, outcome=lab.source,
-                              keys=plan.label_pairs(out.column_names), column=lab.column)
+                              keys=plan.label_pairs(out.column_names), column=lab.column,
+                              known_by_us=as_of_us)
+            with_gap = ref.available_at and ref.available_at != ref.event_time
+            delay = label_delay(ref.reporting_delay_us, [
+                a - e for e, a in zip(out.column("__e").to_pylist(),
+                                      out.column("__t").to_pylist(), strict=True)]
+                if with_gap else None)
         problem = PitProblem(points=points, tables=tables, own=own, windows=tuple(windows),
                              lookups=tuple(lookups), label=label)
         computed = ReferenceKernel().compute(problem)
@@ -274,7 +313,8 @@ class ToyEngine:
         cols[LABEL] = computed.column(LABEL)
         cols["__t"] = points.column("__t")
         return EngineOutput(frame=pa.table(cols), as_of_us=as_of_us, aware=aware,
-                            dropped_no_time=dropped)
+                            dropped_no_time=dropped, dropped=dropped_by,
+                            label_delay_us=delay[0], label_delay_basis=delay[1])
 
     # decision points ------------------------------------------------------------------------
     @staticmethod

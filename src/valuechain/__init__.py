@@ -116,12 +116,20 @@ _LAZY: dict[str, str] = {
     # what price_policy takes
     "CostModel": "valuechain.policy",
     "Decisions": "valuechain.decide",
+    # shipping: bundles and the registry
+    "package": "valuechain.registry",
+    "load_bundle": "valuechain.registry",
+    "Registry": "valuechain.registry",
+    "Bundle": "valuechain.registry",
+    "PackageResult": "valuechain.registry",
+    "PromotionError": "valuechain.registry",
 }
 
 __all__ = [
     "ArtifactError",
     "AuditResult",
     "BuildResult",
+    "Bundle",
     "CheckReport",
     "CostModel",
     "DataError",
@@ -131,7 +139,10 @@ __all__ = [
     "Finding",
     "LoadedSpec",
     "ModelError",
+    "PackageResult",
     "PricedPolicy",
+    "PromotionError",
+    "Registry",
     "ReportResult",
     "Spec",
     "SpecError",
@@ -143,7 +154,9 @@ __all__ = [
     "build",
     "check",
     "decide",
+    "load_bundle",
     "load_spec",
+    "package",
     "price_policy",
     "report",
     "train",

@@ -206,6 +206,7 @@ def build(
     as_of: datetime | None = None,
     engine: EngineChoice = None,
     force: bool = False,
+    accept_early_times: bool = False,
     progress: Progress | None = None,
 ) -> BuildResult:
     """Build (or reuse) the point-in-time frame and its lineage manifest.
@@ -221,6 +222,9 @@ def build(
         default the spec's ``engine``, else DuckDB.
     force : bool
         Rebuild even when the inputs are unchanged.
+    accept_early_times : bool
+        Accept times at or before 1970-01-01 among later ones (refused by default: they are
+        usually placeholders for a missing time).
     progress : callable, optional
         Called with ``(stage label, fraction done)``.
 
@@ -233,7 +237,8 @@ def build(
 
     loaded = _loaded(spec)
     with _boundary("build"):
-        return build_frame(loaded, as_of=as_of, engine=engine, force=force, progress=progress)
+        return build_frame(loaded, as_of=as_of, engine=engine, force=force,
+                           accept_early_times=accept_early_times, progress=progress)
 
 
 def audit(

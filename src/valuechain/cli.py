@@ -280,6 +280,9 @@ def build(
                      "type matches."),
     ] = None,
     force: Annotated[bool, typer.Option(help="Rebuild even if inputs are unchanged.")] = False,
+    accept_early_times: Annotated[bool, typer.Option(
+        "--accept-early-times", help="Accept times at or before 1970-01-01 among later ones "
+        "(refused by default as missing-time placeholders).")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Build the point-in-time training frame and its lineage manifest."""
@@ -287,7 +290,8 @@ def build(
 
     loaded = _load(spec)
     with _progress(not as_json, "build") as progress:
-        result = api.build(loaded, as_of=as_of, engine=engine, force=force, progress=progress)
+        result = api.build(loaded, as_of=as_of, engine=engine, force=force,
+                           accept_early_times=accept_early_times, progress=progress)
     if as_json:
         _emit(result.to_json())
         return
@@ -550,6 +554,7 @@ def demo_fraud(
     """Generate the fraud world if needed, then check, build, audit, train, decide, report."""
     from valuechain import api
     from valuechain.demo.fraud import generate_fraud as generate
+    from valuechain.demo.fraud import ship
 
     data = dir / "data"
     if not (data / "transactions.parquet").exists():
@@ -566,9 +571,11 @@ def demo_fraud(
     with _progress(not as_json, "decide") as progress:
         decided = api.decide(loaded, seed=seed, progress=progress)
     reported = api.report(loaded)
+    shipped = ship(loaded, dir)
     payload = {"check": checked.to_json(), "build": built.to_json(),
                "audit": audited.to_json(), "train": run.to_json(),
-               "decide": decided.to_json(), "report": reported.to_json()}
+               "decide": decided.to_json(), "report": reported.to_json(),
+               "package": shipped.to_json()}
     if as_json:
         _emit(payload)
         return
@@ -596,10 +603,14 @@ def demo_fraud(
                   f"[{_num(today.low, ',.0f')}, {_num(today.high, ',.0f')}] vs today's policy")
     console.print(f"report: {reported.path}" + ("" if reported.ok else
                                                  " (with problems: `valuechain report`)"))
+    for line in shipped.lines():
+        console.print(line)
 
 
 # --- command modules (each registers its commands on `app` when imported)
 # (one import line per module, alphabetical)
+from valuechain import cli_parity as _cli_parity  # noqa: E402, F401  (registers commands)
+from valuechain import cli_registry as _cli_registry  # noqa: E402, F401  (registers commands)
 from valuechain import cli_serve as _cli_serve  # noqa: E402, F401  (registers commands)
 
 

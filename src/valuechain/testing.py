@@ -102,7 +102,7 @@ def engine_checks() -> list[EngineCheck]:
     Examples
     --------
     >>> len(engine_checks())
-    9
+    10
     """
     return list(_CHECKS)
 
@@ -163,6 +163,13 @@ def compare(plan: Plan, got: EngineOutput, want: EngineOutput, context: str = ""
     assert got.as_of_us == want.as_of_us, (
         f"as_of_us={got.as_of_us}, reference {want.as_of_us}. {context}")
     assert got.dropped_no_time == want.dropped_no_time, context
+    assert {k: dict(v) for k, v in got.dropped.items()} == {
+        k: dict(v) for k, v in want.dropped.items()}, (
+        f"dropped {dict(got.dropped)}, reference {dict(want.dropped)}. {context}")
+    assert (got.label_delay_us, got.label_delay_basis) == (
+        want.label_delay_us, want.label_delay_basis), (
+        f"outcome delay ({got.label_delay_us}, {got.label_delay_basis!r}), reference "
+        f"({want.label_delay_us}, {want.label_delay_basis!r}). {context}")
     frame, counts = _finished(plan, got)
     ref_frame, ref_counts = _finished(plan, want)
     assert counts == ref_counts, f"row counts {counts}, reference {ref_counts}. {context}"
@@ -275,7 +282,7 @@ def _strategies() -> Any:
 
 
 def _events(data: Any, world: _World, n_min: int, n_max: int, *, key_max: int = 3,
-            name: str = "tx", extra_time: bool = False) -> pa.Table:
+            name: str = "tx", extra_time: bool = False, null_times: bool = False) -> pa.Table:
     st = _strategies()
     n = data.draw(st.integers(n_min, n_max), label=f"{name} rows")
     ids = data.draw(st.permutations(list(range(n))), label=f"{name} ids")
@@ -297,10 +304,17 @@ def _events(data: Any, world: _World, n_min: int, n_max: int, *, key_max: int = 
                                          max_size=n)), pa.string()),
     }
     if extra_time:
-        delays = data.draw(st.lists(st.sampled_from([0, 0, 3600, 7200, 5400]), min_size=n,
-                                    max_size=n))
-        columns["seen"] = _ts([s + d for s, d in zip(seconds, delays, strict=True)],
-                              world.zone)
+        delays = data.draw(st.lists(st.sampled_from([0, 0, 3600, 7200, 5400, 30 * 3600]),
+                                    min_size=n, max_size=n))
+        seen: list[int | None] = [s + d for s, d in zip(seconds, delays, strict=True)]
+        if null_times and n:
+            # Rows without an event or availability time: left out and counted everywhere.
+            for i in data.draw(st.lists(st.integers(0, n - 1), max_size=2), label="null seen"):
+                seen[i] = None
+            blank = data.draw(st.lists(st.integers(0, n - 1), max_size=2), label="null ts")
+            columns["ts"] = _ts([None if i in blank else s for i, s in enumerate(seconds)],
+                                world.zone)
+        columns["seen"] = _ts(seen, world.zone)
     return pa.table(columns)
 
 
@@ -359,11 +373,14 @@ def _other_sources(factory: EngineFactory, data: Any, folder: Path) -> None:
     world = _world(data, folder)
     world.write("tx", _events(data, world, 1, 20), keys=("id",), event_time="ts")
     late = data.draw(st.booleans(), label="other has available_at")
-    world.write("other", _events(data, world, 0, 20, name="other", extra_time=late),
+    world.write("other", _events(data, world, 0, 20, name="other", extra_time=late,
+                                 null_times=True),
                 keys=("id",), event_time="ts", available_at="seen" if late else None)
-    outcomes = _events(data, world, 0, 15, name="outcomes", extra_time=True)
+    outcomes = _events(data, world, 0, 15, name="outcomes", extra_time=True, null_times=True)
+    declared = data.draw(st.sampled_from([None, None, 0, 2, 40]), label="reporting_delay h")
     world.write("outcomes", outcomes, keys=("id",), event_time="ts", available_at="seen",
-                role="outcome")
+                role="outcome",
+                reporting_delay_us=None if declared is None else declared * HOUR)
     dim = _events(data, world, 0, 12, name="dim")
     static = data.draw(st.booleans(), label="static dimension")
     if static:
@@ -390,7 +407,8 @@ def _scheduled(factory: EngineFactory, data: Any, folder: Path) -> None:
     st = _strategies()
     world = _world(data, folder)
     world.write("tx", _events(data, world, 1, 20), keys=("id",), event_time="ts")
-    world.write("outcomes", _events(data, world, 0, 12, name="outcomes", extra_time=True),
+    world.write("outcomes", _events(data, world, 0, 12, name="outcomes", extra_time=True,
+                                    null_times=True),
                 keys=("id",), event_time="ts", available_at="seen", role="outcome")
     start = world.origin + data.draw(st.integers(-3, 20)) * 3600
     end = data.draw(st.sampled_from([None, 30, 45]))
@@ -530,6 +548,50 @@ def _composite_keys(factory: EngineFactory, folder: Path) -> None:
     assert got == expected, f"tie order by composite keys: {got}, expected {expected}"
 
 
+def _outcome_delay(factory: EngineFactory, folder: Path) -> None:
+    world = _World(folder, None, 0)
+    _simple(world, [h * 3600 for h in (0, 2, 4, 6)], [1, 2, 3, 4], [1.0] * 4)
+    h = 3600
+    # tx 1: happened 0.5h, known 3.5h (3h later); tx 3: happened 4.5h, known 5.5h; an outcome
+    # of tx 2 without availability time and one without event time: no outcome, counted.
+    outcomes = pa.table({
+        "oid": pa.array([10, 11, 12, 13], pa.int64()), "tid": pa.array([1, 3, 2, 4], pa.int64()),
+        "ts": _ts([h // 2, 9 * h // 2, 5 * h // 2, None], None),
+        "seen": _ts([7 * h // 2, 11 * h // 2, None, 13 * h // 2], None)})
+
+    def run(declared: int | None, as_of_h: int) -> tuple[list[Any], Any, EngineOutput]:
+        world.write("outcomes", outcomes, keys=("oid",), event_time="ts", available_at="seen",
+                    role="outcome", reporting_delay_us=declared)
+        plan = world.plan(EventPointsPlan("tx", ("id",)), as_of=_moment(as_of_h * 3600, None),
+                          label=LabelRule(name="label", kind="binary", horizon_us=HOUR,
+                                          source="outcomes", keys=(("id", "tid"),)))
+        out = factory().execute(plan)
+        frame, counts = finish_frame(plan, out)
+        labels = dict(zip(frame.column("decision_id").to_pylist(),
+                          frame.column("label").to_pylist(), strict=True))
+        return [labels.get(str(i)) for i in (1, 2, 3, 4)], counts, out
+
+    labels, counts, out = run(None, 8)
+    assert (out.label_delay_us, out.label_delay_basis) == (3 * HOUR, "inferred"), (
+        f"outcome delay ({out.label_delay_us}, {out.label_delay_basis!r}), expected "
+        "(3h, 'inferred'): the largest available_at - event_time")
+    assert labels == [1, 0, 1, None], (
+        f"labels {labels} with as_of 8h, horizon 1h, delay 3h: expected [1, 0, 1, immature] "
+        "(mature iff t + horizon + delay <= as_of)")
+    assert (counts.mature, counts.immature, counts.immature_delay, counts.positive) == (
+        3, 1, 1, 2), f"counts {counts}: expected 3 mature, 1 immature by the delay, 2 positive"
+    dropped = {k: dict(v) for k, v in out.dropped.items()}
+    assert dropped == {"outcomes": {"no event time ('ts')": 1,
+                                    "no availability time ('seen')": 1}}, (
+        f"dropped {dropped}: expected one outcome row without event time and one without "
+        "availability time")
+    labels, counts, out = run(0, 5)
+    assert out.label_delay_basis == "declared" and out.label_delay_us == 0
+    assert labels == [1, 0, 0, None], (
+        f"labels {labels} with as_of 5h and a declared delay of 0: tx 3's outcome (known at "
+        "5.5h) is not known by as_of and must not count: expected [1, 0, 0, immature]")
+
+
 _CHECKS: tuple[EngineCheck, ...] = (
     EngineCheck("own_source_windows", "windows over the decision source: ties, nulls, lags, "
                 "filters, include_current, outcome-derived, row features, column labels",
@@ -551,4 +613,7 @@ _CHECKS: tuple[EngineCheck, ...] = (
                 _explicit(_formats)),
     EngineCheck("composite_keys", "decision ids and tie order from several key columns",
                 _explicit(_composite_keys)),
+    EngineCheck("outcome_delay", "labels count outcomes known by as_of; maturity waits for "
+                "the outcome delay (declared or inferred); null-time outcome rows are left "
+                "out and counted", _explicit(_outcome_delay)),
 )

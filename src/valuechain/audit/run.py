@@ -9,6 +9,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from valuechain.artifacts import fix_command, open_artifact, project_relative
 from valuechain.audit.empirical import AuditFrame, empirical_findings, feature_power
 from valuechain.audit.findings import AuditResult, Finding
 from valuechain.audit.static import static_findings
@@ -29,7 +30,8 @@ def audit_project(loaded: LoadedSpec, *, seed: int = 0) -> tuple[AuditResult, Au
     """Static checks on the spec and its sources, empirical checks on the built frame."""
     spec = loaded.spec
     built = build_frame(loaded)
-    frame = pd.read_parquet(built.frame)
+    frame = open_artifact(built.frame, "parquet", what="the built frame",
+                          rebuild=fix_command(loaded.root, "build", "--force"))
     manifest = built.manifest["frame"]
     horizon = to_micros(spec.label.horizon)
     features = [f.name for f in spec.features]
@@ -42,7 +44,7 @@ def audit_project(loaded: LoadedSpec, *, seed: int = 0) -> tuple[AuditResult, Au
     found = static_findings(loaded, catalog)
     empirical, context = empirical_findings(data, periods=periods, horizon_us=horizon, seed=seed)
     result = AuditResult.of(found + empirical, spec.audit.accept, {
-        **context, "mode": "project", "frame": str(built.frame),
+        **context, "mode": "project", "frame": project_relative(built.frame, loaded.root),
         "frame_fingerprint": getattr(built, "fingerprint", None),
         "cache_key": built.manifest.get("cache_key")})
     return replace(result, data=data, loaded=loaded), data
@@ -142,4 +144,20 @@ def explain(finding: Finding, data: AuditFrame, loaded: LoadedSpec | None = None
             f"{catalog.view(lookup.source)} d ON p.{q(lookup.key)} = "
             f"d.{q(lookup.on or lookup.key)} WHERE d.{q(dim_t)} > p.{q(t_col or '')} "
             f"LIMIT {int(limit)}").df())
+    if finding.check == "undeclared_delay" and loaded is not None:
+        return _later_rows(finding, Catalog(loaded), limit)
     return pd.DataFrame({"finding": [finding.id], "evidence": [dict(finding.evidence)]})
+
+
+def _later_rows(finding: Finding, catalog: Catalog, limit: int) -> pd.DataFrame:
+    """Rows of the source whose later time column is furthest after the event time."""
+    name, event, column = (str(finding.evidence[k]) for k in ("source", "event_time", "column"))
+    keys = [k for k in catalog.sources[name].keys if k not in (event, column)]
+    q = quote_ident
+    t_event, _ = catalog.time_us(name, event, "sources", name, "event_time")
+    t_col, _ = catalog.time_us(name, column, "sources", name)
+    shown = ", ".join(q(c) for c in (*keys, event, column))
+    return pd.DataFrame(catalog.con.sql(
+        f"SELECT {shown}, to_microseconds(({t_col} - {t_event})::BIGINT) AS delay "
+        f"FROM {catalog.view(name)} WHERE {t_col} > {t_event} "
+        f"ORDER BY {t_col} - {t_event} DESC LIMIT {int(limit)}").df())

@@ -167,7 +167,121 @@ def _unversioned_lookups(loaded: LoadedSpec, catalog: Catalog) -> Iterator[Findi
         )
 
 
+#: A later time column counts as an undeclared delay when it is later than the event time
+#: in more than this share of the rows where both are known.
+DELAY_SHARE = 0.5
+
+
+def _readers(loaded: LoadedSpec) -> dict[str, list[str]]:
+    """Source -> the features that read its rows at their event time (plus the label's).
+
+    The decision source feeds its row features and the aggregates without ``source``; an
+    aggregate's ``source`` feeds it; the label's source feeds outcome-derived aggregates
+    (``of: label``) and the label itself (listed as ``label``).
+    """
+    spec = loaded.spec
+    own = spec.event_source
+    out: dict[str, list[str]] = {}
+    for f in spec.features:
+        if isinstance(f, RowFeature) and own:
+            out.setdefault(own, []).append(f.name)
+        elif isinstance(f, AggregateFeature):
+            name = spec.label.source if f.of == "label" and spec.label.source else (
+                f.source or own)
+            if name:
+                out.setdefault(name, []).append(f.name)
+    if spec.label.source:
+        out.setdefault(spec.label.source, []).append(spec.label.name)
+    return out
+
+
+def _seconds_text(seconds: float) -> str:
+    """A delay as people say it: ``3.4 days``, ``5.0 hours``, ``12 min``."""
+    if seconds >= 86_400:
+        return f"{seconds / 86_400:.1f} days"
+    if seconds >= 3_600:
+        return f"{seconds / 3_600:.1f} hours"
+    return f"{seconds / 60:.0f} min"
+
+
+def _spec_delay(seconds: float) -> str:
+    """A delay as a spec duration, rounded up: whole days, else hours, else minutes.
+
+    >>> _spec_delay(27.2 * 86_400), _spec_delay(5_400), _spec_delay(30)
+    ('28d', '2h', '1min')
+    """
+    unit, size = next(((u, s) for u, s in (("d", 86_400), ("h", 3_600)) if seconds >= s),
+                      ("min", 60))
+    return f"{max(int(-(-seconds // size)), 1)}{unit}"
+
+
+def _delay_fix(name: str, column: str, columns: list[str], p95: float, *, decisions: bool
+               ) -> str:
+    named = ", ".join(f"'{c}'" for c in columns)
+    attribute = "is only an attribute" if len(columns) == 1 else "are only attributes"
+    accept = (f"if {named} {attribute} of the event, accept this finding under `audit.accept` "
+              f"with id 'undeclared_delay:{name}' and the reason.")
+    delay = f"`reporting_delay: {_spec_delay(p95)}` (the p95 delay)"
+    if decisions:
+        return (f"the decision source's rows are known at their event time, but if they reach "
+                f"the feature pipeline only at '{column}', declare {delay} on source '{name}' "
+                "(its aggregates then need that `lag`); if some of its columns are filled in "
+                f"at '{column}' (a status, a settled amount), keep them out of the features "
+                f"or move them into their own source with `event_time: {column}`; {accept}")
+    return (f"if rows of '{name}' become known at '{column}', declare `available_at: {column}` "
+            f"on source '{name}' (or a fixed {delay}); {accept}")
+
+
+def _undeclared_delays(loaded: LoadedSpec, catalog: Catalog) -> Iterator[Finding]:
+    """A source whose rows carry a later time than the one features use: a delay nobody
+    declared (the commonest leak of all)."""
+    spec = loaded.spec
+    for name, readers in sorted(_readers(loaded).items()):
+        src = spec.sources.get(name)
+        if (src is None or src.event_time is None or src.available_at or src.valid_from
+                or src.reporting_delay is not None or src.role in ("dimension", "post_outcome")):
+            continue
+        catalog.open(name)
+        times = [c for c, kind in catalog.columns(name).items()
+                 if kind.startswith(_TIME_TYPES) and c != src.event_time]
+        if not times:
+            continue
+        t_event, _ = catalog.time_us(name, src.event_time, "sources", name, "event_time")
+        later: list[tuple[str, int, float, float, float]] = []
+        for column in times:
+            t_col, _ = catalog.time_us(name, column, "sources", name)
+            both, after, median, p95 = catalog.con.execute(
+                f"SELECT count(*), count(*) FILTER (WHERE d > 0), quantile_cont(d, 0.5), "
+                f"quantile_cont(d, 0.95) FROM (SELECT {t_col} - {t_event} AS d "
+                f"FROM {catalog.view(name)}) WHERE d IS NOT NULL").fetchall()[0]
+            if both and after / both > DELAY_SHARE:
+                later.append((column, int(both), after / both, float(median) / 1e6,
+                              float(p95) / 1e6))
+        if not later:
+            continue
+        later.sort(key=lambda item: -item[4])
+        column, rows, share, median, p95 = later[0]
+        columns = [c[0] for c in later]
+        named = ", ".join(f"'{c}'" for c in columns)
+        yield Finding(
+            id=f"undeclared_delay:{name}", check="undeclared_delay", severity="warning",
+            features=tuple(readers),
+            evidence={"source": name, "event_time": src.event_time, "later_columns": columns,
+                      "column": column, "rows": rows, "share_later": round(share, 4),
+                      "median_delay": _seconds_text(median),
+                      "p95_delay": _seconds_text(p95), "median_delay_seconds": median,
+                      "p95_delay_seconds": p95},
+            explanation=f"source '{name}' is read at its event time '{src.event_time}', but "
+            f"its rows also carry {named}, later than '{src.event_time}' in {share:.0%} of "
+            f"the rows ('{column}': median {_seconds_text(median)}, p95 "
+            f"{_seconds_text(p95)} later). If a row only becomes known then, features and "
+            "labels computed at the event time use what was not yet known at the decision: "
+            "a delay nobody declared is the commonest leak of all.",
+            fix=_delay_fix(name, column, columns, p95, decisions=name == spec.event_source),
+        )
+
+
 def static_findings(loaded: LoadedSpec, catalog: Catalog) -> list[Finding]:
     """Every static finding for the spec."""
     return [*_label_copy(loaded), *_identifiers(loaded), *_lag_vs_delay(loaded),
-            *_unversioned_lookups(loaded, catalog)]
+            *_unversioned_lookups(loaded, catalog), *_undeclared_delays(loaded, catalog)]

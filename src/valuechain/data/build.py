@@ -4,7 +4,8 @@ The spec becomes an engine-neutral :class:`~valuechain.data.plan.Plan`
 (:func:`~valuechain.data.plan.make_plan`), an engine chosen by name executes it from the
 source files (:mod:`valuechain.data.engines`), and this module finishes the frame the same
 way for every engine: the decision identity ``decision_id`` first, then ids, time, features
-and the label; immature rows (``t + horizon > as_of``) dropped and counted. The frame is
+and the label; immature rows (``t + horizon + d > as_of``, ``d`` the outcome delay of
+:func:`valuechain.data.pit.label_delay`) dropped and counted. The frame is
 written as ``<workspace>/build/frame.parquet`` beside ``manifest.json``, which records the
 frame's fingerprint. Re-running on unchanged spec, inputs and engine settings reuses the
 frame.
@@ -29,10 +30,11 @@ from valuechain import __version__
 from valuechain.data.engines import Engine, EngineConfig, EngineOutput, get_engine
 from valuechain.data.pit import LABEL
 from valuechain.data.plan import ID_COLUMN, EventPointsPlan, Plan, make_plan
-from valuechain.data.sources import Catalog, fingerprint, us_to_datetime
+from valuechain.data.sources import Catalog, SourceInfo, fingerprint, us_to_datetime
 from valuechain.errors import DataError, EngineError
 from valuechain.io import write_json, write_parquet
 from valuechain.spec.loader import LoadedSpec
+from valuechain.sql import quote_ident
 
 __all__ = ["BuildResult", "RowCounts", "build_frame", "decision_ids", "finish_frame",
            "select_engine"]
@@ -48,6 +50,7 @@ class RowCounts:
     immature: int
     positive: int
     dropped_no_time: int = 0
+    immature_delay: int = 0  # immature only because of the outcome delay (see pit.is_mature)
 
 
 @dataclass(frozen=True)
@@ -141,7 +144,10 @@ def finish_frame(plan: Plan, out: EngineOutput) -> tuple[pa.Table, RowCounts]:
         cols[name] = raw.column(name)
     label = raw.column(LABEL)
     binary = plan.label.kind == "binary"
-    mature = pc.less_equal(pc.add(raw.column("__t"), plan.label.horizon_us), out.as_of_us)
+    # pit.is_mature, vectorised: t + horizon + d <= as_of.
+    ends = pc.add(raw.column("__t"), plan.label.horizon_us)
+    mature = pc.less_equal(pc.add(ends, out.label_delay_us), out.as_of_us)
+    by_horizon = int(pc.sum(pc.less_equal(ends, out.as_of_us)).as_py() or 0)
     _check_label(plan, label, mature, cols[ID_COLUMN])
     cols[plan.label.name] = pc.cast(label, pa.int8() if binary else pa.float64())
     frame = pa.table(cols)
@@ -149,7 +155,8 @@ def finish_frame(plan: Plan, out: EngineOutput) -> tuple[pa.Table, RowCounts]:
     positive = int(pc.sum(pc.greater(kept.column(plan.label.name), 0)).as_py() or 0)
     counts = RowCounts(total=frame.num_rows, mature=kept.num_rows,
                        immature=frame.num_rows - kept.num_rows, positive=positive,
-                       dropped_no_time=out.dropped_no_time)
+                       dropped_no_time=out.dropped_no_time,
+                       immature_delay=by_horizon - kept.num_rows)
     return kept, counts
 
 
@@ -216,10 +223,13 @@ def select_engine(loaded: LoadedSpec, engine: EngineChoice = None) -> Engine:
 
 # -- the stage -------------------------------------------------------------------------------
 def _cache_key(loaded: LoadedSpec, fingerprints: dict[str, str], as_of: datetime | None,
-               engine: dict[str, Any]) -> str:
-    payload = json.dumps({"spec": loaded.hash, "sources": fingerprints, "engine": engine,
-                          "as_of": as_of.isoformat() if as_of else None,
-                          "version": __version__}, sort_keys=True)
+               engine: dict[str, Any], accept: tuple[str, ...] = ()) -> str:
+    parts: dict[str, Any] = {"spec": loaded.hash, "sources": fingerprints, "engine": engine,
+                             "as_of": as_of.isoformat() if as_of else None,
+                             "version": __version__}
+    if accept:  # what a build accepted on purpose (absent: keys of earlier builds hold)
+        parts["accept"] = list(accept)
+    payload = json.dumps(parts, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
 
@@ -239,6 +249,7 @@ def build_frame(
     engine: EngineChoice = None,
     force: bool = False,
     progress: Progress | None = None,
+    accept_early_times: bool = False,
 ) -> BuildResult:
     """Build (or reuse) the point-in-time frame for ``loaded``.
 
@@ -254,6 +265,9 @@ def build_frame(
         config); default the spec's ``engine``, else DuckDB.
     force : bool
         Rebuild even when the spec, the sources and the engine settings are unchanged.
+    accept_early_times : bool
+        Accept times at or before 1970-01-01 in columns that also hold later times (refused
+        by default as "missing" placeholders; docs/point-in-time.md).
 
     Examples
     --------
@@ -263,16 +277,17 @@ def build_frame(
     started = time.perf_counter()
     out_dir = loaded.workspace / "build"
     frame_path, manifest_path = out_dir / "frame.parquet", out_dir / "manifest.json"
-    plan = make_plan(loaded, as_of)
+    plan = make_plan(loaded, as_of, accept_early_times=accept_early_times)
     chosen = select_engine(loaded, engine)
     engine_settings = chosen.config.model_dump(mode="json")
     catalog = Catalog(plan)
     if progress:
         progress("sources", 0.02)
     infos = {name: catalog.info(name) for name in plan.sources}
+    _check_decision_keys(plan, catalog)
     catalog.con.close()
     key = _cache_key(loaded, {n: i.fingerprint for n, i in infos.items()}, as_of,
-                     engine_settings)
+                     engine_settings, ("early_times",) if accept_early_times else ())
     previous = _previous_manifest(manifest_path) if not force and frame_path.exists() else None
     if previous is not None:
         recorded = previous.get("frame", {}).get("fingerprint")
@@ -282,10 +297,12 @@ def build_frame(
                 progress("cached", 1.0)
             return BuildResult(frame_path, manifest_path, RowCounts(**previous["rows"]), True,
                                time.perf_counter() - started, previous, recorded)
+    _check_not_empty(plan, infos)
     out = chosen.execute(plan, progress)
     if progress:
         progress("assemble", 0.9)
     frame, counts = finish_frame(plan, out)
+    _check_rows(plan, out, counts, infos)
     write_parquet(frame_path, frame)
     frame_fingerprint = fingerprint([frame_path])
     seconds = time.perf_counter() - started
@@ -304,6 +321,7 @@ def build_frame(
         "sources": {n: i.__dict__ for n, i in infos.items()},
         "rows": counts.__dict__,
         "dropped": {name: dict(reasons) for name, reasons in out.dropped.items()},
+        "label_delay": _delay_entry(plan, out, counts),
         "label": {**lab.model_dump(mode="json", exclude_none=True)},
         "frame": {"path": frame_path.name, "columns": frame.column_names,
                   "id_column": ID_COLUMN, "fingerprint": frame_fingerprint,
@@ -321,6 +339,108 @@ def build_frame(
         progress("done", 1.0)
     return BuildResult(frame_path, manifest_path, counts, False, seconds, manifest,
                        frame_fingerprint)
+
+
+def _days(us: int) -> str:
+    return f"{us / 86_400_000_000:.4g} days"
+
+
+def _check_decision_keys(plan: Plan, catalog: Catalog) -> None:
+    """DataError when a key column of the decision source is empty (null) in some rows."""
+    if plan.own is None:
+        return
+    for k in plan.decision_keys:
+        if k not in catalog.columns(plan.own):
+            continue  # the engine's column check names it
+        empty = int(catalog.scalar(f"SELECT count(*) FROM {catalog.view(plan.own)} "
+                                   f"WHERE {quote_ident(k)} IS NULL") or 0)
+        if empty:
+            raise DataError(
+                f"{plan.where('sources', plan.own, 'keys')}: key column '{k}' of decision "
+                f"source '{plan.own}' ({catalog.display_path(plan.own)}) is empty (null) in "
+                f"{empty:,} rows. Expected every decision to have its key (it is the "
+                "decision's identity, `decision_id`); fill the key at the source or drop "
+                "those rows."
+            )
+
+
+def _check_not_empty(plan: Plan, infos: Mapping[str, SourceInfo]) -> None:
+    """DataError when the decision source or the outcome source has no rows at all."""
+    decisions = plan.own or (plan.points.population
+                             if not isinstance(plan.points, EventPointsPlan) else None)
+    for name, what, consequence in (
+            (decisions, "decision source", "there is no decision to learn from"),
+            (plan.label.source, "outcome source", "every label would be 0")):
+        if name is None or infos[name].rows:
+            continue
+        raise DataError(
+            f"{plan.where('sources', name, 'path')}: {what} '{name}' ({infos[name].path}) has "
+            f"0 rows: {consequence}. Expected the extracted data; check the file (an export "
+            "that wrote only the header?) and the `path`."
+        )
+
+
+def _check_rows(plan: Plan, out: EngineOutput, counts: RowCounts,
+                infos: Mapping[str, SourceInfo]) -> None:
+    """DataError when no decision row, or no mature label, is left: say why, with figures."""
+    as_of = us_to_datetime(out.as_of_us, out.aware).isoformat()
+    outcome = plan.label.source
+    if outcome is not None:
+        left_out = sum(out.dropped.get(outcome, {}).values())
+        if left_out and left_out >= infos[outcome].rows:
+            raise DataError(
+                f"{plan.where('sources', outcome)}: all {infos[outcome].rows:,} rows of outcome "
+                f"source '{outcome}' ({infos[outcome].path}) lack a time "
+                f"({dict(out.dropped[outcome])}), so every label would be 0. Fill "
+                "`event_time` (and `available_at`) at the source."
+            )
+    if counts.total == 0:
+        source = plan.own
+        if source is not None:
+            raise DataError(
+                f"{plan.where('sources', source, 'event_time')}: decision source '{source}' "
+                f"({infos[source].path}) has {infos[source].rows:,} rows but none with a time "
+                f"({dict(out.dropped.get(source, {}))}): there is no decision point. Fill the "
+                "event times at the source."
+            )
+        raise DataError(
+            f"{plan.where('decision_points', 'schedule')}: the schedule makes no decision "
+            f"point up to as_of {as_of}: no entity of the population is seen by then. Check "
+            "`schedule.start` and `end` against the population's times."
+        )
+    if counts.mature == 0:
+        first = int(pc.min(out.frame.column("__t")).as_py())
+        needed = first + plan.label.horizon_us + out.label_delay_us
+        delay = (f" + outcome delay {_days(out.label_delay_us)} ({out.label_delay_basis})"
+                 if out.label_delay_us else "")
+        raise DataError(
+            f"{plan.where('label', 'horizon')}: none of the {counts.total:,} decision rows has "
+            f"a mature label: as_of is {as_of}, and the earliest decision "
+            f"({us_to_datetime(first, out.aware).isoformat()}) + horizon "
+            f"{_days(plan.label.horizon_us)}{delay} ends at "
+            f"{us_to_datetime(needed, out.aware).isoformat()}. A label is final only when "
+            "t + horizon + delay <= as_of. Use data extracted later (or a later `--as-of`), "
+            "a shorter `label.horizon`"
+            + (", or declare a shorter `reporting_delay` on the outcome source"
+               if out.label_delay_us else "") + "."
+        )
+
+
+def _delay_entry(plan: Plan, out: EngineOutput, counts: RowCounts) -> dict[str, Any]:
+    """The manifest's ``label_delay``: the outcome delay, how it was found, what it did."""
+    entry: dict[str, Any] = {"seconds": out.label_delay_us / 1e6,
+                             "basis": out.label_delay_basis,
+                             "rows_made_immature": counts.immature_delay}
+    src = plan.label.source
+    if out.label_delay_basis == "inferred" and src is not None:
+        ref = plan.sources[src]
+        days = out.label_delay_us / 86_400_000_000
+        entry["note"] = (
+            f"inferred as the largest '{ref.available_at}' - '{ref.event_time}' of outcome "
+            f"source '{src}' ({days:.4g} days): a label is mature only when t + horizon + "
+            f"this delay <= as_of. Declare `sources.{src}.reporting_delay` (e.g. "
+            f"'{max(1, round(days + 0.4999))}d') to make it explicit.")
+    return entry
 
 
 def _column_stats(frame: pa.Table, name: str) -> dict[str, Any]:

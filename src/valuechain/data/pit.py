@@ -29,13 +29,25 @@ Aggregates over the members' non-null values
 Outcome-derived aggregates (``of: label``)
     count the members whose label is positive (> 0) *and known* by ``t_i`` (``known_j <= t_i``):
     count = such members, sum = their label values, rate/mean = sum / members.
+Outcome rows
+    an outcome row ``j`` has an event time ``e_j`` (when it happened) and an availability
+    ``a_j`` (``available_at``, else ``e_j``). Rows with a null ``e_j`` or ``a_j`` are no
+    outcome at all: every engine leaves them out and counts them (``dropped``).
 Label
     column label: the column's value, known at ``t + horizon``. Outcome-source label: binary
-    = any outcome row with matching keys and event time in ``(t, t + horizon]``; amount =
-    the sum of their amounts. It is known (for outcome-derived features) at the earliest
-    availability of such rows (binary) or the latest (amount).
+    = any outcome row with matching keys, event time in ``(t, t + horizon]`` *and known by
+    the extraction time* (``a_j <= as_of``); amount = the sum of their amounts. It is known
+    (for outcome-derived features) at the earliest availability of such rows (binary) or the
+    latest (amount).
+Outcome delay ``d``
+    how long after it happens an outcome becomes known (:func:`label_delay`): the outcome
+    source's declared ``reporting_delay``; else, when it declares ``available_at``, the
+    largest ``a_j - e_j`` over its rows (inferred; the manifest says so and recommends
+    declaring it); else 0. A column label has ``d = 0``.
 Maturity
-    a label is mature iff ``t + horizon <= as_of``. Immature rows are excluded and counted.
+    a label is mature iff ``t + horizon + d <= as_of`` (:func:`is_mature`): every outcome in
+    the horizon has then had the time to become known. Immature rows are excluded and
+    counted; those that only the delay makes immature (``t + horizon <= as_of``) too.
 As-of lookup
     the dimension row with ``on == key`` and ``known_r <= t`` that is latest by
     ``(known_r, o_r)``, where ``known_r`` is the later of ``valid_from`` and ``available_at``
@@ -55,7 +67,7 @@ As-of lookup
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Protocol
 
@@ -74,6 +86,8 @@ __all__ = [
     "Window",
     "aggregate",
     "in_window",
+    "is_mature",
+    "label_delay",
     "lookup_rank",
     "outcome_aggregate",
     "outcome_label",
@@ -131,6 +145,7 @@ class LabelPlan:
     column: str | None = None
     outcome: str | None = None
     keys: tuple[tuple[str, str], ...] = ()
+    known_by_us: int | None = None  # as_of: outcome rows known later do not count
 
 
 @dataclass(frozen=True)
@@ -169,6 +184,37 @@ class Kernel(Protocol):
     name: ClassVar[str]
 
     def compute(self, problem: PitProblem) -> pa.Table: ...
+
+
+def label_delay(declared_us: int | None, gaps: Iterable[int] | None) -> tuple[int, str]:
+    """The outcome delay ``d`` of the module docstring, and how it was found.
+
+    ``declared_us`` is the outcome source's ``reporting_delay`` (None when not declared);
+    ``gaps`` the ``a_j - e_j`` of its rows with both times (None when the source has no
+    ``available_at``; an engine may pass just the largest). Returns ``(d, basis)`` with
+    ``basis`` ``"declared"``, ``"inferred"`` (the largest gap, 0 without rows) or ``"none"``.
+
+    >>> label_delay(None, [5, 30, 0])
+    (30, 'inferred')
+    >>> label_delay(3, [50])
+    (3, 'declared')
+    >>> label_delay(None, None)
+    (0, 'none')
+    """
+    if declared_us is not None:
+        return int(declared_us), "declared"
+    if gaps is None:
+        return 0, "none"
+    return max([0, *gaps]), "inferred"
+
+
+def is_mature(t_us: int, horizon_us: int, delay_us: int, as_of_us: int) -> bool:
+    """Whether a label at ``t_us`` is final at ``as_of_us``: ``t + horizon + d <= as_of``.
+
+    >>> is_mature(0, 10, 5, 15), is_mature(0, 10, 5, 14)
+    (True, False)
+    """
+    return t_us + horizon_us + delay_us <= as_of_us
 
 
 _ROWS: dict[tuple[int, str], tuple[pa.Table, dict[Any, list[dict[str, Any]]]]] = {}
@@ -301,6 +347,8 @@ class ReferenceKernel:
             (row["__e"], row["__t"], row[plan.column] if plan.column else None)
             for row in _rows_with(problem.table(plan.outcome), first_outcome, point[first_point])
             if all(point[a] is not None and point[a] == row[b] for a, b in plan.keys)
+            and row["__t"] is not None
+            and (plan.known_by_us is None or row["__t"] <= plan.known_by_us)
         ]
         return outcome_label(plan.kind, plan.horizon_us, t, hits)
 

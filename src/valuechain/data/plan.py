@@ -103,6 +103,7 @@ class SourceRef:
     available_at: str | None = None
     valid_from: str | None = None
     role: str = "events"
+    reporting_delay_us: int | None = None  # declared `reporting_delay`
 
     def time_fields(self) -> list[tuple[str, str]]:
         """``(field, column)`` for every declared time column."""
@@ -201,6 +202,7 @@ class Plan:
     label: LabelRule
     as_of: datetime | None = None
     feature_names: tuple[str, ...] = ()  # in spec order
+    accept_early_times: bool = False  # rows at or before 1970-01-01 in modern data are real
 
     def where(self, *loc: str | int) -> str:
         """The spec location of ``loc`` for messages."""
@@ -387,7 +389,9 @@ def source_refs(loaded: LoadedSpec) -> dict[str, SourceRef]:
             name=name, format=_format(loaded, name, src),
             path=(loaded.root / src.path).resolve() if src.path else None, written=src.path,
             table=src.table, keys=tuple(src.keys), event_time=src.event_time,
-            available_at=src.available_at, valid_from=src.valid_from, role=src.role)
+            available_at=src.available_at, valid_from=src.valid_from, role=src.role,
+            reporting_delay_us=(to_micros(src.reporting_delay) if src.reporting_delay is not None
+                                else None))
         for name, src in loaded.spec.sources.items()
     }
 
@@ -396,8 +400,13 @@ def locator(loaded: LoadedSpec) -> Locator:
     return Locator(file=loaded.path.name, lines=dict(loaded.lines))
 
 
-def make_plan(loaded: LoadedSpec, as_of: datetime | None = None) -> Plan:
-    """The :class:`Plan` of ``loaded``; SpecError for what the spec alone rules out."""
+def make_plan(loaded: LoadedSpec, as_of: datetime | None = None, *,
+              accept_early_times: bool = False) -> Plan:
+    """The :class:`Plan` of ``loaded``; SpecError for what the spec alone rules out.
+
+    ``accept_early_times`` accepts time values at or before 1970-01-01 among later ones
+    (refused by default as "missing" placeholders; see docs/point-in-time.md).
+    """
     spec = loaded.spec
     sources = source_refs(loaded)
     own = spec.event_source
@@ -484,4 +493,5 @@ def make_plan(loaded: LoadedSpec, as_of: datetime | None = None) -> Plan:
                       keys=tuple(lab.keys.items()) if lab.keys else None)
     return Plan(locator=locator(loaded), sources=sources, points=points,
                 row_features=tuple(rows), windows=tuple(windows), lookups=tuple(lookups),
-                label=label, as_of=as_of, feature_names=tuple(f.name for f in spec.features))
+                label=label, as_of=as_of, feature_names=tuple(f.name for f in spec.features),
+                accept_early_times=accept_early_times)

@@ -26,6 +26,15 @@ __all__ = ["Catalog", "SourceInfo", "datetime_to_us", "fingerprint", "us_to_date
 _TIME_TYPES = ("TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "DATE", "TIMESTAMP_NS", "TIMESTAMP_MS",
                "TIMESTAMP_S")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_INTEGERS = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
+             "UINTEGER", "UBIGINT")
+# (unit, values per second, DuckDB conversion to microseconds inside make_timestamp)
+_EPOCH_UNITS = (("seconds", 1, " * 1000000"), ("milliseconds", 1_000, " * 1000"),
+                ("microseconds", 1_000_000, ""), ("nanoseconds", 1_000_000_000, " // 1000"))
+_PANDAS_UNIT = {"seconds": "s", "milliseconds": "ms", "microseconds": "us",
+                "nanoseconds": "ns"}
+# A time of day followed by a UTC offset ('Z', '+02:00', '-0530', '+01', 'UTC').
+_OFFSET = r"\d{2}:\d{2}(:\d{2}(\.\d+)?)?\s*(Z|z|UTC|[+-]\d{2}(:?\d{2})?)$"
 
 
 def datetime_to_us(value: datetime) -> int:
@@ -102,6 +111,8 @@ class Catalog:
             self.locator = locator(loaded)
         self.con = con or duckdb.connect()
         self.con.execute("SET enable_progress_bar = false")
+        # Text with an offset converts to a UTC instant whatever the machine's time zone.
+        self.con.execute("SET TimeZone = 'UTC'")
         self._types: dict[str, dict[str, str]] = {}
         self._files: dict[str, list[Path]] = {}
         if open_all:
@@ -167,6 +178,60 @@ class Catalog:
         self._types[name] = {row[0]: str(row[1]) for row in described}
         if fmt == "csv":
             self._check_header(name)
+            self._csv_offsets(name)
+
+    def _offset_kinds(self, relation: str, column: str) -> tuple[int, int, list[str]]:
+        """Non-null text values of ``column`` with and without a UTC offset, and examples
+        (one with, one without)."""
+        col = quote_ident(column)
+        text = f"trim({col}::VARCHAR)"
+        has = f"regexp_matches({text}, {quote_literal(_OFFSET)})"
+        row = self.first(
+            f"SELECT count(*) FILTER (WHERE {has}), count(*) FILTER (WHERE NOT {has}), "
+            f"any_value({text}) FILTER (WHERE {has}), any_value({text}) FILTER (WHERE NOT {has}) "
+            f"FROM {relation} WHERE {col} IS NOT NULL") or (0, 0, None, None)
+        return int(row[0]), int(row[1]), [v for v in row[2:] if v is not None]
+
+    def _csv_offsets(self, name: str) -> None:
+        """Time columns of a CSV read as written: every value with a UTC offset (any offsets,
+        also mixed: converted to UTC instants), none, or a DataError for a mix."""
+        src = self.sources[name]
+        path = self._files[name][0]
+        raw = f"read_csv({quote_literal(path)}, header=true, all_varchar=true)"
+        retype: dict[str, str] = {}
+        for fld, column in src.time_fields():
+            if column not in self._types[name] or column in retype:
+                continue
+            aware, naive, examples = self._offset_kinds(raw, column)
+            if aware and naive:
+                raise DataError(
+                    f"{self.where('sources', name, fld)}: column '{column}' of source "
+                    f"'{name}' ({path}) mixes times with a UTC offset and times without one "
+                    f"({aware:,} with, {naive:,} without; e.g. {examples[0]!r} and "
+                    f"{examples[1]!r}). A time without an offset is ambiguous next to UTC "
+                    "instants. Expected one kind in a column; write every value with its "
+                    "offset (e.g. '2025-01-01T10:00:00+00:00' or '...Z'), or every value "
+                    "without one (local wall-clock times)."
+                )
+            if aware and self._types[name][column] != "TIMESTAMP WITH TIME ZONE":
+                retype[column] = "TIMESTAMP WITH TIME ZONE"
+        if retype:
+            view = quote_ident(f"src_{name}")
+            types = ", ".join(f"{quote_literal(c)}: {quote_literal(t)}"
+                              for c, t in retype.items())
+            try:
+                self.con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM "
+                                 f"read_csv({quote_literal(path)}, header=true, "
+                                 f"types={{{types}}})")
+                described = self.con.execute(f"DESCRIBE {view}").fetchall()
+            except duckdb.Error as err:
+                raise DataError(
+                    f"{self.where('sources', name, 'path')}: source '{name}' ({path}): the "
+                    f"columns {sorted(retype)} hold times with UTC offsets that do not all "
+                    f"read as timestamps: {str(err).splitlines()[0]}. Expected ISO 8601 "
+                    "times such as '2025-01-01T10:00:00+02:00'; fix those values."
+                ) from None
+            self._types[name] = {row[0]: str(row[1]) for row in described}
 
     def _check_header(self, name: str) -> None:
         """DataError when a CSV's first line looks like data rather than column names."""
@@ -222,26 +287,61 @@ class Catalog:
         if kind in _TIME_TYPES:
             return f"epoch_us({col}::TIMESTAMP)", False
         if kind == "VARCHAR":
-            bad = self.con.execute(
+            with_offset, without, examples = self._offset_kinds(self.view(source), column)
+            if with_offset and without:
+                raise DataError(
+                    f"{self.where(*field)}: column '{column}' of source '{source}' "
+                    f"({self.display_path(source)}) mixes times with a UTC offset and times "
+                    f"without one ({with_offset:,} with, {without:,} without; e.g. "
+                    f"{examples[0]!r} and {examples[1]!r}). Expected one kind in a column; "
+                    "write every value with its offset, or every value without one."
+                )
+            target = "TIMESTAMPTZ" if with_offset else "TIMESTAMP"
+            bad = self.first(
                 f"SELECT {col} FROM {self.view(source)} WHERE {col} IS NOT NULL "
-                f"AND try_cast({col} AS TIMESTAMP) IS NULL LIMIT 1"
-            ).fetchone()
+                f"AND try_cast({col} AS {target}) IS NULL LIMIT 1"
+            )
             if bad is None:
-                return f"epoch_us({col}::TIMESTAMP)", False
+                # Offsets are kept: each value becomes its UTC instant (aware data).
+                return (f"epoch_us({col}::TIMESTAMPTZ)", True) if with_offset else (
+                    f"epoch_us({col}::TIMESTAMP)", False)
             raise DataError(
                 f"{self.where(*field)}: column '{column}' of source '{source}' holds text "
                 f"that is not a timestamp (e.g. {bad[0]!r}). Expected ISO timestamps such as "
                 "'2025-03-01 14:05:00'; convert the column or point to another one."
             )
+        unit = self._epoch_unit(source, column) if kind in _INTEGERS else ""
         raise DataError(
-            f"{self.where(*field)}: column '{column}' of source '{source}' has type "
-            f"{kind}. Expected a timestamp or date; convert it (e.g. with to_timestamp) or point "
-            "to a time column."
+            f"{self.where(*field)}: column '{column}' of source '{source}' "
+            f"({self.display_path(source)}) has type {kind}{unit}. Expected a timestamp or "
+            "date; convert it at the source or point to a time column."
         )
+
+    def _epoch_unit(self, source: str, column: str) -> str:
+        """What integers in a time column look like: epoch seconds, milliseconds, ..."""
+        col = quote_ident(column)
+        row = self.first(f"SELECT median(abs({col}::DOUBLE)), min({col}), max({col}) "
+                         f"FROM {self.view(source)}")
+        if row is None or row[0] is None:
+            return ""
+        typical = float(row[0])
+        for name, per_second, code in _EPOCH_UNITS:
+            seconds = typical / per_second
+            if 3e8 <= seconds <= 5e9:  # 1979 .. 2128
+                first = us_to_datetime(int(row[1] * 1_000_000 // per_second), False)
+                last = us_to_datetime(int(row[2] * 1_000_000 // per_second), False)
+                return (f"; its values look like epoch {name} ({row[1]} .. {row[2]} would be "
+                        f"{first.isoformat()} .. {last.isoformat()} UTC), e.g. convert with "
+                        f"DuckDB `make_timestamp({column}{code})` or pandas "
+                        f"`pd.to_datetime(df['{column}'], unit='{_PANDAS_UNIT[name]}')`")
+        return (f"; its values (typically {typical:,.0f}) match no epoch unit (seconds, "
+                "milliseconds, microseconds, nanoseconds since 1970)")
 
     def info(self, name: str) -> SourceInfo:
         src = self.sources[name]
         time_col = src.event_time or src.valid_from or src.available_at
+        for fld, column in src.time_fields():  # a missing column is named, not a SQL error
+            self.require_column(name, column, "sources", name, fld)
         rows, lo, hi = self.con.sql(
             f"SELECT count(*), min({quote_ident(time_col)})::VARCHAR, max({quote_ident(time_col)})::VARCHAR "
             f"FROM {self.view(name)}"

@@ -14,7 +14,7 @@ writes it again.
 >>> DecideResult.load(Path(tempfile.mkdtemp()))
 Traceback (most recent call last):
 ...
-valuechain.errors.ArtifactError: .../decide.json is missing. Run `valuechain decide --spec DIR (DIR: the project folder)` to write it.
+valuechain.errors.ArtifactError: .../decide.json: the decide result is missing (deleted, moved, or never written). Run `valuechain decide --spec DIR` to write it.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from valuechain.artifacts import damaged, open_artifact
 from valuechain.decide.price import (
     Decisions,
     Kind,
@@ -87,23 +88,12 @@ def _check_value_inputs(loaded: LoadedSpec, run: TrainResult) -> None:
 def _read_predictions(run_dir: Path, role: str, needed: list[str], root: Path) -> pd.DataFrame:
     path = run_dir / f"predictions_{role}.parquet"
     fix = fix_command(root)
-    try:
-        table = pd.read_parquet(path)
-    except FileNotFoundError:
-        raise ArtifactError(f"{path} is missing: the run is incomplete. Run `{fix}` to train "
-                            "again.") from None
-    except Exception as err:  # pyarrow raises several types for a damaged file
-        raise ArtifactError(f"{path} cannot be read ({type(err).__name__}: {err}); it is "
-                            f"damaged. Run `{fix}` to train again.") from None
-    missing = [c for c in needed if c not in table.columns]
-    if missing:
-        raise ArtifactError(f"{path} lacks the column(s) {missing} (it has {list(table.columns)}): "
-                            "it was written by an older valuechain, before runs stored decision "
-                            f"ids, costs and rules. Run `{fix}` to train again.")
+    table = open_artifact(path, "parquet", rebuild=fix, columns=needed,
+                          what=f"the {role} predictions of run {run_dir.name}")
     if table.columns[0] != ID_COLUMN or table[ID_COLUMN].isna().any() or (
             table[ID_COLUMN].duplicated().any()):
-        raise ArtifactError(f"{path}: `{ID_COLUMN}` must be the first column, never null and "
-                            f"unique; the file was edited or damaged. Run `{fix}` to train again.")
+        raise damaged(path, f"`{ID_COLUMN}` must be the first column, never null and unique",
+                      fix, what=f"the {role} predictions of run {run_dir.name}")
     return table
 
 
@@ -119,9 +109,8 @@ def run_decisions(loaded: LoadedSpec, run: TrainResult, run_dir: Path, role: str
     if value.baseline_policy:
         needed.append("rule")
     if not time_col:
-        raise ArtifactError(f"{run_dir / 'metrics.json'} does not name the frame's time column "
-                            "(written by an older valuechain). Run "
-                            f"`{fix_command(loaded.root)}` to train again.")
+        raise damaged(run_dir / "metrics.json", "`frame.time_column` is not recorded",
+                      fix_command(loaded.root), what="the training run")
     table = _read_predictions(run_dir, role, [*needed, time_col], loaded.root)
     us = times_us(table[time_col])
     origin = (int(pd.Timestamp(run.frame.time_origin).value // 1000)
@@ -181,7 +170,7 @@ def decide_project(
     True
     """
     runs = loaded.workspace / "runs"
-    run_dir = latest_run(runs)
+    run_dir = latest_run(runs, root=loaded.root)
     if run_dir is None:
         raise ArtifactError(f"{runs}: no training run yet. Run `{fix_command(loaded.root)}` "
                             "first (`valuechain train`).")

@@ -47,7 +47,15 @@ import pyarrow.parquet as pq
 
 from valuechain.errors import ValuechainError
 
-__all__ = ["TABLES", "FraudWorld", "FraudWorldSummary", "generate_fraud", "simulate_fraud"]
+__all__ = [
+    "TABLES",
+    "FraudWorld",
+    "FraudWorldSummary",
+    "Shipped",
+    "generate_fraud",
+    "ship",
+    "simulate_fraud",
+]
 
 Arr = npt.NDArray[Any]
 Progress = Callable[[str, float], None]
@@ -272,6 +280,65 @@ def simulate_fraud(
     return FraudWorld(
         tables, truth, t0, t0 + timedelta(days=days), t0 + timedelta(seconds=as_of), seed
     )
+
+
+@dataclass(frozen=True)
+class Shipped:
+    """The demo's last step: the bundle packaged, promoted if its gates pass, how to serve it."""
+
+    version: str
+    path: Path
+    created: bool
+    promoted: bool
+    failing_gates: tuple[str, ...]
+    serve_command: str
+    seconds: float
+
+    def to_json(self) -> dict[str, object]:
+        return {"version": self.version, "path": str(self.path), "created": self.created,
+                "promoted": self.promoted, "failing_gates": list(self.failing_gates),
+                "serve_command": self.serve_command, "seconds": round(self.seconds, 3)}
+
+    def lines(self) -> list[str]:
+        """What ``valuechain demo fraud`` prints last."""
+        state = ("in production" if self.promoted else
+                 f"staging (gates failing: {', '.join(self.failing_gates)})")
+        return [f"package: {self.version} {state} -> {self.path}",
+                f"next: {self.serve_command}"]
+
+
+def ship(spec: Any, project: Path | str) -> Shipped:
+    """Package the decided run of the demo project, promote it when its gates pass.
+
+    Parameters
+    ----------
+    spec : LoadedSpec or path
+        The demo project's spec.
+    project : Path or str
+        The project folder as the user typed it (for the printed ``serve`` command).
+
+    Returns
+    -------
+    Shipped
+        The version, whether it went to production, and the command that serves it
+        (``valuechain serve --spec DIR``, with ``--version`` when it stayed in staging).
+    """
+    from valuechain.registry import Registry, package
+
+    began = time.perf_counter()
+    result = package(spec)
+    failing = tuple(g.name for g in result.gates if not g.passed)
+    registry = Registry(result.registry)
+    current = registry.production()
+    promoted = current is not None and current.version == result.version
+    if not failing and not promoted:
+        registry.promote(result.version)
+        promoted = True
+    command = f"valuechain serve --spec {project}"
+    if not promoted:
+        command += f" --version {result.version}"
+    return Shipped(result.version, result.path, result.created, promoted, failing, command,
+                   time.perf_counter() - began)
 
 
 def _report(progress: Progress | None, stage: str, fraction: float) -> None:

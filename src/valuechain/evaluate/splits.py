@@ -42,7 +42,9 @@ __all__ = [
     "RANDOM_TIME_GAP",
     "VALIDATION_SHARE",
     "Fold",
+    "NoEntity",
     "default_periods",
+    "entity_keys",
     "random_split",
     "rolling_origin",
     "split_validation",
@@ -289,7 +291,10 @@ def default_periods(
         raise SpecError(f"{len(names)} names for {len(shares)} fractions; give one name each.")
     us, aware = _times_us(times)
     if len(us) == 0:
-        raise DataError("no decision times to split: the frame has no mature rows.")
+        raise DataError(
+            "no decision times to split: the frame has no rows. `valuechain build` says why "
+            "(it refuses an empty decision or outcome source and a frame without mature "
+            "labels; see `rows` in build/manifest.json); run it again.")
     first, last = int(us.min()), int(us.max()) + 1
     gaps = (len(shares) - 1) * to_micros(embargo)
     # whole days when each period can hold a couple of them: readable bounds for the spec
@@ -518,3 +523,51 @@ def split_validation(
     cut = times[train].quantile(1 - share)
     later = (times >= cut).to_numpy()
     return train & ~later, train & later
+
+
+@dataclass(frozen=True)
+class NoEntity:
+    """The entity of a row whose ``split.entity`` value is empty: its own, one per decision.
+
+    Never equal to a real key value (nor to another row's), so a guest checkout without a
+    card or customer id is a one-payment entity of its own, as it would be online.
+    """
+
+    decision_id: str
+
+    def __str__(self) -> str:
+        return f"<no entity: {self.decision_id}>"
+
+
+def entity_keys(values: npt.ArrayLike | pd.Series, decision_ids: npt.ArrayLike | pd.Series,
+                ) -> npt.NDArray[np.object_]:
+    """The ``split.entity`` values with each empty one (null, NaN) made its own entity.
+
+    Parameters
+    ----------
+    values : array-like
+        The frame's entity column (e.g. ``card_id``), possibly with nulls (guest checkouts).
+    decision_ids : array-like
+        The frame's ``decision_id`` column, same length.
+
+    Returns
+    -------
+    numpy.ndarray of object
+        ``values`` where present; :class:`NoEntity` ``(decision_id)`` where empty.
+
+    Examples
+    --------
+    >>> [str(k) for k in entity_keys([7, None, 7, float("nan")], ["a", "b", "c", "d"])]
+    ['7', '<no entity: b>', '7', '<no entity: d>']
+    """
+    keys = np.asarray(pd.Series(values, dtype=object).to_numpy(dtype=object), dtype=object)
+    ids = pd.Series(decision_ids, dtype=object).to_numpy(dtype=object)
+    if len(keys) != len(ids):
+        raise DataError(f"`values` and `decision_ids` have {len(keys)} and {len(ids)} rows; "
+                        "expected one decision id per entity value.")
+    empty = pd.isna(pd.Series(keys, dtype=object)).to_numpy()
+    out = keys.copy()
+    for i in np.flatnonzero(empty):
+        out[i] = NoEntity(str(ids[i]))
+    return out
+

@@ -125,17 +125,25 @@ class LightGBM:
         self.best_score: dict[str, float] = {}
         self.n_train = 0
 
+    def arrays(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """``numeric_matrix`` and ``text_matrix`` of the frame's features (what the model reads)."""
+        return (numeric_matrix(frame, self.features.numeric),
+                text_matrix(frame, self.features.categorical))
+
     def matrix(self, frame: pd.DataFrame) -> np.ndarray:
         """The float64 matrix LightGBM reads: numeric columns, then categorical codes."""
-        numeric = numeric_matrix(frame, self.features.numeric)
+        return self.matrix_arrays(*self.arrays(frame))
+
+    def matrix_arrays(self, numeric: np.ndarray, texts: np.ndarray) -> np.ndarray:
+        """:meth:`matrix` of the arrays :meth:`arrays` makes (no pandas)."""
         if not self.features.categorical:
             return numeric
-        texts = text_matrix(frame, self.features.categorical)
-        codes = np.empty((len(frame), len(self.features.categorical)), dtype=np.float64)
+        codes = np.empty(texts.shape, dtype=np.float64)
         for j, name in enumerate(self.features.categorical):
-            code = pd.Index(self.levels[name], dtype=object).get_indexer(
-                pd.Index(texts[:, j], dtype=object))
-            codes[:, j] = np.where(code < 0, np.nan, code)  # missing, rare or unseen
+            index = {level: float(i) for i, level in enumerate(self.levels[name])}
+            codes[:, j] = np.fromiter(  # missing, rare or unseen levels -> NaN
+                (index.get(v, np.nan) if isinstance(v, str) else np.nan for v in texts[:, j]),
+                dtype=np.float64, count=len(texts))
         return np.hstack([numeric, codes])
 
     def _learn_levels(self, train: pd.DataFrame) -> None:
@@ -183,9 +191,24 @@ class LightGBM:
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         """Probability of the positive class per row."""
+        return self.predict_arrays(*self.arrays(frame))
+
+    def _booster(self) -> Any:
         if self.booster is None:
             raise DataError("the LightGBM model is not fitted yet: call fit() or load() first.")
-        out = self.booster.predict(self.matrix(frame), num_threads=self.params["num_threads"])
+        return self.booster
+
+    def predict_arrays(self, numeric: np.ndarray, texts: np.ndarray) -> np.ndarray:
+        """:meth:`predict` of the arrays :meth:`arrays` makes (no pandas)."""
+        out = self._booster().predict(self.matrix_arrays(numeric, texts),
+                                      num_threads=self.params["num_threads"])
+        return np.asarray(out, dtype=np.float64)
+
+    def contributions_arrays(self, numeric: np.ndarray, texts: np.ndarray) -> np.ndarray:
+        """LightGBM's ``pred_contrib`` (SHAP values of the trees): ``(n, n_features + 1)``,
+        the expected value (bias) last; row sums are the raw log-odds."""
+        out = self._booster().predict(self.matrix_arrays(numeric, texts), pred_contrib=True,
+                                      num_threads=self.params["num_threads"])
         return np.asarray(out, dtype=np.float64)
 
     def save(self, directory: Path) -> None:

@@ -173,36 +173,86 @@ class Logistic:
     # -------------------------------------------------------------------------- predicting
     def decision_function(self, frame: pd.DataFrame) -> np.ndarray:
         """The linear score (log-odds) per row, computed from the fitted arrays."""
-        if self.state is None:
-            raise DataError("the logistic model is not fitted yet: call fit() or load() first.")
-        state = self.state
-        coef = np.asarray(state["coef"], dtype=np.float64)
-        z = np.full(len(frame), state["intercept"], dtype=np.float64)
-        num = state["numeric"]
-        width = 0
-        if num["columns"]:
-            x = numeric_matrix(frame, num["columns"])
-            missing = np.isnan(x)
-            x = np.where(missing, np.asarray(num["impute"], dtype=np.float64), x)
-            x = np.hstack([x, missing[:, num["indicator"]].astype(np.float64)])
-            x = (x - np.asarray(num["mean"])) / np.asarray(num["scale"])
-            width = x.shape[1]
-            z += x @ coef[:width]
-        cat = state["categorical"]
-        if cat["columns"]:
-            texts = text_matrix(frame, cat["columns"])
-            for j in range(len(cat["columns"])):
-                index, n_out = _onehot_index(cat["levels"][j], cat["infrequent"][j])
-                values = pd.Series(texts[:, j], dtype=object).fillna(cat["impute"][j])
-                slot = values.map(index).to_numpy(dtype=np.float64, na_value=np.nan)
-                known = ~np.isnan(slot)  # unseen levels contribute nothing
-                z[known] += coef[width + slot[known].astype(np.int64)]
-                width += n_out
-        return z
+        return self.decision_arrays(*self.arrays(frame))
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         """Probability of the positive class per row."""
         return _sigmoid(self.decision_function(frame))
+
+    def arrays(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """``numeric_matrix`` and ``text_matrix`` of the frame's features (what the model reads)."""
+        return (numeric_matrix(frame, self.features.numeric),
+                text_matrix(frame, self.features.categorical))
+
+    def _encoded(self, numeric: np.ndarray, texts: np.ndarray
+                 ) -> tuple[np.ndarray | None, list[tuple[np.ndarray, int]]]:
+        """Standardised numeric inputs (with missing indicators), and per categorical column
+        its one-hot slot per row (-1: an unseen level) and its number of outputs."""
+        if self.state is None:
+            raise DataError("the logistic model is not fitted yet: call fit() or load() first.")
+        num, cat = self.state["numeric"], self.state["categorical"]
+        x = None
+        if num["columns"]:
+            x = numeric[:, [self.features.numeric.index(c) for c in num["columns"]]]
+            missing = np.isnan(x)
+            x = np.where(missing, np.asarray(num["impute"], dtype=np.float64), x)
+            x = np.hstack([x, missing[:, num["indicator"]].astype(np.float64)])
+            x = (x - np.asarray(num["mean"])) / np.asarray(num["scale"])
+        slots = []
+        for k, column in enumerate(cat["columns"]):
+            index, n_out = _onehot_index(cat["levels"][k], cat["infrequent"][k])
+            fill = cat["impute"][k]
+            values = texts[:, self.features.categorical.index(column)]
+            slot = np.fromiter(  # a dict lookup per row: as fast for one row as for many
+                (index.get(v if isinstance(v, str) else fill, -1) for v in values),
+                dtype=np.int64, count=len(values))
+            slots.append((slot, n_out))
+        return x, slots
+
+    def decision_arrays(self, numeric: np.ndarray, texts: np.ndarray) -> np.ndarray:
+        """:meth:`decision_function` of the arrays :meth:`arrays` makes (no pandas)."""
+        x, slots = self._encoded(numeric, texts)
+        assert self.state is not None
+        coef = np.asarray(self.state["coef"], dtype=np.float64)
+        z = np.full(len(numeric), self.state["intercept"], dtype=np.float64)
+        width = 0
+        if x is not None:
+            # an elementwise row sum, not BLAS `x @ coef`: a row's score must not depend on
+            # how many rows are scored with it (one live checkout == the same row in a batch)
+            width = x.shape[1]
+            z += (x * coef[:width]).sum(axis=1)
+        for slot, n_out in slots:
+            known = slot >= 0  # unseen levels contribute nothing
+            z[known] += coef[width + slot[known]]
+            width += n_out
+        return z
+
+    def predict_arrays(self, numeric: np.ndarray, texts: np.ndarray) -> np.ndarray:
+        """:meth:`predict` of the arrays :meth:`arrays` makes (no pandas)."""
+        return _sigmoid(self.decision_arrays(numeric, texts))
+
+    def contributions_arrays(self, numeric: np.ndarray, texts: np.ndarray) -> np.ndarray:
+        """Per feature: coefficient x standardised input, summed over the feature's inputs
+        (its missing indicator, its one-hot levels); ``(n, n_features)`` in feature order.
+        Row sums plus the intercept are the log-odds (up to rounding)."""
+        x, slots = self._encoded(numeric, texts)
+        assert self.state is not None
+        num, cat = self.state["numeric"], self.state["categorical"]
+        coef = np.asarray(self.state["coef"], dtype=np.float64)
+        position = {name: j for j, name in enumerate(self.features.columns)}
+        out = np.zeros((len(numeric), len(position)), dtype=np.float64)
+        width = 0
+        if x is not None:
+            width = x.shape[1]
+            terms = x * coef[:width]
+            owners = [*num["columns"], *(num["columns"][i] for i in num["indicator"])]
+            for k, column in enumerate(owners):
+                out[:, position[column]] += terms[:, k]
+        for (slot, n_out), column in zip(slots, cat["columns"], strict=True):
+            known = slot >= 0
+            out[known, position[column]] += coef[width + slot[known]]
+            width += n_out
+        return out
 
     # ------------------------------------------------------------------------- persistence
     def save(self, directory: Path) -> None:

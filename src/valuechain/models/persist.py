@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from valuechain.artifacts import fix_command, open_artifact
 from valuechain.errors import ArtifactError
 from valuechain.models.base import LOADERS, Candidate, FeatureSet
 
@@ -71,15 +72,13 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def read_json(path: Path) -> Any:
-    """The JSON value stored at ``path``; an :class:`ArtifactError` naming it if unreadable."""
-    path = Path(path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ArtifactError(
-            f"{path}: cannot read this saved model file ({err}). Fix: train again (`valuechain "
-            "train`) to write it anew, or restore the file."
-        ) from err
+    """The JSON value stored at ``path``; an :class:`ArtifactError` naming it if unreadable.
+
+    Read with :func:`valuechain.artifacts.open_artifact` (the one way stage outputs are
+    opened): the message names the file, what is wrong and the command that trains again.
+    """
+    return open_artifact(Path(path), "json", rebuild=fix_command(None),
+                         what="this saved model file")
 
 
 def write_manifest(

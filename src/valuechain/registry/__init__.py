@@ -1,11 +1,12 @@
-"""Immutable, versioned bundles and the registry that promotes them (``valuechain package``).
+"""Immutable, versioned bundles and the registry that promotes them (``valuechain package``)::
 
->>> from valuechain.registry import package, Registry, load_bundle  # doctest: +SKIP
->>> result = package("examples/fraud")            # bundles/v1 in .valuechain/registry
->>> registry = Registry(result.registry)
->>> registry.promote(result.version)              # PromotionError naming failing gates
->>> bundle = load_bundle(registry.production().path)   # checksums verified first
->>> bundle.score(features)                        # the run's calibrated score, bit for bit
+    from valuechain.registry import Registry, load_bundle, package
+
+    result = package("examples/fraud")             # bundles/v1 in .valuechain/registry
+    registry = Registry(result.registry)
+    registry.promote(result.version)               # PromotionError naming failing gates
+    bundle = load_bundle(registry.production().path)   # checksums verified first
+    bundle.score(features)                         # the run's calibrated score, bit for bit
 
 See docs/registry.md for the bundle layout, the index schema, the gates and the CLI.
 """
@@ -13,7 +14,7 @@ See docs/registry.md for the bundle layout, the index schema, the gates and the 
 from valuechain.registry.bundle import Bundle, load_bundle, verify_bundle
 from valuechain.registry.gates import GATES, Gate, PromotionError
 from valuechain.registry.index import Promotion, Registry, VersionInfo
-from valuechain.registry.package import PackageResult, default_registry, package
+from valuechain.registry.pack import PackageResult, default_registry, package
 
 __all__ = [
     "GATES",

@@ -73,12 +73,12 @@ def _num(value: Any, spec: str = "+.4f") -> str:
 
 
 def audit_gate(audit: Mapping[str, Any] | None, spec: Spec, frame_fingerprint: str | None,
-               package: str) -> Gate:
+               root: str = "DIR") -> Gate:
     """No unaccepted critical finding in an audit of the run's frame."""
-    rerun = f"run `valuechain audit --spec DIR`, then `{package}`"
+    rerun = (f"run `valuechain audit --spec {root}`, then `valuechain package --spec {root}`"
+             + (" (DIR: the project folder)" if root == "DIR" else ""))
     if audit is None or audit.get("status") == "not audited":
-        return Gate("audit", False, "not audited: the bundle holds no leakage audit",
-                    f"{rerun} (DIR: the project folder)")
+        return Gate("audit", False, "not audited: the bundle holds no leakage audit", rerun)
     context = audit.get("context") if isinstance(audit.get("context"), Mapping) else {}
     audited = context.get("frame_fingerprint") if context else None
     if frame_fingerprint and audited and audited != frame_fingerprint:
@@ -159,12 +159,12 @@ def owners_gate(spec: Spec) -> Gate:
 
 
 def evaluate_gates(*, spec: Spec, metrics: Mapping[str, Any], audit: Mapping[str, Any] | None,
-                   policy: Policy | None, candidate: str, package: str = "valuechain package"
+                   policy: Policy | None, candidate: str, root: str = "DIR"
                    ) -> tuple[Gate, ...]:
-    """The four gates, in :data:`GATES` order."""
+    """The four gates, in :data:`GATES` order (``root``: the project, for the fixes)."""
     frame = metrics.get("frame") if isinstance(metrics.get("frame"), Mapping) else {}
     return (
-        audit_gate(audit, spec, (frame or {}).get("fingerprint"), package),
+        audit_gate(audit, spec, (frame or {}).get("fingerprint"), root),
         baselines_gate(metrics, candidate),
         policy_gate(policy, str(metrics.get("run_id")), candidate),
         owners_gate(spec),

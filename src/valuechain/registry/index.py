@@ -33,13 +33,15 @@ from pathlib import Path
 from typing import Any, Final
 
 from valuechain.errors import ArtifactError
-from valuechain.registry.bundle import Bundle, load_bundle
+from valuechain.registry.bundle import Bundle, load_bundle, verify_bundle
 from valuechain.registry.gates import Gate, PromotionError, promotion_message
 
 __all__ = ["INDEX", "SCHEMA", "Promotion", "Registry", "VersionInfo"]
 
 INDEX: Final = "index.sqlite"
 STAGES: Final = ("staging", "production", "archived")
+#: Names :meth:`Registry.get` accepts besides ``v<N>``.
+ALIASES: Final = ("production", "latest")
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS versions (
@@ -158,7 +160,14 @@ class Registry:
         """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on any error): one writer at once."""
         conn = self.connect()
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.DatabaseError as err:
+                raise ArtifactError(
+                    f"{self.root / INDEX}: the registry index cannot be written ({err}). If "
+                    "another valuechain process holds it (a long package or promote), wait "
+                    "and retry; if the file is damaged, restore it from a backup or move the "
+                    "registry aside and package the runs again.") from None
             try:
                 for statement in SCHEMA.split(";"):
                     if statement.strip():
@@ -201,12 +210,29 @@ class Registry:
         return [self._info(r) for r in self._rows("SELECT * FROM versions ORDER BY number")]
 
     def get(self, version: str) -> VersionInfo:
-        """One version; an ArtifactError listing the known versions when there is none."""
+        """One version (``v3``, or the aliases ``production`` and ``latest``).
+
+        Raises
+        ------
+        ArtifactError
+            Listing the known versions when there is no such version.
+        """
+        if version in ALIASES:
+            sql = ("SELECT * FROM versions WHERE stage = 'production'" if version ==
+                   "production" else "SELECT * FROM versions ORDER BY number DESC LIMIT 1")
+            found = self._rows(sql)
+            if not found:
+                raise ArtifactError(
+                    f"the registry at {self.root} has no {version} version yet. "
+                    + ("Promote one with `valuechain promote VERSION --spec DIR`."
+                       if version == "production" else
+                       "Package a run with `valuechain package --spec DIR`."))
+            return self._info(found[0])
         rows = self._rows("SELECT * FROM versions WHERE version = ?", (version,))
         if not rows:
             known = [v.version for v in self.versions()]
             raise ArtifactError(
-                f"`version` {version!r} is not in the registry at {self.root} (versions: "
+                f"version {version!r} is not in the registry at {self.root} (versions: "
                 f"{', '.join(known) or 'none yet'}). List them with `valuechain registry`; "
                 "package a run with `valuechain package --spec DIR`.")
         return self._info(rows[0])
@@ -228,6 +254,28 @@ class Registry:
             version = current.version
         return load_bundle(self.get(version).path)
 
+    def verify(self) -> list[tuple[str, str | None]]:
+        """Every version's bundle checked against its checksums: ``(version, problem or None)``.
+
+        Also lists a ``bundles/v<N>`` folder the index does not know (left by a ``package``
+        killed between its rename and its commit) as ``(name, "not in the index ...")``.
+        """
+        out: list[tuple[str, str | None]] = []
+        known = set()
+        for info in self.versions():
+            known.add(info.path.name)
+            try:
+                verify_bundle(info.path)
+                out.append((info.version, None))
+            except ArtifactError as err:
+                out.append((info.version, str(err)))
+        if self.bundles.is_dir():
+            for folder in sorted(p for p in self.bundles.glob("v*") if p.name not in known):
+                out.append((folder.name, f"{folder} is not in the index (a `valuechain "
+                            "package` stopped before recording it); it is never loaded "
+                            "through the registry and can be deleted"))
+        return out
+
     def history(self) -> list[dict[str, Any]]:
         """Every package, promote and rollback event, oldest first."""
         return [dict(r) for r in self._rows("SELECT * FROM events ORDER BY id")]
@@ -235,7 +283,7 @@ class Registry:
     # ------------------------------------------------------------------ stage changes
     def gates(self, version: str) -> tuple[Gate, ...]:
         """The gates of ``version``, evaluated again from its verified files."""
-        from valuechain.registry.package import bundle_gates
+        from valuechain.registry.pack import bundle_gates
 
         return bundle_gates(self.get(version).path)
 
@@ -283,41 +331,45 @@ class Registry:
         PromotionError
             When the current production version had no predecessor.
         """
-        current = self.production()
-        if current is None:
-            raise ArtifactError(
-                f"no version is in production in the registry at {self.root}: nothing to roll "
-                "back. Promote one with `valuechain promote VERSION --spec DIR`.")
-        back = self._before(current.version)
-        if back is None:
-            raise PromotionError(
-                f"{current.version} is the first version put in production in the registry "
-                f"at {self.root}: there is no earlier production version to roll back to. "
-                "Promote another version instead (`valuechain promote VERSION`).")
-        load_bundle(self.get(back).path)  # refuse a damaged bundle before switching to it
-        with self.transaction() as conn:
-            conn.execute("UPDATE versions SET stage = 'archived' WHERE version = ?",
-                         (current.version,))
+        with self.transaction() as conn:  # read and switch under one lock
+            row = conn.execute("SELECT version FROM versions WHERE stage = 'production'"
+                               ).fetchone()
+            if row is None:
+                raise ArtifactError(
+                    f"no version is in production in the registry at {self.root}: nothing to "
+                    "roll back. Promote one with `valuechain promote VERSION --spec DIR`.")
+            current = str(row["version"])
+            events = [dict(r) for r in conn.execute("SELECT * FROM events ORDER BY id")]
+            back = _before(events, current)
+            if back is None:
+                raise PromotionError(
+                    f"{current} is the first version put in production in the registry at "
+                    f"{self.root}: there is no earlier production version to roll back to. "
+                    "Promote another version instead (`valuechain promote VERSION`).")
+            path = conn.execute("SELECT path FROM versions WHERE version = ?", (back,)
+                                ).fetchone()["path"]
+            load_bundle(self.root / path)  # refuse a damaged bundle before switching to it
+            conn.execute("UPDATE versions SET stage = 'archived' WHERE version = ?", (current,))
             conn.execute("UPDATE versions SET stage = 'production' WHERE version = ?", (back,))
             conn.execute("INSERT INTO events (at, action, version, previous, detail) VALUES "
-                         "(?, 'rollback', ?, ?, ?)", (now(), back, current.version,
-                                                      f"rolled back from {current.version}"))
-        return Promotion(back, current.version, "rollback")
+                         "(?, 'rollback', ?, ?, ?)", (now(), back, current,
+                                                      f"rolled back from {current}"))
+        return Promotion(back, current, "rollback")
 
-    def _before(self, version: str) -> str | None:
-        """The production version before ``version`` became production (walking rollbacks)."""
-        events = self.history()
-        for event in reversed(events):
-            if event["version"] != version:
-                continue
-            if event["action"] == "promote":
-                return str(event["previous"]) if event["previous"] else None
-            if event["action"] == "rollback":
-                # brought back by a rollback: what was before it when it was first promoted
-                earlier = [e for e in events[:events.index(event)]
-                           if e["version"] == version and e["action"] == "promote"]
-                if not earlier:
-                    return None
-                previous = earlier[-1]["previous"]
-                return str(previous) if previous else None
-        return None
+
+def _before(events: list[dict[str, Any]], version: str) -> str | None:
+    """The production version before ``version`` became production (walking rollbacks)."""
+    for event in reversed(events):
+        if event["version"] != version:
+            continue
+        if event["action"] == "promote":
+            return str(event["previous"]) if event["previous"] else None
+        if event["action"] == "rollback":
+            # brought back by a rollback: what was before it when it was first promoted
+            earlier = [e for e in events[:events.index(event)]
+                       if e["version"] == version and e["action"] == "promote"]
+            if not earlier:
+                return None
+            previous = earlier[-1]["previous"]
+            return str(previous) if previous else None
+    return None

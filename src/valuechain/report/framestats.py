@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from valuechain.artifacts import fix_command, open_artifact
 from valuechain.sql import quote_ident, quote_literal
 
 __all__ = ["Histogram", "TimeSeries", "histograms", "over_time"]
@@ -26,6 +27,12 @@ __all__ = ["Histogram", "TimeSeries", "histograms", "over_time"]
 MAX_BUCKETS = 104
 SAMPLE_ROWS = 200_000
 BINS = 24
+
+
+def _schema(frame: Path) -> pa.Schema:
+    """The frame's schema (its footer only); an ArtifactError naming it when damaged."""
+    return open_artifact(frame, "schema", what="the built frame",
+                         rebuild=fix_command(None, "build", "--force"))
 
 
 def _scan(path: Path) -> str:
@@ -53,7 +60,7 @@ def over_time(frame: Path, time_column: str, label: str) -> TimeSeries | None:
 
     Weeks start on Monday (ISO). Spans longer than two years are bucketed by month.
     """
-    names = set(pq.read_schema(frame).names)
+    names = set(_schema(frame).names)
     if time_column not in names or label not in names:
         return None
     t = f"try_cast({quote_ident(time_column)} AS TIMESTAMP)"
@@ -133,7 +140,7 @@ def histograms(
     The sample is a seeded Bernoulli sample drawn by DuckDB, so only the needed columns of the
     sampled rows reach Python.
     """
-    schema = pq.read_schema(frame)
+    schema = _schema(frame)
     wanted = [c for c in columns if c in schema.names and _numeric(schema.field(c).type)]
     if not wanted:
         return {}

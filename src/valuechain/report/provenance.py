@@ -27,7 +27,6 @@ compared by its fingerprint when both sides recorded one, else by the build's ca
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -35,9 +34,10 @@ from typing import Any
 
 from markupsafe import Markup
 
+from valuechain.artifacts import fix_command, open_artifact, writer_of
 from valuechain.errors import DataError
 from valuechain.report.section import fragment
-from valuechain.train.runs import latest_run
+from valuechain.train.runs import LATEST, latest_run
 
 __all__ = ["UNKNOWN", "Mismatch", "Origin", "Provenance", "origin_note", "provenance", "short"]
 
@@ -144,17 +144,10 @@ class Provenance:
 # --- reading -----------------------------------------------------------------------------------
 
 def _json(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as err:
-        raise DataError(f"{path}: not valid JSON ({err}). Run the stage that writes it "
-                        "again.") from None
-    if not isinstance(data, dict):
-        raise DataError(f"{path}: expected a JSON object, found {type(data).__name__}. Run "
-                        "the stage that writes it again.")
-    return data
+    found: dict[str, Any] | None = open_artifact(
+        path, "json", rebuild=fix_command(None, writer_of(path) or "train"), expect=dict,
+        optional=True)
+    return found
 
 
 def _text(value: Any) -> str | None:
@@ -273,10 +266,9 @@ def _provenance(workspace: Path, spec_hash: str | None,
     run_id: str | None = None
     trained: _Frame | None = None
     if run_dir is not None:
-        metrics = _json(run_dir / "metrics.json")
-        if metrics is None:
-            raise DataError(f"{run_dir / 'metrics.json'}: missing, although runs/latest "
-                            "names this run. Run `valuechain train` again.")
+        metrics: dict[str, Any] = open_artifact(
+            run_dir / "metrics.json", "json", rebuild=fix_command(None), expect=dict,
+            what=f"the training run named by runs/{LATEST}")
         run_id = _text(metrics.get("run_id")) or run_dir.name
         frame = _block(metrics, "frame")
         trained = _frame_of(frame)

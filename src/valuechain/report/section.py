@@ -23,7 +23,6 @@ HTML is built with :func:`fragment` (a Jinja template string rendered with autoe
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -33,7 +32,7 @@ from typing import Any, Literal
 from jinja2 import Environment, PackageLoader, StrictUndefined, Template
 from markupsafe import Markup, escape
 
-from valuechain.errors import DataError
+from valuechain.artifacts import fix_command, open_artifact, writer_of
 from valuechain.report import fmt
 from valuechain.spec.loader import LoadedSpec
 
@@ -193,15 +192,14 @@ def unavailable(id: str, title: str, command: str, reason: str = "") -> Section:
     return Section(id, title, fragment(_UNAVAILABLE, command=command, reason=reason), "missing")
 
 
-def read_json(path: Path) -> Any | None:
+def read_json(path: Path, rebuild: str | None = None) -> Any | None:
     """The JSON document at ``path``, or ``None`` if the file does not exist.
 
-    A file that is not valid JSON is a :class:`~valuechain.errors.DataError` naming it.
+    Read with :func:`valuechain.artifacts.open_artifact`: a file that is not valid JSON (or
+    a directory, or unreadable) is an :class:`~valuechain.errors.ArtifactError` (a
+    ``DataError``) naming it and ``rebuild``, the command that writes it again (by default
+    the command of the stage that writes a file of that name, see
+    :func:`valuechain.artifacts.writer_of`).
     """
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as err:
-        raise DataError(f"{path}: not valid JSON ({err}). Run the stage that writes it "
-                        "again.") from None
+    command = rebuild or fix_command(None, writer_of(path) or Path(path).stem)
+    return open_artifact(path, "json", rebuild=command, optional=True)

@@ -2,9 +2,10 @@
 
 Both read ``<workspace>/build/manifest.json`` (see :func:`valuechain.data.build.build_frame`)
 strictly: a key the build always writes that is missing fails the section (see
-:class:`~valuechain.report.record.Record`). ``frame.fingerprint`` is optional (manifests
-written before it existed show it as unknown). The maturity section also charts
-``frame.parquet`` over time.
+:class:`~valuechain.report.record.Record`). ``frame.fingerprint`` and ``dropped`` are optional
+(manifests written before they existed show them as unknown). The maturity section also
+charts ``frame.parquet`` over time and lists the source rows the build left out (``dropped``:
+per source and reason, e.g. an outcome row without a time), so nothing is dropped unseen.
 """
 
 from __future__ import annotations
@@ -137,6 +138,23 @@ of the frame.
 {% if rows.dropped_no_time %}<strong>{{ rows.dropped_no_time|thousands }}</strong> rows had no
 decision time and were dropped.{% endif %}</p>
 {{ bars }}
+<h3>Rows the build left out</h3>
+{% if dropped is none %}<p class="muted small">Not recorded by the build that wrote this frame;
+run <code>valuechain build --force</code> to count them.</p>
+{% elif dropped %}<p class="note warn" data-key="build-dropped-total">The build left out
+<strong>{{ dropped_total|thousands }}</strong> source rows it could not place in time. They
+are not in any feature, label or count above; fix the source or confirm they are meant to be
+ignored.</p>
+<div class="scroll"><table class="data" data-key="build-dropped">
+  <thead><tr><th>Source</th><th>Why</th><th class="num">Rows</th></tr></thead>
+  <tbody>
+  {% for source, reason, n in dropped %}
+    <tr><th>{{ source }}</th><td>{{ reason }}</td><td class="num">{{ n|thousands }}</td></tr>
+  {% endfor %}
+  </tbody>
+</table></div>
+{% else %}<p class="small" data-key="build-dropped-total">None: every source row had the times
+the build needs.</p>{% endif %}
 <h3>Mature decisions over time</h3>
 {% if chart %}{{ chart }}
 <p class="muted small">Per {{ grain }} (starting {{ 'Monday' if grain == 'week' else 'the 1st' }},
@@ -144,6 +162,20 @@ UTC) over the frame's mature rows; the last {{ horizon }} before as_of has no ro
 labels have not matured.</p>
 {% else %}<div class="hint">{{ chart_hint }}</div>{% endif %}
 """
+
+
+def _dropped(manifest: Record) -> list[tuple[str, str, int]] | None:
+    """``(source, reason, rows)`` the build left out (manifest ``dropped``), largest first;
+    ``None`` when the manifest predates the count."""
+    if manifest.get("dropped") is None:
+        return None
+    out = []
+    for source, reasons in manifest.sub("dropped").items():
+        for reason in reasons.data:
+            n = reasons.integer(reason)
+            if n:
+                out.append((source, str(reason), n))
+    return sorted(out, key=lambda item: (-item[2], item[0], item[1]))
 
 
 def _share(part: Any, whole: Any) -> str:
@@ -193,8 +225,10 @@ def label_maturity_section(loaded: LoadedSpec, workspace: Path) -> Section:
             chart = weekly_chart(series.starts, series.decisions, series.positive_rate,
                                  title=f"Mature decisions and positive rate per {grain}",
                                  grain=grain)
+    dropped = _dropped(manifest)
     html = fragment(
-        _MATURITY, rows=rows, share=_share, positive_rate=_share(rows["positive"], rows["mature"]),
+        _MATURITY, rows=rows, share=_share, dropped=dropped,
+        dropped_total=sum(n for _, _, n in dropped or ()), positive_rate=_share(rows["positive"], rows["mature"]),
         horizon=horizon, as_of=manifest.text("as_of"), label_name=label_name, bars=bars,
         chart=chart, grain=grain, chart_hint=hint,
     )

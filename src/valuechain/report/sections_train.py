@@ -79,7 +79,7 @@ def read_run(workspace: Path, root: Path | None = None) -> tuple[Path, Record] |
     :class:`~valuechain.report.record.Record` so the parts the typed result keeps as plain
     mappings (curves, periods, reliability, backtest) are read strictly too.
     """
-    run_dir = latest_run(workspace / "runs")
+    run_dir = latest_run(workspace / "runs", root=root)
     if run_dir is None:
         return None
     result = TrainResult.load(run_dir, root=root)

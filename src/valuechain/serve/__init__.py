@@ -5,6 +5,7 @@
 * :mod:`valuechain.serve.redis_state` — :class:`RedisState`, for several replicas;
 * :mod:`valuechain.serve.features` — :class:`~valuechain.serve.features.OnlineFeatures`, the
   spec's features of one decision event, with the definitions of :mod:`valuechain.data.pit`;
+* :mod:`valuechain.serve.rowexpr` — row expressions on one event, with DuckDB's semantics;
 * :mod:`valuechain.serve.parity` — :func:`~valuechain.serve.parity.parity`, a replay compared
   with the offline build.
 

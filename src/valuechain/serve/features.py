@@ -33,7 +33,7 @@ import bisect
 import json
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -51,9 +51,9 @@ from valuechain.data.pit import (
 from valuechain.data.plan import EventPointsPlan, Plan
 from valuechain.data.sources import Catalog, datetime_to_us, us_to_datetime
 from valuechain.errors import DataError, SpecError
+from valuechain.serve.history import StreamItem, order_of, plain, read_history
 from valuechain.serve.rowexpr import RowFunction, compile_expression
 from valuechain.serve.state import MIN_TIME, Entry, StateStore, WriteItem
-from valuechain.sql import quote_ident
 
 __all__ = ["DEFAULT_SLACK_US", "OnlineFeatures", "StreamItem", "WarmResult"]
 
@@ -102,23 +102,6 @@ class WarmResult:
 
 
 @dataclass(frozen=True)
-class StreamItem:
-    """One update of the state, in replay order: ``(time, phase, order)``.
-
-    ``kind``: ``event`` (a decision event), ``row`` (a row of another source: outcome,
-    dimension version, events a window counts) or ``label`` (a column label becoming known).
-    At equal times rows come first (``phase`` 0), then decision events by tie order.
-    """
-
-    time: int
-    phase: int
-    order: Any
-    kind: str
-    source: str
-    row: dict[str, Any] = field(compare=False)
-
-
-@dataclass(frozen=True)
 class _Group:
     """The rows of ``source`` bucketed by ``key``, read by the windows ``members``."""
 
@@ -135,27 +118,11 @@ def _canon(value: Any) -> Any:
     return value
 
 
-def _plain(value: Any) -> Any:
-    """A JSON value for a stored payload."""
-    if isinstance(value, datetime):
-        return datetime_to_us(value)
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, date):
-        return datetime_to_us(datetime(value.year, value.month, value.day))
-    return value
-
-
-def _order(values: Sequence[Any]) -> list[Any]:
-    """The tie order of a row from its key values (nulls last, as SQL's ORDER BY)."""
-    return [[1, 0] if v is None else [0, _plain(v)] for v in values]
-
-
 def _bucket_key(values: Sequence[Any]) -> str:
     """The JSON text of the key values (a bucket's name part)."""
     if len(values) == 1 and type(values[0]) is int:
         return f"[{values[0]}]"  # the common case, as json.dumps writes it
-    return json.dumps([_canon(_plain(v)) for v in values], separators=(",", ":"))
+    return json.dumps([_canon(plain(v)) for v in values], separators=(",", ":"))
 
 
 class OnlineFeatures:
@@ -388,17 +355,17 @@ class OnlineFeatures:
     # -- computing ----------------------------------------------------------------------------
     def _own_payload(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """What the windows over the decision source keep of an event."""
-        values = {w.of: _plain(event.get(w.of)) for w in self.plan.windows
+        values = {w.of: plain(event.get(w.of)) for w in self.plan.windows
                   if w.source == self.own and w.of}
         passed = [i for i, fx in self._filters.items()
                   if self.plan.windows[i].source == self.own and fx(event) is True]
-        payload: dict[str, Any] = {"o": _order([event[k] for k in self.keys]), "v": values,
+        payload: dict[str, Any] = {"o": order_of([event[k] for k in self.keys]), "v": values,
                                    "f": passed}
         if self._outcome_span is not None:
             payload["l"] = self._label_key(event)
         lab = self.plan.label
         if lab.source is None and lab.column and event.get(lab.column) is not None:
-            payload["y"] = _plain(event[lab.column])
+            payload["y"] = plain(event[lab.column])
         return payload
 
     def _label_key(self, event: Mapping[str, Any]) -> str:
@@ -417,7 +384,7 @@ class OnlineFeatures:
         ev = self.check_event(event)
         t = self.event_time_us(ev)
         uid = self.event_id(ev)
-        o = _order([ev[k] for k in self.keys])
+        o = order_of([ev[k] for k in self.keys])
         out: dict[str, Any] = {}
         for name, fx, fill in self._rows_fx:
             value = fx(ev)
@@ -525,7 +492,7 @@ class OnlineFeatures:
         items: list[WriteItem] = []
         trims: list[tuple[str, int]] = []
         if self._outcome_span is not None:
-            keys = {g.key: _plain(ev.get(g.key)) for g in self._outcome_groups}
+            keys = {g.key: plain(ev.get(g.key)) for g in self._outcome_groups}
             items.append(("x", t, payload["l"], {"t": t, "k": keys}))
             trims.append(("x", t - self._outcome_span - self.slack_us))
         for g in self._groups:
@@ -573,17 +540,17 @@ class OnlineFeatures:
             return datetime_to_us(value) if isinstance(value, datetime) else None
 
         uid = _bucket_key([row.get(k) for k in src.keys]) if src.keys else _bucket_key(
-            [_plain(v) for v in row.values()])
+            [plain(v) for v in row.values()])
         avail = us(src.available_at) if src.available_at else us(src.event_time)
         for g in self._groups:
             if g.source != source or avail is None or row.get(g.key) is None:
                 continue
-            values = {of: _plain(row.get(of)) for i in g.members
+            values = {of: plain(row.get(of)) for i in g.members
                       if (of := plan.windows[i].of) is not None}
             passed = [i for i in g.members
                       if i in self._filters and self._filters[i](row) is True]
             bucket = f"w|{source}|{g.key}|{_bucket_key([row[g.key]])}"
-            items.append((bucket, avail, uid, {"o": _order([row.get(k) for k in src.keys]),
+            items.append((bucket, avail, uid, {"o": order_of([row.get(k) for k in src.keys]),
                                                "v": values, "f": passed}))
             trims.append((bucket, avail - g.span_us - self.slack_us))
         for lk in plan.lookups:
@@ -592,15 +559,15 @@ class OnlineFeatures:
             known = [x for x in (us(src.valid_from), us(src.available_at)) if x is not None]
             at = max(known) if known else MIN_TIME
             items.append((f"d|{source}|{lk.on}|{_bucket_key([row[lk.on]])}", at,
-                          f"{uid}@{at}", {"o": _order([row.get(k) for k in src.keys]),
-                                          "v": {c: _plain(row.get(c)) for c in
+                          f"{uid}@{at}", {"o": order_of([row.get(k) for k in src.keys]),
+                                          "v": {c: plain(row.get(c)) for c in
                                                 {x.column for x in plan.lookups
                                                  if x.source == source}}}))
         if source == plan.label.source and self._label_pairs and self._outcome_span:
             e = us(src.event_time)
             if e is not None and avail is not None:
                 key = _bucket_key([row.get(b) for _, b in self._label_pairs])
-                amount = _plain(row.get(plan.label.column)) if plan.label.column else None
+                amount = plain(row.get(plan.label.column)) if plan.label.column else None
                 self._file_outcome(key, uid, {"l": key, "e": e, "a": avail, "x": amount},
                                    avail, items, trims)
         return items, trims
@@ -643,18 +610,24 @@ class OnlineFeatures:
             trims: list[tuple[str, int]] = []
             found = self.state.get("x", [uid])[0]
             now = found["t"] + lab.horizon_us if found else 0
-            self._file_outcome(uid, uid, {"l": uid, "y": _plain(row[lab.column])}, now,
+            self._file_outcome(uid, uid, {"l": uid, "y": plain(row[lab.column])}, now,
                                items, trims)
             if items:
                 self.state.write(items, trims)
             return
         columns = self._source_columns(source)
         times = {c for _, c in plan.sources[source].time_fields()}
-        checked = self._check_row(source, row, [c for c in columns if c not in times],
-                                  f"row of source '{source}'")
+        what = f"row of source '{source}'"
+        missing = [c for c in columns if c in times and isinstance(row, Mapping)
+                   and c not in row]
+        if missing:
+            raise DataError(f"{what}: missing field{'s' if len(missing) > 1 else ''} "
+                            f"{', '.join(repr(c) for c in missing)} (the time columns of "
+                            f"source '{source}'; null when the row has no such time).")
+        checked = self._check_row(source, row, [c for c in columns if c not in times], what)
         for c in times & set(columns):
             if checked.get(c) is not None:
-                checked[c] = self._time(source, c, checked[c], f"row of source '{source}'")
+                checked[c] = self._time(source, c, checked[c], what)
         items, trims = self._row_items(source, checked)
         if items:
             self.state.write(items, trims)
@@ -684,115 +657,9 @@ class OnlineFeatures:
 
     def history(self, since_us: int | None, until_us: int, *,
                 warm: bool = False) -> Iterator[StreamItem]:
-        """The sources' rows that become known in ``(since_us, until_us]``, in replay order.
-
-        ``warm``: instead, what the state needs at ``until_us``: window rows no older than
-        their span (``since_us`` is ignored), every dimension version known by then, the
-        outcomes on decisions still inside a window.
-        """
-        plan = self.plan
-        catalog = Catalog(plan)
-        con = catalog.con
-        con.execute("SET TimeZone = 'UTC'")
-        from valuechain.data.engines.resolve import awareness
-
-        _, tsql = awareness(catalog)
-        spans = self.spans()
-        items: list[StreamItem] = []
-
-        def fetch(source: str, columns: list[str], extra: str, condition: str
-                  ) -> list[dict[str, Any]]:
-            cols = ", ".join(quote_ident(c) for c in dict.fromkeys(columns))
-            cursor = con.execute(f"SELECT {cols}{extra} FROM {catalog.view(source)} "
-                                 f"WHERE {condition}")
-            names = [d[0] for d in cursor.description or []]
-            return [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
-
-        def between(expr: str, lo: int | None, hi: int) -> str:
-            return f"{expr} IS NOT NULL AND {expr} <= {hi}" + (
-                f" AND {expr} > {lo}" if lo is not None else "")
-
-        try:
-            own_t = tsql[(self.own, "event_time")]
-            lab = plan.label
-            own_cols = list(self._required)
-            if lab.source is None and lab.column:
-                own_cols.append(lab.column)
-            if self.own in spans or not warm:
-                lo = until_us - spans.get(self.own, 0) - self.slack_us if warm else since_us
-                for r in fetch(self.own, own_cols, f", {own_t} AS __t", between(own_t, lo,
-                                                                               until_us)):
-                    t = r.pop("__t")
-                    if not warm and lab.source is None and lab.column:
-                        y = r.pop(lab.column)
-                        known = t + lab.horizon_us
-                        if y is not None and known <= until_us and self._outcome_span:
-                            items.append(StreamItem(known, 0, [], "label", self.own,
-                                                    {**{k: r[k] for k in self.keys},
-                                                     lab.column: y}))
-                    items.append(StreamItem(t, 1, _order([r[k] for k in self.keys]), "event",
-                                            self.own, r))
-            if (not warm and since_us is not None and lab.source is None and lab.column
-                    and self._outcome_span):
-                # labels of decisions before the period that become known during it
-                cond = between(own_t, since_us - lab.horizon_us, since_us)
-                for r in fetch(self.own, [*self.keys, lab.column], f", {own_t} AS __t", cond):
-                    t, y = r.pop("__t"), r[lab.column]
-                    known = t + lab.horizon_us
-                    if y is not None and since_us < known <= until_us:
-                        items.append(StreamItem(known, 0, [], "label", self.own, r))
-            for source in plan.sources:
-                if source == self.own:
-                    continue
-                src = plan.sources[source]
-                used_windows = source in spans
-                used_lookups = any(lk.source == source for lk in plan.lookups)
-                used_label = source == lab.source and self._outcome_span is not None
-                if not (used_windows or used_lookups or used_label):
-                    continue
-                cols = self._source_columns(source)
-                a_sql = tsql.get((source, "available_at")) or tsql.get((source, "event_time"))
-                conds: list[str] = []
-                if used_windows and a_sql:
-                    lo = until_us - spans[source] - self.slack_us if warm else since_us
-                    conds.append(between(a_sql, lo, until_us))
-                if used_label and a_sql:
-                    e_sql = tsql[(source, "event_time")]
-                    assert self._outcome_span is not None
-                    if warm:
-                        lo = until_us - self._outcome_span - self.slack_us
-                        conds.append(f"({between(a_sql, None, until_us)} AND "
-                                     f"{e_sql} > {lo})")
-                    else:
-                        conds.append(between(a_sql, since_us, until_us))
-                if used_lookups:
-                    known = [tsql[(source, f)] for f in ("valid_from", "available_at")
-                             if (source, f) in tsql]
-                    k_sql = (known[0] if len(known) == 1 else f"greatest({', '.join(known)})"
-                             ) if known else "NULL::BIGINT"
-                    if warm or since_us is None:
-                        conds.append(f"({k_sql} IS NULL OR {k_sql} <= {until_us})")
-                    else:
-                        conds.append(between(k_sql, since_us, until_us))
-                    a_sql = a_sql or None
-                    order_sql = k_sql
-                else:
-                    order_sql = a_sql or "NULL::BIGINT"
-                if not conds:
-                    continue
-                # a row is placed at the latest of the times it is used at: for lookups its
-                # known time; for windows and outcomes its availability
-                when = (f"greatest({order_sql}, {a_sql})" if used_lookups and a_sql
-                        and (used_windows or used_label) else order_sql)
-                for r in fetch(source, cols, f", coalesce({when}, {MIN_TIME}) AS __t",
-                               " OR ".join(f"({c})" for c in conds)):
-                    t = r.pop("__t")
-                    items.append(StreamItem(t, 0, _order([r.get(k) for k in src.keys]), "row",
-                                            source, r))
-        finally:
-            con.close()
-        items.sort(key=lambda x: (x.time, x.phase, x.order))
-        yield from items
+        """The sources' rows that become known in ``(since_us, until_us]``, in replay order
+        (:func:`valuechain.serve.history.read_history`)."""
+        return read_history(self, since_us, until_us, warm=warm)
 
     def apply(self, item: StreamItem) -> None:
         """Apply one :class:`StreamItem` (as :meth:`history` yields them)."""

@@ -8,16 +8,18 @@ decision's features just before applying it, and compares every feature with the
 offline engine builds for the same decision points (matched by ``decision_id``).
 
 Exact means every feature within ``tolerance`` (1e-9) absolutely, or relatively for values
-above 1 in magnitude; nulls equal nulls.
+above 1 in magnitude; nulls equal nulls. Given a ``scorer`` (a bundle's ``score``), the model
+scores of both feature sets are compared as well.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow.compute as pc
 
@@ -28,6 +30,10 @@ from valuechain.errors import DataError
 from valuechain.serve.features import OnlineFeatures, WarmResult
 from valuechain.serve.state import MemoryState, StateStore
 from valuechain.spec.loader import LoadedSpec
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
 
 __all__ = ["FeatureParity", "ParityResult", "parity", "values_agree"]
 
@@ -121,10 +127,28 @@ class ParityResult:
         }
 
 
+def _compare(name: str, decisions: list[str], online: dict[str, Any],
+             offline: dict[str, Any], tolerance: float, examples: int) -> FeatureParity:
+    differing, worst = 0, 0.0
+    shown: list[tuple[str, Any, Any]] = []
+    for decision in decisions:
+        a, b = online[decision], offline[decision]
+        same, diff = values_agree(a, b, tolerance)
+        if not same:
+            differing += 1
+            worst = max(worst, diff)
+            if len(shown) < examples:
+                shown.append((decision, a, b))
+    return FeatureParity(name=name, compared=len(decisions), differing=differing,
+                         max_abs_diff=worst, examples=tuple(shown))
+
+
 def parity(loaded: LoadedSpec, *, since: datetime | None = None,
            until: datetime | None = None, engine: EngineChoice = None,
            state: StateStore | None = None, tolerance: float = 1e-9,
-           examples: int = 5) -> ParityResult:
+           examples: int = 5,
+           scorer: Callable[[pd.DataFrame], np.ndarray] | None = None,
+           progress: Callable[[str, float], None] | None = None) -> ParityResult:
     """Replay ``(since, until]`` through the online path and compare with the offline build.
 
     Parameters
@@ -141,6 +165,13 @@ def parity(loaded: LoadedSpec, *, since: datetime | None = None,
         cleared first.
     tolerance : float
         Largest difference accepted (absolute, or relative above 1).
+    examples : int
+        Differing decisions shown per feature.
+    scorer : callable, optional
+        Scores a frame of features (columns in spec order), e.g. a bundle's ``score``: the
+        scores of the online and the offline features are compared too, as ``(score)``.
+    progress : callable, optional
+        Called with ``(stage, fraction done)``.
 
     Returns
     -------
@@ -149,6 +180,8 @@ def parity(loaded: LoadedSpec, *, since: datetime | None = None,
     plan = make_plan(loaded)
     timings: dict[str, float] = {}
     started = time.perf_counter()
+    if progress:
+        progress("offline build", 0.0)
     out = select_engine(loaded, engine).execute(plan)
     frame = out.frame
     ids = decision_ids(plan, frame, out.aware).to_pylist()
@@ -185,12 +218,17 @@ def parity(loaded: LoadedSpec, *, since: datetime | None = None,
     store.clear()
     online_features = OnlineFeatures(plan, store)
     started = time.perf_counter()
+    if progress:
+        progress("warm-up", 0.3)
     warmed = online_features.warm(us_to_datetime(since_us, out.aware))
     timings["warm"] = time.perf_counter() - started
     started = time.perf_counter()
     online: dict[str, dict[str, Any]] = {}
     computing = 0.0
-    for item in online_features.history(since_us, until_us):
+    stream = list(online_features.history(since_us, until_us))
+    for done, item in enumerate(stream):
+        if progress and done % 500 == 0:
+            progress("replay", 0.4 + 0.6 * done / len(stream))
         if item.kind == "event":
             begun = time.perf_counter()
             online[online_features.event_id(item.row)] = online_features.compute(item.row)
@@ -200,20 +238,19 @@ def parity(loaded: LoadedSpec, *, since: datetime | None = None,
     timings["compute"] = computing
 
     both = [i for i in offline if i in online]
-    features = []
-    for name in names:
-        differing, worst = 0, 0.0
-        shown: list[tuple[str, Any, Any]] = []
-        for decision in both:
-            a, b = online[decision][name], offline[decision][name]
-            same, diff = values_agree(a, b, tolerance)
-            if not same:
-                differing += 1
-                worst = max(worst, diff)
-                if len(shown) < examples:
-                    shown.append((decision, a, b))
-        features.append(FeatureParity(name=name, compared=len(both), differing=differing,
-                                      max_abs_diff=worst, examples=tuple(shown)))
+    features = [_compare(name, both, {i: online[i][name] for i in both},
+                         {i: offline[i][name] for i in both}, tolerance, examples)
+                for name in names]
+    if scorer is not None and both:
+        import pandas as pd
+
+        started = time.perf_counter()
+        on = scorer(pd.DataFrame([online[i] for i in both], columns=names))
+        off = scorer(pd.DataFrame([offline[i] for i in both], columns=names))
+        features.append(_compare("(score)", both, dict(zip(both, on.tolist(), strict=True)),
+                                 dict(zip(both, off.tolist(), strict=True)), tolerance,
+                                 examples))
+        timings["score"] = time.perf_counter() - started
     return ParityResult(
         since=us_to_datetime(since_us, out.aware), until=us_to_datetime(until_us, out.aware),
         decisions=len(both), features=tuple(features),

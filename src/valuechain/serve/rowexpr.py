@@ -5,7 +5,7 @@ The offline build computes row features and window filters with DuckDB
 about a millisecond, so :func:`compile_expression` turns the parsed tree into Python closures
 for the operators whose DuckDB semantics are simple and known (arithmetic, comparisons,
 three-valued AND/OR/NOT, IS NULL, IN, CASE, coalesce, CAST to numbers and booleans, abs, ln,
-sqrt, exp, hour). Any other node makes the whole expression run through DuckDB on a one-row
+sqrt, exp, and the hour, minute, day, month, year and day of week of a naive time). Any other node makes the whole expression run through DuckDB on a one-row
 table instead (:class:`DuckDBRow`), so every expression the build accepts is computed, only
 slower. Parity (:mod:`valuechain.serve.parity`) compares both paths with the build.
 
@@ -18,6 +18,7 @@ slower. Parity (:mod:`valuechain.serve.parity`) compares both paths with the bui
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -76,9 +77,7 @@ def _to_int(a: Any) -> Any:
     if isinstance(a, float):
         if a != a or a in (math.inf, -math.inf):
             raise _RuntimeUnsupported
-        whole = math.floor(abs(a))
-        whole += 1 if abs(a) - whole >= 0.5 else 0  # half away from zero, as DuckDB
-        return whole if a >= 0 else -whole
+        return round(a)  # a DOUBLE rounds half to even in DuckDB, as Python's round
     if isinstance(a, int):
         return a
     raise _RuntimeUnsupported
@@ -122,6 +121,15 @@ _UNARY: dict[type[exp.Expression], Callable[[Any], Any]] = {
     exp.Sqrt: _sqrt,
     exp.Exp: lambda a: None if a is None else math.exp(a),
     exp.Neg: lambda a: None if a is None else -a,
+}
+_DATE_PARTS: dict[type[exp.Expression], Callable[[datetime], int]] = {
+    exp.Hour: lambda d: d.hour,
+    exp.Minute: lambda d: d.minute,
+    exp.Day: lambda d: d.day,
+    exp.Month: lambda d: d.month,
+    exp.Year: lambda d: d.year,
+    exp.DayOfWeekIso: lambda d: d.isoweekday(),  # Monday 1 .. Sunday 7
+    exp.DayOfWeek: lambda d: d.isoweekday() % 7,  # Sunday 0 .. Saturday 6
 }
 _CASTS: dict[str, Callable[[Any], Any]] = {
     "INT": _to_int, "BIGINT": _to_int, "SMALLINT": _to_int, "TINYINT": _to_int,
@@ -223,18 +231,18 @@ def _compile(node: exp.Expression) -> RowFunction:
             raise _Unsupported(target)
         cast, inner = _CASTS[target], _compile(node.this)
         return lambda row: cast(inner(row))
-    if isinstance(node, exp.Hour):
-        inner = _compile(node.this)
+    if type(node) in _DATE_PARTS:
+        part, inner = _DATE_PARTS[type(node)], _compile(node.this)
 
-        def hour(row: Mapping[str, Any]) -> Any:
+        def date_part(row: Mapping[str, Any]) -> Any:
             value = inner(row)
             if value is None:
                 return None
             if not isinstance(value, datetime) or value.tzinfo is not None:
-                raise _RuntimeUnsupported
-            return value.hour
+                raise _RuntimeUnsupported  # aware times: DuckDB's session time zone decides
+            return part(value)
 
-        return hour
+        return date_part
     raise _Unsupported(node.key)
 
 
@@ -246,8 +254,13 @@ class DuckDBRow:
         self.types = dict(types or {})
         self._sql = f"SELECT ({expr.sql(DIALECT)}) AS v FROM __row"
         self._con: duckdb.DuckDBPyConnection | None = None
+        self._lock = threading.Lock()  # one DuckDB connection is not for concurrent use
 
     def __call__(self, row: Mapping[str, Any]) -> Any:
+        with self._lock:
+            return self._run(row)
+
+    def _run(self, row: Mapping[str, Any]) -> Any:
         if self._con is None:
             self._con = duckdb.connect()
             self._con.execute("SET threads = 1")
@@ -259,8 +272,7 @@ class DuckDBRow:
         table = pa.table(columns) if columns else pa.table({"__one": [1]})
         self._con.register("__row", table)
         try:
-            found = self._con.execute(self._sql).fetchone()
-            return found[0] if found else None
+            found = self._con.execute(self._sql).fetchall()
         except duckdb.Error as err:
             raise DataError(
                 f"`{self.expr.text}` cannot be computed for this event: "
@@ -268,6 +280,7 @@ class DuckDBRow:
             ) from None
         finally:
             self._con.unregister("__row")
+        return found[0][0] if found else None
 
 
 def compile_expression(expr: Expression,

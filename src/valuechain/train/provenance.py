@@ -25,12 +25,12 @@ valuechain.errors.ArtifactError: run r1 was trained on frame aa11 (cache key k1,
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from valuechain.artifacts import damaged, fix_command, open_artifact
 from valuechain.data.sources import fingerprint
 from valuechain.errors import ArtifactError
 
@@ -81,26 +81,13 @@ class FrameRef(BaseModel):
         return f"frame {self.fingerprint or '(unrecorded)'} (cache key {self.cache_key}{counted})"
 
 
-def fix_command(root: Path, stage: str = "train") -> str:
-    """The command that rewrites a stage's output for the project in ``root``."""
-    return f"valuechain {stage} --spec {root}"
-
-
 def _read_manifest(workspace: Path, root: Path) -> dict[str, Any]:
     path = workspace / MANIFEST
-    fix, rebuild = fix_command(root), fix_command(root, "build") + " --force"
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ArtifactError(f"{path}: no built frame in this workspace. Run `{fix}` (it builds "
-                            "the frame first).") from None
-    except (OSError, ValueError) as err:
-        raise ArtifactError(f"{path}: the build manifest cannot be read ({err}). Run "
-                            f"`{rebuild}` to build it again."
-                            ) from None
-    if not isinstance(data, dict) or not isinstance(data.get("frame"), dict):
-        raise ArtifactError(f"{path}: the build manifest has no `frame` block. Run "
-                            f"`{rebuild}` to build it again.")
+    rebuild = fix_command(root, "build", "--force")
+    data: dict[str, Any] = open_artifact(path, "json", rebuild=rebuild, expect=dict,
+                                         what="the build manifest")
+    if not isinstance(data.get("frame"), dict):
+        raise damaged(path, "no `frame` block", rebuild, what="the build manifest")
     return data
 
 
@@ -124,7 +111,7 @@ def current_frame(workspace: Path, *, root: Path, manifest: dict[str, Any] | Non
         When the manifest or the frame file is missing or unreadable, or the file's
         fingerprint differs from the one the manifest records (the file was replaced).
     """
-    fix, rebuild = fix_command(root), fix_command(root, "build") + " --force"
+    fix, rebuild = fix_command(root), fix_command(root, "build", "--force")
     data = manifest if manifest is not None else _read_manifest(workspace, root)
     frame_path = workspace / FRAME
     if not frame_path.exists():

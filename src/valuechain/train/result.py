@@ -20,18 +20,17 @@ tables, per-period metrics, backtest folds) stay plain mappings.
 >>> TrainResult.load(folder)
 Traceback (most recent call last):
 ...
-valuechain.errors.ArtifactError: .../metrics.json is not a complete training run (missing: created_at, ...
+valuechain.errors.ArtifactError: .../metrics.json: the training run is damaged (not a complete training run: missing: created_at, ...
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
 
-from valuechain.errors import ArtifactError
+from valuechain.artifacts import damaged, fix_command, open_artifact
 from valuechain.train.provenance import FrameRef
 
 __all__ = [
@@ -227,16 +226,10 @@ class TrainResult(_Part):
 
 
 def read_model(model: type[Any], path: Path, *, stage: str, root: Path | None) -> Any:
-    """``model`` validated from the JSON file ``path``; a DataError naming it when broken."""
-    command = f"valuechain {stage} --spec {root}" if root is not None else (
-        f"valuechain {stage} --spec DIR (DIR: the project folder)")
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ArtifactError(f"{path} is missing. Run `{command}` to write it.") from None
-    except (OSError, ValueError) as err:
-        raise ArtifactError(f"{path} cannot be read as JSON ({err}); it is damaged. Run "
-                            f"`{command}` to write it again.") from None
+    """``model`` validated from the JSON file ``path``; an ArtifactError naming it when broken."""
+    command = fix_command(root, stage)
+    kind = "training run" if stage == "train" else f"{stage} result"
+    data = open_artifact(path, "json", rebuild=command, expect=dict, what=f"the {kind}")
     try:
         return model.model_validate(data)
     except ValidationError as err:
@@ -246,7 +239,5 @@ def read_model(model: type[Any], path: Path, *, stage: str, root: Path | None) -
         what = "; ".join(part for part in (
             f"missing: {', '.join(missing[:6])}" if missing else "",
             f"wrong: {', '.join(wrong[:4])}" if wrong else "") if part)
-        kind = "training run" if stage == "train" else f"{stage} result"
-        raise ArtifactError(f"{path} is not a complete {kind} ({what}): it was written by "
-                            f"another version of valuechain, cut short, or edited. Run "
-                            f"`{command}` to write it again.") from None
+        raise damaged(path, f"not a complete {kind}: {what}", command,
+                      what=f"the {kind}") from None

@@ -15,7 +15,6 @@ can move after training.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
@@ -26,11 +25,16 @@ from typing import Any
 
 import pandas as pd
 
+from valuechain.artifacts import damaged, fix_command, open_artifact
+from valuechain.errors import ArtifactError
 from valuechain.io import write_json, write_text
 from valuechain.models import Calibrator, Candidate
 from valuechain.train.result import TrainResult, finite
 
 __all__ = ["RunWriter", "finite", "latest_run", "list_runs"]
+
+#: The file in ``runs/`` naming the newest published run.
+LATEST = "latest"
 
 #: The decision identity column (made by `valuechain build`), first in every predictions file.
 ID_COLUMN = "decision_id"
@@ -64,20 +68,34 @@ class RunWriter:
         final = self.runs / self.run_id
         os.replace(self.tmp, final)
         os.chmod(final, 0o755)
-        write_text(self.runs / "latest", self.run_id + "\n")
+        write_text(self.runs / LATEST, self.run_id + "\n")
         return self.run_id, final
 
     def abort(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def latest_run(runs: Path) -> Path | None:
-    """The newest published run directory in ``runs``, if any.
+def latest_run(runs: Path, *, root: Path | None = None) -> Path | None:
+    """The newest published run directory in ``runs``; ``None`` when there is none.
 
     The run named by ``runs/latest`` (written when a run is published); without that file,
-    or when it names no run folder, the newest folder holding a ``metrics.json`` (run ids
-    start with their UTC creation time, so the newest sorts last). This is the one rule:
-    ``decide`` and the report both use it.
+    the newest folder holding a ``metrics.json`` (run ids start with their UTC creation
+    time, so the newest sorts last). This is the one rule: ``decide`` and the report both
+    use it.
+
+    Parameters
+    ----------
+    runs : Path
+        The workspace's ``runs`` folder.
+    root : Path, optional
+        The project folder, to print the exact command that trains again.
+
+    Raises
+    ------
+    ArtifactError
+        When ``runs/latest`` names a run whose folder is missing (deleted or moved) or does
+        not name a run at all: the message names the pointer, the run, the newest run still
+        there and the fix. Another run is never picked silently in its place.
 
     Examples
     --------
@@ -93,27 +111,43 @@ def latest_run(runs: Path) -> Path | None:
     >>> _ = (runs / "latest").write_text("20250101-000000-aaaaaa")
     >>> latest_run(runs).name
     '20250101-000000-aaaaaa'
+    >>> _ = (runs / "latest").write_text("20240101-000000-gone00")
+    >>> latest_run(runs)
+    Traceback (most recent call last):
+    ...
+    valuechain.errors.ArtifactError: .../latest: names run '20240101-000000-gone00', but ...
     """
-    pointer = runs / "latest"
-    if pointer.is_file():
-        name = pointer.read_text().strip()
-        candidate = runs / name
-        if name and "/" not in name and candidate.is_dir():
-            return candidate
+    pointer = runs / LATEST
     published = sorted(p.parent for p in runs.glob("[0-9]*/metrics.json"))
-    return published[-1] if published else None
+    if not pointer.exists():
+        return published[-1] if published else None
+    fix = fix_command(root)
+    what = "the pointer to the latest run"
+    name = open_artifact(pointer, "text", rebuild=fix, what=what).strip()
+    if not name or "/" in name or "\\" in name or name in (".", "..") or "\n" in name:
+        raise damaged(pointer, f"it should hold one run id, found {name[:60]!r}", fix,
+                      what=what)
+    candidate = runs / name
+    if candidate.is_dir():
+        return candidate
+    others = (f", or write the id of a run that is still there into {pointer} (the newest is "
+              f"'{published[-1].name}'; `valuechain runs --spec DIR` lists them)"
+              if published else "")
+    raise ArtifactError(
+        f"{pointer}: names run '{name}', but {candidate} is missing (deleted or moved), so "
+        f"there is no latest run to read. Run `{fix}` to train a new run{others}.")
 
 
 def list_runs(runs: Path) -> list[dict[str, Any]]:
     """Published runs, newest first: id, time, best candidate and its test headline."""
     out = []
     for folder in sorted(runs.glob("[0-9]*"), reverse=True):
-        path = folder / "metrics.json"
         try:
-            metrics = json.loads(path.read_text())
-        except (OSError, ValueError):
+            metrics = open_artifact(folder / "metrics.json", "json", expect=dict,
+                                    rebuild=fix_command(None))
+        except ArtifactError:
             continue  # no metrics.json (yet), or damaged: not a run to list
-        if not isinstance(metrics, dict) or "run_id" not in metrics:
+        if "run_id" not in metrics:
             continue
         best = metrics.get("best_candidate")
         headline = metrics.get("headline_metric", "average_precision")

@@ -19,14 +19,16 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from valuechain.artifacts import damaged, fix_command, open_artifact, project_relative
 from valuechain.data.build import build_frame
-from valuechain.errors import ArtifactError, SpecError
+from valuechain.errors import SpecError
 from valuechain.evaluate import (
     RANDOM_TIME_GAP,
     default_periods,
@@ -137,19 +139,33 @@ def _theirs(adapt: Callable[..., Candidate], name: str, estimator: Any, features
 def _decision_ids(loaded: LoadedSpec, frame: pd.DataFrame) -> npt.NDArray[np.object_]:
     """The frame's ``decision_id`` column (made by ``valuechain build``), checked unique."""
     path = loaded.workspace / "build" / "frame.parquet"
-    rebuild = f"valuechain build --spec {loaded.root} --force"
+    rebuild = fix_command(loaded.root, "build", "--force")
     if ID_COLUMN not in frame.columns:
-        raise ArtifactError(f"{path} has no `{ID_COLUMN}` column: it was built by an older "
-                            f"valuechain. Run `{rebuild}`, then train.")
+        raise damaged(path, f"no `{ID_COLUMN}` column: built by an older valuechain", rebuild,
+                      what="the built frame")
     ids = frame[ID_COLUMN].astype("string").to_numpy(dtype=object)
     missing = pd.isna(ids)
     dup = pd.Series(ids).duplicated().to_numpy()
     if missing.any() or dup.any():
         what = (f"{int(missing.sum())} rows have no decision id" if missing.any() else
                 f"decision id {ids[int(np.flatnonzero(dup)[0])]!r} names several rows")
-        raise ArtifactError(f"{path}: {what}; each decision needs one identity. Run "
-                            f"`{rebuild}`.")
+        raise damaged(path, f"{what}; each decision needs one identity", rebuild,
+                      what="the built frame")
     return np.asarray(ids, dtype=object)
+
+
+def _relative_manifest(manifest: Mapping[str, Any], root: Path) -> dict[str, Any]:
+    """The build manifest as a run keeps it: the spec's and sources' paths relative to the
+    project folder (when inside it), so a project folder can move after training."""
+    out = dict(manifest)
+    if isinstance(out.get("spec"), dict) and out["spec"].get("path"):
+        out["spec"] = {**out["spec"], "path": project_relative(out["spec"]["path"], root)}
+    if isinstance(out.get("sources"), dict):
+        out["sources"] = {
+            name: {**info, "path": project_relative(info["path"], root)}
+            if isinstance(info, dict) and isinstance(info.get("path"), str) else info
+            for name, info in out["sources"].items()}
+    return out
 
 
 def train_project(
@@ -199,7 +215,8 @@ def train_project(
     spec = loaded.spec
     built = build_frame(loaded)
     frame_ref = current_frame(loaded.workspace, root=loaded.root, manifest=built.manifest)
-    frame = pd.read_parquet(built.frame)
+    frame = open_artifact(built.frame, "parquet", what="the built frame",
+                          rebuild=fix_command(loaded.root, "build", "--force"))
     time_col = built.manifest["frame"]["time_column"]
     times = pd.to_datetime(frame[time_col])
     y = (frame[spec.label.name].to_numpy(dtype=np.float64) > 0).astype(np.float64)
@@ -364,7 +381,7 @@ def _run(p: _Prepared, writer: RunWriter, backtest_folds: int, progress: Progres
         writer.save_predictions(role, part)
     result = TrainResult(run_id=writer.run_id, created_at=writer.created_at,
                          spec_hash=writer.spec_hash, seed=seed, **metrics)
-    _, run_dir = writer.finish(result, built.manifest)
+    _, run_dir = writer.finish(result, _relative_manifest(built.manifest, loaded.root))
     if progress:
         progress("done", 1.0)
     return result.at(run_dir)

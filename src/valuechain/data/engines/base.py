@@ -67,7 +67,10 @@ class EngineOutput:
     ``as_of_us`` is the plan's ``as_of`` or, without one, the latest time in the sources;
     ``aware`` tells whether times are UTC instants (time-zone aware data) or wall-clock;
     ``dropped_no_time`` counts decision rows without a time; ``dropped`` maps a source to
-    ``{reason: rows}`` for every row left out of the build (recorded in the manifest).
+    ``{reason: rows}`` for every row left out of the build (recorded in the manifest);
+    ``label_delay_us`` and ``label_delay_basis`` are the outcome delay ``d`` and how it was
+    found (:func:`valuechain.data.pit.label_delay`): a label is mature iff
+    ``t + horizon + d <= as_of``.
     """
 
     frame: pa.Table
@@ -75,6 +78,8 @@ class EngineOutput:
     aware: bool
     dropped_no_time: int = 0
     dropped: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    label_delay_us: int = 0
+    label_delay_basis: str = "none"
 
 
 @runtime_checkable

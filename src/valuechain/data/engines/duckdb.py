@@ -249,12 +249,14 @@ class DuckDBKernel:
             con.execute(f"CREATE TEMP VIEW outcome_rows AS SELECT * FROM {_src(plan.outcome)} "
                         f"WHERE {quote_ident(plan.column or '')} IS NOT NULL")
         source = "outcome_rows" if plan.kind == "amount" else _src(plan.outcome)
+        known_by = "" if plan.known_by_us is None else f" AND o.__t <= {int(plan.known_by_us)}"
         con.execute(f"""
             CREATE TEMP TABLE labels AS
             WITH hits AS (
                 SELECT p.__row, {value} AS lab, {known} AS known
                 FROM points p JOIN {source} o
                   ON {on} AND o.__e > p.__t AND o.__e <= p.__t + {plan.horizon_us}
+                 AND o.__e IS NOT NULL AND o.__t IS NOT NULL{known_by}
                 GROUP BY p.__row)
             SELECT p.__row, coalesce(h.lab, {empty}) AS {LABEL}, h.known AS {KNOWN}
             FROM points p LEFT JOIN hits h USING (__row)""")

@@ -20,14 +20,22 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from valuechain.data.engines.base import EngineOutput, Progress
-from valuechain.data.pit import KNOWN, LABEL, LabelPlan, LookupPlan, PitProblem, Window
+from valuechain.data.pit import (
+    KNOWN,
+    LABEL,
+    LabelPlan,
+    LookupPlan,
+    PitProblem,
+    Window,
+    label_delay,
+)
 from valuechain.data.plan import EventPointsPlan, Plan, SchedulePlan
 from valuechain.data.sources import Catalog, datetime_to_us, us_to_datetime
 from valuechain.errors import DataError, SpecError
 from valuechain.expressions import Expression
-from valuechain.sql import quote_ident
+from valuechain.sql import quote_ident, quote_literal
 
-__all__ = ["Resolved", "awareness", "output", "resolve"]
+__all__ = ["Resolved", "awareness", "missing_reason", "output", "resolve"]
 
 _INTS = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER")
 _NUMERIC = ("INT", "DOUBLE", "FLOAT", "DECIMAL", "REAL", "BOOLEAN", "NUMERIC")
@@ -42,6 +50,8 @@ class Resolved:
     as_of_us: int
     dropped_no_time: int
     dropped: dict[str, dict[str, int]] = field(default_factory=dict)
+    label_delay_us: int = 0
+    label_delay_basis: str = "none"
 
 
 def _sql(expr: Expression) -> str:
@@ -64,9 +74,11 @@ def awareness(catalog: Catalog) -> tuple[bool, dict[tuple[str, str], str]]:
     if kinds[True] and kinds[False]:
         raise DataError(
             f"{catalog.locator.file}: time columns mix time-zone aware and naive timestamps. "
-            f"Aware: {', '.join(kinds[True])}. Naive: {', '.join(kinds[False])}. Expected one "
-            "kind; convert the naive columns to aware ones (e.g. AT TIME ZONE / tz_localize) "
-            "or store all times as naive local times."
+            f"Aware (UTC instants, e.g. text with a UTC offset such as '+02:00' or 'Z'): "
+            f"{', '.join(kinds[True])}. Naive (wall-clock, no offset): "
+            f"{', '.join(kinds[False])}. Expected one kind; convert the naive columns to aware "
+            "ones (e.g. AT TIME ZONE / tz_localize) or store all times as naive local times "
+            "(without an offset)."
         )
     return bool(kinds[True]), sql
 
@@ -87,17 +99,118 @@ def _availability(tsql: dict[tuple[str, str], str], source: str) -> str | None:
     return tsql.get((source, "available_at")) or tsql.get((source, "event_time"))
 
 
+_DECIMAL_COMMA = r"^\s*[+-]?(\d{1,3}(\.\d{3})+|\d+),\d+\s*$"
+
+
+def _text_values(catalog: Catalog, source: str, column: str) -> str:
+    """What is in text ``column``: examples of values that are not numbers, and a hint
+    when they are numbers written with a decimal comma (for messages)."""
+    col, view = quote_ident(column), catalog.view(source)
+    rows = catalog.con.execute(
+        f"SELECT DISTINCT {col}::VARCHAR FROM {view} WHERE {col} IS NOT NULL AND "
+        f"try_cast({col} AS DOUBLE) IS NULL LIMIT 3").fetchall()
+    examples = ", ".join(repr(r[0]) for r in rows) or "none that fails to read as a number"
+    text = (f"column '{column}' of source '{source}' ({catalog.display_path(source)}) holds "
+            f"text (type {catalog.columns(source)[column]}), e.g. {examples}")
+    commas = int(catalog.scalar(
+        f"SELECT count(*) FROM {view} WHERE regexp_matches({col}::VARCHAR, "
+        f"{quote_literal(_DECIMAL_COMMA)})") or 0)
+    if commas:
+        text += (f". {commas:,} values look like numbers written with a decimal comma: "
+                 "write them with a decimal point at the source (a CSV: export with '.' as "
+                 "the decimal separator, or read it with pandas `read_csv(..., decimal=',')` "
+                 "and save it as Parquet)")
+    else:
+        text += ". Convert the column to numbers at the source"
+    return text
+
+
+def _is_number(kind: str) -> bool:
+    return any(n in kind for n in _NUMERIC)
+
+
 def _check_types(plan: Plan, catalog: Catalog) -> None:
+    """DataError naming the feature, the column and the file when a number is text."""
     for w in plan.windows:
         if w.of is None:
             continue
         kind = catalog.columns(w.source)[w.of]
-        if w.agg in ("sum", "mean", "std", "rate") and not any(n in kind for n in _NUMERIC):
+        if w.agg in ("sum", "mean", "std", "rate") and not _is_number(kind):
+            detail = (_text_values(catalog, w.source, w.of) if "VARCHAR" in kind else
+                      f"column '{w.of}' of source '{w.source}' "
+                      f"({catalog.display_path(w.source)}) has type {kind}")
             raise DataError(
                 f"{plan.where('features', w.index, 'of')}: feature '{w.name}' takes the "
-                f"{w.agg} of '{w.of}', whose type is {kind}. Expected a number or "
-                "boolean; use count/distinct_count/min/max, or cast it in a row feature."
+                f"{w.agg} of '{w.of}': {detail}. Expected a number or boolean; or use "
+                "count/distinct_count/min/max."
             )
+    _check_key_types(plan, catalog)
+    lab = plan.label
+    if lab.kind == "amount" and lab.source is not None and lab.column:
+        kind = catalog.columns(lab.source)[lab.column]
+        if not _is_number(kind):
+            detail = (_text_values(catalog, lab.source, lab.column) if "VARCHAR" in kind else
+                      f"column '{lab.column}' has type {kind}")
+            raise DataError(f"{plan.where('label', 'column')}: the amount label sums "
+                            f"'{lab.column}': {detail}. Expected a number.")
+
+
+def _check_key_types(plan: Plan, catalog: Catalog) -> None:
+    """DataError when a join key is text on one side and a number on the other (the rows
+    would never match, or the engine would fail with a bare type error)."""
+    own = plan.own
+    if own is None:
+        return
+    pairs: list[tuple[tuple[str | int, ...], str, str, str]] = []
+    for w in plan.windows:
+        if w.source != own:
+            pairs.append((("features", w.index, "key"), w.key, w.source, w.key))
+    for lk in plan.lookups:
+        pairs.append((("features", lk.index, "lookup", "on"), lk.key, lk.source, lk.on))
+    if plan.label.source is not None:
+        for a, b in plan.label_pairs(list(catalog.columns(plan.label.source))):
+            pairs.append((("label", "keys"), a, plan.label.source, b))
+    for loc, mine, source, theirs in pairs:
+        left = catalog.columns(own).get(mine, "")
+        right = catalog.columns(source).get(theirs, "")
+        if not left or not right or ("VARCHAR" in left) == ("VARCHAR" in right):
+            continue
+        raise DataError(
+            f"{plan.where(*loc)}: decisions join source '{source}' "
+            f"({catalog.display_path(source)}) on '{mine}' ({left}, in '{own}') = '{theirs}' "
+            f"({right}): text on one side, a number on the other, so no row would match. "
+            "Expected the same type; store the key with one type in both sources."
+        )
+
+
+def _expression_error(plan: Plan, catalog: Catalog, err: duckdb.Error,
+                      what: str) -> DataError | SpecError:
+    """The message for a failed query computing row features or filters: each expression
+    is evaluated on its own to find the culprit, whose text columns are described."""
+    candidates: list[tuple[Expression, tuple[str | int, ...], str, str]] = []
+    if plan.own is not None:
+        candidates += [(f.expr, ("features", f.index, "expr"), f.name, plan.own)
+                       for f in plan.row_features]
+    candidates += [(w.where, ("features", w.index, "where"), w.name, w.source)
+                   for w in plan.windows if w.where is not None]
+    for expr, loc, name, source in candidates:
+        try:
+            catalog.first(f"SELECT count({_sql(expr)}) FROM {catalog.view(source)}")
+        except duckdb.Error as own_err:
+            said = str(own_err).splitlines()[0].rstrip(". ")
+            text = [c for c in sorted(expr.columns)
+                    if "VARCHAR" in catalog.columns(source).get(c, "")]
+            detail = ("; ".join(_text_values(catalog, source, c) for c in text) if text else
+                      f"source '{source}' ({catalog.display_path(source)})")
+            return DataError(
+                f"{plan.where(*loc)}: feature '{name}' (`{expr.text}`) cannot be computed: "
+                f"{detail}. DuckDB said: {said}. Expected the columns it reads to have the "
+                "types it needs; fix the column's values or type, or the expression."
+            )
+    return SpecError(
+        f"{plan.locator.file}: could not compute {what}: {str(err).splitlines()[0]}. "
+        "Check `features[*].expr` and `where`."
+    )
 
 
 def _check_unique_keys(plan: Plan, catalog: Catalog) -> None:
@@ -147,19 +260,29 @@ _YEAR_US = 365 * 86_400_000_000
 
 def _count_missing(catalog: Catalog, plan: Plan, source: str, fields: tuple[str, ...],
                    dropped: dict[str, dict[str, int]]) -> None:
-    """Count (into ``dropped``) the rows of ``source`` a null time leaves out of the build."""
+    """Count (into ``dropped``) the rows of ``source`` a null time leaves out of the build.
+
+    Each row is counted once, under the first of ``fields`` that is null
+    (:func:`missing_reason` names the reason).
+    """
     src = plan.sources[source]
-    seen: set[str] = set()
+    earlier: list[str] = []
     for fld in fields:
         column = getattr(src, fld)
-        if not column or column in seen:
+        if not column or column in earlier:
             continue
-        seen.add(column)
+        before = "".join(f" AND {quote_ident(c)} IS NOT NULL" for c in earlier)
+        earlier.append(column)
         n = int(catalog.scalar(f"SELECT count(*) FROM {catalog.view(source)} "
-                               f"WHERE {quote_ident(column)} IS NULL") or 0)
+                               f"WHERE {quote_ident(column)} IS NULL{before}") or 0)
         if n:
-            what = "event time" if fld == "event_time" else "availability time"
-            dropped.setdefault(source, {})[f"no {what} ('{column}')"] = n
+            dropped.setdefault(source, {})[missing_reason(fld, column)] = n
+
+
+def missing_reason(fld: str, column: str) -> str:
+    """The ``dropped`` reason for rows whose time ``column`` (spec field ``fld``) is null."""
+    what = "event time" if fld == "event_time" else "availability time"
+    return f"no {what} ('{column}')"
 
 
 def _row_keys(plan: Plan, catalog: Catalog, source: str, condition: str) -> dict[str, Any]:
@@ -229,6 +352,41 @@ def _check_as_of_outlier(plan: Plan, catalog: Catalog, tsql: dict[tuple[str, str
         )
 
 
+def _check_early_times(plan: Plan, catalog: Catalog, tsql: dict[tuple[str, str], str],
+                       aware: bool) -> None:
+    """DataError for times at or before 1970-01-01 00:00 in a column reaching past 1971.
+
+    A zero epoch (or a 1970 date) is the commonest "missing" placeholder; among modern times
+    it places an event half a century early, silently. History that really lies before 1970
+    passes when the column stays there (it reaches no later than 1971-01-01), or with
+    ``plan.accept_early_times``.
+    """
+    if plan.accept_early_times:
+        return
+    for (source, fld), expr in tsql.items():
+        view = catalog.view(source)
+        early, latest, first = catalog.first(
+            f"SELECT count(*) FILTER (WHERE {expr} <= 0), max({expr}), min({expr}) "
+            f"FROM {view}") or (0, None, None)
+        if not early or latest is None or latest <= _YEAR_US:
+            continue
+        column = getattr(plan.sources[source], fld)
+        example = _row_keys(plan, catalog, source, f"{expr} <= 0")
+        total = int(catalog.scalar(f"SELECT count({expr}) FROM {view}") or 0)
+        raise DataError(
+            f"{catalog.where('sources', source, fld)}: column '{column}' of source '{source}' "
+            f"({catalog.display_path(source)}) has {early:,} of {total:,} rows at or before "
+            f"1970-01-01 00:00 (e.g. row {example}, the earliest "
+            f"{us_to_datetime(int(first), aware).isoformat()}) among times up to "
+            f"{us_to_datetime(int(latest), aware).isoformat()}. A zero epoch is the usual "
+            "placeholder for a missing time and would place those rows decades early. "
+            "Expected real times; empty the placeholders (rows without a time are left out "
+            "and counted in the manifest's `dropped`; a dimension row without `valid_from` "
+            "is always known), or, if these times are real, build with "
+            "`accept_early_times=True` (`valuechain build --accept-early-times`)."
+        )
+
+
 def resolve(plan: Plan, catalog: Catalog | None = None,
             progress: Progress | None = None) -> Resolved:
     """Read ``plan``'s sources and make the :class:`PitProblem` a kernel computes."""
@@ -239,6 +397,7 @@ def resolve(plan: Plan, catalog: Catalog | None = None,
                        {n: catalog.display_path(n) for n in plan.sources})
     _check_types(plan, catalog)
     _check_unique_keys(plan, catalog)
+    _check_early_times(plan, catalog, tsql, aware)
     if plan.as_of is not None:
         as_of_us = check_moment(plan, plan.as_of, aware, "the `as_of` argument")
     else:
@@ -311,10 +470,8 @@ def resolve(plan: Plan, catalog: Catalog | None = None,
     try:
         points = con.sql(sql).to_arrow_table()
     except duckdb.Error as err:
-        raise SpecError(
-            f"{plan.locator.file}: could not compute the decision points or a row feature "
-            f"expression: {str(err).splitlines()[0]}. Check `features[*].expr` and `where`."
-        ) from None
+        raise _expression_error(plan, catalog, err, "the decision points or a row feature "
+                                "expression") from None
     if aware and isinstance(points_spec, SchedulePlan):
         points = points.set_column(
             points.column_names.index("decision_time"), "decision_time",
@@ -337,9 +494,11 @@ def resolve(plan: Plan, catalog: Catalog | None = None,
         wheres = "".join(
             f", {_sql(x.where)} AS {quote_ident(f'__f{j}')}"
             for j, x in enumerate(plan.windows) if x.where is not None and x.source == w.source)
-        _count_missing(catalog, plan, w.source, ("available_at", "event_time"), dropped_by)
+        _count_missing(catalog, plan, w.source,
+                       ("available_at",) if plan.sources[w.source].available_at
+                       else ("event_time",), dropped_by)
         tables[w.source] = _table(
-            con, plan,
+            catalog, plan,
             f"SELECT *, {a_sql} AS __t, row_number() OVER (ORDER BY "
             f"{', '.join(quote_ident(k) for k in src_keys)}) - 1 AS __o{wheres} "
             f"FROM {catalog.view(w.source)} WHERE {a_sql} IS NOT NULL")
@@ -364,6 +523,7 @@ def resolve(plan: Plan, catalog: Catalog | None = None,
     if lab.source is None:
         assert lab.column is not None
         label = LabelPlan(kind=lab.kind, horizon_us=lab.horizon_us, column=lab.column)
+        delay_us, delay_basis = 0, "none"
     else:
         out = lab.source
         pairs = plan.label_pairs(list(catalog.columns(out)))
@@ -375,21 +535,25 @@ def resolve(plan: Plan, catalog: Catalog | None = None,
             f"WHERE {e_sql} IS NOT NULL AND {a_sql} IS NOT NULL"
         ).to_arrow_table()
         label = LabelPlan(kind=lab.kind, horizon_us=lab.horizon_us, outcome=out, keys=pairs,
-                          column=lab.column)
+                          column=lab.column, known_by_us=as_of_us)
+        ref = plan.sources[out]
+        gap = (catalog.scalar(f"SELECT max({a_sql} - {e_sql}) FROM {catalog.view(out)}")
+               if ref.available_at and ref.available_at != ref.event_time else None)
+        delay_us, delay_basis = label_delay(
+            ref.reporting_delay_us,
+            None if not ref.available_at or ref.available_at == ref.event_time
+            else ([] if gap is None else [int(gap)]))
     problem = PitProblem(points=points, tables=tables, own=own, windows=tuple(windows),
                          lookups=tuple(lookups), label=label)
     return Resolved(problem=problem, aware=aware, as_of_us=as_of_us, dropped_no_time=dropped,
-                    dropped=dropped_by)
+                    dropped=dropped_by, label_delay_us=delay_us, label_delay_basis=delay_basis)
 
 
-def _table(con: duckdb.DuckDBPyConnection, plan: Plan, sql: str) -> pa.Table:
+def _table(catalog: Catalog, plan: Plan, sql: str) -> pa.Table:
     try:
-        return con.sql(sql).to_arrow_table()
+        return catalog.con.sql(sql).to_arrow_table()
     except duckdb.Error as err:
-        raise SpecError(
-            f"{plan.locator.file}: could not compute a `where` filter: "
-            f"{str(err).splitlines()[0]}. Check `features[*].where`."
-        ) from None
+        raise _expression_error(plan, catalog, err, "a `where` filter") from None
 
 
 def output(plan: Plan, resolved: Resolved, computed: pa.Table) -> EngineOutput:
@@ -406,4 +570,6 @@ def output(plan: Plan, resolved: Resolved, computed: pa.Table) -> EngineOutput:
     cols[LABEL] = computed.column(LABEL)
     cols["__t"] = points.column("__t")
     return EngineOutput(frame=pa.table(cols), as_of_us=resolved.as_of_us, aware=resolved.aware,
-                        dropped_no_time=resolved.dropped_no_time, dropped=resolved.dropped)
+                        dropped_no_time=resolved.dropped_no_time, dropped=resolved.dropped,
+                        label_delay_us=resolved.label_delay_us,
+                        label_delay_basis=resolved.label_delay_basis)

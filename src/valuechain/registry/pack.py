@@ -376,7 +376,7 @@ def package(spec: str | os.PathLike[str] | LoadedSpec, *, run: str | None = None
         policy = load_policy(tmp / POLICY)
         gates = evaluate_gates(spec=loaded.spec, metrics=_read_json(tmp / METRICS),
                                audit=_read_json(tmp / AUDIT), policy=policy,
-                               candidate=result.best_candidate)
+                               candidate=result.best_candidate, root=str(loaded.root))
         with reg.transaction() as conn:
             row = conn.execute("SELECT version FROM versions WHERE content_hash = ?",
                                (chash,)).fetchone()
