@@ -499,6 +499,19 @@ def test_explain_an_unknown_finding(data_project: Path) -> None:
                  "--explain", "'no_such:finding'", "no such finding")
 
 
+def test_guest_checkouts_without_a_split_entity_train(world: Path, tmp_path: Path) -> None:
+    """`split.entity` (card_id) empty on some rows: each such row is its own entity."""
+    shutil.copy(world / "valuechain.yaml", tmp_path / "valuechain.yaml")
+    (tmp_path / "data").mkdir()
+    for table in (world / "data").iterdir():
+        (tmp_path / "data" / table.name).symlink_to(table)
+    _mutate("transactions", _set("card_id", slice(0, None, 10), None))(tmp_path)
+    result = run("train", "--spec", str(tmp_path), "--candidates", "prior,rules", "--json")
+    assert_clear(result, 0)
+    test = json.loads(result.stdout)["candidates"]["rules"]["test"]
+    assert test["card_precision_at_k"] is not None, test
+
+
 def test_outcome_rows_without_a_time_are_counted(data_project: Path) -> None:
     """Outcome rows with a null time are left out, and the manifest (and report) count them."""
     _mutate("chargebacks", _set("reported_at", slice(0, 4), None))(data_project)

@@ -156,3 +156,34 @@ def test_build_as_of_equals_the_extraction_taken_then(engine: str) -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
     run()
+
+
+def test_build_and_check_report_the_inferred_delay(tmp_path: Path) -> None:
+    import yaml
+
+    from valuechain.data.build import build_frame
+    from valuechain.data.validate import check_project
+    from valuechain.spec import load_spec
+
+    from .test_data_validation import _BASE, _DAY, _with_reported
+
+    project = _with_reported(tmp_path, [_BASE + 12 * _DAY, _BASE + 20 * _DAY],
+                             [_BASE + 15 * _DAY, _BASE + 21 * _DAY])
+    loaded = load_spec(project)
+    result = build_frame(loaded, as_of=datetime(2025, 1, 22))
+    delay = result.manifest["label_delay"]
+    assert delay["seconds"] == 3 * 86_400 and delay["basis"] == "inferred"
+    assert "largest 'reported_at' - 'opened_at'" in delay["note"]
+    assert "`sources.cancels.reporting_delay` (e.g. '3d')" in delay["note"]
+    assert delay["rows_made_immature"] == result.rows.immature_delay > 0
+    features = {c.name: c for c in check_project(loaded).data_checks}["features"]
+    assert "outcome delay 3 days (inferred" in features.message
+    # Declared: used as is, no note.
+    spec = yaml.safe_load((project / "valuechain.yaml").read_text())
+    spec["sources"]["cancels"]["reporting_delay"] = "5d"
+    (project / "valuechain.yaml").write_text(yaml.safe_dump(spec))
+    declared = build_frame(load_spec(project), as_of=datetime(2025, 1, 22))
+    assert declared.manifest["label_delay"] == {
+        "seconds": 5 * 86_400, "basis": "declared",
+        "rows_made_immature": declared.rows.immature_delay}
+    assert declared.rows.immature_delay >= result.rows.immature_delay

@@ -135,7 +135,7 @@ def test_load_names_the_file(tmp_path: Path) -> None:
     path.write_text("kind: threshold\nthreshold: [1]\n")
     with pytest.raises(ArtifactError, match=str(path)):
         load_policy(path)
-    with pytest.raises(ArtifactError, match=r"no policy file.*valuechain decide"):
+    with pytest.raises(ArtifactError, match=r"policy file is missing.*valuechain decide"):
         load_policy(tmp_path / "missing.yaml")
     path.write_text("kind: [unclosed\n")
     with pytest.raises(ArtifactError, match=f"{path}.*valuechain decide --spec"):

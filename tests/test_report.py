@@ -528,3 +528,20 @@ def test_rows_the_build_dropped_are_counted_in_the_report(built: LoadedSpec) -> 
     path.write_text(json.dumps(manifest))
     result = render_report(built)
     assert not result.ok and "dropped.orders" in (result.section("label-maturity").error or "")
+
+
+def test_rows_immature_only_because_of_the_outcome_delay(built: LoadedSpec) -> None:
+    path = built.workspace / "build" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    assert "build-rows-immature-delay" not in _section(_html(built), "label-maturity")
+    manifest["rows"]["immature_delay"] = 120
+    manifest["label_delay"] = {"seconds": 89.73 * 86_400, "basis": "inferred",
+                               "rows_made_immature": 120}
+    path.write_text(json.dumps(manifest))
+    section = " ".join(_section(_html(built), "label-maturity").split())
+    assert 'data-key="build-rows-immature-delay">120</strong>' in section
+    assert "known 89.7 days after it happens" in section
+    manifest["label_delay"]["seconds"] = 60 * 86_400
+    path.write_text(json.dumps(manifest))
+    assert "known 60d after it happens" in " ".join(
+        _section(_html(built), "label-maturity").split())

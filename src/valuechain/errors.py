@@ -11,7 +11,9 @@ to handle anything a user can cause or fix::
     │   └── ArtifactError      a stage output on disk (frame, run, model, policy) is missing,
     │                          unreadable, damaged, or not the one this stage was made from
     ├── ModelError             an estimator or a saved candidate cannot be used as a candidate
-    └── EngineError            an engine could not compute what was asked
+    ├── EngineError            an engine could not compute what was asked
+    └── PromotionError         (valuechain.registry) a bundle cannot move to production: a
+                               gate fails, or there is nothing to roll back to
 
 ``SpecError`` and ``DataError`` are also :class:`ValueError` (as scikit-learn's
 ``NotFittedError`` is both a ``ValueError`` and an ``AttributeError``): code that already

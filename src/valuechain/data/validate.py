@@ -121,8 +121,16 @@ def check_project(loaded: LoadedSpec) -> CheckReport:
         if plan is None:
             raise ValuechainError(plan_error)
         resolved = resolve(plan, catalog)
+        delay = ""
+        if resolved.label_delay_basis != "none" and plan.label.source is not None:
+            days = resolved.label_delay_us / 86_400_000_000
+            delay = (f"; outcome delay {days:.4g} days ({resolved.label_delay_basis}"
+                     + (f": the largest available_at - event_time of '{plan.label.source}'; "
+                        f"declare `sources.{plan.label.source}.reporting_delay` to fix it"
+                        if resolved.label_delay_basis == "inferred" else "")
+                     + "): a label is final at t + horizon + delay")
         return (f"{len(spec.features)} features resolve over "
-                f"{resolved.problem.points.num_rows:,} decision points")
+                f"{resolved.problem.points.num_rows:,} decision points{delay}")
 
     if all(c.passed for c in checks):
         checks.append(_run("features", features))

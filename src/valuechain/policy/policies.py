@@ -225,20 +225,12 @@ class _PolicyBase:
 
 
 def _read(path: Path) -> dict[str, Any]:
+    from valuechain.artifacts import fix_command, open_artifact
+
     if path.is_dir():
         path = path / "policy.yaml"
-    fix = "run `valuechain decide --spec DIR` (DIR: the project folder) to write it again"
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ArtifactError(f"{path}: no policy file; run `valuechain decide --spec DIR` to "
-                            "write one.") from exc
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        reason = " ".join(str(exc).split())  # YAML errors span lines; keep one paragraph
-        raise ArtifactError(f"{path}: not a readable YAML policy ({reason}); {fix}.") from exc
-    if not isinstance(data, dict):
-        raise ArtifactError(f"{path}: a policy file is a mapping with `kind`, got "
-                            f"{type(data).__name__}; {fix}.")
+    data: dict[str, Any] = open_artifact(path, "yaml", rebuild=fix_command(None, "decide"),
+                                         what="the policy file", expect=dict)
     return data
 
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import numpy as np
 import pandas as pd
 
+from valuechain.artifacts import open_artifact
 from valuechain.errors import ArtifactError
 from valuechain.models import Calibrator, Candidate, LightGBM, Logistic, load_candidate
 from valuechain.models.persist import read_manifest
@@ -47,6 +48,7 @@ __all__ = ["Bundle", "Features", "load_bundle", "verify_bundle"]
 #: Feature rows: a DataFrame, one mapping of feature values, or a sequence of them.
 Features: TypeAlias = pd.DataFrame | Mapping[str, Any] | Sequence[Mapping[str, Any]]
 
+REBUILD_COMMAND = "valuechain package --spec DIR"
 REBUILD = ("Bundles are immutable: do not edit them. Run `valuechain package --spec DIR` "
            "(DIR: the project folder) to package the run again as a new version")
 
@@ -103,12 +105,8 @@ def verify_bundle(path: Path) -> dict[str, str]:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise ArtifactError(f"{path} cannot be read ({err}). {REBUILD}.") from None
-    if not isinstance(data, dict):
-        raise ArtifactError(f"{path}: expected a JSON object. {REBUILD}.")
+    data: dict[str, Any] = open_artifact(path, "json", rebuild=REBUILD_COMMAND,
+                                         what="this bundle file", expect=dict)
     return data
 
 

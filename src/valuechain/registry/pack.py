@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from valuechain import __version__
+from valuechain.artifacts import open_artifact
 from valuechain.errors import ArtifactError, ModelError, SpecError
 from valuechain.expressions import Expression
 from valuechain.models.persist import read_manifest
@@ -184,12 +185,8 @@ def _dump(path: Path, data: Any) -> None:
                     encoding="utf-8")
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise ArtifactError(f"{path} cannot be read ({err}); write it again with the stage "
-                            "that makes it.") from None
+def _read_json(path: Path, rebuild: str = "valuechain package --spec DIR") -> Any:
+    return open_artifact(path, "json", rebuild=rebuild, expect=dict)
 
 
 def _seal(folder: Path) -> None:
@@ -275,7 +272,7 @@ def _write_content(tmp: Path, loaded: LoadedSpec, run_dir: Path, run: TrainResul
         _dump(tmp / AUDIT, NOT_AUDITED)
     decided = loaded.workspace / "decide.json"
     if decided.is_file():
-        body = _read_json(decided)
+        body = _read_json(decided, fix_command(loaded.root, "decide"))
         if isinstance(body, dict) and body.get("run_id") == run.run_id:
             shutil.copyfile(decided, tmp / DECIDE)
     return features.numeric, features.categorical

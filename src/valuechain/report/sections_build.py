@@ -11,6 +11,7 @@ per source and reason, e.g. an outcome row without a time), so nothing is droppe
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +136,10 @@ _MATURITY = """
 (<code>{{ as_of }}</code>): the outcome window of <code>{{ label_name }}</code> has closed.
 Immature decision points are never trained on as negatives; they are counted here and left out
 of the frame.
+{% if immature_delay %}<strong data-key="build-rows-immature-delay">{{ immature_delay|thousands
+}}</strong> of them are immature only because an outcome becomes known
+{{ delay }} after it happens (the outcome delay: <code>t + {{ horizon }} + {{ delay }} ≤ as_of</code>
+for a mature label).{% endif %}
 {% if rows.dropped_no_time %}<strong>{{ rows.dropped_no_time|thousands }}</strong> rows had no
 decision time and were dropped.{% endif %}</p>
 {{ bars }}
@@ -176,6 +181,13 @@ def _dropped(manifest: Record) -> list[tuple[str, str, int]] | None:
             if n:
                 out.append((source, str(reason), n))
     return sorted(out, key=lambda item: (-item[2], item[0], item[1]))
+
+
+def _delay_text(seconds: float) -> str:
+    """The outcome delay as a spec would write it (``60d``), else in days (``89.7 days``)."""
+    exact = fmt_duration(timedelta(seconds=seconds))
+    return exact if not exact.endswith("s") or seconds < 86_400 else (
+        f"{seconds / 86_400:.3g} days")
 
 
 def _share(part: Any, whole: Any) -> str:
@@ -226,8 +238,11 @@ def label_maturity_section(loaded: LoadedSpec, workspace: Path) -> Section:
                                  title=f"Mature decisions and positive rate per {grain}",
                                  grain=grain)
     dropped = _dropped(manifest)
+    delay = manifest.optional("label_delay")
     html = fragment(
         _MATURITY, rows=rows, share=_share, dropped=dropped,
+        immature_delay=counts.get("immature_delay") or 0,
+        delay=_delay_text(delay.number("seconds") or 0.0) if delay else "",
         dropped_total=sum(n for _, _, n in dropped or ()), positive_rate=_share(rows["positive"], rows["mature"]),
         horizon=horizon, as_of=manifest.text("as_of"), label_name=label_name, bars=bars,
         chart=chart, grain=grain, chart_hint=hint,

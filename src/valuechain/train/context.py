@@ -23,6 +23,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from valuechain.errors import DataError, SpecError
+from valuechain.evaluate.splits import entity_keys
 from valuechain.expressions import evaluate
 from valuechain.spec.loader import LoadedSpec
 from valuechain.spec.models import Capacity
@@ -160,7 +161,10 @@ class EvaluationContext:
                     f"{loaded.where('split', 'entity')}: '{name}' is not a frame column. Add "
                     f"it to `decision_points.keep` (frame columns: {sorted(frame.columns)})."
                 )
-            entity = frame[name].to_numpy(dtype=object)
+            # each empty entity (a guest checkout) is its own entity, keyed by its decision
+            ids = frame["decision_id"] if "decision_id" in frame.columns else np.arange(
+                len(frame)).astype(str)
+            entity = entity_keys(frame[name], ids)
         fp, fn = columns.get("cost_false_positive"), columns.get("cost_false_negative")
         return cls(days=days, capacity_period=period, capacity_k=k, capacity_action=action,
                    entity=entity, cost_fp=None if fp is None else np.asarray(fp, np.float64),
