@@ -35,9 +35,8 @@ def _decider(project: Path, log: DecisionLog | None, **kwargs: object) -> Decide
     return Decider(bundle, online, log, **kwargs)  # type: ignore[arg-type]
 
 
-def test_row_scorer_is_bit_identical_to_the_bundle(project: Path) -> None:
+def test_scoring_feature_mappings_is_bit_identical_to_frames(project: Path) -> None:
     decider = _decider(project, None)
-    assert decider.scorer.fast
     tx = pd.read_parquet(project / "data" / "transactions.parquet").tail(400)
     rows = []
     for row in tx.to_dict("records"):

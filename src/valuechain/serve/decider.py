@@ -77,9 +77,9 @@ class ScoringBundle(Protocol):
     @property
     def capacity(self) -> tuple[str, int, int, str] | None: ...
 
-    def score(self, features: pd.DataFrame) -> np.ndarray: ...
+    def score(self, features: Any) -> np.ndarray: ...
 
-    def contributions(self, features: pd.DataFrame) -> np.ndarray: ...
+    def contributions(self, features: Any) -> np.ndarray: ...
 
 
 class CapacityState(Protocol):
@@ -232,103 +232,23 @@ def _plain(value: Any) -> Any:
     return value
 
 
-class _RowScorer:
-    """Score plain feature dicts without pandas: LightGBM's matrix built once per call.
+class _Scorer:
+    """The bundle's scoring of feature mappings, split so a decision can act on its score.
 
-    The bundle's :meth:`score` / :meth:`contributions` take a DataFrame and build LightGBM's
-    matrix for each call (about a millisecond for one row, most of a decision's time). For a
-    LightGBM bundle this builds the same float64 matrix straight from the dicts — numeric
-    columns as ``numeric_matrix`` reads them (missing and ±inf are NaN, booleans 0/1), then
-    categorical codes as ``LightGBM.matrix`` maps them (``str`` of the value, its index among
-    the fitted levels, NaN when missing or unseen) — and scores and explains from it.
-    ``tests/test_serve_decider.py`` checks that both are bit for bit the bundle's.
-    Any other model kind goes through the bundle's DataFrame methods.
+    :meth:`Bundle.score <valuechain.registry.Bundle.score>` and ``contributions`` take the
+    feature mappings the online path computes (no pandas: bit for bit the DataFrame path).
     """
 
     def __init__(self, bundle: ScoringBundle) -> None:
         self.bundle = bundle
-        model = getattr(bundle, "model", None)
-        calibrator = getattr(bundle, "calibrator", None)
-        booster = getattr(model, "booster", None)
-        features = getattr(model, "features", None)
-        levels = getattr(model, "levels", None)
-        fast = (booster is not None and calibrator is not None and features is not None
-                and isinstance(levels, dict) and type(model).__name__ == "LightGBM"
-                and tuple(features.columns) == tuple(bundle.feature_names))
-        self.fast = fast
-        if fast:
-            assert model is not None and features is not None and levels is not None
-            self.booster: Any = booster
-            self.calibrator: Any = calibrator
-            self.threads = int(getattr(model, "params", {}).get("num_threads", 1))
-            self.numeric = tuple(features.numeric)
-            self.categorical = tuple(features.categorical)
-            self.codes = {name: {str(level): float(i) for i, level in enumerate(levels[name])}
-                          for name in self.categorical}
-            self.predictor: Any = None
-            self.contributor: Any = None
-            handle: Any = booster
-            try:  # LightGBM's Booster.predict builds this object on every call (~0.1-0.9 ms)
-                from lightgbm.basic import _InnerPredictor
-
-                params = {"num_threads": self.threads}
-                self.predictor = _InnerPredictor.from_booster(handle, dict(params))
-                self.contributor = _InnerPredictor.from_booster(handle, dict(params))
-                self.iterations = int(getattr(booster, "best_iteration", 0) or 0)
-            except Exception:  # another LightGBM version: use the public Booster.predict
-                self.predictor = self.contributor = None
-
-    def matrix(self, rows: Sequence[Mapping[str, Any]]) -> npt.NDArray[np.float64]:
-        out = np.empty((len(rows), len(self.numeric) + len(self.categorical)),
-                       dtype=np.float64)
-        nan = math.nan
-        for i, row in enumerate(rows):
-            for j, name in enumerate(self.numeric):
-                v = row.get(name)
-                try:
-                    x = nan if v is None else float(v)
-                except (TypeError, ValueError):
-                    x = nan
-                out[i, j] = x if math.isfinite(x) else nan
-            base = len(self.numeric)
-            for j, name in enumerate(self.categorical):
-                v = row.get(name)
-                if v is None or (isinstance(v, float) and math.isnan(v)):
-                    out[i, base + j] = nan
-                else:
-                    out[i, base + j] = self.codes[name].get(v if isinstance(v, str) else str(v),
-                                                            nan)
-        return out
 
     def score(self, rows: Sequence[Mapping[str, Any]]) -> tuple[npt.NDArray[np.float64], Any]:
-        """Calibrated scores ``(n,)`` and the model inputs :meth:`contributions` reads."""
-        if not self.fast:
-            names = list(self.bundle.feature_names)
-            frame = pd.DataFrame([[r.get(n) for n in names] for r in rows], columns=names)
-            return np.asarray(self.bundle.score(frame), dtype=np.float64), frame
-        m = self.matrix(rows)
-        if self.predictor is not None:
-            raw = np.asarray(self.predictor.predict(m, num_iteration=self.iterations),
-                             dtype=np.float64)
-        else:
-            raw = np.asarray(self.booster.predict(m, num_threads=self.threads),
-                             dtype=np.float64)
-        return np.asarray(self.calibrator.apply(raw), dtype=np.float64), m
+        """Calibrated scores ``(n,)`` and the inputs :meth:`contributions` reads."""
+        return np.asarray(self.bundle.score(rows), dtype=np.float64), rows
 
     def contributions(self, inputs: Any) -> npt.NDArray[np.float64]:
-        """Per-feature contributions ``(n, n_features)`` of :meth:`score`'s inputs.
-
-        LightGBM's ``pred_contrib`` (TreeSHAP) is most of a decision's model time.
-        """
-        if not self.fast:
-            return np.asarray(self.bundle.contributions(inputs), dtype=np.float64)
-        if self.contributor is not None:
-            out = np.asarray(self.contributor.predict(inputs, num_iteration=self.iterations,
-                                                      pred_contrib=True), dtype=np.float64)
-        else:
-            out = np.asarray(self.booster.predict(inputs, pred_contrib=True,
-                                                  num_threads=self.threads), dtype=np.float64)
-        return out[:, :-1]
+        """Per-feature contributions ``(n, n_features)``."""
+        return np.asarray(self.bundle.contributions(inputs), dtype=np.float64)
 
     def __call__(self, rows: Sequence[Mapping[str, Any]]
                  ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
@@ -431,7 +351,7 @@ class Decider:
             raise SpecError("the bundle limits capacity but the decider has no state store "
                             "to count it in; pass `state`.")
         self.feature_names = tuple(bundle.feature_names)
-        self.scorer = _RowScorer(bundle)
+        self.scorer = _Scorer(bundle)
 
     # ------------------------------------------------------------------ stages
 
