@@ -20,7 +20,9 @@ scoring (``valuechain score``). For one event it
 5. only then applies the event to the feature state (``OnlineFeatures.apply_event``).
 
 A failure before step 4 completes changes nothing: features and scores are pure, and a
-capacity slot taken in step 3 is given back (``state.release_capacity``). A crash after step
+capacity slot taken in step 3 is given back (``state.release_capacity``, when the store
+offers it; otherwise the slot stays counted until its period ends or, in-process, until the
+restart rebuilds the counts from the log). A crash after step
 4 and before step 5 loses no state either: the service replays the log's journal into the
 state when it starts.
 
