@@ -84,3 +84,31 @@ def test_two_replicas_on_one_redis_keep_one_review_queue(project: Path, redis_ur
             reviews += int((frame["action"] == "review").sum())
             assert len(frame) == 30  # each replica logged what it decided
     assert reviews == limit
+
+
+def test_two_worker_processes_share_redis_and_one_log_file(project: Path, redis_url: str,
+                                                          tmp_path: Path) -> None:
+    log_path = tmp_path / "shared.sqlite"
+    args = ("--state", redis_url, "--namespace", "vc-test-workers", "--workers", "2")
+    answers: list[dict[str, Any]] = []
+    with LiveServer(project, *args, log=log_path) as server:
+
+        def send(offset: int) -> None:
+            with httpx.Client(base_url=server.url, headers=HEADERS, timeout=30.0) as client:
+                for i in range(10):
+                    res = client.post("/v1/decide", json=event(
+                        offset + i, customer=860_000_001, day="2025-10-02", minute=i))
+                    assert res.status_code == 200, res.text
+                    answers.append(res.json())
+
+        threads = [threading.Thread(target=send, args=(k * 100,)) for k in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert len(answers) == 30
+    with DecisionLog(log_path) as log:
+        frame = log.read()
+        assert log.integrity() == "ok"
+    assert sorted(frame["decision_id"]) == sorted(a["decision_id"] for a in answers)
+    assert frame["seq"].is_unique  # both processes' group commits share one sequence
