@@ -76,6 +76,17 @@ def test_capacity_counts_per_action_and_period(store: StateStore) -> None:
     assert store.capacity_used("review", 86_400_000_000) == 1
 
 
+def test_released_capacity_can_be_taken_again(store: StateStore) -> None:
+    assert [store.take_capacity("review", 0, 2) for _ in range(3)] == [True, True, False]
+    store.release_capacity("review", 0)  # a decision that was not logged gives its slot back
+    assert store.capacity_used("review", 0) == 1
+    assert store.take_capacity("review", 0, 2) and not store.take_capacity("review", 0, 2)
+    for _ in range(5):
+        store.release_capacity("review", 0)
+        store.release_capacity("review", 7)  # a period never counted
+    assert store.capacity_used("review", 0) == 0 and store.capacity_used("review", 7) == 0
+
+
 def test_capacity_is_atomic_under_threads(store: StateStore) -> None:
     taken: list[bool] = []
     lock = threading.Lock()

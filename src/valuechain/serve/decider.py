@@ -20,9 +20,7 @@ scoring (``valuechain score``). For one event it
 5. only then applies the event to the feature state (``OnlineFeatures.apply_event``).
 
 A failure before step 4 completes changes nothing: features and scores are pure, and a
-capacity slot taken in step 3 is given back (``state.release_capacity``, when the store
-offers it; otherwise the slot stays counted until its period ends or, in-process, until the
-restart rebuilds the counts from the log). A crash after step
+capacity slot taken in step 3 is given back (``state.release_capacity``). A crash after step
 4 and before step 5 loses no state either: the service replays the log's journal into the
 state when it starts.
 
@@ -466,9 +464,7 @@ class Decider:
     def abandon(self, pending: Pending | Scored) -> None:
         """Give back the capacity slot of a decision that will not be logged."""
         if pending.slot is not None:
-            release = getattr(self.state, "release_capacity", None)
-            if release is not None:
-                release(*pending.slot)
+            self.state.release_capacity(*pending.slot)
 
     def commit(self, pending: Pending, log_us: int) -> Decision:
         """Step 5, after the record is durable: apply the event to the feature state."""

@@ -72,6 +72,13 @@ end
 return '[' .. table.concat(parts, ',') .. ']'
 """
 
+_RELEASE = """
+if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then
+  return redis.call('DECR', KEYS[1])
+end
+return 0
+"""
+
 _TAKE = """
 local used = tonumber(redis.call('GET', KEYS[1]) or '0')
 if used >= tonumber(ARGV[1]) then return 0 end
@@ -113,6 +120,7 @@ class RedisState:
         self._write = self._redis.register_script(_WRITE)
         self._read = self._redis.register_script(_READ)
         self._take = self._redis.register_script(_TAKE)
+        self._release = self._redis.register_script(_RELEASE)
 
     def __repr__(self) -> str:
         return f"RedisState({self.url!r}, namespace={self.namespace!r})"
@@ -145,6 +153,10 @@ class RedisState:
     def take_capacity(self, action: str, period_start_us: int, limit: int) -> bool:
         key = f"{self.namespace}:cap:{action}:{int(period_start_us)}"
         return bool(self._take(keys=[key], args=[int(limit), _CAPACITY_TTL_MS]))
+
+    def release_capacity(self, action: str, period_start_us: int) -> None:
+        key = f"{self.namespace}:cap:{action}:{int(period_start_us)}"
+        self._release(keys=[key])
 
     def capacity_used(self, action: str, period_start_us: int) -> int:
         value = self._redis.get(f"{self.namespace}:cap:{action}:{int(period_start_us)}")

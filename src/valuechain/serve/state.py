@@ -76,6 +76,11 @@ class StateStore(Protocol):
         False (and nothing counted) when ``limit`` are already counted."""
         ...
 
+    def release_capacity(self, action: str, period_start_us: int) -> None:
+        """Give back one ``action`` counted in the period (a decision that was not logged);
+        the count never goes below zero."""
+        ...
+
     def capacity_used(self, action: str, period_start_us: int) -> int:
         """How many ``action`` were counted in the period."""
         ...
@@ -269,6 +274,16 @@ class MemoryState:
                 db.execute("ROLLBACK")
                 raise
             return bool(taken)
+
+    def release_capacity(self, action: str, period_start_us: int) -> None:
+        with self._lock:
+            if self._db is None:
+                used = self._capacity.get((action, period_start_us), 0)
+                if used > 0:
+                    self._capacity[(action, period_start_us)] = used - 1
+                return
+            self._db.execute("UPDATE capacity SET used = used - 1 WHERE action = ? AND "  # atomic
+                             "period = ? AND used > 0", (action, period_start_us))
 
     def capacity_used(self, action: str, period_start_us: int) -> int:
         with self._lock:
