@@ -87,6 +87,8 @@ class CapacityState(Protocol):
 
     def take_capacity(self, action: str, period_start_us: int, limit: int) -> bool: ...
 
+    def release_capacity(self, action: str, period_start_us: int) -> None: ...
+
 
 class Online(Protocol):
     """What the decider needs of :class:`valuechain.serve.features.OnlineFeatures`."""
@@ -463,7 +465,7 @@ class Decider:
 
     def abandon(self, pending: Pending | Scored) -> None:
         """Give back the capacity slot of a decision that will not be logged."""
-        if pending.slot is not None:
+        if pending.slot is not None and self.state is not None:
             self.state.release_capacity(*pending.slot)
 
     def commit(self, pending: Pending, log_us: int) -> Decision:
