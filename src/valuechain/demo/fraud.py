@@ -304,6 +304,8 @@ class Shipped:
         state = ("in production" if self.promoted else
                  f"staging (gates failing: {', '.join(self.failing_gates)})")
         return [f"package: {self.version} {state} -> {self.path}",
+                "next: export VALUECHAIN_API_KEYS=<a secret>  (every request but /health "
+                "carries one; docs/serving.md)",
                 f"next: {self.serve_command}"]
 
 
