@@ -204,3 +204,27 @@ def test_cost_model_take_and_cost_of() -> None:
     assert costs.cost_of(["approve", "decline", "review"], [1, 0, 1]).tolist() == [1.0, 5.0, 0.0]
     with pytest.raises(DataError, match="no cost role"):
         costs.cost_of(["approve", "hold", "review"], [1, 0, 1])
+
+
+def test_capacity_periods_are_the_same_offline_and_online() -> None:
+    """train/decide group rows by capacity_period; the service counts from period_start."""
+    from datetime import UTC, datetime
+
+    from valuechain.policy import capacity_period
+    from valuechain.serve.decider import Capacity
+
+    rng = np.random.default_rng(3)
+    times = rng.integers(1_600_000_000_000_000, 1_800_000_000_000_000, 500)
+    for per_us in (3_600_000_000, 86_400_000_000, 7 * 86_400_000_000):
+        online = Capacity("review", 10, per_us, "approve", "approve", "x")
+        codes = capacity_period(times, per_us)
+        for t, code in zip(times.tolist(), codes.tolist(), strict=True):
+            start = online.period_start(t)
+            assert start <= t < start + per_us
+            assert capacity_period(start, per_us) == code  # one period, one definition
+            day = datetime.fromtimestamp(start / 1e6, UTC)
+            assert (day.minute, day.second) == (0, 0)
+            if per_us >= 86_400_000_000:
+                assert day.hour == 0
+            if per_us == 7 * 86_400_000_000:
+                assert day.weekday() == 0  # weeks start on Monday

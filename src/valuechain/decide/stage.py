@@ -38,7 +38,7 @@ from valuechain.decide.price import (
 from valuechain.decide.result import DecideResult, Sensitivity
 from valuechain.errors import ArtifactError, SpecError
 from valuechain.io import write_json
-from valuechain.policy import CostModel
+from valuechain.policy import CostModel, capacity_period
 from valuechain.spec.durations import format_duration
 from valuechain.spec.loader import LoadedSpec
 from valuechain.train.context import DAY_US, spec_capacity, times_us
@@ -123,7 +123,7 @@ def run_decisions(loaded: LoadedSpec, run: TrainResult, run_dir: Path, role: str
                       friction=value.review.friction)
     rows = Decisions(scores=table[f"score_{best}"].to_numpy(dtype=np.float64),
                      labels=table["label"].to_numpy(dtype=np.float64), costs=costs,
-                     periods=(us - origin) // per_us, days=(us - origin) // DAY_US)
+                     periods=capacity_period(us, per_us), days=(us - origin) // DAY_US)
     rule = table["rule"].to_numpy(dtype=bool) if "rule" in table.columns else None
     return rows, rule
 

@@ -29,7 +29,12 @@ True
 
 from __future__ import annotations
 
-from valuechain.policy.capacity import apply_with_capacity, limited_action, per_period_counts
+from valuechain.policy.capacity import (
+    apply_with_capacity,
+    capacity_period,
+    limited_action,
+    per_period_counts,
+)
 from valuechain.policy.costs import ROLES, CostModel
 from valuechain.policy.optimize import (
     Optimum,
@@ -57,6 +62,7 @@ __all__ = [
     "Threshold",
     "TopN",
     "apply_with_capacity",
+    "capacity_period",
     "limited_action",
     "load_policy",
     "optimize_three_band",

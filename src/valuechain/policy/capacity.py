@@ -22,6 +22,8 @@ Among equal scores the earlier row keeps its place.
 
 from __future__ import annotations
 
+from typing import Any, overload
+
 import numpy as np
 import numpy.typing as npt
 
@@ -36,7 +38,34 @@ from valuechain.policy.policies import (
     rank_within_period,
 )
 
-__all__ = ["OVERFLOWS", "apply_with_capacity", "limited_action", "per_period_counts"]
+__all__ = ["OVERFLOWS", "PERIOD_ANCHOR_US", "apply_with_capacity", "capacity_period",
+           "limited_action", "per_period_counts"]
+
+#: Capacity periods are counted from Monday 1970-01-05 00:00 UTC: days start at midnight UTC,
+#: hours on the hour, weeks on Monday — the same periods offline (train, decide) and online
+#: (serve, score), whatever the first row of a frame.
+PERIOD_ANCHOR_US = 4 * 86_400_000_000
+
+
+@overload
+def capacity_period(t_us: int, per_us: int) -> int: ...
+@overload
+def capacity_period(t_us: npt.NDArray[np.integer[Any]], per_us: int
+                    ) -> npt.NDArray[np.int64]: ...
+def capacity_period(t_us: Any, per_us: int) -> Any:
+    """The index of the capacity period holding ``t_us`` (µs since the epoch, UTC).
+
+    Period ``k`` starts at ``PERIOD_ANCHOR_US + k * per_us``.
+
+    >>> DAY = 86_400_000_000
+    >>> capacity_period(DAY * 20_000 + 5, DAY) - capacity_period(DAY * 20_000 - 5, DAY)
+    1
+    >>> monday = PERIOD_ANCHOR_US + 2_900 * 7 * DAY  # 2025-08-04, a Monday
+    >>> capacity_period(np.array([monday - 1, monday, monday + 6 * DAY]), 7 * DAY).tolist()
+    [2899, 2900, 2900]
+    """
+    return (t_us - PERIOD_ANCHOR_US) // per_us
+
 
 I64 = npt.NDArray[np.int64]
 

@@ -44,7 +44,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from valuechain.errors import DataError, SpecError
-from valuechain.policy.capacity import limited_action
+from valuechain.policy.capacity import PERIOD_ANCHOR_US, capacity_period, limited_action
 from valuechain.policy.policies import Policy, TopN
 from valuechain.serve.log import DecisionLog, DecisionRecord, iso_us
 from valuechain.spec.durations import parse_duration, to_micros
@@ -125,8 +125,9 @@ class Capacity:
     per: str  # the period as written, e.g. "1d"
 
     def period_start(self, t_us: int) -> int:
-        """Start of the capacity period holding ``t_us`` (periods aligned to the epoch)."""
-        return t_us - t_us % self.per_us
+        """Start of the capacity period holding ``t_us`` (the periods of
+        :func:`~valuechain.policy.capacity_period`, as offline)."""
+        return PERIOD_ANCHOR_US + capacity_period(t_us, self.per_us) * self.per_us
 
 
 @dataclass(frozen=True)

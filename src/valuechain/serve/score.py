@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 
 from valuechain.errors import DataError
 from valuechain.io import atomic_path
+from valuechain.policy.capacity import PERIOD_ANCHOR_US, capacity_period
 from valuechain.serve.decider import Decider, Pending
 from valuechain.serve.log import DecisionLog
 from valuechain.spec.loader import LoadedSpec
@@ -219,7 +220,7 @@ def _write_top(target: Path, top: int, decider: Decider, time_column: str) -> Pa
              pd.read_parquet(target))
     per_us = decider.capacity.per_us if decider.capacity is not None else DAY_US
     t_us = pd.to_datetime(table[time_column], utc=True).astype("int64") // 1000
-    start = t_us - t_us % per_us
+    start = PERIOD_ANCHOR_US + capacity_period(t_us.to_numpy(dtype=np.int64), per_us) * per_us
     table.insert(0, "period_start", pd.to_datetime(start, unit="us", utc=True))
     ranked = table.assign(__rank=table.groupby("period_start")["score"].rank(
         method="first", ascending=False)).sort_values(["period_start", "__rank"])

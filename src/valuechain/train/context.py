@@ -15,7 +15,6 @@ example decision id. Write the default into the expression when one is meant, e.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Final
 
 import numpy as np
@@ -25,6 +24,8 @@ import pandas as pd
 from valuechain.errors import DataError, SpecError
 from valuechain.evaluate.splits import entity_keys
 from valuechain.expressions import evaluate
+from valuechain.policy.capacity import capacity_period
+from valuechain.spec.durations import to_micros
 from valuechain.spec.loader import LoadedSpec
 from valuechain.spec.models import Capacity
 
@@ -151,8 +152,7 @@ class EvaluationContext:
         capacity = spec_capacity(loaded)
         if capacity is not None:
             action, cap = capacity
-            per = int(cap.per / timedelta(microseconds=1))
-            period, k = (us - origin) // per, cap.limit
+            period, k = capacity_period(us, to_micros(cap.per)), cap.limit
         entity = None
         if spec.split is not None and spec.split.entity is not None:
             name = spec.split.entity
