@@ -9,7 +9,6 @@ the world's last payment with fresh customer, card and device ids.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,8 @@ from typing import Any
 
 import httpx
 import yaml
+
+from .redis_server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
@@ -66,12 +67,6 @@ def event(i: int, *, review: bool = False, hour: int = 14, customer: int | None 
             "terminal_id": 300000053, "device_id": ident, "amount": 300.0 if review else 20.0,
             "billing_country": "DE", "shipping_country": "NG" if review else "DE",
             "channel": "web", "status": "approved"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class LiveServer:

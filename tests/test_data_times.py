@@ -13,27 +13,18 @@ from valuechain.data.build import build_frame
 from valuechain.errors import DataError
 from valuechain.spec import load_spec
 
+from .orders_project import orders_project
+
 ENGINES = ["duckdb", "reference"]
 
 
 def _csv_project(folder: Path, times: list[str], *, extra_rows: str = "") -> Path:
     """Orders of one customer in a CSV with ``times`` written as text."""
-    folder.mkdir(parents=True, exist_ok=True)
-    lines = ["order_id,customer,ts,amount,y"]
-    lines += [f"{i + 1},1,{t},{10 * (i + 1)}.0,0" for i, t in enumerate(times)]
-    (folder / "orders.csv").write_text("\n".join(lines) + "\n" + extra_rows)
-    spec = {
-        "project": {"name": "tz"},
-        "decision": {"statement": "s", "owner": "o", "moment": "m", "actions": ["a", "b"]},
-        "decision_points": {"source": "orders"},
-        "sources": {"orders": {"path": "orders.csv", "keys": ["order_id"], "event_time": "ts"}},
-        "label": {"column": "y", "horizon": "1h"},
-        "features": [{"name": "n_1h", "aggregate": "count", "key": "customer", "window": "1h"},
-                     {"name": "spend_1h", "aggregate": "sum", "of": "amount",
-                      "key": "customer", "window": "1h"}],
-    }
-    (folder / "valuechain.yaml").write_text(yaml.safe_dump(spec))
-    return folder
+    return orders_project(
+        folder, [f"{i + 1},1,{t},{10 * (i + 1)}.0,0" for i, t in enumerate(times)],
+        [{"name": "n_1h", "aggregate": "count", "key": "customer", "window": "1h"},
+         {"name": "spend_1h", "aggregate": "sum", "of": "amount", "key": "customer",
+          "window": "1h"}], name="tz", extra=extra_rows)
 
 
 # -- UTC offsets in CSV text ------------------------------------------------------------------

@@ -14,24 +14,16 @@ from valuechain.data.build import build_frame
 from valuechain.errors import DataError
 from valuechain.spec import load_spec
 
+from .orders_project import orders_project
+
 ENGINES = ["duckdb", "reference"]
 
 
 def _project(folder: Path, amounts: list[str], features: list[dict]) -> Path:
-    lines = ["order_id,customer,ts,amount,y"]
-    lines += [f'{i + 1},1,2025-01-0{i + 1} 10:00:00,"{a}",0' for i, a in enumerate(amounts)]
-    (folder / "orders.csv").write_text("\n".join(lines) + "\n")
-    spec = {
-        "project": {"name": "types"},
-        "decision": {"statement": "s", "owner": "o", "moment": "m", "actions": ["a", "b"]},
-        "decision_points": {"source": "orders"},
-        "sources": {"orders": {"path": "orders.csv", "keys": ["order_id"], "event_time": "ts"}},
-        "label": {"column": "y", "horizon": "1h"},
-        "features": [{"name": "n_1d", "aggregate": "count", "key": "customer", "window": "1d"},
-                     *features],
-    }
-    (folder / "valuechain.yaml").write_text(yaml.safe_dump(spec))
-    return folder
+    return orders_project(
+        folder, [f'{i + 1},1,2025-01-0{i + 1} 10:00:00,"{a}",0' for i, a in enumerate(amounts)],
+        [{"name": "n_1d", "aggregate": "count", "key": "customer", "window": "1d"}, *features],
+        name="types")
 
 
 @pytest.mark.parametrize("engine", ENGINES)

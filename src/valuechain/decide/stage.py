@@ -39,7 +39,7 @@ from valuechain.decide.result import DecideResult, Sensitivity
 from valuechain.errors import ArtifactError, SpecError
 from valuechain.io import write_json
 from valuechain.policy import CostModel, capacity_period
-from valuechain.spec.durations import format_duration
+from valuechain.spec.durations import format_duration, to_micros
 from valuechain.spec.loader import LoadedSpec
 from valuechain.train.context import DAY_US, spec_capacity, times_us
 from valuechain.train.provenance import check_same_frame, current_frame, fix_command
@@ -58,7 +58,7 @@ def _capacity(loaded: LoadedSpec) -> tuple[str, int, int, str, float, str]:
                         "`review: {limit: 150, per: 1d}`): the policy must fit what the team "
                         "can handle.")
     action, cap = found
-    return (action, cap.limit, int(cap.per.total_seconds() * 1_000_000), cap.overflow,
+    return (action, cap.limit, to_micros(cap.per), cap.overflow,
             cap.percentile, format_duration(cap.per))
 
 

@@ -37,6 +37,7 @@ from valuechain.registry.layout import (
     SPEC_FILE,
     file_checksums,
 )
+from valuechain.spec.durations import to_micros
 from valuechain.spec.loader import LoadedSpec, load_spec
 from valuechain.train.context import spec_capacity
 
@@ -268,7 +269,7 @@ def load_bundle(path: Path | str) -> Bundle:
     capacity = None
     if found is not None:
         action, cap = found
-        capacity = (action, int(cap.limit), int(cap.per.total_seconds() * 1_000_000),
+        capacity = (action, int(cap.limit), to_micros(cap.per),
                     str(cap.overflow))
     features = tuple(str(c) for c in manifest.get("feature_names", ()))
     inputs, _ = read_manifest(folder / MODEL_DIR)
