@@ -1,0 +1,1 @@
+"""Monitoring the deployed decision: drift, operations, matured KPIs, estimates, alerts."""
