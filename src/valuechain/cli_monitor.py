@@ -8,7 +8,6 @@ flag, spec or log), 3 for an internal error. See docs/monitoring.md.
 from __future__ import annotations
 
 import math
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,7 +15,17 @@ import pandas as pd
 import typer
 from rich.table import Table
 
-from valuechain.cli import JsonOpt, SpecOpt, _emit, _load, _progress, app, console, user_errors
+from valuechain.cli import (
+    JsonOpt,
+    SpecOpt,
+    _emit,
+    _load,
+    _progress,
+    app,
+    console,
+    parse_moment,
+    user_errors,
+)
 
 __all__ = ["monitor_command"]
 
@@ -145,9 +154,9 @@ def monitor_command(
     version: Annotated[str | None, typer.Option(
         help="Bundle whose decisions are monitored; default the production version.")
     ] = None,
-    as_of: Annotated[datetime | None, typer.Option(
-        "--as-of", help="What is known: decisions up to it, labels matured by it; default "
-        "the latest logged decision.")] = None,
+    as_of: Annotated[str | None, typer.Option(
+        "--as-of", help="What is known (ISO 8601, UTC unless an offset is given): decisions "
+        "up to it, labels matured by it; default the latest logged decision.")] = None,
     window: Annotated[str | None, typer.Option(
         help="Window length: 1d or 1w (any duration); default monitoring.cadence.")
     ] = None,
@@ -164,15 +173,16 @@ def monitor_command(
     from valuechain.monitor.run import monitor, monitor_folder
     from valuechain.spec.durations import parse_duration
 
-    loaded = _load(spec)
     length = None
     if window is not None:
         try:
             length = parse_duration(window)
         except SpecError as err:
             raise SpecError(f"`window`: {err}; e.g. 1d or 1w.") from None
+    moment = parse_moment(as_of, "--as-of")
+    loaded = _load(spec)
     with _progress(not as_json, "monitor") as progress:
-        result = monitor(loaded, log=log, version=version, as_of=as_of, window=length,
+        result = monitor(loaded, log=log, version=version, as_of=moment, window=length,
                          progress=progress)
     saved = result.save(monitor_folder(loaded))
     reported = None
