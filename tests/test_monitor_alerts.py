@@ -254,14 +254,10 @@ def test_retrain_advice_from_kpi_alerts_and_missed_estimates() -> None:
                                               windows=2, severity="critical")])
     advice = retrain_advice([alert], kpi)
     assert advice.recommend and advice.reasons[0].startswith("matured KPI worse than allowed")
-    est = signals([0.2, 0.2, 0.2], metric="precision", section="estimate", subject="",
-                  covered=[True, False, False])
-    [reason] = retrain_advice([], est).reasons
+    covered = signals([1.0, 0.0, 0.0], metric="covered", section="estimate",
+                      subject="precision")
+    [reason] = retrain_advice([], covered).reasons
     assert "estimate of precision missed its interval on the last 2 matured cohorts" in reason
-    est_ok = signals([0.2, 0.2, 0.2], metric="precision", section="estimate", subject="",
-                     covered=[False, True, False])
-    assert not retrain_advice([], est_ok).recommend
-    # without a `covered` column: estimate_error rows whose interval excludes 0
-    err = signals([0.1, 0.1], metric="estimate_error", section="estimate", subject="",
-                  lower=[0.05, 0.02], upper=[0.2, 0.3])
-    assert retrain_advice([], err).recommend
+    assert "(since 2025-08-05)" in reason
+    once = signals([0.0, 1.0, 0.0], metric="covered", section="estimate", subject="precision")
+    assert not retrain_advice([], once).recommend

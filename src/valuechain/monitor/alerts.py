@@ -395,8 +395,7 @@ def retrain_advice(
     - an active score-drift alert (``score_psi``);
     - an active alert on a matured KPI (section ``kpi``), severity warning or critical;
     - the estimate missed its own interval on the last ``missed_cohorts`` matured cohorts
-      of a metric (estimate rows with a ``covered`` column, or ``estimate_error`` outside
-      its interval).
+      of a metric (the estimate section's ``covered`` rows).
 
     Operational alerts (queue at capacity, latency, volume) are not reasons to retrain:
     they call for thresholds, capacity or infrastructure, and are left to their owners.
@@ -430,27 +429,21 @@ def retrain_advice(
 
 
 def _missed_estimates(signals: pd.DataFrame, k: int) -> list[str]:
+    """Metrics whose estimate missed its interval on the last ``k`` matured cohorts.
+
+    Reads the estimate section's ``covered`` rows (value 1.0 when the interval held the
+    realised value, else 0.0; the estimated metric is the subject).
+    """
     check_signals(signals)
-    rows = signals[(signals["section"] == "estimate") & (signals["status"] == EVALUATED)]
+    rows = signals[(signals["section"] == "estimate") & (signals["metric"] == "covered")
+                   & (signals["status"] == EVALUATED)]
     if rows.empty or k < 1:
         return []
-    if "covered" in rows.columns:
-        judged = rows[rows["covered"].notna()]
-        missed = ~judged["covered"].astype(bool)
-    else:
-        judged = rows[rows["metric"] == "estimate_error"]
-        lo, hi = judged["lower"].to_numpy(float), judged["upper"].to_numpy(float)
-        ok = np.isfinite(lo) & np.isfinite(hi)
-        judged = judged[ok]
-        missed = pd.Series(~((judged["lower"] <= 0) & (judged["upper"] >= 0)),
-                           index=judged.index)
     out = []
-    judged = judged.assign(_missed=missed)
-    for (metric, subject), group in judged.groupby(["metric", "subject"], sort=True):
-        last = group.sort_values("window").tail(k)
-        if len(last) == k and bool(last["_missed"].all()):
-            what = str(metric) + (f" of {subject}" if subject else "")
-            out.append(f"the estimate of {what} missed its interval on the last {k} matured "
+    for metric, group in rows.groupby("subject", sort=True):
+        last = group.sort_values("window", kind="stable").tail(k)
+        if len(last) == k and bool((last["value"].to_numpy(dtype=np.float64) < 0.5).all()):
+            out.append(f"the estimate of {metric} missed its interval on the last {k} matured "
                        f"cohorts (since {pd.Timestamp(last['window'].iloc[0]):%Y-%m-%d}): "
                        "the scores no longer price the outcomes.")
     return out

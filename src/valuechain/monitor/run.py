@@ -243,7 +243,7 @@ def _importance(bundle: Any, reference: Any) -> dict[str, float]:
 
     named = getattr(drift, "feature_importance", None)
     if callable(named):
-        return dict(named(bundle))
+        return dict(named(bundle, reference))
     frame = reference.frame
     names = list(bundle.feature_names)
     if frame is None or frame.empty or not set(names) <= set(frame.columns):

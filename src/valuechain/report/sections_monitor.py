@@ -40,6 +40,11 @@ COMMAND = "valuechain monitor"
 #: Ops metrics drawn as the action mix (share of decisions per action).
 ACTION_MIX = ("approve_rate", "review_rate", "decline_rate", "action_share", "action_rate")
 TOP_FEATURES = 5
+#: KPI charts in this order (others present follow, by name).
+KPI_ORDER = ("loss_per_1000", "precision", "recall", "cost", "positive_rate",
+             "false_decline_rate")
+#: Signals of the kpi and estimate sections that are not KPIs themselves.
+NOT_KPIS = frozenset({"estimate_error", "covered", "mature_share", "expected_cost"})
 
 _BODY = """
 <p data-key="monitor-summary">Bundle <code>{{ r.text('bundle_version') }}</code>,
@@ -156,7 +161,8 @@ def _kpi_charts(signals: pd.DataFrame, windows: list[pd.Timestamp]
     kpi = signals[(signals["section"] == "kpi") & (signals["status"] != "reference")]
     est = signals[signals["section"] == "estimate"]
     out = []
-    for metric in sorted(set(kpi["metric"]) | (set(est["metric"]) - {"estimate_error"})):
+    present = (set(kpi["metric"]) | set(est["metric"])) - NOT_KPIS
+    for metric in [m for m in KPI_ORDER if m in present] + sorted(present - set(KPI_ORDER)):
         realised = kpi[(kpi["metric"] == metric) & (kpi["subject"] == "")] \
             if (kpi["subject"] == "").any() else kpi[kpi["metric"] == metric]
         estimate = est[(est["metric"] == metric)]
