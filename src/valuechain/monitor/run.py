@@ -320,17 +320,18 @@ def monitor(
         raise SpecError(f"`window` must be longer than zero, got {length}; e.g. 1d or 1w.")
     window_us = to_micros(length)
 
+    from valuechain.registry import Registry, default_registry
+
+    report("bundle", 0.02)
+    registry = Registry(default_registry(loaded))
+    bundle = registry.load(version)
+
     from valuechain.monitor.drift import drift_ranking, drift_signals
     from valuechain.monitor.estimate import estimate_coverage, estimate_signals
     from valuechain.monitor.inputs import load_reference, read_decisions
     from valuechain.monitor.kpis import kpi_signals
     from valuechain.monitor.ops import ops_signals
     from valuechain.monitor.outcomes import label_decisions
-    from valuechain.registry import Registry, default_registry
-
-    report("bundle", 0.02)
-    registry = Registry(default_registry(loaded))
-    bundle = registry.load(version)
     log_path = log if log is not None else loaded.workspace / "serve" / "decisions.sqlite"
     until = _as_utc(as_of) if as_of is not None else None
     report("read log", 0.05)
