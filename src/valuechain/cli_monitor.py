@@ -93,12 +93,33 @@ def _ranking(ranking: pd.DataFrame, top: int = 10) -> Table | None:
     return table
 
 
+def _estimated(signals: pd.DataFrame) -> tuple[str, ...]:
+    """The estimated metrics (not their error and coverage rows)."""
+    names = signals.loc[signals["section"] == "estimate", "metric"].unique()
+    return tuple(str(m) for m in names if m not in ("covered", "estimate_error"))
+
+
+def _coverage(coverage: pd.DataFrame) -> Table | None:
+    if coverage is None or coverage.empty:
+        return None
+    table = Table(title="Estimates against matured cohorts")
+    for column in ("metric", "matured windows", "interval covered", "mean abs error"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for _, row in coverage.iterrows():
+        share = row.get("covered")
+        table.add_row(str(row.get("metric", "")), _fmt(row.get("windows")),
+                      "-" if share is None or share != share else f"{float(share):.0%}",
+                      _fmt(row.get("mean_abs_error")))
+    return table
+
+
 def _alerts(result: Any) -> Table:
     table = Table(title=f"Alerts ({len(result.active_alerts)} active, "
                   f"{len(result.alerts) - len(result.active_alerts)} ended)")
-    for column in ("severity", "rule", "subject", "since", "windows", "latest / threshold",
+    for column in ("severity", "rule", "subject", "since", "windows", "latest vs threshold",
                    "owner", "state"):
-        table.add_column(column, overflow="fold")
+        table.add_column(column, overflow="fold", no_wrap=column in (
+            "severity", "since", "windows"))
     colours = {"critical": "bold red", "warning": "yellow", "info": "dim"}
     for a in result.alerts:
         sign = ">" if a.direction == "above" else "<"
@@ -106,6 +127,8 @@ def _alerts(result: Any) -> Table:
                       a.subject or "-", f"{a.first_window:%Y-%m-%d}", str(a.windows),
                       f"{_fmt(a.value)} {sign} {_fmt(a.threshold)}", a.owner,
                       "active" if a.active else f"ended {a.last_window:%Y-%m-%d}")
+    if result.alerts:
+        table.caption = "windows: evaluated windows in the streak; state active: still firing"
     return table
 
 
@@ -122,8 +145,9 @@ def render(result: Any) -> None:
         _pivot(result.signals, "drift", "Drift per window", metrics=("score_psi",)),
         _pivot(result.signals, "ops", "Operations per window"),
         _pivot(result.signals, "kpi", "Realised KPIs per cohort (pending: labels not mature)"),
-        _pivot(result.signals, "estimate", "Estimates before labels (value [interval])",
-               interval=True, max_columns=4),
+        _pivot(result.signals, "estimate", "Estimates before labels (value \\[interval])",
+               interval=True, max_columns=4, metrics=_estimated(result.signals)),
+        _coverage(result.coverage),
     ):
         if table is not None:
             console.print(table)
