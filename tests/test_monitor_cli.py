@@ -248,3 +248,22 @@ def test_example_spec_rules_are_owned_by_set_owners() -> None:
     owners = set(spec["owners"])
     for rule in spec["monitoring"]["alerts"]:
         assert rule["owner"] in owners, rule
+
+
+def test_only_windows_ended_by_as_of_are_monitored() -> None:
+    from valuechain.monitor.run import _complete_windows, window_start
+
+    day0 = int(pd.Timestamp("2025-09-01", tz="UTC").value // 1000)
+    hours = [0, 5, 23, 24 + 1, 48 + 2, 48 + 20]  # two full days, then 2 decisions of day 3
+    decisions = pd.DataFrame({"time_us": [day0 + h * 3_600_000_000 for h in hours]})
+    as_of = pd.Timestamp("2025-09-03 20:00", tz="UTC").to_pydatetime()
+    kept, partial = _complete_windows(decisions, as_of, DAY_US)
+    assert len(kept) == 4 and partial is not None and partial[1] == 2
+    assert str(window_start(partial[0], DAY_US)) == "2025-09-03 00:00:00+00:00"
+    # at midnight the day has ended: nothing is cut
+    midnight = pd.Timestamp("2025-09-04", tz="UTC").to_pydatetime()
+    assert _complete_windows(decisions, midnight, DAY_US)[1] is None
+    # a log younger than one window keeps its decisions
+    young = decisions.head(2)
+    six = pd.Timestamp("2025-09-01 06:00", tz="UTC").to_pydatetime()
+    assert _complete_windows(young, six, DAY_US)[1] is None

@@ -44,7 +44,7 @@ from valuechain.monitor.alerts import (
     retrain_advice,
     rule_notes,
 )
-from valuechain.policy.capacity import PERIOD_ANCHOR_US
+from valuechain.policy.capacity import PERIOD_ANCHOR_US, capacity_period
 from valuechain.spec.durations import format_duration, to_micros
 from valuechain.spec.loader import LoadedSpec, load_spec
 from valuechain.spec.models import Monitoring
@@ -64,7 +64,6 @@ Progress = Callable[[str, float], None]
 def window_start(period: int | np.ndarray, window_us: int) -> pd.Series | pd.Timestamp:
     """The UTC start of window ``period`` (a capacity-period index of ``window_us``).
 
-    >>> from valuechain.policy.capacity import capacity_period
     >>> str(window_start(capacity_period(1_754_300_000_000_000, 86_400_000_000),
     ...                  86_400_000_000))
     '2025-08-04 00:00:00+00:00'
@@ -267,6 +266,23 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return out
 
 
+def _complete_windows(decisions: pd.DataFrame, as_of: datetime, window_us: int
+                      ) -> tuple[pd.DataFrame, tuple[int, int] | None]:
+    """Decisions of the windows that have ended by ``as_of``, and the partial window cut.
+
+    The partial window is returned as ``(period, decisions left out)``. When no window has
+    ended (the log is younger than one window), every decision is kept.
+    """
+    as_of_us = int(pd.Timestamp(as_of).value // 1000)
+    period = capacity_period(decisions["time_us"].to_numpy(dtype=np.int64), window_us)
+    last_complete = capacity_period(as_of_us, window_us) - 1
+    late = period > last_complete
+    if not late.any() or late.all():
+        return decisions, None
+    return (decisions[~late].reset_index(drop=True),
+            (int(period[late].min()), int(late.sum())))
+
+
 def monitor(
     spec: Path | str | LoadedSpec,
     *,
@@ -291,7 +307,10 @@ def monitor(
     as_of : datetime, optional
         What is known: decisions up to it, labels matured by it. Default the time of the
         latest logged decision (not the clock: a log replayed from the past is judged as of
-        its own end, and outcomes not yet extracted are never read as negatives).
+        its own end, and outcomes not yet extracted are never read as negatives). Only
+        windows that have ended by ``as_of`` are monitored: the decisions of a window still
+        running are left out (and counted in the notes), since a partial day's hours look
+        like drift.
     window : timedelta, optional
         Window length; default ``monitoring.cadence`` (1 day). Days start at midnight UTC,
         weeks on Monday (the capacity periods of :mod:`valuechain.policy.capacity`).
@@ -352,6 +371,11 @@ def monitor(
     notes: list[str] = []
     if others:
         notes.append(f"{others:,} decisions of other bundle versions left out.")
+    decisions, partial = _complete_windows(decisions, until, window_us)
+    if partial:
+        notes.append(f"the window starting {window_start(partial[0], window_us):%Y-%m-%d %H:%M} "
+                     f"is not complete at as_of; its {partial[1]:,} decisions are left out "
+                     "(a partial day looks like drift); pass a later `as_of` to include it.")
 
     report("reference", 0.15)
     reference = load_reference(bundle, loaded.root)
