@@ -31,6 +31,11 @@ __all__ = ["monitor_command"]
 
 #: Windows shown per table in the terminal (the JSON and the report have them all).
 SHOWN_WINDOWS = 14
+#: Operations and KPI metrics shown in the terminal, in this order (all are in the JSON).
+OPS_SHOWN = ("volume", "volume_z", "review_rate", "decline_rate", "queue_fill",
+             "overflow_share", "latency_p99_ms")
+KPI_SHOWN = ("mature_share", "loss_per_1000", "precision", "recall", "positive_rate",
+             "false_decline_rate", "cost")
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -60,9 +65,17 @@ def _pivot(signals: pd.DataFrame, section: str, title: str, *, interval: bool = 
         rows = rows[rows["metric"].isin(metrics)]
     if rows.empty:
         return None
-    rows = rows.assign(column=[m if not s else f"{m} {s}" for m, s in
+    rows = rows.assign(column=[m if not s or s in m else f"{m} {s}" for m, s in
                                zip(rows["metric"], rows["subject"], strict=True)])
-    columns = list(dict.fromkeys(rows.sort_values(["metric", "subject"])["column"]))
+    shown = rows.groupby("column")["value"].apply(lambda v: bool(v.notna().any()))
+    pending = rows.groupby("column")["status"].apply(lambda v: bool((v == "pending").any()))
+    rows = rows[rows["column"].map(shown | pending)]  # drop columns with no value at all
+    if rows.empty:
+        return None
+    order = {m: i for i, m in enumerate(metrics or ())}
+    pairs = sorted(set(zip(rows["metric"], rows["subject"], rows["column"], strict=True)),
+                   key=lambda p: (order.get(p[0], len(order)), p[0], p[1]))
+    columns = list(dict.fromkeys(column for _, _, column in pairs))
     columns = columns[:max_columns]
     windows = sorted(rows["window"].unique())[-SHOWN_WINDOWS:]
     table = Table(title=title, caption=f"last {len(windows)} windows" if len(
@@ -143,8 +156,9 @@ def render(result: Any) -> None:
     for table in (
         _ranking(result.drift_ranking),
         _pivot(result.signals, "drift", "Drift per window", metrics=("score_psi",)),
-        _pivot(result.signals, "ops", "Operations per window"),
-        _pivot(result.signals, "kpi", "Realised KPIs per cohort (pending: labels not mature)"),
+        _pivot(result.signals, "ops", "Operations per window", metrics=OPS_SHOWN),
+        _pivot(result.signals, "kpi", "Realised KPIs per cohort (pending: labels not mature)",
+               metrics=KPI_SHOWN),
         _pivot(result.signals, "estimate", "Estimates before labels (value \\[interval])",
                interval=True, max_columns=4, metrics=_estimated(result.signals)),
         _coverage(result.coverage),
