@@ -147,11 +147,15 @@ def _project(tmp_path: Path) -> Path:
 
 def test_report_section_draws_the_saved_result(tmp_path: Path) -> None:
     loaded = load_spec(_project(tmp_path))
+    assert monitor_section(loaded, loaded.workspace) is None  # nothing deployed yet
+    (loaded.workspace / "registry").mkdir(parents=True)
     missing = monitor_section(loaded, loaded.workspace)
-    assert missing.status == "missing" and "valuechain monitor" in missing.html
+    assert missing is not None and missing.status == "missing"
+    assert "valuechain monitor" in missing.html
     saved = hand_built(critical=True).save(monitor_folder(loaded))
     assert saved.name == "monitor.json" and (saved.parent / "signals.parquet").exists()
     section = monitor_section(loaded, loaded.workspace)
+    assert section is not None
     html = str(section.html)
     assert section.status == "fail"  # an active critical alert
     assert html.count("<svg") == 4  # drift, action mix, queue vs capacity, loss_per_1000

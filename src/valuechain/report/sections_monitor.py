@@ -203,11 +203,16 @@ def _kpi_charts(signals: pd.DataFrame, windows: list[pd.Timestamp]
 
 
 @register_section(order=90, id="monitor", title=TITLE)
-def monitor_section(loaded: LoadedSpec, workspace: Path) -> Section:
-    """The last monitoring pass: time plots, alerts with owners, the retrain advice."""
+def monitor_section(loaded: LoadedSpec, workspace: Path) -> Section | None:
+    """The last monitoring pass: time plots, alerts with owners, the retrain advice.
+
+    ``None`` (no card) until something is packaged or served: nothing to monitor yet.
+    """
     folder = workspace / "monitor"
     raw = read_json(folder / "monitor.json", rebuild=f"{COMMAND} --spec {loaded.root}")
     if raw is None:
+        if not (workspace / "registry").exists() and not (workspace / "serve").exists():
+            return None  # nothing packaged nor served yet: there is nothing to monitor
         return unavailable("monitor", TITLE, COMMAND,
                            "No monitoring pass yet: it needs a decision log "
                            "(valuechain serve or valuechain score).")
