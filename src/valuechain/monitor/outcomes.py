@@ -197,8 +197,8 @@ def _outcome_labels(decisions: pd.DataFrame, loaded: LoadedSpec, t_us: npt.NDArr
     for i, (a, b) in enumerate(pairs):
         column = f"__k{i}"
         where = loaded.where("label", "keys")
-        values = resolve_column(decisions, a, where=where, key_columns=plan.decision_keys)
-        points[column] = _key_array(values, table.schema.field(b).type, a, where)
+        found = resolve_column(decisions, a, where=where, key_columns=plan.decision_keys)
+        points[column] = _key_array(found, table.schema.field(b).type, a, where)
         keys.append((column, b))
     problem = PitProblem(points=pa.table(points), tables={out: table}, label=LabelPlan(
         kind=lab.kind, horizon_us=horizon, outcome=out, keys=tuple(keys), column=lab.column,
