@@ -252,9 +252,9 @@ def estimate_coverage(signals: pd.DataFrame) -> pd.DataFrame:
     >>> import pandas as pd
     >>> s = pd.DataFrame({"section": ["estimate"] * 4, "metric": ["covered", "covered",
     ...                   "estimate_error", "estimate_error"], "subject": ["recall"] * 4,
-    ...                   "value": [1.0, 0.0, 0.1, -0.3]})
+    ...                   "value": [1.0, 0.0, 0.25, -0.75]})
     >>> estimate_coverage(s).to_dict("records")
-    [{'metric': 'recall', 'windows': 2, 'covered': 0.5, 'mean_abs_error': 0.2, 'mean_error': -0.1}]
+    [{'metric': 'recall', 'windows': 2, 'covered': 0.5, 'mean_abs_error': 0.5, 'mean_error': -0.25}]
     """
     mine = signals[signals["section"] == "estimate"]
     cov = mine[mine["metric"] == "covered"]
