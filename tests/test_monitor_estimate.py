@@ -117,9 +117,10 @@ def test_intervals_reach_their_coverage_when_nothing_drifts(calibrated) -> None:
     # declines are so rare here that its interval is a point it always "covers".)
     scored = est[(est["metric"] == "covered") & (est["subject"] != "false_decline_rate")]
     assert scored["value"].mean() >= LEVEL
-    # Each metric: at the nominal level up to the sampling error of 60 cohorts (sd 0.039).
+    # Each metric: at the nominal level up to 3 sampling standard deviations of 60 cohorts
+    # (0.039 each; seeds 1-5 gave 0.82-0.98 per metric, 0.89-0.94 per metric over all 300).
     sd = np.sqrt(LEVEL * (1 - LEVEL) / DAYS)
-    assert (cov["covered"] >= LEVEL - 2 * sd).all(), cov
+    assert (cov["covered"] >= LEVEL - 3 * sd).all(), cov
 
 
 def test_a_concept_change_the_scores_cannot_see(attacked) -> None:
