@@ -1,1 +1,1 @@
-"""Monitoring the deployed decision: drift, operations, matured KPIs, estimates, alerts."""
+"""Monitoring: drift, operations, matured KPIs and estimates before labels."""
