@@ -228,9 +228,12 @@ def test_monitor_on_a_real_log(logged: Path) -> None:
     payload = json.loads(res.stdout)
     assert set(payload) >= TOP_KEYS and payload["bundle_version"] == "v1"
     assert payload["exit_code"] == res.exit_code == (1 if payload["critical_alerts"] else 0)
-    assert payload["windows"] >= 9 and payload["decisions"] > 0
-    assert payload["drift_ranking"] and payload["importance"]
+    assert payload["windows"] >= 9 and payload["decisions"] > 0 and payload["importance"]
     assert Path(payload["saved"]).exists()
+    # ~200 decisions a day in this small world: daily drift is `insufficient`, weekly is not
+    weekly = json.loads(runner.invoke(app, ["monitor", "--spec", str(logged), "--json",
+                                            "--window", "1w"]).stdout)
+    assert weekly["window"] == "1w" and weekly["drift_ranking"]
     # 10 days after a 60-day horizon: every cohort of the log is pending, none is a zero
     latest_kpi = [r for r in payload["latest"] if r["section"] == "kpi"]
     assert latest_kpi and all(r["status"] != "ok" or r["value"] is not None
