@@ -155,7 +155,7 @@ def render(result: Any) -> None:
                   f"{pd.Timestamp(result.as_of):%Y-%m-%d %H:%M} UTC", highlight=False)
     for table in (
         _ranking(result.drift_ranking),
-        _pivot(result.signals, "drift", "Drift per window", metrics=("score_psi",)),
+        _pivot(result.signals, "drift", "Drift per window", metrics=("score_psi", "weighted_psi")),
         _pivot(result.signals, "ops", "Operations per window", metrics=OPS_SHOWN),
         _pivot(result.signals, "kpi", "Realised KPIs per cohort (pending: labels not mature)",
                metrics=KPI_SHOWN),
