@@ -215,3 +215,19 @@ def test_user_errors_name_the_column(toy) -> None:
     assert set(lab["role"]) == {"review"}
     with pytest.raises(DataError, match="label the decisions first"):
         kpi_signals(decisions, spec, window_us=DAY_US, as_of=at(T0_US))
+
+
+def test_the_logged_key_joins_when_the_event_field_is_absent(toy) -> None:
+    decisions, spec = toy
+    as_of = T0_US + 30 * DAY_US
+    by_key = label_decisions(decisions.drop(columns="event.transaction_id"), spec,
+                             as_of=at(as_of))  # `key` is text: cast to the outcome's int
+    assert by_key["label"].tolist() == [1.0, 0.0, 0.0, 1.0, 0.0]
+
+
+def test_an_empty_log_gives_an_empty_signals_table(toy) -> None:
+    decisions, spec = toy
+    lab = label_decisions(decisions.iloc[:0], spec, as_of=at(T0_US + 30 * DAY_US))
+    assert len(lab) == 0 and "label" in lab.columns
+    sig = kpi_signals(lab, spec, window_us=DAY_US, as_of=at(T0_US + 30 * DAY_US))
+    assert list(sig.columns) == list(SIGNAL_COLUMNS) and len(sig) == 0
