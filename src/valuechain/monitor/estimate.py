@@ -64,7 +64,7 @@ from valuechain.errors import DataError
 from valuechain.monitor.kpis import Form, check_labelled, cohorts, forms, signals_frame
 from valuechain.spec.loader import LoadedSpec
 
-__all__ = ["N_SIM", "Estimate", "bernoulli_draws", "estimate_coverage", "estimate_form",
+__all__ = ["N_SIM", "Draws", "Estimate", "bernoulli_draws", "estimate_coverage", "estimate_form",
            "estimate_signals"]
 
 F64 = npt.NDArray[np.float64]
@@ -73,7 +73,7 @@ I64 = npt.NDArray[np.int64]
 #: Label vectors drawn per cohort.
 N_SIM: Final = 2000
 #: Bands with a Bernoulli rate of at least this are drawn directly (one uniform per row).
-_DIRECT: Final = 1 / 16
+_DIRECT: Final = 1 / 4
 #: Bands with at most this many rows are drawn directly too (cheaper than their gaps).
 _FEW: Final = 32
 #: Largest (draws x candidates) block held in memory at once.
@@ -107,24 +107,38 @@ def bernoulli_draws(p: F64, n_sim: int, rng: np.random.Generator) -> tuple[I64, 
                 rows.append(idx[j])
             continue
         mean = nb * u
-        m = int(np.ceil(mean + 8 * np.sqrt(mean) + 4))
+        m = int(np.ceil(mean + 3 * np.sqrt(mean) + 2))
         step = max(1, _CHUNK // m)
         for first in range(0, n_sim, step):
             size = min(step, n_sim - first)
-            width = m
-            while True:
-                position = np.cumsum(rng.geometric(u, size=(size, width)), axis=1) - 1
-                if bool((position[:, -1] >= nb).all()):
-                    break
-                width *= 2  # rare: more candidates than the bound in some draw
-            s, j = np.nonzero(position < nb)
-            r = idx[position[s, j]]
+            s, r = _gaps(rng, u, nb, size, m)
+            r = idx[r]
             keep = rng.random(len(r)) * u < p[r]
             sims.append(s[keep] + first)
             rows.append(r[keep])
     if not sims:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     return np.concatenate(sims).astype(np.int64), np.concatenate(rows).astype(np.int64)
+
+
+def _gaps(rng: np.random.Generator, u: float, nb: int, size: int, m: int
+          ) -> tuple[I64, I64]:
+    """``(draw, slot)`` of the successes of ``size`` Bernoulli(``u``) processes on ``nb``
+    slots, placed by geometric gaps (``m`` at a time; a draw that has not passed the last
+    slot continues from its last success: the gaps are memoryless, so this is exact)."""
+    position = np.cumsum(rng.geometric(u, size=(size, m)), axis=1) - 1
+    s, j = np.nonzero(position < nb)
+    draws, slots = [s], [position[s, j]]
+    todo = np.flatnonzero(position[:, -1] < nb)
+    start = position[todo, -1]
+    while len(todo):
+        more = start[:, None] + np.cumsum(rng.geometric(u, size=(len(todo), m)), axis=1)
+        s, j = np.nonzero(more < nb)
+        draws.append(todo[s])
+        slots.append(more[s, j])
+        going = more[:, -1] < nb
+        todo, start = todo[going], more[going, -1]
+    return np.concatenate(draws).astype(np.int64), np.concatenate(slots).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -136,14 +150,39 @@ class Estimate:
     upper: float
 
 
-def estimate_form(form: Form, p: F64, draws: tuple[I64, I64], n_sim: int, level: float
-                  ) -> Estimate:
-    """One metric's estimate under ``Y ~ Bernoulli(p)``, from draws shared by the metrics
-    (:func:`bernoulli_draws` with ``n_sim`` draws): the exact mean when the denominator is
-    fixed, else the mean of the draws; the central ``level`` interval of the draws."""
-    sim, row = draws
-    num = form.num_c.sum() + np.bincount(sim, weights=form.num_w[row], minlength=n_sim)
-    den = form.den_c.sum() + np.bincount(sim, weights=form.den_w[row], minlength=n_sim)
+class Draws:
+    """Label vectors drawn from the scores (:func:`bernoulli_draws`), shared by the metrics
+    of a cohort: :meth:`sums` gives ``sum(w_i Y_i)`` per draw, computed once per weight array
+    (metrics share theirs: the flagged rows, all rows)."""
+
+    def __init__(self, p: F64, n_sim: int, rng: np.random.Generator) -> None:
+        self.n_sim = n_sim
+        self.sim, self.row = bernoulli_draws(p, n_sim, rng)
+        self._sums: dict[int, tuple[F64, F64]] = {}
+
+    def sums(self, w: F64) -> F64:
+        """``sum(w_i Y_i)`` of each draw."""
+        hit = self._sums.get(id(w))
+        if hit is not None and hit[0] is w:
+            return hit[1]
+        out: F64
+        if not np.any(w):
+            out = np.zeros(self.n_sim)
+        elif np.all(w == 1):
+            out = np.asarray(np.bincount(self.sim, minlength=self.n_sim), dtype=np.float64)
+        else:
+            out = np.asarray(np.bincount(self.sim, weights=w[self.row], minlength=self.n_sim),
+                             dtype=np.float64)
+        self._sums[id(w)] = (w, out)
+        return out
+
+
+def estimate_form(form: Form, p: F64, draws: Draws, level: float) -> Estimate:
+    """One metric's estimate under ``Y ~ Bernoulli(p)``, from draws shared by the metrics:
+    the exact mean when the denominator is fixed, else the mean of the draws; the central
+    ``level`` interval of the draws."""
+    num = form.num_c.sum() + draws.sums(form.num_w)
+    den = form.den_c.sum() + draws.sums(form.den_w)
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = np.where(den != 0, num / np.where(den != 0, den, 1.0), np.nan)
     finite = ratio[np.isfinite(ratio)]
@@ -204,7 +243,7 @@ def estimate_signals(labelled: pd.DataFrame, spec: LoadedSpec, *, window_us: int
         rows = cohort.rows
         p = rows["score"].to_numpy(dtype=np.float64)
         rng = np.random.default_rng([seed, cohort.window & 0x7FFFFFFF])
-        draws = bernoulli_draws(p, n_sim, rng)
+        draws = Draws(p, n_sim, rng)
         base = {"window": cohort.start_us, "section": "estimate"}
         realised = {}
         if cohort.matured:
@@ -214,7 +253,7 @@ def estimate_signals(labelled: pd.DataFrame, spec: LoadedSpec, *, window_us: int
         for form in forms(rows):
             if form.name == "expected_cost":
                 continue
-            est = estimate_form(form, p, draws, n_sim, level)
+            est = estimate_form(form, p, draws, level)
             ok = bool(np.isfinite(est.value))
             records.append({**base, "metric": form.name, "subject": "", "value": est.value,
                             "lower": est.lower, "upper": est.upper, "n": form.n,
