@@ -32,6 +32,7 @@ TOP_KEYS = {"schema", "project", "spec_hash", "bundle_version", "log", "as_of", 
             "window_us", "first_window", "last_window", "windows", "decisions",
             "other_versions", "reference_period", "status", "exit_code", "active_alerts",
             "critical_alerts", "alerts", "retrain", "drift_ranking", "coverage", "latest",
+            "reference",
             "capacity", "importance", "notes", "seconds"}
 ALERT_KEYS = {"rule", "section", "metric", "subject", "severity", "owner", "channel", "active",
               "first_window", "last_window", "windows", "direction", "value", "peak",
@@ -109,6 +110,8 @@ def test_json_schema_is_stable_and_strict() -> None:
                         "metric": "loss_per_1000", "subject": "", "value": None,
                         "lower": None, "upper": None, "n": 3000, "status": "pending"}]
     assert payload["retrain"]["recommend"]  # is_app: top-5 importance, active drift
+    assert payload["reference"] == [{"section": "kpi", "metric": "loss_per_1000", "subject": "",
+                                     "value": 4.0, "lower": None, "upper": None, "n": 3000}]
 
 
 def test_critical_kpi_alert_sets_the_exit_code_and_the_retrain_reasons() -> None:

@@ -140,7 +140,8 @@ class MonitorResult:
     @property
     def windows(self) -> list[pd.Timestamp]:
         """Window starts present in the signals, in order."""
-        return sorted(pd.Timestamp(w) for w in self.signals["window"].dropna().unique())
+        rows = self.signals[self.signals["status"] != "reference"]
+        return sorted(pd.Timestamp(w) for w in rows["window"].dropna().unique())
 
     def latest(self) -> pd.DataFrame:
         """The latest non-reference signal per section × metric × subject."""
@@ -183,6 +184,9 @@ class MonitorResult:
             "drift_ranking": _records(self.drift_ranking),
             "coverage": _records(self.coverage),
             "latest": _records(self.latest()),
+            "reference": _records(self.signals.loc[
+                self.signals["status"] == "reference",
+                ["section", "metric", "subject", "value", "lower", "upper", "n"]]),
             "capacity": None if self.capacity is None else {
                 "action": self.capacity[0], "limit": self.capacity[1],
                 "per": format_duration(timedelta(microseconds=self.capacity[2])),
@@ -348,7 +352,7 @@ def monitor(
     from valuechain.monitor.drift import drift_ranking, drift_signals
     from valuechain.monitor.estimate import estimate_coverage, estimate_signals
     from valuechain.monitor.inputs import load_reference, read_decisions
-    from valuechain.monitor.kpis import kpi_signals
+    from valuechain.monitor.kpis import kpi_signals, reference_kpis
     from valuechain.monitor.ops import ops_signals
     from valuechain.monitor.outcomes import label_decisions
     log_path = log if log is not None else loaded.workspace / "serve" / "decisions.sqlite"
@@ -392,7 +396,9 @@ def monitor(
     estimate = estimate_signals(labelled, loaded, window_us=window_us)
     coverage = estimate_coverage(estimate)
     ranking = drift_ranking(drift, importance)
-    signals = _concat([drift, ops, kpi, estimate])
+    baseline = reference_kpis(reference, loaded)
+    baseline = baseline[baseline["status"] == "reference"]  # undefined ones are not windows
+    signals = _concat([drift, ops, kpi, estimate, baseline])
 
     report("alerts", 0.95)
     rules = monitoring.rules

@@ -226,7 +226,8 @@ def monitor_section(loaded: LoadedSpec, workspace: Path) -> Section | None:
                              status=signals["status"].astype(str),
                              metric=signals["metric"].astype(str),
                              section=signals["section"].astype(str))
-    windows = sorted(pd.Timestamp(w) for w in signals["window"].dropna().unique())
+    windows = sorted(pd.Timestamp(w) for w in signals.loc[
+        signals["status"] != "reference", "window"].dropna().unique())
     threshold = next((a.number("threshold") for a in alerts if a.text("rule") ==
                       "feature_drift"), None)
     if threshold is None and loaded.spec.monitoring is not None:
