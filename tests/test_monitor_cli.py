@@ -277,3 +277,15 @@ def test_only_windows_ended_by_as_of_are_monitored() -> None:
     young = decisions.head(2)
     six = pd.Timestamp("2025-09-01 06:00", tz="UTC").to_pydatetime()
     assert _complete_windows(young, six, DAY_US)[1] is None
+
+
+def test_json_mode_keeps_native_prints_off_stdout(capfd: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    from valuechain.cli_monitor import _quiet_stdout
+
+    with _quiet_stdout(True):
+        os.write(1, b"100% progress bar\n")  # what a C library's progress bar does
+    os.write(1, b"{}\n")
+    out, err = capfd.readouterr()
+    assert out == "{}\n" and "progress bar" in err

@@ -8,6 +8,10 @@ flag, spec or log), 3 for an internal error. See docs/monitoring.md.
 from __future__ import annotations
 
 import math
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -104,6 +108,24 @@ def _ranking(ranking: pd.DataFrame, top: int = 10) -> Table | None:
         table.add_row(*[_fmt(row[c]) if not isinstance(row[c], pd.Timestamp)
                         else f"{row[c]:%Y-%m-%d}" for c in columns])
     return table
+
+
+@contextmanager
+def _quiet_stdout(enabled: bool) -> Iterator[None]:
+    """Point file descriptor 1 at stderr while the work runs (``--json``: stdout holds the
+    JSON object only, whatever a native library underneath prints there)."""
+    if not enabled:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _estimated(signals: pd.DataFrame) -> tuple[str, ...]:
@@ -219,7 +241,7 @@ def monitor_command(
             raise SpecError(f"`window`: {err}; e.g. 1d or 1w.") from None
     moment = parse_moment(as_of, "--as-of")
     loaded = _load(spec)
-    with _progress(not as_json, "monitor") as progress:
+    with _progress(not as_json, "monitor") as progress, _quiet_stdout(as_json):
         result = monitor(loaded, log=log, version=version, as_of=moment, window=length,
                          progress=progress)
     saved = result.save(monitor_folder(loaded))
