@@ -38,8 +38,8 @@ SHOWN_WINDOWS = 14
 #: Operations and KPI metrics shown in the terminal, in this order (all are in the JSON).
 OPS_SHOWN = ("volume", "volume_z", "review_rate", "decline_rate", "queue_fill",
              "overflow_share", "latency_p99_ms")
-KPI_SHOWN = ("mature_share", "loss_per_1000", "precision", "recall", "positive_rate",
-             "false_decline_rate", "cost")
+KPI_SHOWN = ("mature_share", "loss_per_1000", "precision", "recall", "cost",
+             "positive_rate", "false_decline_rate")
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -130,8 +130,10 @@ def _quiet_stdout(enabled: bool) -> Iterator[None]:
 
 def _estimated(signals: pd.DataFrame) -> tuple[str, ...]:
     """The estimated metrics (not their error and coverage rows)."""
-    names = signals.loc[signals["section"] == "estimate", "metric"].unique()
-    return tuple(str(m) for m in names if m not in ("covered", "estimate_error"))
+    names = [str(m) for m in signals.loc[signals["section"] == "estimate", "metric"].unique()
+             if m not in ("covered", "estimate_error")]
+    order = {m: i for i, m in enumerate(KPI_SHOWN)}
+    return tuple(sorted(names, key=lambda m: (order.get(m, len(order)), m)))
 
 
 def _coverage(coverage: pd.DataFrame) -> Table | None:
