@@ -4,7 +4,7 @@ Reads ``<workspace>/monitor/monitor.json`` and ``signals.parquet`` (written by
 ``valuechain monitor``, see :mod:`valuechain.monitor.run`) and draws, with the offline SVG
 charts of :mod:`valuechain.report.svg`: drift of the most drifted features (and of the score)
 per window with the alert threshold, the action mix, the review queue against its capacity
-limit, each KPI realised vs estimated (with the estimate's interval; cohorts whose labels are
+limit, the main KPIs realised vs estimated (with the estimate's interval; cohorts whose labels are
 not mature are marked *pending*, never drawn as zero), then the alerts with their owners and
 the retrain recommendation.
 """
@@ -43,6 +43,8 @@ TOP_FEATURES = 5
 #: KPI charts in this order (others present follow, by name).
 KPI_ORDER = ("loss_per_1000", "precision", "recall", "cost", "positive_rate",
              "false_decline_rate")
+#: KPI charts drawn at most (the first of KPI_ORDER present; every value is in the JSON).
+MAX_KPI_CHARTS = 4
 #: Signals of the kpi and estimate sections that are not KPIs themselves.
 NOT_KPIS = frozenset({"estimate_error", "covered", "mature_share", "expected_cost"})
 
@@ -162,7 +164,7 @@ def _kpi_charts(signals: pd.DataFrame, windows: list[pd.Timestamp]
     est = signals[signals["section"] == "estimate"]
     out = []
     present = (set(kpi["metric"]) | set(est["metric"])) - NOT_KPIS
-    for metric in [m for m in KPI_ORDER if m in present] + sorted(present - set(KPI_ORDER)):
+    for metric in [m for m in KPI_ORDER if m in present][:MAX_KPI_CHARTS]:
         realised = kpi[(kpi["metric"] == metric) & (kpi["subject"] == "")] \
             if (kpi["subject"] == "").any() else kpi[kpi["metric"] == metric]
         estimate = est[(est["metric"] == metric)]
