@@ -218,6 +218,8 @@ def estimate_signals(labelled: pd.DataFrame, spec: LoadedSpec, *, window_us: int
     min_mature_share : float, default 1.0
         As in :func:`~valuechain.monitor.kpis.kpi_signals`; the matured cohorts are the
         same. ``labelled.attrs["as_of_us"]`` (set by ``label_decisions``) closes windows.
+        Below 1 the realised value of a matured cohort covers its mature rows only while the
+        estimate covers the whole cohort: keep 1.0 when the tracked coverage matters.
 
     Returns
     -------
