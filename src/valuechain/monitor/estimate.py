@@ -285,8 +285,10 @@ def estimate_coverage(signals: pd.DataFrame) -> pd.DataFrame:
     -------
     DataFrame
         Columns ``metric``, ``windows`` (matured windows scored), ``covered`` (share),
-        ``mean_abs_error`` and ``mean_error`` (the bias: estimate - realised), one row per
-        metric in first-seen order.
+        ``mean_abs_error``, ``mean_error`` (the bias: estimate - realised), and
+        ``covered_low`` / ``covered_high``: the 95 % Wilson interval of the covered share, to
+        tell a shortfall from the sampling noise of few windows (0.85 over 40 windows is
+        consistent with 90 %; over 400 it is not). One row per metric, first-seen order.
 
     Examples
     --------
@@ -294,8 +296,9 @@ def estimate_coverage(signals: pd.DataFrame) -> pd.DataFrame:
     >>> s = pd.DataFrame({"section": ["estimate"] * 4, "metric": ["covered", "covered",
     ...                   "estimate_error", "estimate_error"], "subject": ["recall"] * 4,
     ...                   "value": [1.0, 0.0, 0.25, -0.75]})
-    >>> estimate_coverage(s).to_dict("records")
-    [{'metric': 'recall', 'windows': 2, 'covered': 0.5, 'mean_abs_error': 0.5, 'mean_error': -0.25}]
+    >>> row = estimate_coverage(s).iloc[0].to_dict()
+    >>> {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}
+    {'metric': 'recall', 'windows': 2, 'covered': 0.5, 'mean_abs_error': 0.5, 'mean_error': -0.25, 'covered_low': 0.095, 'covered_high': 0.905}
     """
     mine = signals[signals["section"] == "estimate"]
     cov = mine[mine["metric"] == "covered"]
@@ -304,8 +307,20 @@ def estimate_coverage(signals: pd.DataFrame) -> pd.DataFrame:
     for metric in dict.fromkeys(cov["subject"]):
         c = cov.loc[cov["subject"] == metric, "value"].to_numpy(dtype=np.float64)
         e = err.loc[err["subject"] == metric, "value"].to_numpy(dtype=np.float64)
+        low, high = _wilson(float(c.sum()), len(c))
         out.append({"metric": metric, "windows": len(c), "covered": float(c.mean()),
                     "mean_abs_error": float(np.abs(e).mean()) if len(e) else np.nan,
-                    "mean_error": float(e.mean()) if len(e) else np.nan})
+                    "mean_error": float(e.mean()) if len(e) else np.nan,
+                    "covered_low": low, "covered_high": high})
     return pd.DataFrame(out, columns=["metric", "windows", "covered", "mean_abs_error",
-                                      "mean_error"])
+                                      "mean_error", "covered_low", "covered_high"])
+
+
+def _wilson(hits: float, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """The Wilson score interval of a proportion ``hits / n`` (95 % by default)."""
+    if n == 0:
+        return np.nan, np.nan
+    share = hits / n
+    centre = (share + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(share * (1 - share) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(centre - half), float(centre + half)
