@@ -166,3 +166,30 @@ def test_arguments_are_checked(calibrated) -> None:
         estimate_signals(lab.iloc[:10], None, window_us=DAY_US, n_sim=10)  # type: ignore[arg-type]
     with pytest.raises(DataError, match="window_us"):
         estimate_signals(lab.iloc[:10], None, window_us=0)  # type: ignore[arg-type]
+
+
+def test_clustered_outcomes_need_the_measured_dispersion(tmp_path: Path) -> None:
+    """Three payments of one card share their outcome: each score is still calibrated, but
+    the day's count varies about three times more than independent labels would. The
+    dispersion fitted on the first 30 days restores the coverage of the last 30."""
+    from valuechain.monitor.estimate import fit_dispersion
+
+    decisions, cb = simulated_log(np.random.default_rng(21), days=DAYS, per_day=PER_DAY,
+                                  cluster=3)
+    spec = payments_project(tmp_path, cb)
+    lab = label_decisions(decisions, spec, as_of=at(T0_US + (DAYS + 10) * DAY_US))
+    half = T0_US + SHIFT_DAY * DAY_US
+    early, late = lab[lab["time_us"] < half], lab[lab["time_us"] >= half]
+    early.attrs = late.attrs = lab.attrs
+    fitted = fit_dispersion(estimate_signals(early, spec, window_us=DAY_US, seed=1))
+    assert fitted["positive_rate"] > 1.8  # about 3: runs of three
+    plain = estimate_coverage(estimate_signals(late, spec, window_us=DAY_US, seed=2))
+    fixed = estimate_coverage(estimate_signals(late, spec, window_us=DAY_US, seed=2,
+                                               dispersion=fitted))
+    plain, fixed = plain.set_index("metric"), fixed.set_index("metric")
+    assert plain.loc["positive_rate", "covered"] < 0.8
+    assert fixed.loc["positive_rate", "covered"] >= 0.85
+    for metric in ("precision", "loss_per_1000", "cost"):
+        assert fixed.loc[metric, "covered"] >= plain.loc[metric, "covered"]
+    # The widened intervals keep the estimates: only the intervals move.
+    assert fixed["mean_error"].to_numpy() == pytest.approx(plain["mean_error"].to_numpy())
