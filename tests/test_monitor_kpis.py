@@ -253,3 +253,32 @@ def test_reference_kpis_are_rows_with_status_reference(tmp_path: Path) -> None:
     # Without the columns the costs read: the count metrics only.
     counts = reference_kpis(frame.drop(columns="amount"), spec)
     assert "loss_per_1000" not in set(counts["metric"]) and "recall" in set(counts["metric"])
+
+
+def test_a_column_label_is_known_at_t_plus_horizon(tmp_path: Path) -> None:
+    import yaml
+
+    from valuechain.spec.loader import load_spec
+
+    pd.DataFrame({"order_id": [1], "ts": pd.to_datetime([T0_US], unit="us"),
+                  "y": [0]}).to_parquet(tmp_path / "orders.parquet")
+    (tmp_path / "valuechain.yaml").write_text(yaml.safe_dump({
+        "project": {"name": "orders"},
+        "decision": {"statement": "s", "owner": "o", "moment": "m",
+                     "actions": ["approve", "review"]},
+        "decision_points": {"source": "orders"},
+        "sources": {"orders": {"path": "orders.parquet", "keys": ["order_id"],
+                               "event_time": "ts"}},
+        "label": {"column": "y", "horizon": "1h"},
+        "features": [{"name": "one", "expr": "1"}]}))
+    spec = load_spec(tmp_path)
+    t = T0_US + np.array([0, 2]) * HOUR_US
+    decisions = decisions_table(t, np.array([0.5, 0.5]), np.array(["approve", "review"]),
+                                np.array([1.0, 1.0])).assign(**{"event.y": [1, 0]})
+    lab = label_decisions(decisions, spec, as_of=at(T0_US + 2 * HOUR_US))
+    assert lab["mature"].tolist() == [True, False]
+    assert lab["label"].tolist()[0] == 1.0 and np.isnan(lab["label"].iloc[1])
+    assert lab["outcome_known_at"].notna().tolist() == [True, False]
+    assert lab["cost"].isna().all()  # no `value.costs`: nothing priced, nothing zero
+    sig = kpi_signals(lab, spec, window_us=DAY_US, as_of=at(T0_US + 2 * DAY_US))
+    assert "cost" not in set(sig["metric"])

@@ -167,7 +167,7 @@ def _outcome_labels(decisions: pd.DataFrame, loaded: LoadedSpec, t_us: npt.NDArr
         where = loaded.where("label", "column")
         values = pd.to_numeric(resolve_column(decisions, lab.column, where=where),
                                errors="coerce").to_numpy(dtype=np.float64)
-        return values, t_us + horizon, np.ones(n, dtype=bool), 0, "none"
+        return values, t_us + horizon, t_us + horizon <= as_of_us, 0, "none"
     out = lab.source
     catalog = Catalog(loaded, open_all=False)
     try:
