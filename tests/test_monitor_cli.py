@@ -33,7 +33,7 @@ TOP_KEYS = {"schema", "project", "spec_hash", "bundle_version", "log", "as_of", 
             "other_versions", "reference_period", "status", "exit_code", "active_alerts",
             "critical_alerts", "alerts", "retrain", "drift_ranking", "coverage", "latest",
             "reference",
-            "capacity", "importance", "notes", "seconds"}
+            "capacity", "importance", "dispersion", "notes", "seconds"}
 ALERT_KEYS = {"rule", "section", "metric", "subject", "severity", "owner", "channel", "active",
               "first_window", "last_window", "windows", "direction", "value", "peak",
               "threshold", "reference", "message"}

@@ -119,6 +119,7 @@ class MonitorResult:
     importance: Mapping[str, float] = field(default_factory=dict, repr=False)
     capacity: tuple[str, int, int, str] | None = None
     reference_period: str = ""
+    dispersion: Mapping[str, float] = field(default_factory=dict, repr=False)
     notes: tuple[str, ...] = ()
     seconds: float = 0.0
 
@@ -192,6 +193,7 @@ class MonitorResult:
                 "per": format_duration(timedelta(microseconds=self.capacity[2])),
                 "overflow": self.capacity[3]},
             "importance": {k: _clean(v) for k, v in self.importance.items()},
+            "dispersion": {k: _clean(v) for k, v in self.dispersion.items()},
             "notes": list(self.notes),
             "seconds": round(self.seconds, 3),
         }
@@ -257,6 +259,35 @@ def _importance(bundle: Any, reference: Any) -> dict[str, float]:
     if not total > 0:
         return {}
     return {name: float(v / total) for name, v in zip(names, values, strict=True)}
+
+
+def _reference_dispersion(reference: Any, loaded: LoadedSpec, window_us: int
+                          ) -> dict[str, float]:
+    """Per metric, how much more outcomes vary than the scores say, on the reference period.
+
+    The reference period's decisions are all mature: their estimates per window are scored
+    against the realised values (:func:`~valuechain.monitor.estimate.fit_dispersion`), and
+    the monitored windows' intervals are widened by that much (fitted on *other* cohorts
+    than the ones they are judged on). Empty when the reference has no labels or its frame
+    lacks the columns the costs read.
+    """
+    from valuechain.monitor.estimate import estimate_signals, fit_dispersion
+    from valuechain.monitor.outcomes import price_rows
+
+    frame = getattr(reference, "frame", None)
+    if frame is None or "label" not in frame.columns or "time" not in frame.columns:
+        return {}
+    rows = frame[frame["label"].notna()].reset_index(drop=True).copy()
+    if rows.empty:
+        return {}
+    rows["time_us"] = pd.to_datetime(rows["time"], utc=True).to_numpy(
+        dtype="datetime64[us]").astype(np.int64)
+    rows["mature"] = True
+    try:
+        price_rows(rows, loaded)
+    except DataError:
+        return {}
+    return fit_dispersion(estimate_signals(rows, loaded, window_us=window_us))
 
 
 def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -393,7 +424,8 @@ def monitor(
     report("kpis", 0.7)
     kpi = kpi_signals(labelled, loaded, window_us=window_us, as_of=until)
     report("estimates", 0.8)
-    estimate = estimate_signals(labelled, loaded, window_us=window_us)
+    dispersion = _reference_dispersion(reference, loaded, window_us)
+    estimate = estimate_signals(labelled, loaded, window_us=window_us, dispersion=dispersion)
     coverage = estimate_coverage(estimate)
     ranking = drift_ranking(drift, importance)
     baseline = reference_kpis(reference, loaded)
@@ -414,4 +446,5 @@ def monitor(
         project=loaded.spec.project.name, spec_hash=loaded.hash, log=str(log_path),
         decisions=len(decisions), other_versions=others, importance=importance,
         capacity=bundle.capacity, reference_period=str(getattr(reference, "period", "")),
+        dispersion=dispersion,
         notes=tuple(notes), seconds=time.perf_counter() - started)
