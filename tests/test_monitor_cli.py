@@ -175,6 +175,7 @@ def test_report_section_draws_the_saved_result(tmp_path: Path) -> None:
     (["--window", "3mo"], "--window"),
     (["--window", "0d"], "--window"),
     (["--as-of", "yesterday"], "--as-of"),
+    (["--since", "2025-13-01"], "--since"),
     (["--spec", "/no/such/project"], "no such spec file"),
     ([], "no version is in production"),
 ])
@@ -248,7 +249,8 @@ def test_monitor_on_a_real_log(logged: Path) -> None:
     assert "report:" in text.output
     for args, words in ((["--version", "v9"], "v9"),
                         (["--log", str(logged / "nope.sqlite")], "nope.sqlite"),
-                        (["--as-of", "2020-01-01"], "no decision of bundle v1")):
+                        (["--as-of", "2020-01-01"], "no decision of bundle v1"),
+                        (["--since", "2025-09-02", "--as-of", "2025-09-01"], "--since")):
         bad = runner.invoke(app, ["monitor", "--spec", str(logged), *args])
         assert bad.exit_code == 2 and words in bad.output and "Traceback" not in bad.output
 

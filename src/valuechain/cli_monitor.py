@@ -219,6 +219,9 @@ def monitor_command(
     as_of: Annotated[str | None, typer.Option(
         "--as-of", help="What is known (ISO 8601, UTC unless an offset is given): decisions "
         "up to it, labels matured by it; default the latest logged decision.")] = None,
+    since: Annotated[str | None, typer.Option(
+        "--since", help="Read decisions from this time on (ISO 8601); default the whole log.")
+    ] = None,
     window: Annotated[str | None, typer.Option(
         help="Window length: 1d or 1w (any duration); default monitoring.cadence.")
     ] = None,
@@ -242,10 +245,11 @@ def monitor_command(
         except SpecError as err:
             raise SpecError(f"`window`: {err}; e.g. 1d or 1w.") from None
     moment = parse_moment(as_of, "--as-of")
+    start = parse_moment(since, "--since")
     loaded = _load(spec)
     with _progress(not as_json, "monitor") as progress, _quiet_stdout(as_json):
         result = monitor(loaded, log=log, version=version, as_of=moment, window=length,
-                         progress=progress)
+                         progress=progress, since=start)
     saved = result.save(monitor_folder(loaded))
     reported = None
     if report:

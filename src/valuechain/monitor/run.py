@@ -326,6 +326,7 @@ def monitor(
     as_of: datetime | None = None,
     window: timedelta | None = None,
     progress: Progress | None = None,
+    since: datetime | None = None,
 ) -> MonitorResult:
     """Monitor the decisions of a bundle: drift, operations, matured KPIs, estimates, alerts.
 
@@ -351,6 +352,9 @@ def monitor(
         weeks on Monday (the capacity periods of :mod:`valuechain.policy.capacity`).
     progress : callable, optional
         Called with ``(stage, fraction)`` as the work proceeds.
+    since : datetime, optional
+        Read decisions from this time on (default the whole log): a long-running service's
+        daily pass can look back a fixed span, e.g. 120 days (two label horizons).
 
     Returns
     -------
@@ -389,7 +393,11 @@ def monitor(
     log_path = log if log is not None else loaded.workspace / "serve" / "decisions.sqlite"
     until = _as_utc(as_of) if as_of is not None else None
     report("read log", 0.05)
-    decisions = read_decisions(log_path, until=until)
+    start = _as_utc(since) if since is not None else None
+    if start is not None and until is not None and start >= until:
+        raise SpecError(f"`since` ({start.isoformat()}) must be before `as_of` "
+                        f"({until.isoformat()}).")
+    decisions = read_decisions(log_path, since=start, until=until)
     versions = sorted(set(decisions["bundle_version"].astype(str)))
     mine = decisions["bundle_version"] == bundle.version
     others = int((~mine).sum())
@@ -397,6 +405,7 @@ def monitor(
     if decisions.empty:
         raise DataError(
             f"{log_path}: no decision of bundle {bundle.version}"
+            + (f" from {start.isoformat()}" if start else "")
             + (f" before {until.isoformat()}" if until else "")
             + f" (versions in the log: {', '.join(versions) or 'none'}). Pass `version` to "
             "monitor another bundle, `log` to read another log, or a later `as_of`.")
