@@ -171,7 +171,8 @@ def score_file(spec: Path | str | LoadedSpec, input: Path | str | pd.DataFrame, 
                out: Path | None = None, version: str | None = None, top: int | None = None,
                log_path: Path | None = None, log: bool = True, registry: Path | None = None,
                chunk: int = 50_000, online: bool = False, engine: EngineChoice = None,
-               reasons: str = "all", progress: Progress | None = None) -> ScoreResult:
+               reasons: str = "all", capacity_limit: int | None = None,
+               progress: Progress | None = None) -> ScoreResult:
     """Decide every event of ``input`` (see the module docstring); the result and files.
 
     Parameters
@@ -204,6 +205,8 @@ def score_file(spec: Path | str | LoadedSpec, input: Path | str | pd.DataFrame, 
         Which decisions get their top reasons (batch path; the online path gives all):
         every one as the service does, only those not given the policy's lowest action
         (reviewed, declined), or none. The reasons (TreeSHAP) cost more than anything else.
+    capacity_limit : int, optional
+        Overrides the spec's capacity limit per period (as ``valuechain serve`` does).
     progress : callable, optional
         Called with ``(stage, fraction done)``.
 
@@ -233,17 +236,24 @@ def score_file(spec: Path | str | LoadedSpec, input: Path | str | pd.DataFrame, 
         frame, name, stem = read_events(Path(input)), str(input), Path(input).stem
     features = OnlineFeatures(plan, MemoryState())
     keys, tcol = features.keys, features.time_column
-    missing = [c for c in (*keys, tcol) if c not in frame.columns]
+    missing = [c for c in features.required if c not in frame.columns]
     if missing:
         raise DataError(f"`input` {name}, column '{missing[0]}': missing column(s) {missing}; "
-                        f"the decision events need the keys {list(keys)} and the time column "
-                        f"'{tcol}'.")
+                        f"the decision events need the columns of source '{features.own}' the "
+                        f"features read: {list(features.required)} (keys {list(keys)}, time "
+                        f"'{tcol}').")
     if frame.empty:
         raise DataError(f"`input` {name}: no rows to score.")
     target = Path(out) if out else loaded.workspace / "score" / f"{stem}.decisions.parquet"
     logger = DecisionLog(log_path or loaded.workspace / "serve" / "decisions.sqlite",
                          max_batch=max(chunk, 1)) if log else None
-    decider = Decider(bundle, features, logger, state=features.state, origin="score")
+    try:
+        decider = Decider(bundle, features, logger, state=features.state, origin="score",
+                          capacity_limit=capacity_limit)
+    except BaseException:
+        if logger is not None:
+            logger.close()
+        raise
     history_rows = 0
     try:
         if online:
