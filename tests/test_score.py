@@ -21,8 +21,9 @@ from typer.testing import CliRunner
 from valuechain.cli import app
 from valuechain.errors import DataError
 from valuechain.registry import Registry, default_registry
+from valuechain.serve.batch import PlainRecord
 from valuechain.serve.decider import time_us
-from valuechain.serve.log import DecisionLog
+from valuechain.serve.log import DecisionLog, DecisionRecord
 from valuechain.serve.parity import parity, replay_online, values_agree
 from valuechain.serve.score import score_file
 from valuechain.spec.loader import load_spec
@@ -106,6 +107,9 @@ def test_batch_equals_the_online_replay_with_ties_outcomes_and_dimension_updates
     assert got["policy_action"].tolist() == want["policy_action"].tolist()
     assert got["overflow"].tolist() == want["overflow"].tolist()
     assert np.abs(got["score"].to_numpy() - want["score"].to_numpy()).max() <= 1e-9
+    assert got["event"].tolist() == want["event"].tolist()  # the normalised events
+    assert (got["bundle_version"] == want["bundle_version"]).all()
+    assert (got["policy_version"] == want["policy_version"]).all()
 
     # every feature against valuechain parity's replay (outcomes interleaved by availability)
     loaded = load_spec(folder)
@@ -200,6 +204,15 @@ def test_log_rows_top_lists_and_progress(project: Path, tmp_path: Path) -> None:
     assert logged["features"].iloc[0]["cust_count_1d"] == got["feature.cust_count_1d"].iloc[0]
     assert logged["event"].iloc[0]["transaction_id"] == got["transaction_id"].iloc[0]
     assert all(len(r) == 3 for r in logged["reasons"])
+    # batch records serialise exactly as the log's own DecisionRecord.row does
+    for r in logged.head(50).to_dict("records"):
+        fields = {k: r[k] for k in ("decision_id", "time_us", "key", "bundle_version",
+                                    "policy_version", "features", "score", "policy_action",
+                                    "action", "overflow", "capacity_note", "reasons",
+                                    "latency_us", "origin")}
+        fields["event"] = {**r["event"], "ts": pd.Timestamp(r["event"]["ts"]).to_pydatetime()}
+        fields["created_at_us"] = 1_700_000_000_000_000
+        assert PlainRecord(**fields).row(7) == DecisionRecord(**fields).row(7)
     # progress: increasing, ending at 1.0, counting events
     fractions = [f for _, f in seen]
     assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)

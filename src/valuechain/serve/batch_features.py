@@ -57,12 +57,15 @@ class BatchFeatures:
     """The features of a batch, one row per event in decision order (time, then keys).
 
     ``frame`` holds :data:`ROW_COLUMN` (the event's row in the input), the plan's id and time
-    columns, every feature by name and ``__t`` (epoch µs); ``history_rows`` the decision
+    columns, every feature by name and ``__t`` (epoch µs); ``events`` the input's columns,
+    those of the decision source cast to its types (what the service's ``check_event``
+    makes of an event), row for row with ``frame``; ``history_rows`` the decision
     source's rows used as history; ``aware`` whether times are UTC instants; ``seconds`` the
     wall time (``build`` inside it: the engine).
     """
 
     frame: pa.Table
+    events: pa.Table
     history_rows: int
     first_us: int
     aware: bool
@@ -74,8 +77,10 @@ def _where(name: str, column: str | None = None) -> str:
 
 
 def _input_view(catalog: Catalog, plan: Plan, events: pd.DataFrame, name: str,
-                required: tuple[str, ...]) -> list[str]:
-    """Register the events cast to the decision source's types as view ``vc_events``."""
+                required: tuple[str, ...]) -> tuple[list[str], str]:
+    """Register the events cast to the decision source's types as view ``vc_events``; the
+    source's columns and the SQL selecting every input column (cast where the source has
+    it), in the input's order."""
     own = plan.own
     assert own is not None
     types = catalog.columns(own)
@@ -92,6 +97,7 @@ def _input_view(catalog: Catalog, plan: Plan, events: pd.DataFrame, name: str,
     con.register("vc_raw", events.assign(**{ROW_COLUMN: np.arange(len(events))}))
     raw_types = {str(r[0]): str(r[1]) for r in con.execute("DESCRIBE vc_raw").fetchall()}
     selects = []
+    cast: dict[str, str] = {}
     for column, kind in types.items():
         ident = quote_ident(column)
         if column not in events.columns:
@@ -103,29 +109,32 @@ def _input_view(catalog: Catalog, plan: Plan, events: pd.DataFrame, name: str,
         elif kind == "TIMESTAMP" and raw_types.get(column) == "TIMESTAMP WITH TIME ZONE":
             source = f"timezone('UTC', {ident})"
         bad = con.execute(f"SELECT {ident} FROM vc_raw WHERE {ident} IS NOT NULL AND "
-                          f"try_cast({source} AS {kind}) IS NULL LIMIT 1").fetchone()
-        if bad is not None:
+                          f"try_cast({source} AS {kind}) IS NULL LIMIT 1").fetchall()
+        if bad:
             raise DataError(
-                f"{_where(name, column)}: value {bad[0]!r} is not a {kind} (the type of "
+                f"{_where(name, column)}: value {bad[0][0]!r} is not a {kind} (the type of "
                 f"column '{column}' of source '{own}'). Convert the column.")
         selects.append(f"CAST({source} AS {kind}) AS {ident}")
+        cast[column] = selects[-1]
+    as_given = ", ".join(cast.get(str(c), quote_ident(str(c))) for c in events.columns)
     con.execute(f"CREATE VIEW vc_events AS SELECT {', '.join(selects)}, {ROW_COLUMN} "
-                "FROM vc_raw")
+                "FROM vc_raw").fetchall()
     for column in (*plan.decision_keys, plan.time_column):
         empty = con.execute(f"SELECT count(*) FROM vc_events WHERE {quote_ident(column)} IS "
-                            "NULL").fetchone()
-        if empty and empty[0]:
-            raise DataError(f"{_where(name, column)}: empty (null) in {empty[0]:,} rows; every "
+                            "NULL").fetchall()
+        if empty[0][0]:
+            raise DataError(f"{_where(name, column)}: empty (null) in {empty[0][0]:,} rows; every "
                             "decision event needs its keys and its time.")
     keys = ", ".join(quote_ident(k) for k in plan.decision_keys)
-    dup = con.execute(f"SELECT {keys}, count(*) FROM vc_events GROUP BY ALL HAVING "
-                      "count(*) > 1 LIMIT 1").fetchone()
-    if dup is not None:
+    dups = con.execute(f"SELECT {keys}, count(*) FROM vc_events GROUP BY ALL HAVING "
+                      "count(*) > 1 LIMIT 1").fetchall()
+    if dups:
+        dup = dups[0]
         raise DataError(
             f"{_where(name, ', '.join(plan.decision_keys))}: the keys "
             f"{dict(zip(plan.decision_keys, dup[:-1], strict=True))} appear {dup[-1]} times; "
             "each decision event must appear once.")
-    return list(types)
+    return list(types), f"SELECT {as_given} FROM vc_raw ORDER BY {ROW_COLUMN}"
 
 
 def batch_features(loaded: LoadedSpec, plan: Plan, events: pd.DataFrame, *,
@@ -166,13 +175,13 @@ def batch_features(loaded: LoadedSpec, plan: Plan, events: pd.DataFrame, *,
         target = Path(tmp) / f"{own}.parquet"
         try:
             _, tsql = awareness(catalog)
-            columns = _input_view(catalog, plan, events, name,
-                                  required or (*plan.decision_keys, plan.time_column))
+            columns, given = _input_view(catalog, plan, events, name,
+                                         required or (*plan.decision_keys, plan.time_column))
             con = catalog.con
             own_t = tsql[(own, "event_time")]
-            first = con.execute(f"SELECT min({own_t}) FROM vc_events").fetchone()
-            assert first is not None and first[0] is not None
-            first_us = int(first[0])
+            first = con.execute(f"SELECT min({own_t}) FROM vc_events").fetchall()
+            assert first[0][0] is not None
+            first_us = int(first[0][0])
             match = " AND ".join(f"e.{quote_ident(k)} IS NOT DISTINCT FROM "
                                  f"s.{quote_ident(k)}" for k in plan.decision_keys)
             since = f" AND {own_t} > {first_us - lookback_us}" if lookback_us > 0 else ""
@@ -183,10 +192,11 @@ def batch_features(loaded: LoadedSpec, plan: Plan, events: pd.DataFrame, *,
             if progress:
                 progress("history", 0.02)
             con.execute(f"COPY ({history} UNION ALL SELECT {cols}, {ROW_COLUMN} FROM "
-                        f"vc_events) TO '{target}' (FORMAT parquet)")
+                        f"vc_events) TO '{target}' (FORMAT parquet)").fetchall()
             counted = con.execute(f"SELECT count(*) FROM read_parquet('{target}') WHERE "
-                                  f"{ROW_COLUMN} IS NULL").fetchone()
-            history_rows = int(counted[0]) if counted else 0
+                                  f"{ROW_COLUMN} IS NULL").fetchall()
+            history_rows = int(counted[0][0])
+            typed = con.sql(given).to_arrow_table()
         finally:
             catalog.con.close()
         seconds["history"] = time.perf_counter() - started
@@ -204,6 +214,7 @@ def batch_features(loaded: LoadedSpec, plan: Plan, events: pd.DataFrame, *,
         raise DataError(
             f"{_where(name, plan.time_column)}: {len(events) - chosen.num_rows:,} events were "
             "left out of the build (a time the engine could not place); check the column.")
+    rows = pc.cast(chosen.column(ROW_COLUMN), pa.int64())
     seconds["total"] = time.perf_counter() - started
-    return BatchFeatures(frame=chosen, history_rows=history_rows, first_us=first_us,
-                         aware=out.aware, seconds=seconds)
+    return BatchFeatures(frame=chosen, events=typed.take(rows), history_rows=history_rows,
+                         first_us=first_us, aware=out.aware, seconds=seconds)

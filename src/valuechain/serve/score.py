@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from valuechain.data.build import EngineChoice
@@ -135,15 +136,16 @@ def _peak_rss_mb() -> float:
 
 
 def _online_chunks(decider: Decider, online: OnlineFeatures, events: pd.DataFrame,
-                   times: np.ndarray, chunk: int, progress: Progress | None
-                   ) -> Iterator[list[Pending]]:
+                   times: np.ndarray, chunk: int, logger: DecisionLog | None,
+                   progress: Progress | None) -> Iterator[pa.Table]:
     """The row-by-row reference: events through the decider one by one, the sources'
     updates (outcomes, dimension versions, other events) applied between them as they
     become known (``valuechain parity``'s replay order: updates before events at equal
-    times)."""
+    times); each chunk logged (one transaction) and yielded as a table."""
     n = len(events)
     first, last = int(times[0]), int(times[-1])
     updates = [item for item in online.history(first - 1, last) if item.kind != "event"]
+    names = list(decider.feature_names)
     u = 0
     done = 0
     while done < n:
@@ -161,10 +163,12 @@ def _online_chunks(decider: Decider, online: OnlineFeatures, events: pd.DataFram
                     u += 1
             run.append(row)
         out += decider.prepare_batch(run)
+        if logger is not None:
+            logger.append_many([p.record for p in out])
         done = stop
         if progress:
             progress(f"{done:,} of {n:,} events", 0.1 + 0.9 * done / n)
-        yield out
+        yield _table(out, decider.key_columns, decider.time_column, names)
 
 
 def score_file(spec: Path | str | LoadedSpec, input: Path | str | pd.DataFrame, *,
@@ -266,7 +270,7 @@ def score_file(spec: Path | str | LoadedSpec, input: Path | str | pd.DataFrame, 
             warmed = features.warm(us_to_datetime(int(times[0]) - 1, features.aware))
             history_rows = int(sum(warmed.rows.values()))
             stages["warm"] = time.perf_counter() - started
-            chunks = _online_chunks(decider, features, frame, times, chunk, progress)
+            chunks = _online_chunks(decider, features, frame, times, chunk, logger, progress)
         else:
             if progress:
                 progress("features (offline engine)", 0.0)
@@ -276,11 +280,10 @@ def score_file(spec: Path | str | LoadedSpec, input: Path | str | pd.DataFrame, 
                                    engine=engine, progress=None)
             history_rows = built.history_rows
             stages.update({f"features.{k}": v for k, v in built.seconds.items()})
-            chunks = decide_batch(decider, features, built, frame, log=logger, chunk=chunk,
-                                  reasons=reasons, progress=progress)
+            chunks = decide_batch(decider, built, log=logger, chunk=chunk, reasons=reasons,
+                                  progress=progress)
         begun = time.perf_counter()
-        actions, overflow, n = _write(target, chunks, decider, logger if online else None,
-                                      keys, tcol)
+        actions, overflow, n = _write(target, chunks)
         stages["decide"] = time.perf_counter() - begun
     finally:
         if logger is not None:
@@ -294,24 +297,18 @@ def score_file(spec: Path | str | LoadedSpec, input: Path | str | pd.DataFrame, 
                        stages=stages, peak_rss_mb=_peak_rss_mb())
 
 
-def _write(target: Path, chunks: Iterator[list[Pending]], decider: Decider,
-           logger: DecisionLog | None, keys: tuple[str, ...], tcol: str
-           ) -> tuple[dict[str, int], int, int]:
-    """Write the decisions to ``target`` (Parquet or CSV, atomically); with ``logger``, log
-    each chunk too. Returns the action counts, the overflow count and the rows."""
+def _write(target: Path, chunks: Iterator[pa.Table]) -> tuple[dict[str, int], int, int]:
+    """Write the decision tables to ``target`` (Parquet or CSV, atomically). Returns the
+    action counts, the overflow count and the rows."""
     as_csv = target.suffix.lower() == ".csv"
-    names = list(decider.feature_names)
     actions: dict[str, int] = {}
     overflow = n = 0
     writer: pq.ParquetWriter | None = None
     try:
         with atomic_path(target) as tmp:
-            for pendings in chunks:
-                if not pendings:
+            for table in chunks:
+                if table.num_rows == 0:
                     continue
-                if logger is not None:
-                    logger.append_many([p.record for p in pendings])
-                table = _table(pendings, keys, tcol, names)
                 if as_csv:
                     table.to_pandas().to_csv(tmp, mode="w" if n == 0 else "a",
                                              header=n == 0, index=False)
@@ -319,10 +316,11 @@ def _write(target: Path, chunks: Iterator[list[Pending]], decider: Decider,
                     if writer is None:
                         writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
                     writer.write_table(table.cast(writer.schema))
-                for p in pendings:
-                    actions[p.decision.action] = actions.get(p.decision.action, 0) + 1
-                    overflow += p.decision.overflow
-                n += len(pendings)
+                counted = table.column("action").value_counts().to_pylist()
+                for item in counted:
+                    actions[item["values"]] = actions.get(item["values"], 0) + item["counts"]
+                overflow += int(pc.sum(table.column("overflow")).as_py() or 0)
+                n += table.num_rows
             if writer is not None:
                 writer.close()
                 writer = None
