@@ -3,8 +3,9 @@
 :func:`decide_batch` takes the features of a batch (:func:`~valuechain.serve.batch_features.
 batch_features`, in decision order) and, chunk by chunk,
 
-1. normalises each event as the service does (``OnlineFeatures.check_event``: what the log's
-   ``event`` column holds);
+1. takes each event as the service normalises it (the decision source's columns cast to its
+   types by DuckDB in :func:`~valuechain.serve.batch_features.batch_features`, other fields
+   as given, NaN as null: what the log's ``event`` column holds) and its features;
 2. scores the chunk with the bundle in one call on the feature frame (``Bundle.score`` and
    ``Bundle.contributions``: the offline code path, bit for bit the online one);
 3. applies the policy to the whole chunk, then the real-time capacity in decision order with
@@ -42,7 +43,7 @@ from valuechain.serve.batch_features import BatchFeatures
 from valuechain.serve.decider import Decider
 from valuechain.serve.log import DecisionLog, DecisionRecord, iso_us
 
-__all__ = ["REASONS", "PlainRecord", "decide_batch", "event_rows", "feature_rows"]
+__all__ = ["REASONS", "PlainRecord", "decide_batch", "event_rows"]
 
 #: Which decisions get their top reasons: every one, those not given the lowest action, none.
 REASONS = ("all", "flagged", "none")
@@ -100,17 +101,6 @@ def _column_values(column: pa.ChunkedArray | pa.Array) -> list[Any]:
                                   or pa.types.is_boolean(kind)):
         return array.to_numpy(zero_copy_only=False).tolist()  # type: ignore[no-any-return]
     return array.to_pylist()  # type: ignore[no-any-return]
-
-
-def feature_rows(table: pa.Table, names: Sequence[str]) -> list[dict[str, Any]]:
-    """One ``{feature: value}`` mapping per row of ``table`` (values as the online path gives
-    them: Python ints, floats, strings, None).
-
-    >>> feature_rows(pa.table({"a": [1, 2], "b": [0.5, None]}), ["a", "b"])
-    [{'a': 1, 'b': 0.5}, {'a': 2, 'b': None}]
-    """
-    columns = [_column_values(table.column(n)) for n in names]
-    return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
 
 
 def _act(decider: Decider, scores: np.ndarray, t_us: np.ndarray

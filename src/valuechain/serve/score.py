@@ -42,10 +42,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from valuechain.data.build import EngineChoice
-from valuechain.errors import DataError
+from valuechain.errors import DataError, SpecError
 from valuechain.io import atomic_path
 from valuechain.policy.capacity import PERIOD_ANCHOR_US, capacity_period
-from valuechain.serve.batch import decide_batch, event_rows
+from valuechain.serve.batch import REASONS, decide_batch, event_rows
 from valuechain.serve.decider import Decider, Pending, time_us
 from valuechain.serve.features import OnlineFeatures
 from valuechain.serve.log import DecisionLog
@@ -229,6 +229,10 @@ def score_file(spec: Path | str | LoadedSpec, input: Path | str | pd.DataFrame, 
     from valuechain.serve.state import MemoryState
     from valuechain.spec.loader import load_spec
 
+    if reasons not in REASONS:
+        raise SpecError(f"`reasons` must be one of {', '.join(REASONS)}, got {reasons!r}.")
+    if chunk < 1:
+        raise SpecError(f"`chunk` must be at least 1, got {chunk}.")
     started = time.perf_counter()
     stages: dict[str, float] = {}
     loaded = spec if isinstance(spec, LoadedSpec) else load_spec(Path(spec))
