@@ -113,8 +113,10 @@ def _act(decider: Decider, scores: np.ndarray, t_us: np.ndarray
         (a, a, False, None, None) for a in actions]
     cap = decider.capacity
     if cap is not None:
+        # the service's rule, one row at a time (public `act` once serve/decider.py has it)
+        act = getattr(decider, "act", None) or decider._act
         for i in np.flatnonzero(np.asarray(actions, dtype=object) == cap.action).tolist():
-            out[i] = decider._act(float(scores[i]), int(t_us[i]))
+            out[i] = act(float(scores[i]), int(t_us[i]))
     return out
 
 
