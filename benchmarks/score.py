@@ -98,24 +98,40 @@ def bare_model(project: Path, decisions: Path) -> dict[str, float]:
     return out
 
 
+def marginal(result: dict[str, Any]) -> float:
+    """Milliseconds per row of the features and decide stages (without the fixed costs:
+    process start, imports, loading the bundle; the online path's warm-up excluded)."""
+    stages = result.get("stages", {})
+    spent = stages.get("features.total", 0.0) + stages.get("decide", 0.0)
+    return 1000.0 * spent / max(int(result["rows"]), 1)
+
+
 def table(results: list[dict[str, Any]], bare: dict[str, float], online_ratio: float,
           rows: int) -> str:
-    lines = ["| run | rows | wall s | rows/s (inside) | features s | decide s | peak RSS MB "
-             "| load 1-min before → after |",
-             "|---|---:|---:|---:|---:|---:|---:|---|"]
+    lines = ["| run | rows | wall s | rows/s (inside) | features s | decide s | ms/row "
+             "(features + decide) | peak RSS MB | load 1-min before → after |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in results:
         stages = r.get("stages", {})
         features = stages.get("features.total", stages.get("warm", 0.0))
         lines.append(f"| {r['tag']} | {r['rows']:,} | {r['wall']:.1f} | "
                      f"{r['rows_per_second']:,.0f} | {features:.1f} | "
-                     f"{stages.get('decide', 0.0):.1f} | {r['peak_rss_mb']:,.0f} | "
+                     f"{stages.get('decide', 0.0):.1f} | {marginal(r):.3f} | "
+                     f"{r['peak_rss_mb']:,.0f} | "
                      f"{r['load_before']:.1f} → {r['load_after']:.1f} |")
     lines.append(f"| bare model (calibrated score only, one call) | {int(bare['rows']):,} | – "
-                 f"| {bare['score_rows_per_s']:,.0f} | – | – | – | {bare['load_before']:.1f} → "
+                 f"| {bare['score_rows_per_s']:,.0f} | – | – | "
+                 f"{1000 / bare['score_rows_per_s']:.4f} | – | {bare['load_before']:.1f} → "
                  f"{bare['load_after']:.1f} |")
     lines.append("")
-    lines.append(f"Batch / row-by-row on the same slice: **{online_ratio:,.1f}×**. "
+    lines.append(f"Batch / row-by-row on the same slice, end to end (fixed costs — imports, "
+                 f"bundle, warm-up — weigh on a small slice): **{online_ratio:,.1f}×**. "
                  f"Reasons (LightGBM `pred_contrib`): {bare['contrib_ms_per_row']:.3f} ms/row.")
+    online = next((r for r in results if r["tag"].startswith("online")), None)
+    for r in results:
+        if online is not None and r is not online:
+            lines.append(f"Per-row cost (features + decide), row by row / {r['tag']}: "
+                         f"**{marginal(online) / marginal(r):,.1f}×**.")
     main = next((r for r in results if r["rows"] == rows), None)
     if main is not None:
         lines.append(f"Batch at {rows:,} rows vs the bare model: "
@@ -157,6 +173,8 @@ def main() -> None:
         same = run_score(project, online_events, work, "batch, same slice")
         results += [online, same]
         ratio = same["rows_per_second"] / online["rows_per_second"]
+        print(f"per-row cost, row by row / batch on the slice: "
+              f"{marginal(online) / marginal(same):.1f}x", flush=True)
         main_run = next((r for r in results if r["rows"] == args.rows), results[0])
         bare = bare_model(project, Path(main_run["out"]))
         text = table(results, bare, ratio, args.rows)
