@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from valuechain.cli import app
 from valuechain.errors import DataError
 from valuechain.registry import Registry, default_registry
-from valuechain.serve.batch import PlainRecord
+from valuechain.serve.batch import PlainRecord, _reasons
 from valuechain.serve.decider import time_us
 from valuechain.serve.log import DecisionLog, DecisionRecord
 from valuechain.serve.parity import parity, replay_online, values_agree
@@ -29,8 +29,6 @@ from valuechain.serve.score import score_file
 from valuechain.spec.loader import load_spec
 
 from .serve_world import event, packaged_project
-
-pytestmark = pytest.mark.slow
 
 DAY_US = 86_400_000_000
 
@@ -83,6 +81,7 @@ def _logged(path: Path) -> pd.DataFrame:
         return log.read()
 
 
+@pytest.mark.slow
 def test_batch_equals_the_online_replay_with_ties_outcomes_and_dimension_updates(
         world: tuple[Path, int, int], tmp_path: Path) -> None:
     folder, since, until = world
@@ -155,6 +154,7 @@ def _review_events() -> list[dict[str, Any]]:
     return rows
 
 
+@pytest.mark.slow
 def test_capacity_overflows_in_decision_order_like_the_service(project: Path,
                                                                tmp_path: Path) -> None:
     events = pd.DataFrame(_review_events()).sample(frac=1.0, random_state=2)
@@ -189,6 +189,7 @@ def test_capacity_overflows_in_decision_order_like_the_service(project: Path,
     assert (has == (logged["action"] != "approve")).all()
 
 
+@pytest.mark.slow
 def test_log_rows_top_lists_and_progress(project: Path, tmp_path: Path) -> None:
     tx = pd.read_parquet(project / "data" / "transactions.parquet").tail(1500)
     seen: list[tuple[str, float]] = []
@@ -222,6 +223,7 @@ def test_log_rows_top_lists_and_progress(project: Path, tmp_path: Path) -> None:
     assert got.loc[got["score"].idxmax(), "decision_id"] in set(top["decision_id"])
 
 
+@pytest.mark.slow
 def test_score_cli_csv_parquet_and_errors(project: Path, tmp_path: Path) -> None:
     tx = pd.read_parquet(project / "data" / "transactions.parquet").tail(300)
     events = tmp_path / "events.parquet"
@@ -254,3 +256,31 @@ def test_score_cli_csv_parquet_and_errors(project: Path, tmp_path: Path) -> None
     assert "typo.csv" in res.output and "'amount'" in res.output and "twelve" in res.output
     with pytest.raises(DataError, match="transaction_id"):
         score_file(project, tx.drop(columns=["transaction_id"]), log=False)
+
+
+def test_plain_records_serialise_like_the_log() -> None:
+    from datetime import datetime
+
+    fields: dict[str, Any] = dict(
+        decision_id="d1", time_us=1_735_689_600_000_000, key="t1", bundle_version="v1",
+        policy_version="three_band@0",
+        event={"transaction_id": 7, "ts": datetime(2025, 1, 1, 12, 0, 1), "amount": None,
+               "channel": "web"},
+        features={"amount": 12.5, "n": 3, "tier": "low", "ok": True, "rate": None},
+        score=0.25, policy_action="review", action="approve", overflow=True,
+        capacity_note="full", reasons=[{"feature": "n", "value": 3, "contribution": -0.5}],
+        latency_us={"features": 4, "model": 9, "policy": 0}, origin="score",
+        created_at_us=1_735_689_600_123_456)
+    assert PlainRecord(**fields).row(3) == DecisionRecord(**fields).row(3)
+
+
+def test_reasons_are_the_largest_absolute_contributions_ties_in_feature_order() -> None:
+    names = ["a", "b", "c", "d"]
+    values = [{"a": 1, "b": 2.5, "c": "x", "d": None}, {"a": 0, "b": 0, "c": "y", "d": 1}]
+    contribs = np.array([[0.1, -0.7, 0.7, 0.05], [np.nan] * 4])
+    got = _reasons(names, values, contribs, 3)
+    assert got[0] == [{"feature": "b", "value": 2.5, "contribution": -0.7},
+                      {"feature": "c", "value": "x", "contribution": 0.7},
+                      {"feature": "a", "value": 1, "contribution": 0.1}]
+    assert got[1] == []  # NaN row: a decision without reasons (--reasons flagged)
+    assert _reasons(names, values, None, 3) == [[], []]
