@@ -162,6 +162,7 @@ def generate_fraud(
     days: int = 270,
     start: str = "2025-01-01",
     progress: Progress | None = None,
+    campaign_days: int = CAMPAIGN_DAYS,
 ) -> FraudWorldSummary:
     """Simulate the fraud world and write one Parquet file per table into ``out``.
 
@@ -182,6 +183,11 @@ def generate_fraud(
         First day, ISO format, tz-naive.
     progress : callable, optional
         Called as ``progress(stage, fraction)`` with fraction in [0, 1].
+    campaign_days : int
+        The late campaign runs in the last ``campaign_days`` days (default 60), at the same
+        daily intensity (its size scales with ``campaign_days / 60``). The default world is
+        unchanged by this option; a longer campaign in a longer world lets its cohorts mature
+        (the monitoring story of ``valuechain demo fraud-story``, docs/retraining.md).
 
     Returns
     -------
@@ -195,7 +201,8 @@ def generate_fraud(
     (5000, 'chargebacks.parquet')
     """
     began = time.perf_counter()
-    world = simulate_fraud(rows=rows, seed=seed, days=days, start=start, progress=progress)
+    world = simulate_fraud(rows=rows, seed=seed, days=days, start=start, progress=progress,
+                           campaign_days=campaign_days)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
@@ -232,6 +239,7 @@ def simulate_fraud(
     days: int = 270,
     start: str = "2025-01-01",
     progress: Progress | None = None,
+    campaign_days: int = CAMPAIGN_DAYS,
 ) -> FraudWorld:
     """Simulate the fraud world in memory (see :func:`generate_fraud` for the parameters).
 
@@ -246,6 +254,10 @@ def simulate_fraud(
             f"fraud demo: days={days} is too short; use at least 90 days (the late campaign "
             f"alone takes the last {CAMPAIGN_DAYS})."
         )
+    if not 1 <= campaign_days <= days - 30:
+        raise ValuechainError(
+            f"fraud demo: campaign_days={campaign_days} must lie in 1..{days - 30} (days - 30: "
+            "the campaign starts after the first month).")
     t0 = datetime.fromisoformat(start)
     if t0.tzinfo is not None:
         raise ValuechainError(f"fraud demo: start={start!r} must be tz-naive, e.g. '2025-01-01'.")
@@ -254,7 +266,7 @@ def simulate_fraud(
     ent = _entities(rng, rows, horizon)
     _report(progress, "entities", 0.05)
     cards = _card_bursts(rng, ent, rows, horizon)
-    campaign = _campaign(rng, ent, rows, horizon)
+    campaign = _campaign(rng, ent, rows, horizon, campaign_days)
     _report(progress, "fraud", 0.15)
     n_genuine = rows - len(cards["ts"]) - len(campaign["ts"])
     genuine = _genuine(rng, ent, n_genuine, days, t0.weekday())
@@ -510,11 +522,15 @@ def _card_bursts(
 
 
 def _campaign(
-    rng: np.random.Generator, e: dict[str, Arr], rows: int, horizon: int
+    rng: np.random.Generator, e: dict[str, Arr], rows: int, horizon: int,
+    campaign_days: int = CAMPAIGN_DAYS,
 ) -> dict[str, Arr]:
     """The late campaign: fresh devices testing many cards with small 'app' payments."""
-    begin = horizon - CAMPAIGN_DAYS * DAY
-    cards_per_dev = 3 + rng.poisson(3.0, max(3, round(TARGET["campaign"] * rows / 8)))
+    begin = horizon - campaign_days * DAY
+    devices = TARGET["campaign"] * rows / 8
+    if campaign_days != CAMPAIGN_DAYS:  # same daily intensity; the default world unchanged
+        devices *= campaign_days / CAMPAIGN_DAYS
+    cards_per_dev = 3 + rng.poisson(3.0, max(3, round(devices)))
     n_dev = len(cards_per_dev)
     start = (begin + rng.random(n_dev) * (horizon - begin - 3600)).astype(np.int64)
     eligible = np.flatnonzero(e["card_since"] < begin)
