@@ -44,6 +44,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.parquet as pq
+import yaml
 
 from valuechain.errors import ValuechainError
 
@@ -54,7 +55,9 @@ __all__ = [
     "Shipped",
     "generate_fraud",
     "ship",
+    "ship_as_of",
     "simulate_fraud",
+    "story_spec",
 ]
 
 Arr = npt.NDArray[Any]
@@ -755,3 +758,53 @@ def _tables(
             }
         ),
     }
+
+
+# ------------------------------------------------------------------ the monitoring story
+#: A compact story project (tests, quick demos): a 30-day horizon and embargo, short periods,
+#: the champion's data cut on 2025-06-25, the campaign from 2025-06-29 to the end (330 days):
+#: a retrain at the end trains on shifted periods holding a month of matured campaign.
+COMPACT_STORY: dict[str, Any] = {
+    "horizon": "30d", "min_positives": 15,
+    "periods": [("train", "2025-01-01", "2025-02-15"), ("validation", "2025-03-17", "2025-04-06"),
+                ("test", "2025-05-06", "2025-05-26")],
+    "cut": "2025-06-25", "campaign_start": "2025-06-29", "days": 330,
+}
+
+
+def story_spec(text: str, *, horizon: str | None = None,
+               periods: list[tuple[str, str, str]] | None = None,
+               min_positives: int | None = None) -> str:
+    """A copy of a fraud spec's YAML with another label horizon (and embargo) and periods.
+
+    >>> spec = Path(__file__).resolve().parents[3] / "examples" / "fraud" / "valuechain.yaml"
+    >>> out = yaml.safe_load(story_spec(spec.read_text(), horizon="30d"))
+    >>> out["label"]["horizon"], out["split"]["embargo"]
+    ('30d', '30d')
+    """
+    data = yaml.safe_load(text)
+    if horizon is not None:
+        data["label"]["horizon"] = horizon
+        data["split"]["embargo"] = horizon
+    if periods is not None:
+        data["split"]["periods"] = [{"name": n, "start": s, "end": e} for n, s, e in periods]
+    if min_positives is not None:
+        data["split"]["min_positives"] = min_positives
+    return str(yaml.safe_dump(data, sort_keys=False))
+
+
+def ship_as_of(spec: Any, project: Path | str, as_of: datetime, seed: int = 7,
+               progress: Progress | None = None) -> Shipped:
+    """Build, audit, train and decide on the data as of ``as_of``, then :func:`ship`.
+
+    The champion of the monitoring story: trained when the data was extracted on ``as_of``,
+    although the world goes on after it (what happens next is replayed and monitored).
+    """
+    from valuechain import api
+
+    loaded = api.load_spec(spec)
+    api.build(loaded, as_of=as_of, progress=progress)
+    api.audit(loaded, as_of=as_of, seed=seed)
+    api.train(loaded, as_of=as_of, seed=seed, progress=progress)
+    api.decide(loaded, seed=seed)
+    return ship(loaded, project)

@@ -71,6 +71,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
@@ -549,7 +550,7 @@ def retrain(spec: Any, *, as_of: datetime | None = None, recent: timedelta | Non
     wanted = sorted({*champion.feature_names, *new.feature_names, time_col, "decision_id"})
     table = pq.read_table(challenger.workspace / "build" / "frame.parquet", columns=wanted)
     table = table.filter(pc.is_in(pc.cast(table["decision_id"], "string"),
-                                  value_set=ids["decision_id"].astype(str).to_list()))
+                                  value_set=pa.array(ids["decision_id"].astype(str))))
     rows = table.to_pandas()
     rows["decision_id"] = rows["decision_id"].astype(str)
     rows = rows.set_index("decision_id").loc[ids["decision_id"].astype(str)].reset_index()
