@@ -79,7 +79,8 @@ from valuechain.errors import ArtifactError, DataError, SpecError, ValuechainErr
 from valuechain.spec.loader import LoadedSpec
 from valuechain.spec.models import Period
 
-__all__ = ["MetricComparison", "RetrainResult", "compare_bundles", "recent_periods", "retrain"]
+__all__ = ["MetricComparison", "RetrainResult", "compare_bundles", "promotion", "recent_periods",
+           "retrain"]
 
 Progress = Callable[[str, float], None]
 F64 = npt.NDArray[np.float64]
@@ -437,6 +438,45 @@ def _stage(name: str, periods: list[Period], call: Callable[[], Any]) -> Any:
                         f"{err}") from err
 
 
+def promotion(registry: Any, version: str, verdict: str, *, promote: bool
+              ) -> tuple[bool, str, tuple[Any, ...]]:
+    """Promote ``version`` through the registry's gates only when asked and when it won.
+
+    Parameters
+    ----------
+    registry : Registry
+        The project's registry.
+    version : str
+        The challenger's version (in staging).
+    verdict : {"challenger", "champion", "tie"}
+        Who the comparison favours.
+    promote : bool
+        Whether promotion was requested.
+
+    Returns
+    -------
+    (bool, str, tuple of Gate)
+        Whether it went to production, why (not), and its gates as evaluated.
+    """
+    from valuechain.registry import PromotionError
+
+    gates = tuple(registry.gates(version))
+    failing = [g.name for g in gates if not g.passed]
+    if not promote:
+        return False, (f"{version} stays in staging (promotion not requested; "
+                       + (f"gates failing: {', '.join(failing)})" if failing else
+                          "its gates pass)")), gates
+    if verdict != "challenger":
+        return False, (f"not promoted: {version} does not beat the champion on the recent "
+                       "matured period (the money decides); it stays in staging"), gates
+    try:
+        done = registry.promote(version)
+    except PromotionError as err:
+        return False, f"not promoted: {err}", gates
+    return True, (f"promoted {version} to production through its gates (previous: "
+                  f"{done.previous})"), tuple(done.gates)
+
+
 def retrain(spec: Any, *, as_of: datetime | None = None, recent: timedelta | None = None,
             promote: bool = False, seed: int = 0, progress: Progress | None = None
             ) -> RetrainResult:
@@ -479,7 +519,7 @@ def retrain(spec: Any, *, as_of: datetime | None = None, recent: timedelta | Non
     """
     from valuechain import api
     from valuechain.decide.stage import run_decisions
-    from valuechain.registry import PromotionError, Registry, default_registry, package
+    from valuechain.registry import Registry, default_registry, package
     from valuechain.train.result import TrainResult
 
     started = time.perf_counter()
@@ -559,36 +599,15 @@ def retrain(spec: Any, *, as_of: datetime | None = None, recent: timedelta | Non
                                        seed=seed)
     cost = next(m for m in metrics if m.metric == "cost_per_1000")
     verdict = cost.better
-    reasons: list[str] = []
-    promoted = False
-    gates = tuple(packaged.gates)
     ccy = s.value.currency or ""
-    money = (f"policy cost per 1,000 decisions {cost.challenger:,.1f} vs {cost.champion:,.1f} "
-             f"{ccy}, difference {cost.difference:+,.1f} [{cost.difference_low:+,.1f}, "
-             f"{cost.difference_high:+,.1f}]").replace("  ", " ")
-    if verdict == "challenger":
-        reasons.append(f"the challenger {packaged.version} wins: {money}")
-    elif verdict == "champion":
-        reasons.append(f"the champion {info.version} holds: {money}")
-    else:
-        reasons.append(f"no clear winner (the interval holds zero): {money}")
-    if promote and verdict == "challenger":
-        try:
-            promotion = registry.promote(packaged.version)
-            gates = promotion.gates
-            promoted = promotion.changed or registry.production() is not None
-            reasons.append(f"promoted {packaged.version} to production through its gates "
-                           f"(previous: {promotion.previous})")
-        except PromotionError as err:
-            reasons.append(f"not promoted: {err}")
-    elif promote:
-        reasons.append(f"not promoted: {packaged.version} does not beat the champion on the "
-                       "recent matured period; it stays in staging")
-    else:
-        failing = [g.name for g in gates if not g.passed]
-        reasons.append(f"{packaged.version} stays in staging (promotion not requested"
-                       + (f"; gates failing: {', '.join(failing)})" if failing else
-                          "; its gates pass)"))
+    money = (f"policy cost per 1,000 decisions {cost.challenger:,.1f} vs {cost.champion:,.1f}"
+             f"{' ' + ccy if ccy else ''}, difference {cost.difference:+,.1f} "
+             f"[{cost.difference_low:+,.1f}, {cost.difference_high:+,.1f}]")
+    reasons = [{"challenger": f"the challenger {packaged.version} wins: {money}",
+                "champion": f"the champion {info.version} holds: {money}",
+                "tie": f"no clear winner (the interval holds zero): {money}"}[verdict]]
+    promoted, why, gates = promotion(registry, packaged.version, verdict, promote=promote)
+    reasons.append(why)
     _step(progress, "done", 1.0)
     return RetrainResult(
         as_of=frame_as_of, spec_periods=tuple(spec_periods), periods=tuple(periods),
@@ -598,5 +617,5 @@ def retrain(spec: Any, *, as_of: datetime | None = None, recent: timedelta | Non
         positives=int(np.asarray(decisions.labels).sum()),
         days=len(np.unique(pd.to_datetime(rows[time_col]).dt.floor("D"))),
         metrics=metrics, actions=actions, verdict=verdict, promote_requested=promote,
-        promoted=promoted, reasons=tuple(reasons), gates=gates,
+        promoted=promoted, reasons=tuple(reasons), gates=tuple(gates),
         seconds=time.perf_counter() - started)
