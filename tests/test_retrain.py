@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 D = timedelta(days=1)
 
 
-def P(name: str, start: str, end: str) -> Period:  # noqa: N802
+def P(name: str, start: str, end: str) -> Period:
     return Period(name=name, start=datetime.fromisoformat(start),
                   end=datetime.fromisoformat(end))
 
