@@ -16,6 +16,7 @@ from valuechain.cli import (
     _progress,
     app,
     console,
+    demo_app,
     parse_moment,
     user_errors,
 )
@@ -86,3 +87,42 @@ def retrain_command(
             console.print(f"- {reason}", highlight=False)
     if promote and not result.promoted:
         raise typer.Exit(1)
+
+
+@demo_app.command("fraud-story")
+@user_errors
+def demo_fraud_story(
+    dir: Annotated[Path, typer.Option("--dir", help="Story project directory (created).")] = Path(
+        "examples/fraud-story"),
+    rows: Annotated[int, typer.Option(help="Transactions to generate.")] = 1_000_000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+    compact: Annotated[bool, typer.Option(
+        "--compact", help="The compact story (30-day horizon, 330 days): minutes, not tens "
+        "of minutes.")] = False,
+    campaign_scale: Annotated[float, typer.Option(
+        help="Multiply the campaign's daily intensity.")] = 1.0,
+    replay_days: Annotated[int | None, typer.Option(
+        help="Replay only up to this many days after the campaign start (scoring runs at "
+        "hundreds of payments per second); default the whole late period.")] = None,
+    retrain_at_end: Annotated[bool, typer.Option(
+        "--retrain/--no-retrain", help="Retrain at the end of the data.")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """The monitoring story: champion before the campaign, replay, daily monitor, retrain."""
+    from valuechain.demo.fraud import COMPACT_STORY, FULL_STORY, make_story, monitor_story
+
+    here = Path(__file__).resolve().parents[2] / "examples" / "fraud" / "valuechain.yaml"
+    with _progress(not as_json, "story: champion") as progress:
+        shipped, campaign = make_story(dir, here.read_text(),
+                                       story=COMPACT_STORY if compact else FULL_STORY,
+                                       rows=rows, seed=seed, campaign_scale=campaign_scale,
+                                       progress=progress)
+    with _progress(not as_json, "story") as progress:
+        story = monitor_story(dir, campaign_start=campaign, replay_days=replay_days,
+                              retrain_at_end=retrain_at_end, progress=progress)
+    if as_json:
+        _emit({"champion": shipped.to_json(), "story": story.to_json()})
+        return
+    console.print(shipped.lines()[0], highlight=False)
+    for line in story.lines():
+        console.print(line, highlight=False)

@@ -49,11 +49,16 @@ import yaml
 from valuechain.errors import ValuechainError
 
 __all__ = [
+    "COMPACT_STORY",
+    "FULL_STORY",
     "TABLES",
     "FraudWorld",
     "FraudWorldSummary",
     "Shipped",
+    "Story",
     "generate_fraud",
+    "make_story",
+    "monitor_story",
     "ship",
     "ship_as_of",
     "simulate_fraud",
@@ -777,6 +782,39 @@ COMPACT_STORY: dict[str, Any] = {
                 ("test", "2025-05-06", "2025-05-26")],
     "cut": "2025-06-25", "campaign_start": "2025-06-29", "days": 330,
 }
+
+
+#: The full story over the published demo's spec (horizon 60 d, its periods): the world runs
+#: 185 days past the published 270, the campaign from 2025-07-30 to the end, the champion
+#: trained as of 2025-09-29 (the published demo's extraction).
+FULL_STORY: dict[str, Any] = {
+    "horizon": None, "min_positives": None, "periods": None,
+    "cut": "2025-09-29", "campaign_start": "2025-07-30", "days": 455,
+}
+
+
+def make_story(project: Path, spec_text: str, *, story: dict[str, Any] | None = None,
+               rows: int = 1_000_000, seed: int = 7, campaign_scale: float = 1.0,
+               progress: Progress | None = None) -> tuple[Shipped, datetime]:
+    """Write the story project (spec + world) and ship its champion as of the story's cut.
+
+    Returns the champion's :class:`Shipped` and the campaign's start. The world is generated
+    only when ``project/data`` has no transactions yet.
+    """
+    cfg = story or FULL_STORY
+    project.mkdir(parents=True, exist_ok=True)
+    text = story_spec(spec_text, horizon=cfg["horizon"], periods=cfg["periods"],
+                      min_positives=cfg["min_positives"])
+    (project / "valuechain.yaml").write_text(text)
+    start = datetime(2025, 1, 1)
+    campaign = datetime.fromisoformat(cfg["campaign_start"])
+    if not (project / "data" / "transactions.parquet").exists():
+        generate_fraud(project / "data", rows=rows, seed=seed, days=cfg["days"],
+                       start=start.date().isoformat(),
+                       campaign_days=cfg["days"] - (campaign - start).days,
+                       campaign_scale=campaign_scale, progress=progress)
+    shipped = ship_as_of(project, project, datetime.fromisoformat(cfg["cut"]), seed=seed)
+    return shipped, campaign
 
 
 def story_spec(text: str, *, horizon: str | None = None,
