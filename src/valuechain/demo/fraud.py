@@ -859,8 +859,10 @@ def ship_as_of(spec: Any, project: Path | str, as_of: datetime, seed: int = 7,
 class Story:
     """The monitoring story: replay, the first drift alert, matured KPIs, the retrain.
 
-    ``alert_day`` is the first day (window start) on which a drift alert fired, from the
-    campaign start on, running the monitor as of the end of each replayed day; ``kpi`` holds
+    ``alert_day`` is the first day on which a drift alert fires from the campaign start on:
+    the day its streak reaches the rule's consecutive ``windows`` (one monitor pass over the
+    replayed days finds the streaks daily passes would: a day's drift never changes later);
+    ``kpi`` holds
     the spec KPI (``loss_per_1000``) before and during the campaign, realised (matured
     cohorts) and estimated before labels.
     """
@@ -953,8 +955,7 @@ def monitor_story(spec: Any, *, campaign_start: datetime, alert_days: int = 14,
     campaign_start : datetime
         When the campaign starts (the world's end minus ``campaign_days``).
     alert_days : int
-        Days after the campaign start on which the monitor runs, one pass per day, until a
-        drift alert fires.
+        Days after the campaign start searched for the first drift alert (daily windows).
     replay_days : int, optional
         Replay from the champion's test end to ``campaign_start + replay_days`` (default: to
         the end of the data; bound it while scoring runs at hundreds of rows per second).
@@ -996,20 +997,23 @@ def monitor_story(spec: Any, *, campaign_start: datetime, alert_days: int = 14,
     _report(progress, "replay", 0.1)
     scored = score_file(loaded, replay, out=folder / "replay.decisions.parquet", log_path=log)
     _report(progress, "monitor", 0.5)
+    # Drift signals of a day never change later, so one pass over the replayed days finds the
+    # streaks daily passes would; a streak fires on its `windows`-th consecutive day.
     alert_day, alert, days_to = None, "", None
-    for day in range(1, alert_days + 1):
-        as_of = campaign_start + timedelta(days=day)
-        if as_of > end:
-            break
-        found = [a for a in monitor(loaded, log=log, as_of=as_of).alerts
-                 if a.section == "drift" and _naive(a.first_window) >= campaign_start]
-        if found:
-            first = min(found, key=lambda a: _naive(a.first_window))
-            alert_day = _naive(first.first_window)
-            alert = f"{first.rule} ({first.metric}{' of ' + first.subject if first.subject else ''}"\
-                    f" {first.value:.3f} > {first.threshold:g})"
-            days_to = (alert_day - campaign_start).days
-            break
+    upto = min(end, campaign_start + timedelta(days=alert_days))
+    rules = {r.name: r for r in getattr(loaded.spec.monitoring, "alerts", None) or []}
+    drift = [a for a in monitor(loaded, log=log, as_of=upto).alerts
+             if a.section == "drift" and _naive(a.first_window) >= campaign_start]
+    if drift:
+        def fires(a: Any) -> datetime:
+            need = int(getattr(rules.get(a.rule), "windows", 1) or 1)
+            return _naive(a.first_window) + timedelta(days=need - 1)
+        first = min(drift, key=fires)
+        alert_day = fires(first)
+        alert = (f"{first.rule} ({first.metric}{' of ' + first.subject if first.subject else ''}"
+                 f" {first.value:.3f} > {first.threshold:g} since "
+                 f"{_naive(first.first_window):%Y-%m-%d})")
+        days_to = (alert_day - campaign_start).days
     final = monitor(loaded, log=log, as_of=last)
     kpi = _kpi_means(final.signals, start, end, campaign_start)
     _report(progress, "retrain", 0.7)
