@@ -943,8 +943,8 @@ def _kpi_means(signals: Any, start: datetime, end: datetime, campaign: datetime
 
 
 def monitor_story(spec: Any, *, campaign_start: datetime, alert_days: int = 14,
-                  replay_days: int | None = None, retrain_at_end: bool = True,
-                  progress: Progress | None = None) -> Story:
+                  replay_days: int | None = None, replay_from: datetime | None = None,
+                  retrain_at_end: bool = True, progress: Progress | None = None) -> Story:
     """Replay the late period, monitor it day by day, then retrain (the demo's story).
 
     Parameters
@@ -959,6 +959,8 @@ def monitor_story(spec: Any, *, campaign_start: datetime, alert_days: int = 14,
     replay_days : int, optional
         Replay from the champion's test end to ``campaign_start + replay_days`` (default: to
         the end of the data; bound it while scoring runs at hundreds of rows per second).
+    replay_from : datetime, optional
+        Start of the replay; default the end of the champion's test period.
     retrain_at_end : bool
         Run :func:`valuechain.monitor.retrain.retrain` at the end of the data.
     """
@@ -978,7 +980,7 @@ def monitor_story(spec: Any, *, campaign_start: datetime, alert_days: int = 14,
     champion = registry.load()
     metrics = json.loads((Path(champion.path) / "metrics.json").read_text())
     ends = {p["name"]: p["end"] for p in metrics["splits"]["periods"]}
-    start = datetime.fromisoformat(ends.get("test") or list(ends.values())[-1])
+    start = replay_from or datetime.fromisoformat(ends.get("test") or list(ends.values())[-1])
     source = loaded.spec.sources[str(getattr(loaded.spec.decision_points, "source", ""))]
     events_path = loaded.root / str(source.path)
     tcol = source.event_time or "ts"
