@@ -101,9 +101,9 @@ def demo_fraud_story(
         "of minutes.")] = False,
     campaign_scale: Annotated[float, typer.Option(
         help="Multiply the campaign's daily intensity.")] = 1.0,
-    replay_days: Annotated[int | None, typer.Option(
-        help="Replay only up to this many days after the campaign start (scoring runs at "
-        "hundreds of payments per second); default the whole late period.")] = None,
+    replay_days: Annotated[int, typer.Option(
+        help="Replay up to this many days after the campaign start (scoring runs at hundreds "
+        "of payments per second; 0: the whole late period).")] = 21,
     retrain_at_end: Annotated[bool, typer.Option(
         "--retrain/--no-retrain", help="Retrain at the end of the data.")] = True,
     as_json: JsonOpt = False,
@@ -118,7 +118,7 @@ def demo_fraud_story(
                                        rows=rows, seed=seed, campaign_scale=campaign_scale,
                                        progress=progress)
     with _progress(not as_json, "story") as progress:
-        story = monitor_story(dir, campaign_start=campaign, replay_days=replay_days,
+        story = monitor_story(dir, campaign_start=campaign, replay_days=replay_days or None,
                               retrain_at_end=retrain_at_end, progress=progress)
     if as_json:
         _emit({"champion": shipped.to_json(), "story": story.to_json()})
