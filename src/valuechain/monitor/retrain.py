@@ -51,11 +51,12 @@ pass); otherwise the result says why it was not.
 >>> from valuechain.spec.models import Period
 >>> spec = [Period(name="train", start=datetime(2025, 1, 1), end=datetime(2025, 3, 1)),
 ...         Period(name="test", start=datetime(2025, 5, 1), end=datetime(2025, 5, 16))]
->>> shifted, offset = recent_periods(spec, as_of=datetime(2025, 8, 1, 12), horizon=timedelta(days=60))
+>>> shifted, offset = recent_periods(spec, as_of=datetime(2025, 8, 1, 12),
+...                                  horizon=timedelta(days=60))
 >>> [(p.name, p.start.date().isoformat(), p.end.date().isoformat()) for p in shifted]
-[('train', '2025-03-18', '2025-05-17'), ('test', '2025-05-17', '2025-06-01')]
+[('train', '2025-01-18', '2025-03-18'), ('test', '2025-05-18', '2025-06-02')]
 >>> offset.days
-16
+17
 """
 
 from __future__ import annotations
