@@ -366,7 +366,8 @@ class RetrainResult:
         for m in self.metrics:
             if m.metric == name:
                 return m
-        raise KeyError(name)
+        raise SpecError(f"`name` {name!r}: expected one of "
+                        f"{', '.join(m.metric for m in self.metrics)}.")
 
     def to_json(self) -> dict[str, Any]:
         """Machine-readable result (``valuechain retrain --json``)."""
