@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -126,7 +125,8 @@ def test_user_mistakes_exit_2(fraud_project: Path, tmp_path: Path) -> None:
 # ------------------------------------------------------------------ a small story world
 @pytest.fixture(scope="module")
 def story(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    """The compact story world: champion v1 trained as of 2025-06-25, then one retrain."""
+    """The compact story world (campaign at 20x): champion v1 trained as of 2025-06-25, then
+    `valuechain retrain --promote` at the end of the data."""
     from valuechain.demo.fraud import COMPACT_STORY as C
     from valuechain.demo.fraud import generate_fraud, ship_as_of, story_spec
 
@@ -138,10 +138,10 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     start = datetime(2025, 1, 1)
     campaign = (datetime.fromisoformat(C["campaign_start"]) - start).days
     generate_fraud(project / "data", rows=150_000, seed=7, days=C["days"],
-                   campaign_days=C["days"] - campaign)
+                   campaign_days=C["days"] - campaign, campaign_scale=20.0)
     shipped = ship_as_of(project, project, datetime.fromisoformat(C["cut"]))
     assert shipped.promoted and shipped.version == "v1"
-    out = CliRunner().invoke(app, ["retrain", "--spec", str(project), "--json"])
+    out = CliRunner().invoke(app, ["retrain", "--spec", str(project), "--promote", "--json"])
     assert out.exit_code == 0, out.output
     return {"project": project, "result": json.loads(out.output.strip().splitlines()[-1])}
 
@@ -199,14 +199,16 @@ def test_challenger_trains_later_and_is_compared_on_unseen_period(story: dict) -
             "difference_high"] > 0 else "champion" if sign * m["difference_low"] < 0 and sign * m[
             "difference_high"] < 0 else "tie")
         assert m["better"] == want
-    # the challenger saw matured campaign rows: it ranks the recent period better
-    auc = next(m for m in r["metrics"] if m["metric"] == "roc_auc")
-    assert auc["better"] == "challenger"
-    cost = next(m for m in r["metrics"] if m["metric"] == "cost_per_1000")
-    assert r["verdict"] == cost["better"]
-    # not asked to promote: v2 stays in staging, v1 in production
-    assert not r["promoted"] and registry.get("v2").stage == "staging"
-    assert registry.production().version == "v1"
+    # the challenger saw matured campaign rows: it ranks better and decides more cheaply
+    by = {m["metric"]: m for m in r["metrics"]}
+    assert by["roc_auc"]["better"] == by["average_precision"]["better"] == "challenger"
+    assert r["verdict"] == by["cost_per_1000"]["better"] == "challenger"
+    assert by["loss_per_1000"]["better"] == "challenger"  # the KPI recovers
+    # --promote: it won and its gates pass, so Registry.promote moved it to production
+    assert r["promoted"] and all(g["passed"] for g in r["gates"])
+    assert any("promoted v2 to production" in why and "previous: v1" in why
+               for why in r["reasons"])
+    assert registry.production().version == "v2" and registry.get("v1").stage == "archived"
 
 
 @pytest.mark.slow
@@ -218,13 +220,14 @@ def test_comparison_overlapping_the_champion_fit_is_refused(story: dict) -> None
 
 
 @pytest.mark.slow
-def test_promotion_only_through_gates_and_only_for_a_winner(story: dict,
-                                                           tmp_path: Path) -> None:
+def test_promotion_only_through_gates_and_only_for_a_winner(story: dict) -> None:
     from valuechain.registry import Registry, package
     from valuechain.spec import load_spec
 
     project = Path(story["project"])  # type: ignore[arg-type]
     registry = Registry(project / ".valuechain" / "registry")
+    registry.rollback()  # the fixture's --promote put v2 in production; back to v1
+    assert registry.production().version == "v1"
     # not requested, or not a winner: nothing moves
     for verdict, promote in (("challenger", False), ("tie", True), ("champion", True)):
         done, why, gates = promotion(registry, "v2", verdict, promote=promote)
@@ -247,6 +250,3 @@ def test_promotion_only_through_gates_and_only_for_a_winner(story: dict,
     done, why, gates = promotion(registry, "v2", "challenger", promote=True)
     assert done and registry.production().version == "v2" and "previous: v1" in why
     assert [e["action"] for e in registry.history()][-1] == "promote"
-    registry.rollback()
-    assert registry.production().version == "v1"
-    shutil.rmtree(tmp_path, ignore_errors=True)
