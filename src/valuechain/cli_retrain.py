@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -102,8 +103,8 @@ def demo_fraud_story(
     campaign_scale: Annotated[float, typer.Option(
         help="Multiply the campaign's daily intensity.")] = 1.0,
     replay_days: Annotated[int, typer.Option(
-        help="Replay up to this many days after the campaign start (scoring runs at hundreds "
-        "of payments per second; 0: the whole late period).")] = 21,
+        help="Replay from 3 days before the campaign start up to this many days after it "
+        "(scoring runs at hundreds of payments per second; 0: to the end of the data).")] = 21,
     retrain_at_end: Annotated[bool, typer.Option(
         "--retrain/--no-retrain", help="Retrain at the end of the data.")] = True,
     as_json: JsonOpt = False,
@@ -119,6 +120,7 @@ def demo_fraud_story(
                                        progress=progress)
     with _progress(not as_json, "story") as progress:
         story = monitor_story(dir, campaign_start=campaign, replay_days=replay_days or None,
+                              replay_from=campaign - timedelta(days=3),
                               retrain_at_end=retrain_at_end, progress=progress)
     if as_json:
         _emit({"champion": shipped.to_json(), "story": story.to_json()})
