@@ -1,1 +1,1 @@
-"""Monitoring: drift, operations, matured KPIs, estimates, alerts, retraining."""
+"""Monitoring: drift, operations, matured KPIs and estimates before labels."""
