@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 pytest.importorskip("valuechain.monitor.run", reason="the monitor components are not merged")
 
 #: The compact story's campaign runs at this multiple of the published world's intensity
-#: (docs/retraining.md says why: at 1x the campaign is ~0.2 % of payments, and even at 5x
-#: its daily feature PSI stays under the example rules' 0.2).
+#: (docs/retraining.md says why: at 1x the campaign is ~1 % of a campaign day's payments, and
+#: even at 5x its daily feature PSI stays under the example rules' 0.2).
 SCALE = 20.0
 
 

@@ -198,7 +198,8 @@ def generate_fraud(
         unchanged by this option; a longer campaign in a longer world lets its cohorts mature
         (the monitoring story of ``valuechain demo fraud-story``, docs/retraining.md).
     campaign_scale : float
-        Multiplies the campaign's daily intensity (default 1: about 0.2 % of payments).
+        Multiplies the campaign's daily intensity (default 1: about 1 % of the payments of a
+        campaign day; 20: about a fifth).
 
     Returns
     -------
