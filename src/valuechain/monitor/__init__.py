@@ -1,0 +1,1 @@
+"""Monitoring: drift, operations, matured KPIs, estimates before labels, alerts."""
