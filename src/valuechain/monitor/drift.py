@@ -55,7 +55,6 @@ __all__ = ["EPS", "MIN_SAMPLES", "bin_edges", "drift_ranking", "drift_signals",
 EPS: Final = 1e-4
 #: Fewer current rows than this in a window: the drift signals say ``insufficient``.
 MIN_SAMPLES: Final = 500
-_NULL: Final = "\x00null"  # the category of missing values
 
 
 # ----------------------------------------------------------------------------- measures
@@ -72,13 +71,17 @@ def _numeric(values: Any, what: str) -> npt.NDArray[np.float64]:
 def bin_edges(reference: Any, bins: int = 10) -> npt.NDArray[np.float64]:
     """Inner edges of ``bins`` reference-quantile bins (tied quantiles merged).
 
-    A value ``x`` falls in bin ``searchsorted(edges, x, side="right")``: bins are
-    ``(-inf, e1), [e1, e2), ..., [ek, +inf)``; missing values are not binned.
+    The edges are reference values (the ``inverted_cdf`` quantiles ``1/bins ..
+    (bins-1)/bins``: the smallest value with at least that share of the reference at or
+    below it), and bins are closed on the right: ``(-inf, e1], (e1, e2], ..., (ek, +inf)``;
+    ``x`` falls in bin ``searchsorted(edges, x, side="left")``. Because the edges are
+    values of the sample, not interpolations, PSI is exactly invariant to any strictly
+    increasing transform of both samples. Missing values are not binned (their own bin).
 
-    >>> bin_edges([1, 2, 3, 4, 5, 6, 7, 8], bins=4).tolist()
-    [2.75, 4.5, 6.25]
+    >>> bin_edges([1, 2, 3, 4, 5, 6, 7, 8], bins=4).tolist()  # 2 values per bin
+    [2.0, 4.0, 6.0]
     >>> bin_edges([0, 0, 0, 1], bins=4).tolist()  # the tied quantiles merge
-    [0.0, 0.25]
+    [0.0]
     """
     if int(bins) < 1:
         raise DataError(f"`bins` must be >= 1, got {bins!r}.")
@@ -86,7 +89,8 @@ def bin_edges(reference: Any, bins: int = 10) -> npt.NDArray[np.float64]:
     ref = ref[~np.isnan(ref)]
     if len(ref) == 0:
         return np.array([], dtype=np.float64)
-    quantiles = np.quantile(ref, np.linspace(0.0, 1.0, int(bins) + 1)[1:-1])
+    quantiles = np.quantile(ref, np.linspace(0.0, 1.0, int(bins) + 1)[1:-1],
+                            method="inverted_cdf")
     return np.unique(quantiles)
 
 
@@ -94,7 +98,7 @@ def _bin_counts(values: npt.NDArray[np.float64], edges: npt.NDArray[np.float64]
                 ) -> npt.NDArray[np.int64]:
     """Counts per bin, the last bin holding the missing values."""
     missing = np.isnan(values)
-    idx = np.searchsorted(edges, values[~missing], side="right")
+    idx = np.searchsorted(edges, values[~missing], side="left")
     counts = np.bincount(idx, minlength=len(edges) + 1)
     return np.append(counts, missing.sum()).astype(np.int64)
 
@@ -145,7 +149,7 @@ def psi(reference: npt.ArrayLike, current: npt.ArrayLike, *, bins: int | npt.Arr
 
     Examples
     --------
-    Two reference-quartile bins of [1..4] are ``[1, 2]`` and ``[3, 4]``; the current window
+    Two reference-quantile bins of [1..4] are ``(-inf, 2]`` and ``(2, inf)``; the current window
     has 3/4 in the first: ``(.75 - .5) ln(.75/.5) + (.25 - .5) ln(.25/.5) = 0.2747``.
 
     >>> round(psi([1, 2, 3, 4], [1, 1, 2, 4], bins=2), 4)
@@ -167,20 +171,32 @@ def psi(reference: npt.ArrayLike, current: npt.ArrayLike, *, bins: int | npt.Arr
     return psi_from_counts(_bin_counts(ref, edges), _bin_counts(cur, edges), eps=eps)
 
 
-def _categories(values: Any) -> npt.NDArray[np.object_]:
-    series = pd.Series(values, dtype=object)
-    out = series.astype(str).to_numpy(dtype=object)
-    out[series.isna().to_numpy()] = _NULL
-    return out
+def _as_text(values: Any) -> pd.Series:
+    """Categories as text (booleans ``'True'``/``'False'``), missing values kept missing."""
+    series = values if isinstance(values, pd.Series) else pd.Series(values, dtype=object)
+    if pd.api.types.is_string_dtype(series.dtype) and series.dtype != object:
+        return series.reset_index(drop=True)
+    missing = series.isna().to_numpy()
+    text = series.astype(object).astype(str).astype(object)
+    text[missing] = None
+    return text.reset_index(drop=True)
+
+
+def _category_codes(reference: Any, current: Any
+                    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], int]:
+    """Integer codes of both samples over their union of categories (missing: a category)."""
+    ref, cur = _as_text(reference), _as_text(current)
+    both = pd.concat([ref.astype(object), cur.astype(object)], ignore_index=True)
+    codes, levels = pd.factorize(both, use_na_sentinel=False)
+    codes = np.asarray(codes, dtype=np.int64)
+    return codes[:len(ref)], codes[len(ref):], len(levels)
 
 
 def _category_counts(reference: Any, current: Any
                      ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    ref, cur = _categories(reference), _categories(current)
-    levels, codes = np.unique(np.concatenate([ref, cur]), return_inverse=True)
-    r = np.bincount(codes[:len(ref)], minlength=len(levels))
-    c = np.bincount(codes[len(ref):], minlength=len(levels))
-    return r.astype(np.int64), c.astype(np.int64)
+    r, c, k = _category_codes(reference, current)
+    return (np.bincount(r, minlength=k).astype(np.int64),
+            np.bincount(c, minlength=k).astype(np.int64))
 
 
 def ks_statistic(reference_sorted: npt.NDArray[np.float64],
@@ -317,11 +333,9 @@ def drift_signals(decisions: pd.DataFrame, reference: Reference, *, window_us: i
         ref_col, cur_col = ref_frame[column], decisions[column]
         prefix = "score_" if subject == "score" else ""
         if _is_categorical(ref_col) or _is_categorical(cur_col):
-            ref_cat, cur_cat = _categories(ref_col), _categories(cur_col)
-            levels, inv = np.unique(np.concatenate([ref_cat, cur_cat]), return_inverse=True)
-            r = np.bincount(inv[:len(ref_cat)], minlength=len(levels)).astype(np.float64)
-            grid = np.bincount(codes * len(levels) + inv[len(ref_cat):],
-                               minlength=n_win * len(levels)).reshape(n_win, len(levels))
+            ref_codes, cur_codes, k = _category_codes(ref_col, cur_col)
+            r = np.bincount(ref_codes, minlength=k).astype(np.float64)
+            grid = np.bincount(codes * k + cur_codes, minlength=n_win * k).reshape(n_win, k)
             p = np.array([psi_from_counts(r, grid[w]) for w in range(n_win)])
             j = np.array([_js_from_counts(r, grid[w].astype(np.float64))
                           for w in range(n_win)])
@@ -335,7 +349,7 @@ def drift_signals(decisions: pd.DataFrame, reference: Reference, *, window_us: i
         r = _bin_counts(ref, edges)
         k = len(edges) + 2
         missing = np.isnan(cur)
-        idx = np.where(missing, k - 1, np.searchsorted(edges, np.nan_to_num(cur), side="right"))
+        idx = np.where(missing, k - 1, np.searchsorted(edges, np.nan_to_num(cur), side="left"))
         grid = np.bincount(codes * k + idx, minlength=n_win * k).reshape(n_win, k)
         p = np.array([psi_from_counts(r, grid[w]) for w in range(n_win)])
         ref_sorted = np.sort(ref[~np.isnan(ref)])
