@@ -166,7 +166,7 @@ def psi(reference: npt.ArrayLike, current: npt.ArrayLike, *, bins: int | npt.Arr
         return psi_from_counts(r_counts, c_counts, eps=eps)
     ref = _numeric(reference, "reference")
     cur = _numeric(current, "current")
-    edges = (bin_edges(ref, int(bins)) if np.ndim(bins) == 0
+    edges = (bin_edges(ref, int(bins)) if isinstance(bins, int | np.integer)
              else np.asarray(bins, dtype=np.float64))
     return psi_from_counts(_bin_counts(ref, edges), _bin_counts(cur, edges), eps=eps)
 
@@ -346,7 +346,7 @@ def drift_signals(decisions: pd.DataFrame, reference: Reference, *, window_us: i
         ref = ref_col.to_numpy(dtype=np.float64, na_value=np.nan)
         cur = cur_col.to_numpy(dtype=np.float64, na_value=np.nan)
         edges = bin_edges(ref, bins)
-        r = _bin_counts(ref, edges)
+        r = _bin_counts(ref, edges).astype(np.float64)
         k = len(edges) + 2
         missing = np.isnan(cur)
         idx = np.where(missing, k - 1, np.searchsorted(edges, np.nan_to_num(cur), side="left"))

@@ -192,7 +192,8 @@ def _us(when: datetime) -> int:
 
 
 def _where(lo: int | None, hi: int | None, origin: str | None) -> tuple[str, list[Any]]:
-    clauses, args = [], []
+    clauses: list[str] = []
+    args: list[Any] = []
     if lo is not None:
         clauses.append("time_us >= ?")
         args.append(lo)

@@ -350,7 +350,8 @@ def reference_frame(loaded: LoadedSpec, run_dir: Path, run: TrainResult, policy:
     out["action"] = pd.array(apply_with_capacity(
         policy, scores, capacity_period(t_us, per_us), capacity[1] if capacity else None,
         capacity[3] if capacity else "approve"), dtype="str")
-    period = next((p for p in run.splits.get("periods", []) if p.get("name") == role), {})
+    period: dict[str, Any] = next(
+        (p for p in run.splits.get("periods", []) if p.get("name") == role), {})
     start, end = str(period.get("start", ""))[:10], str(period.get("end", ""))[:10]
     return out, f"{role} {start}..{end}"
 
@@ -366,8 +367,8 @@ def read_reference(path: Path) -> tuple[pd.DataFrame, str]:
 def _write_reference(tmp: Path, loaded: LoadedSpec, run_dir: Path, run: TrainResult,
                      feature_names: tuple[str, ...]) -> None:
     """``reference.parquet`` when the run's frame is still the one built (else no file)."""
-    from valuechain.train.context import spec_capacity
     from valuechain.spec.durations import to_micros
+    from valuechain.train.context import spec_capacity
 
     found = spec_capacity(loaded)
     capacity = None if found is None else (found[0], int(found[1].limit),
