@@ -370,9 +370,9 @@ def _sample(raw: pa.Table, column: str) -> list[dict[str, Any]]:
     if n == 0:
         return []
     idx = set(np.linspace(0, n - 1, min(n, _SAMPLE)).astype(int).tolist())
-    versions = raw["bundle_version"].to_numpy(zero_copy_only=False)
-    _, firsts = np.unique(versions, return_index=True)
-    idx.update(int(i) for i in firsts)
+    versions = raw["bundle_version"]
+    for version in pc.unique(versions).to_pylist():
+        idx.add(int(pc.index(versions, version).as_py()))
     values = raw[column].take(pa.array(sorted(idx))).to_pylist()
     out = []
     for text in values:
@@ -461,7 +461,7 @@ def _extract(con: Any, raw: pa.Table, column: str, types: Mapping[str, str], mod
     return {prefix + k: out.column(i).combine_chunks() for i, k in enumerate(names)}
 
 
-def _latency(con: Any, raw: pa.Table) -> dict[str, np.ndarray]:
+def _latency(con: Any, raw: pa.Table) -> dict[str, pa.Array]:
     rows = _sample(raw, "latency_us")
     stages = [k for k, kind in _field_types(rows).items() if kind in ("int", "float")]
     values = _extract(con, raw, "latency_us", dict.fromkeys(stages, "float"), "feature", "")
@@ -476,30 +476,24 @@ def _latency(con: Any, raw: pa.Table) -> dict[str, np.ndarray]:
     total[batch] = np.nan
     if not stages:
         total[:] = np.nan
-    return {"latency_ms": total, **out}
+    return {name: pa.array(v, type=pa.float64(), from_pandas=True)
+            for name, v in {"latency_ms": total, **out}.items()}
 
 
 def _flatten(raw: pa.Table, path: Path) -> pd.DataFrame:
-    n = raw.num_rows
-    time_us = raw["time_us"].to_numpy(zero_copy_only=False).astype(np.int64)
-    data: dict[str, Any] = {
-        "decision_id": raw["decision_id"].to_numpy(zero_copy_only=False),
-        "key": raw["key"].to_numpy(zero_copy_only=False),
-        "time": pd.Series(time_us.astype("datetime64[us]")).dt.tz_localize("UTC").array,
-        "time_us": time_us,
-    }
-    for name in ("bundle_version", "policy_version"):
-        data[name] = raw[name].to_numpy(zero_copy_only=False)
-    data["score"] = raw["score"].to_numpy(zero_copy_only=False).astype(np.float64)
-    for name in ("policy_action", "action"):
-        data[name] = raw[name].to_numpy(zero_copy_only=False)
-    data["overflow"] = raw["overflow"].to_numpy(zero_copy_only=False).astype(bool)
-    data["origin"] = raw["origin"].to_numpy(zero_copy_only=False)
+    """The raw columns, latencies, features and event fields as one pandas frame."""
     import duckdb
 
+    cols: dict[str, Any] = {
+        "decision_id": raw["decision_id"], "key": raw["key"],
+        "time": pc.cast(raw["time_us"], pa.timestamp("us", tz="UTC")),
+        "time_us": raw["time_us"], "bundle_version": raw["bundle_version"],
+        "policy_version": raw["policy_version"], "score": raw["score"],
+        "policy_action": raw["policy_action"], "action": raw["action"],
+        "overflow": pc.not_equal(raw["overflow"], 0), "origin": raw["origin"]}
     con = duckdb.connect()
     try:
-        data.update(_latency(con, raw))
+        cols.update(_latency(con, raw))
         features = _extract(con, raw, "features", {
             k: (kind if kind in ("str", "bool") else "str" if kind == "json" else "float")
             for k, kind in _field_types(_sample(raw, "features")).items()}, "feature", "")
@@ -509,28 +503,14 @@ def _flatten(raw: pa.Table, path: Path) -> pd.DataFrame:
         raise _damaged(path, err) from err
     finally:
         con.close()
-    for name, array in features.items():
-        data[name] = _as_numpy(array)
+    for name, array in [*features.items(), *event.items()]:
+        if name not in cols:
+            cols[name] = array
+    frame = pa.table(cols).to_pandas()
     for name, array in event.items():
-        if name not in data:
-            data[name] = _as_numpy(array)
-    frame = pd.DataFrame(data, index=pd.RangeIndex(n))
-    for name in ("decision_id", "key", "bundle_version", "policy_version", "policy_action",
-                 "action", "origin"):
-        frame[name] = frame[name].astype(str)
+        if pa.types.is_boolean(array.type) and array.null_count == 0:
+            frame[name] = frame[name].astype(bool)
     return frame
-
-
-def _as_numpy(array: pa.Array) -> Any:
-    if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
-        return pd.array(array.to_pandas(), dtype="str")
-    if pa.types.is_integer(array.type) and array.null_count == 0:
-        return array.to_numpy().astype(np.int64)
-    if pa.types.is_boolean(array.type) and array.null_count == 0:
-        return array.to_numpy(zero_copy_only=False).astype(bool)
-    if pa.types.is_boolean(array.type):
-        return array.to_pandas().astype(object).to_numpy()
-    return array.to_numpy(zero_copy_only=False).astype(np.float64)
 
 
 # ----------------------------------------------------------------------------- reference
