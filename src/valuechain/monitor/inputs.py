@@ -506,7 +506,7 @@ def _flatten(raw: pa.Table, path: Path) -> pd.DataFrame:
     for name, array in [*features.items(), *event.items()]:
         if name not in cols:
             cols[name] = array
-    frame = pa.table(cols).to_pandas()
+    frame: pd.DataFrame = pa.table(cols).to_pandas()
     for name, array in event.items():
         if pa.types.is_boolean(array.type) and array.null_count == 0:
             frame[name] = frame[name].astype(bool)
