@@ -248,21 +248,22 @@ def main(argv: list[str] | None = None) -> int:
     cur["day"] = (cur["time_us"] - cur["time_us"].min() // DAY_US * DAY_US) // DAY_US
     days = {int(d): g for d, g in cur.groupby("day")}
     if "evidently" in peers:
-        diffs, compared = [], 0
+        kinds: dict[str, list[float]] = {"continuous (Sturges bins)": [],
+                                         "discrete and categorical (value bins)": []}
         for row in peers["evidently"]["psi"]:
             chunk = days[row["day"]]
             r, c = ref[row["feature"]].dropna(), chunk[row["feature"]].dropna()
-            if "edges" in row:
+            if "edges" in row:  # Evidently's equal-width bins, given to psi() as edges
                 mine = psi(r, c, bins=np.asarray(row["edges"])[1:-1])
-            elif row["feature"] in CATEGORICAL:
+                kinds["continuous (Sturges bins)"].append(abs(mine - row["psi"]))
+            else:  # <= 20 distinct values or a category: one bin per value
                 mine = psi(r, c, categorical=True)
-            else:
-                continue
-            diffs.append(abs(mine - row["psi"]))
-            compared += 1
-        lines.append(f"| PSI (Evidently's bins), {compared} feature-days | psi() | "
-                     f"psi_stat_test | {max(diffs):.2e} | evidently "
-                     f"{peers['versions'].get('evidently')} |")
+                kinds["discrete and categorical (value bins)"].append(abs(mine - row["psi"]))
+        for kind, diffs in kinds.items():
+            if diffs:
+                lines.append(f"| PSI, {kind}, {len(diffs)} feature-days | psi() | "
+                             f"psi_stat_test | {max(diffs):.2e} | evidently "
+                             f"{peers['versions'].get('evidently')} |")
     else:
         lines.append(f"| PSI | | | not compared: {peers.get('evidently_error', 'no peers')} "
                      "| evidently |")
