@@ -1,1 +1,1 @@
-"""Monitoring: drift, operations, matured KPIs, estimates before labels, alerts."""
+"""Monitoring: drift, operations, matured KPIs and estimates before labels."""
