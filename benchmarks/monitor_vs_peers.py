@@ -14,8 +14,10 @@ from day 20 on.
    test per feature per day, the calculation its DataDriftPreset runs), NannyML
    (``UnivariateDriftCalculator`` with KS + JS, ``chunk_period="D"``), and reading the
    decision log (``read_decisions`` over a generated SQLite log of ``--log-rows`` rows).
-3. **Estimates before labels**: our ``estimate_signals`` (helper KPI's
-   ``valuechain.monitor.estimate``) against NannyML's CBPE — a TODO until it is on main.
+3. **Estimates before labels**: our ``estimate_signals`` (``valuechain.monitor.estimate``)
+   against NannyML's CBPE on a simulated calibrated set (``label ~ Bernoulli(score)``,
+   flagged when the score is at least 0.03), precision and recall per daily cohort, both
+   against the realised values: absolute error per cohort and interval coverage.
 
 The peers run in their own interpreter (``--peers-python``, a venv with evidently and
 nannyml; they are not valuechain dependencies): this script writes the data as Parquet,
@@ -149,7 +151,36 @@ def peer_side(folder: Path, peer_days: int) -> None:
         out["nannyml"] = {"seconds": seconds, "values": rows}
     except Exception as err:
         out["nannyml_error"] = f"{type(err).__name__}: {err}"
+    if (folder / "cbpe_reference.parquet").is_file():
+        try:
+            out["cbpe"] = _cbpe(folder)
+        except Exception as err:
+            out["cbpe_error"] = f"{type(err).__name__}: {err}"
     (folder / "peers.json").write_text(json.dumps(out))
+
+
+def _cbpe(folder: Path) -> dict[str, Any]:
+    """NannyML's CBPE estimate of precision and recall per daily cohort."""
+    import nannyml as nml
+
+    ref = pd.read_parquet(folder / "cbpe_reference.parquet")
+    cur = pd.read_parquet(folder / "cbpe_current.parquet")
+    started = time.perf_counter()
+    estimator = nml.CBPE(metrics=["precision", "recall"], y_pred_proba="score",
+                         y_pred="flagged", y_true="label", problem_type="classification_binary",
+                         timestamp_column_name="time", chunk_period="D")
+    estimator.fit(ref)
+    result = estimator.estimate(cur.drop(columns=["label"])).filter(period="analysis").to_df()
+    seconds = time.perf_counter() - started
+    rows = []
+    for metric in ("precision", "recall"):
+        starts = pd.to_datetime(result[("chunk", "start_date")])
+        for i, start in enumerate(starts):
+            rows.append({"day": str(pd.Timestamp(start).date()), "metric": metric,
+                         "value": float(result[(metric, "value")].iloc[i]),
+                         "lower": float(result[(metric, "lower_confidence_boundary")].iloc[i]),
+                         "upper": float(result[(metric, "upper_confidence_boundary")].iloc[i])})
+    return {"seconds": seconds, "values": rows}
 
 
 # ----------------------------------------------------------------------------- our side
@@ -193,6 +224,74 @@ def make_log(path: Path, rows: int, per_day: int, seed: int = 7) -> float:
     return time.perf_counter() - started
 
 
+def calibrated_set(n: int, seed: int, start_us: int, days: int) -> pd.DataFrame:
+    """Decisions whose scores are calibrated by construction: ``label ~ Bernoulli(score)``.
+
+    Flagged (review or decline) when the score is at least 0.03, as a three-band policy.
+    """
+    rng = np.random.default_rng(seed)
+    day = np.sort(rng.integers(0, days, n))
+    score = rng.beta(0.5, 40, n)
+    frame = pd.DataFrame({"time_us": start_us + day * DAY_US + rng.integers(0, DAY_US, n),
+                          "score": score, "label": (rng.random(n) < score).astype(float)})
+    frame["time"] = pd.to_datetime(frame["time_us"], unit="us", utc=True)
+    frame["flagged"] = (score >= 0.03).astype(int)
+    frame["role"] = np.where(score >= 0.3, "decline", np.where(score >= 0.03, "review",
+                                                                "approve"))
+    frame["mature"] = True
+    return frame
+
+
+def write_cbpe_inputs(folder: Path, days: int, per_day: int) -> pd.DataFrame:
+    ref = calibrated_set(60_000, 100, _start() - 30 * DAY_US, 15)
+    cur = calibrated_set(days * per_day, 101, _start(), days)
+    cols = ["time", "score", "flagged", "label"]
+    ref[cols].to_parquet(folder / "cbpe_reference.parquet")
+    cur[cols].to_parquet(folder / "cbpe_current.parquet")
+    return cur
+
+
+def cbpe_table(args: argparse.Namespace, cbpe: dict[str, Any]) -> str:
+    """Our estimate vs NannyML's CBPE, both against the realised values per cohort."""
+    from valuechain.monitor.estimate import estimate_signals
+    from valuechain.spec import load_spec
+
+    cur = calibrated_set(args.days * args.cbpe_per_day, 101, _start(), args.days)
+    spec = load_spec(Path(__file__).resolve().parents[1] / "examples" / "fraud")
+    started = time.perf_counter()
+    ours = estimate_signals(cur.drop(columns=["time", "flagged"]), spec, window_us=DAY_US)
+    seconds = time.perf_counter() - started
+    cur["day"] = cur["time"].dt.strftime("%Y-%m-%d")
+    realised: dict[tuple[str, str], float] = {}
+    for day, g in cur.groupby("day"):
+        tp = float((g["flagged"] * g["label"]).sum())
+        realised[(str(day), "precision")] = tp / g["flagged"].sum()
+        realised[(str(day), "recall")] = tp / g["label"].sum()
+    lines = [f"estimate before labels, {args.days} daily cohorts x {args.cbpe_per_day:,} "
+             "calibrated decisions (label ~ Bernoulli(score)); absolute error per cohort "
+             "against the realised value, and the share of cohorts whose interval holds it:",
+             "| metric | ours: mean abs error | ours: max | ours: covered (90 % interval) | "
+             "CBPE: mean abs error | CBPE: max | CBPE: covered (its 3-sigma band) |",
+             "|---|---|---|---|---|---|---|"]
+    ours = ours[ours["section"] == "estimate"]
+    for metric in ("precision", "recall"):
+        mine = ours[ours["metric"] == metric]
+        errs, cov = [], []
+        for _, row in mine.iterrows():
+            truth = realised[(str(row["window"].date()), metric)]
+            errs.append(abs(row["value"] - truth))
+            cov.append(row["lower"] <= truth <= row["upper"])
+        theirs = [r for r in cbpe["values"] if r["metric"] == metric]
+        terr = [abs(r["value"] - realised[(r["day"], metric)]) for r in theirs]
+        tcov = [r["lower"] <= realised[(r["day"], metric)] <= r["upper"] for r in theirs]
+        lines.append(f"| {metric} | {np.mean(errs):.4f} | {np.max(errs):.4f} | "
+                     f"{np.mean(cov):.0%} of {len(cov)} | {np.mean(terr):.4f} | "
+                     f"{np.max(terr):.4f} | {np.mean(tcov):.0%} of {len(tcov)} |")
+    lines.append(f"run time: ours {seconds:.2f} s (estimate_signals, every KPI metric with "
+                 f"simulated intervals), CBPE {cbpe['seconds']:.2f} s (fit + estimate)")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=30)
@@ -203,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="days Evidently is timed on (its time is scaled to --days)")
     parser.add_argument("--log-rows", type=int, default=3_000_000,
                         help="rows of the generated SQLite log read_decisions reads (0: skip)")
+    parser.add_argument("--cbpe-per-day", type=int, default=20_000,
+                        help="decisions per daily cohort of the estimate comparison (0: skip)")
     parser.add_argument("--out", type=Path, default=Path("/tmp/monitor_vs_peers"))
     parser.add_argument("--peer-side", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -233,6 +334,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ours: drift_signals over {len(cur):,} rows: {ours:.2f} s "
           f"({len(signals):,} signals)")
 
+    if args.cbpe_per_day:
+        write_cbpe_inputs(args.out, args.days, args.cbpe_per_day)
+    else:
+        (args.out / "cbpe_reference.parquet").unlink(missing_ok=True)
     peer_started = time.perf_counter()
     proc = subprocess.run([args.peers_python, __file__, "--peer-side", "--out", str(args.out),
                            "--peer-days", str(args.peer_days)], capture_output=True, text=True)
@@ -315,8 +420,10 @@ def main(argv: list[str] | None = None) -> int:
                       f"({log.stat().st_size / 1e9:.1f} GB, {table.shape[1]} columns) | "
                       f"{seconds:.2f} | {len(table) / seconds:,.0f} |")
     print("\n".join(timing))
-    print("estimate vs NannyML CBPE: TODO (waits for valuechain.monitor.estimate."
-          "estimate_signals on main)")
+    if "cbpe" in peers:
+        print(cbpe_table(args, peers["cbpe"]))
+    else:
+        print(f"estimate vs NannyML CBPE: not compared ({peers.get('cbpe_error', 'no peers')})")
     print(f"1-min load average at the end: {os.getloadavg()[0]:.2f}")
     return 0
 
