@@ -174,19 +174,14 @@ def psi(reference: npt.ArrayLike, current: npt.ArrayLike, *, bins: int | npt.Arr
 def _as_text(values: Any) -> pd.Series:
     """Categories as text (booleans ``'True'``/``'False'``), missing values kept missing."""
     series = values if isinstance(values, pd.Series) else pd.Series(values, dtype=object)
-    if pd.api.types.is_string_dtype(series.dtype) and series.dtype != object:
-        return series.reset_index(drop=True)
-    missing = series.isna().to_numpy()
-    text = series.astype(object).astype(str).astype(object)
-    text[missing] = None
-    return text.reset_index(drop=True)
+    return series.astype("str").reset_index(drop=True)
 
 
 def _category_codes(reference: Any, current: Any
                     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], int]:
     """Integer codes of both samples over their union of categories (missing: a category)."""
     ref, cur = _as_text(reference), _as_text(current)
-    both = pd.concat([ref.astype(object), cur.astype(object)], ignore_index=True)
+    both = pd.concat([ref, cur], ignore_index=True)
     codes, levels = pd.factorize(both, use_na_sentinel=False)
     codes = np.asarray(codes, dtype=np.int64)
     return codes[:len(ref)], codes[len(ref):], len(levels)
@@ -326,6 +321,8 @@ def drift_signals(decisions: pd.DataFrame, reference: Reference, *, window_us: i
                          "value": float(values[w]), "n": int(n[w]),
                          "status": "ok" if n[w] >= min_samples else "insufficient"})
 
+    order = np.argsort(codes, kind="stable")  # rows grouped by window
+    bounds = np.concatenate([[0], np.cumsum(counts)])
     psis: dict[str, npt.NDArray[np.float64]] = {}
     targets = [(f, f) for f in reference.features if f in decisions.columns]
     targets.append(("score", "score"))
@@ -353,13 +350,12 @@ def drift_signals(decisions: pd.DataFrame, reference: Reference, *, window_us: i
         grid = np.bincount(codes * k + idx, minlength=n_win * k).reshape(n_win, k)
         p = np.array([psi_from_counts(r, grid[w]) for w in range(n_win)])
         ref_sorted = np.sort(ref[~np.isnan(ref)])
-        order = np.lexsort((cur, codes))  # by window, then value (NaN last in each window)
+        by_window = cur[order]
         ks_vals = np.full(n_win, np.nan)
         present = np.bincount(codes[~missing], minlength=n_win)
-        bounds = np.concatenate([[0], np.cumsum(counts)])
         for w in range(n_win):
-            chunk = cur[order[bounds[w]:bounds[w] + present[w]]]
-            ks_vals[w] = ks_statistic(ref_sorted, chunk)
+            chunk = by_window[bounds[w]:bounds[w + 1]]
+            ks_vals[w] = ks_statistic(ref_sorted, np.sort(chunk[~np.isnan(chunk)]))
         add(f"{prefix}psi", subject, p, counts)
         add(f"{prefix}ks", subject, ks_vals, present.astype(np.int64))
         psis[subject] = p
