@@ -24,7 +24,8 @@ from valuechain.monitor.drift import (
     psi,
     psi_from_counts,
 )
-from valuechain.monitor.inputs import SIGNAL_COLUMNS, Reference
+from valuechain.monitor.inputs import Reference
+from valuechain.monitor.kpis import SIGNAL_COLUMNS
 from valuechain.policy.capacity import PERIOD_ANCHOR_US
 
 DAY = 86_400_000_000

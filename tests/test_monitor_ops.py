@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from valuechain.monitor.inputs import SIGNAL_COLUMNS, read_decisions
+from valuechain.monitor.inputs import read_decisions
+from valuechain.monitor.kpis import SIGNAL_COLUMNS
 from valuechain.monitor.ops import ops_signals, robust_z, wilson
 from valuechain.policy.capacity import PERIOD_ANCHOR_US
 from valuechain.serve.log import DecisionLog, DecisionRecord

@@ -42,7 +42,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from valuechain.errors import DataError
-from valuechain.monitor.inputs import Reference, signals_frame
+from valuechain.monitor.inputs import Reference, window_signals
 from valuechain.policy.capacity import capacity_period
 
 if TYPE_CHECKING:
@@ -365,7 +365,7 @@ def drift_signals(decisions: pd.DataFrame, reference: Reference, *, window_us: i
             if name in psis:
                 total += float(weight) * np.nan_to_num(psis[name])
         add("weighted_psi", "", total, counts)
-    return signals_frame(rows)
+    return window_signals(rows)
 
 
 # ----------------------------------------------------------------------------- ranking

@@ -70,22 +70,19 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from valuechain.errors import ArtifactError
+from valuechain.monitor.kpis import signals_frame
 from valuechain.policy.capacity import PERIOD_ANCHOR_US
 
 if TYPE_CHECKING:
     from valuechain.registry.bundle import Bundle
 
-__all__ = ["BASE_COLUMNS", "SIGNAL_COLUMNS", "Reference", "load_reference",
-           "read_decisions", "signals_frame", "window_start"]
+__all__ = ["BASE_COLUMNS", "Reference", "load_reference", "read_decisions", "window_signals",
+           "window_start"]
 
 #: The fixed columns of the decisions table, before latencies, features and event fields.
 BASE_COLUMNS: Final = ("decision_id", "key", "time", "time_us", "bundle_version",
                        "policy_version", "score", "policy_action", "action", "overflow",
                        "origin")
-#: The columns of a signals table (every monitor component returns one).
-SIGNAL_COLUMNS: Final = ("window", "section", "metric", "subject", "value", "lower", "upper",
-                         "n", "status")
-
 _RAW: Final = ("seq", "decision_id", "key", "time_us", "bundle_version", "policy_version",
                "score", "policy_action", "action", "overflow", "origin", "latency_us",
                "features", "event")
@@ -112,37 +109,25 @@ def window_start(index: np.ndarray | Sequence[int], window_us: int) -> pd.Series
     return pd.Series(us.astype("datetime64[us]")).dt.tz_localize("UTC")
 
 
-def signals_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """A signals table from dicts with ``window`` (int index) plus the other columns.
+def window_signals(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """A signals table from dicts whose ``window`` is a window *index* (with ``window_us``).
 
-    ``rows`` carry ``window_us`` too (all the same) to turn the index into the window start;
-    ``lower``/``upper`` default to NaN and ``status`` to ``"ok"``.
+    The index becomes the window start; ``lower``/``upper`` default to NaN, ``subject`` to
+    ``""`` and ``status`` to ``"ok"``; the table itself is
+    :func:`valuechain.monitor.kpis.signals_frame` (one definition of the format).
 
-    >>> signals_frame([{"window": 0, "window_us": 86_400_000_000, "section": "ops",
-    ...                 "metric": "volume", "subject": "", "value": 3.0, "n": 3}]).iloc[0].tolist()
-    [Timestamp('1970-01-05 00:00:00+0000', tz='UTC'), 'ops', 'volume', '', 3.0, nan, nan, 3, 'ok']
+    >>> window_signals([{"window": 0, "window_us": 86_400_000_000, "section": "ops",
+    ...                  "metric": "volume", "value": 3.0, "n": 3}]).to_dict("records")
+    [{'window': Timestamp('1970-01-05 00:00:00+0000', tz='UTC'), 'section': 'ops', \
+'metric': 'volume', 'subject': '', 'value': 3.0, 'lower': nan, 'upper': nan, 'n': 3, \
+'status': 'ok'}]
     """
-    rows = list(rows)
-    if not rows:
-        out = pd.DataFrame({c: pd.Series([], dtype=object) for c in SIGNAL_COLUMNS})
-        out["window"] = pd.Series([], dtype="datetime64[us, UTC]")
-        for c in ("value", "lower", "upper"):
-            out[c] = out[c].astype(np.float64)
-        out["n"] = out["n"].astype(np.int64)
-        return out
-    window_us = int(rows[0]["window_us"])
-    data: dict[str, Any] = {
-        "window": window_start([int(r["window"]) for r in rows], window_us).array,
-        "section": np.array([str(r["section"]) for r in rows], dtype=object),
-        "metric": np.array([str(r["metric"]) for r in rows], dtype=object),
-        "subject": np.array([str(r.get("subject", "")) for r in rows], dtype=object),
-        "value": np.array([r["value"] for r in rows], dtype=np.float64),
-        "lower": np.array([r.get("lower", np.nan) for r in rows], dtype=np.float64),
-        "upper": np.array([r.get("upper", np.nan) for r in rows], dtype=np.float64),
-        "n": np.array([int(r["n"]) for r in rows], dtype=np.int64),
-        "status": np.array([str(r.get("status", "ok")) for r in rows], dtype=object),
-    }
-    return pd.DataFrame(data, columns=list(SIGNAL_COLUMNS))
+    records: list[dict[str, object]] = [
+        {"window": PERIOD_ANCHOR_US + int(r["window"]) * int(r["window_us"]),
+         "section": r["section"], "metric": r["metric"], "subject": r.get("subject", ""),
+         "value": r["value"], "lower": r.get("lower", np.nan), "upper": r.get("upper", np.nan),
+         "n": r["n"], "status": r.get("status", "ok")} for r in rows]
+    return signals_frame(records)
 
 
 # ----------------------------------------------------------------------------- reading

@@ -49,7 +49,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from valuechain.errors import DataError
-from valuechain.monitor.inputs import signals_frame
+from valuechain.monitor.inputs import window_signals
 from valuechain.policy.capacity import PERIOD_ANCHOR_US, capacity_period
 
 __all__ = ["MIN_HISTORY", "MIN_SAMPLES", "ops_signals", "robust_z", "wilson"]
@@ -132,7 +132,7 @@ def ops_signals(decisions: pd.DataFrame, *, window_us: int,
         t_us = (pd.to_datetime(decisions["time"], utc=True).to_numpy(dtype="datetime64[us]")
                 .astype(np.int64))
     if len(t_us) == 0:
-        return signals_frame([])
+        return window_signals([])
     index = capacity_period(t_us, int(window_us))
     first, last = int(index.min()), int(index.max())
     windows = np.arange(first, last + 1, dtype=np.int64)
@@ -201,4 +201,4 @@ def ops_signals(decisions: pd.DataFrame, *, window_us: int,
     z = robust_z(counts, min_history=min_history)
     add("volume_z", "", z, counts,
         status=["insufficient" if np.isnan(v) else "ok" for v in z])
-    return signals_frame(rows)
+    return window_signals(rows)
