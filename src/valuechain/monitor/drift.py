@@ -201,12 +201,18 @@ def ks_statistic(reference_sorted: npt.NDArray[np.float64],
     >>> round(ks_statistic(np.array([1.0, 2.0, 3.0]), np.array([2.0, 3.0, 4.0])), 6)
     0.333333
     """
-    if len(reference_sorted) == 0 or len(current_sorted) == 0:
+    r, c = reference_sorted, current_sorted
+    if len(r) == 0 or len(c) == 0:
         return float("nan")
-    both = np.concatenate([reference_sorted, current_sorted])
-    f_ref = np.searchsorted(reference_sorted, both, side="right") / len(reference_sorted)
-    f_cur = np.searchsorted(current_sorted, both, side="right") / len(current_sorted)
-    return float(np.max(np.abs(f_ref - f_cur)))
+    # Both CDFs at every point of either sample (as SciPy). A sorted sample's own CDF at
+    # its points needs no search: at the last of each run of equal values it is (i + 1) / n.
+    d = 0.0
+    for own, other in ((r, c), (c, r)):
+        last = np.flatnonzero(np.append(own[1:] != own[:-1], True))
+        f_own = (last + 1) / len(own)
+        f_other = np.searchsorted(other, own[last], side="right") / len(other)
+        d = max(d, float(np.max(np.abs(f_own - f_other))))
+    return d
 
 
 def ks(reference: npt.ArrayLike, current: npt.ArrayLike) -> tuple[float, float]:
