@@ -34,7 +34,9 @@ JS, the Jensen-Shannon *distance* (categorical features)
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
@@ -329,12 +331,11 @@ def drift_signals(decisions: pd.DataFrame, reference: Reference, *, window_us: i
 
     order = np.argsort(codes, kind="stable")  # rows grouped by window
     bounds = np.concatenate([[0], np.cumsum(counts)])
-    psis: dict[str, npt.NDArray[np.float64]] = {}
-    targets = [(f, f) for f in reference.features if f in decisions.columns]
-    targets.append(("score", "score"))
-    for subject, column in targets:
+    Measures = list[tuple[str, npt.NDArray[np.float64], npt.NDArray[np.int64]]]
+
+    def measure(column: str) -> Measures:
         ref_col, cur_col = ref_frame[column], decisions[column]
-        prefix = "score_" if subject == "score" else ""
+        prefix = "score_" if column == "score" else ""
         if _is_categorical(ref_col) or _is_categorical(cur_col):
             ref_codes, cur_codes, k = _category_codes(ref_col, cur_col)
             r = np.bincount(ref_codes, minlength=k).astype(np.float64)
@@ -342,10 +343,7 @@ def drift_signals(decisions: pd.DataFrame, reference: Reference, *, window_us: i
             p = np.array([psi_from_counts(r, grid[w]) for w in range(n_win)])
             j = np.array([_js_from_counts(r, grid[w].astype(np.float64))
                           for w in range(n_win)])
-            add(f"{prefix}psi", subject, p, counts)
-            add(f"{prefix}js", subject, j, counts)
-            psis[subject] = p
-            continue
+            return [(f"{prefix}psi", p, counts), (f"{prefix}js", j, counts)]
         ref = ref_col.to_numpy(dtype=np.float64, na_value=np.nan)
         cur = cur_col.to_numpy(dtype=np.float64, na_value=np.nan)
         edges = bin_edges(ref, bins)
@@ -358,13 +356,21 @@ def drift_signals(decisions: pd.DataFrame, reference: Reference, *, window_us: i
         ref_sorted = np.sort(ref[~np.isnan(ref)])
         by_window = cur[order]
         ks_vals = np.full(n_win, np.nan)
-        present = np.bincount(codes[~missing], minlength=n_win)
+        present = np.bincount(codes[~missing], minlength=n_win).astype(np.int64)
         for w in range(n_win):
             chunk = by_window[bounds[w]:bounds[w + 1]]
             ks_vals[w] = ks_statistic(ref_sorted, np.sort(chunk[~np.isnan(chunk)]))
-        add(f"{prefix}psi", subject, p, counts)
-        add(f"{prefix}ks", subject, ks_vals, present.astype(np.int64))
-        psis[subject] = p
+        return [(f"{prefix}psi", p, counts), (f"{prefix}ks", ks_vals, present)]
+
+    targets = [f for f in reference.features if f in decisions.columns] + ["score"]
+    # Features are independent and NumPy's sorts and searches release the GIL.
+    with ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as pool:
+        results = list(pool.map(measure, targets))
+    psis: dict[str, npt.NDArray[np.float64]] = {}
+    for subject, measures in zip(targets, results, strict=True):
+        for metric, values, n in measures:
+            add(metric, subject, values, n)
+        psis[subject] = measures[0][1]
     if importance:
         total = np.zeros(n_win)
         for name, weight in importance.items():
