@@ -305,6 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cbpe-per-day", type=int, default=20_000,
                         help="decisions per daily cohort of the estimate comparison (0: skip)")
     parser.add_argument("--out", type=Path, default=Path("/tmp/monitor_vs_peers"))
+    parser.add_argument("--reuse-peers", action="store_true",
+                        help="read the peers' results of an earlier run (same --out, same "
+                             "data) instead of running them again")
     parser.add_argument("--peer-side", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -339,8 +342,13 @@ def main(argv: list[str] | None = None) -> int:
     else:
         (args.out / "cbpe_reference.parquet").unlink(missing_ok=True)
     peer_started = time.perf_counter()
-    proc = subprocess.run([args.peers_python, __file__, "--peer-side", "--out", str(args.out),
-                           "--peer-days", str(args.peer_days)], capture_output=True, text=True)
+    if args.reuse_peers and (args.out / "peers.json").is_file():
+        proc = subprocess.CompletedProcess([], 0, "", "")
+        print("peers: results of the earlier run reused (--reuse-peers)")
+    else:
+        proc = subprocess.run([args.peers_python, __file__, "--peer-side", "--out",
+                               str(args.out), "--peer-days", str(args.peer_days)],
+                              capture_output=True, text=True)
     if proc.returncode != 0:
         print(f"peers failed ({args.peers_python}): {proc.stderr[-2000:]}")
         peers: dict[str, Any] = {}
