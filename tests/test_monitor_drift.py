@@ -74,6 +74,15 @@ def test_psi_from_counts_by_hand_and_bad_shapes() -> None:
         psi_from_counts([1, 2], [1, 2, 3])
 
 
+def test_numeric_measures_refuse_text_and_read_series_as_floats() -> None:
+    with pytest.raises(DataError, match="expected numbers"):
+        psi(["a", "b"], ["a", "a"])
+    with pytest.raises(DataError, match="expected numbers"):
+        ks(pd.Series(["a"]), pd.Series(["b"]))
+    ref = pd.Series([1, 2, 3, 4], dtype="Int64")
+    assert psi(ref, pd.Series([1.0, 1.0, 2.0, None])) == psi([1, 2, 3, 4], [1, 1, 2, np.nan])
+
+
 def test_psi_on_given_edges() -> None:
     # edges [2.5]: reference 2 | 2, current 4 | 0 -> (1 - .5) ln 2 + (eps - .5) ln(eps / .5)
     expected = 0.5 * math.log(2) + (EPS - 0.5) * math.log(EPS / 0.5)

@@ -62,12 +62,23 @@ MIN_SAMPLES: Final = 500
 # ----------------------------------------------------------------------------- measures
 
 def _numeric(values: Any, what: str) -> npt.NDArray[np.float64]:
+    """Values as float64 (None / pandas NA -> NaN), without boxing numeric input."""
     try:
-        return np.asarray(pd.to_numeric(pd.Series(values, dtype=object if not isinstance(
-            values, np.ndarray) else None)), dtype=np.float64).ravel()
+        if isinstance(values, pd.Series | pd.Index):
+            if not pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_bool_dtype(
+                    values.dtype):
+                raise TypeError(f"dtype {values.dtype}")
+            return np.asarray(values.to_numpy(dtype=np.float64, na_value=np.nan)).ravel()
+        array = np.asarray(values)
+        if array.dtype.kind in "iuf":
+            return array.astype(np.float64).ravel()
+        if array.dtype.kind == "b" or any(isinstance(v, str) for v in array.ravel()):
+            raise TypeError("text or booleans")
+        return np.asarray(pd.to_numeric(pd.Series(array.ravel(), dtype=object)),
+                          dtype=np.float64)
     except (TypeError, ValueError) as err:
-        raise DataError(f"`{what}`: expected numbers ({err}); use js() for categories."
-                        ) from err
+        raise DataError(f"`{what}`: expected numbers ({err}); use js() or "
+                        "psi(categorical=True) for categories.") from err
 
 
 def bin_edges(reference: Any, bins: int = 10) -> npt.NDArray[np.float64]:
