@@ -376,10 +376,17 @@ def main(argv: list[str] | None = None) -> int:
                 mine = psi(r, c, categorical=True)
                 rc, cc = r.value_counts().to_numpy(), c.value_counts().to_numpy()
                 kind = "discrete and categorical (value bins)"
-            tiny = min(rc[rc > 0].min() / len(r), cc[cc > 0].min() / len(c)) <= 1e-4
+            small_r, small_c = rc[rc > 0].min() / len(r), cc[cc > 0].min() / len(c)
+            tiny = min(small_r, small_c) <= 1e-4
             kind += (", some bin <= 0.01 %: Evidently's eps = min share / 1e6" if tiny
                      else ", every bin > 0.01 %: eps = 1e-4 on both sides")
             kinds.setdefault(kind, []).append(abs(mine - row["psi"]))
+            if tiny:  # the same formula with Evidently's per-side epsilon
+                their_eps = tuple(s / 1e6 if s <= 1e-4 else 1e-4 for s in (small_r, small_c))
+                same = (psi(r, c, bins=edges[1:-1], eps=their_eps) if "edges" in row
+                        else psi(r, c, categorical=True, eps=their_eps))
+                kinds.setdefault(kind.split(",")[0] + ", tiny bins, ours given Evidently's "
+                                 "per-side eps", []).append(abs(same - row["psi"]))
         for kind, diffs in sorted(kinds.items()):
             lines.append(f"| PSI, {kind}; {len(diffs)} feature-days | psi() | "
                          f"psi_stat_test | {max(diffs):.2e} | evidently "

@@ -70,6 +70,10 @@ def test_psi_from_counts_by_hand_and_bad_shapes() -> None:
     assert psi_from_counts([50, 50], [80, 20]) == pytest.approx(expected, abs=1e-12)
     assert psi_from_counts([0.5, 0.5], [0.8, 0.2]) == pytest.approx(expected, abs=1e-12)
     assert math.isnan(psi_from_counts([0, 0], [1, 2]))
+    # a per-side epsilon: reference empty bin 0.01, current empty bin 0.02
+    got = psi_from_counts([0, 10, 10], [10, 10, 0], eps=(0.01, 0.02))
+    by_hand = (0.5 - 0.01) * math.log(0.5 / 0.01) + 0 + (0.02 - 0.5) * math.log(0.02 / 0.5)
+    assert got == pytest.approx(by_hand, abs=1e-12)
     with pytest.raises(DataError, match="same bins"):
         psi_from_counts([1, 2], [1, 2, 3])
 

@@ -116,11 +116,12 @@ def _bin_counts(values: npt.NDArray[np.float64], edges: npt.NDArray[np.float64]
     return np.append(counts, missing.sum()).astype(np.int64)
 
 
-def psi_from_counts(reference: npt.ArrayLike, current: npt.ArrayLike, *, eps: float = EPS
-                    ) -> float:
+def psi_from_counts(reference: npt.ArrayLike, current: npt.ArrayLike, *,
+                    eps: float | tuple[float, float] = EPS) -> float:
     """PSI of two histograms over the same bins (counts or shares; empty bins -> ``eps``).
 
-    Bins empty on both sides are left out (they carry no information).
+    Bins empty on both sides are left out (they carry no information). ``eps`` may be a
+    pair ``(reference, current)`` to use another tool's per-side convention.
 
     >>> round(psi_from_counts([50, 50], [80, 20]), 6)  # (.8-.5)ln(.8/.5) + (.2-.5)ln(.2/.5)
     0.415888
@@ -134,13 +135,14 @@ def psi_from_counts(reference: npt.ArrayLike, current: npt.ArrayLike, *, eps: fl
         return float("nan")
     keep = (r > 0) | (c > 0)
     rs, cs = r[keep] / r.sum(), c[keep] / c.sum()
-    rs = np.where(rs == 0, eps, rs)
-    cs = np.where(cs == 0, eps, cs)
+    eps_r, eps_c = (eps, eps) if isinstance(eps, int | float) else eps
+    rs = np.where(rs == 0, eps_r, rs)
+    cs = np.where(cs == 0, eps_c, cs)
     return float(np.sum((cs - rs) * np.log(cs / rs)))
 
 
 def psi(reference: npt.ArrayLike, current: npt.ArrayLike, *, bins: int | npt.ArrayLike = 10,
-        categorical: bool = False, eps: float = EPS) -> float:
+        categorical: bool = False, eps: float | tuple[float, float] = EPS) -> float:
     """Population stability index of ``current`` against ``reference``.
 
     Parameters
@@ -152,7 +154,7 @@ def psi(reference: npt.ArrayLike, current: npt.ArrayLike, *, bins: int | npt.Arr
     bins : int or array-like, default 10
         Numeric: the number of reference-quantile bins (:func:`bin_edges`), or the inner
         edges themselves (to compare with another tool on its bins).
-    eps : float, default 1e-4
+    eps : float or (float, float), default 1e-4
         The share an empty bin gets (Evidently's convention).
 
     Returns
