@@ -442,6 +442,20 @@ def main(argv: list[str] | None = None) -> int:
         timing.append(f"| valuechain read_decisions, SQLite log of {len(table):,} rows "
                       f"({log.stat().st_size / 1e9:.1f} GB, {table.shape[1]} columns) | "
                       f"{seconds:.2f} | {len(table) / seconds:,.0f} |")
+        cache = args.out / "decisions.flat.parquet"
+        cache.unlink(missing_ok=True)
+        last_day = pd.Timestamp(int(table["time_us"].max()) // DAY_US * DAY_US, unit="us",
+                                tz="UTC").to_pydatetime()
+        for what, kwargs in (("first run with cache= (full read + cache write)",
+                              {"cache": cache}),
+                             ("cache= with nothing appended (cache read)", {"cache": cache}),
+                             ("one day's rows (what a daily run adds to the cache read)",
+                              {"since": last_day})):
+            started = time.perf_counter()
+            part = read_decisions(log, **kwargs)  # type: ignore[arg-type]
+            seconds = time.perf_counter() - started
+            timing.append(f"| read_decisions, {what}: {len(part):,} rows | {seconds:.2f} | "
+                          f"{len(part) / seconds:,.0f} |")
     print("\n".join(timing))
     if "cbpe" in peers:
         print(cbpe_table(args, peers["cbpe"]))

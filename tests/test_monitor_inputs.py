@@ -104,6 +104,48 @@ def test_chunks_read_in_parallel_give_the_same_table(log: Path,
     pd.testing.assert_frame_equal(read_decisions(log), whole)
 
 
+def test_the_cache_reads_only_the_rows_appended_since(tmp_path: Path) -> None:
+    path, cache = tmp_path / "decisions.sqlite", tmp_path / "cache" / "flat.parquet"
+    records = _records(90)
+    with DecisionLog(path) as writer:
+        writer.append_many(records[:60])
+    first = read_decisions(path, cache=cache)
+    pd.testing.assert_frame_equal(first, read_decisions(path))
+    assert cache.is_file()
+    with DecisionLog(path) as writer:
+        writer.append_many(records[60:])
+    # the cached rows are not read again: mark one in the cache to prove it
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(cache)
+    assert table.num_rows == 60
+    marked = table.to_pandas()
+    marked.loc[0, "amount"] = -1.0
+    pq.write_table(pa.Table.from_pandas(marked, preserve_index=False).replace_schema_metadata(
+        table.schema.metadata), cache)
+    both = read_decisions(path, cache=cache)
+    assert both.loc[0, "amount"] == -1.0 and len(both) == 90
+    fresh = read_decisions(path)
+    pd.testing.assert_frame_equal(both.iloc[1:].reset_index(drop=True),
+                                  fresh.iloc[1:].reset_index(drop=True))
+    marked.loc[0, "amount"] = fresh.loc[0, "amount"]
+    pq.write_table(pa.Table.from_pandas(marked, preserve_index=False).replace_schema_metadata(
+        table.schema.metadata), cache)
+    both = read_decisions(path, cache=cache)
+    pd.testing.assert_frame_equal(both, fresh)
+    assert len(pd.read_parquet(cache)) == 90
+    since = pd.Timestamp(T0 + 70 * 3_600_000_000, unit="us", tz="UTC").to_pydatetime()
+    pd.testing.assert_frame_equal(read_decisions(path, cache=cache, origin="serve",
+                                                 since=since),
+                                  read_decisions(path, origin="serve", since=since))
+    # a cache of another log is rebuilt, never mixed in
+    other = tmp_path / "other.sqlite"
+    with DecisionLog(other) as writer:
+        writer.append_many([DecisionRecord.example("x1")])
+    assert read_decisions(other, cache=cache)["decision_id"].tolist() == ["x1"]
+
+
 def test_a_key_with_a_newline_falls_back_to_row_reading(tmp_path: Path) -> None:
     path = tmp_path / "odd.sqlite"
     odd = DecisionRecord.example("d1")

@@ -133,7 +133,8 @@ def window_signals(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- reading
 
 def read_decisions(log: Path | str, *, since: datetime | None = None,
-                   until: datetime | None = None, origin: str | None = None) -> pd.DataFrame:
+                   until: datetime | None = None, origin: str | None = None,
+                   cache: Path | str | None = None) -> pd.DataFrame:
     """The decision log as a flat table, one row per decision (columns: module docstring).
 
     Parameters
@@ -146,6 +147,12 @@ def read_decisions(log: Path | str, *, since: datetime | None = None,
         Keep decisions with ``since <= time < until`` (UTC when naive).
     origin : str, optional
         Keep only this origin (``"serve"`` or ``"score"``).
+    cache : Path, optional
+        A Parquet file holding the whole log already flattened (SQLite logs only): read
+        it, flatten only the rows appended since (the log is append-only; rows are known
+        by their rowid), and write it back atomically. A daily monitor then reads a month
+        of decisions in seconds instead of re-parsing it. A cache of another log (its first
+        decision differs) or with other column types is rebuilt.
 
     Returns
     -------
@@ -164,9 +171,86 @@ def read_decisions(log: Path | str, *, since: datetime | None = None,
     hi = None if until is None else _us(until)
     if path.suffix.lower() in (".parquet", ".pq"):
         raw = _read_parquet(path, lo, hi, origin)
+    elif cache is not None:
+        return _select(_cached(path, Path(cache)), lo, hi, origin)
     else:
         raw = _read_sqlite(path, lo, hi, origin)
     return _flatten(raw, path)
+
+
+_CACHE_KEY: Final = b"valuechain.decisions.cache"
+
+
+def _select(frame: pd.DataFrame, lo: int | None, hi: int | None, origin: str | None
+            ) -> pd.DataFrame:
+    keep = np.ones(len(frame), dtype=bool)
+    t = frame["time_us"].to_numpy(dtype=np.int64)
+    if lo is not None:
+        keep &= t >= lo
+    if hi is not None:
+        keep &= t < hi
+    if origin is not None:
+        keep &= (frame["origin"] == origin).to_numpy(dtype=bool)
+    out: pd.DataFrame = frame if keep.all() else frame[keep].reset_index(drop=True)
+    return out
+
+
+def _cached(path: Path, cache: Path) -> pd.DataFrame:
+    """The whole log flattened, from ``cache`` plus the rows appended since."""
+    from valuechain.io import write_parquet
+
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30.0)
+        try:
+            head = conn.execute("SELECT decision_id, rowid FROM decisions ORDER BY rowid "
+                                "LIMIT 1").fetchone()
+            last = conn.execute("SELECT max(rowid) FROM decisions").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as err:
+        raise _damaged(path, err) from err
+    first = None if head is None else str(head[0])
+    last_rowid = int(last or 0)
+    identity = {"first": first, "last_rowid": last_rowid}
+    old: pd.DataFrame | None = None
+    after = 0
+    if cache.is_file():
+        try:
+            meta = json.loads((pq.read_schema(cache).metadata or {}).get(_CACHE_KEY, b"{}"))
+            if meta.get("first") == first and first is not None and (
+                    int(meta.get("last_rowid", -1)) <= last_rowid):
+                old = pq.read_table(cache).to_pandas()
+                after = int(meta["last_rowid"])
+        except (OSError, ValueError, pa.ArrowException):
+            old = None  # an unreadable cache is rebuilt
+    if old is not None and after == last_rowid:
+        return old
+    new = _flatten(_read_sqlite(path, None, None, None, after_rowid=after), path)
+    if old is not None:
+        shared = [c for c in new.columns if c in old.columns]
+        if all(_kind(old[c]) == _kind(new[c]) for c in shared):
+            frame = pd.concat([old, new], ignore_index=True) if len(new) else old
+        else:  # another schema since (e.g. a feature changed type): rebuild
+            frame = _flatten(_read_sqlite(path, None, None, None), path)
+    else:
+        frame = new
+    assert isinstance(frame, pd.DataFrame)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                           _CACHE_KEY: json.dumps(identity).encode()})
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    write_parquet(cache, table)
+    return frame
+
+
+def _kind(series: pd.Series) -> str:
+    if pd.api.types.is_bool_dtype(series.dtype):
+        return "bool"
+    if pd.api.types.is_numeric_dtype(series.dtype):
+        return "number"
+    if pd.api.types.is_datetime64_any_dtype(series.dtype):
+        return "time"
+    return "text"
 
 
 def _us(when: datetime) -> int:
@@ -197,8 +281,12 @@ def _damaged(path: Path, err: BaseException) -> ArtifactError:
                          f"damaged. {_FIX}.")
 
 
-def _read_sqlite(path: Path, lo: int | None, hi: int | None, origin: str | None) -> pa.Table:
+def _read_sqlite(path: Path, lo: int | None, hi: int | None, origin: str | None, *,
+                 after_rowid: int = 0) -> pa.Table:
     where, args = _where(lo, hi, origin)
+    if after_rowid:
+        where += " AND rowid > ?"
+        args.append(int(after_rowid))
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30.0)
         try:
