@@ -27,7 +27,8 @@ Reading is columnar: SQLite concatenates each chunk of rows into one delimited t
 in C (``group_concat``, chunks read in parallel threads), PyArrow parses it, and DuckDB
 extracts every JSON field of a chunk in one pass (``json_extract_string`` with a list of
 paths). No row is ever parsed with ``json.loads`` (only a few hundred sampled rows, to learn
-the fields and their types). A Parquet file written by :meth:`DecisionLog.export
+the fields and their types). With ``cache=`` the flattened log is kept as Parquet and only
+the rows appended since the last read are parsed (a daily monitor reads a month in seconds). A Parquet file written by :meth:`DecisionLog.export
 <valuechain.serve.log.DecisionLog.export>` (JSON columns as text) or by ``valuechain score``
 (``feature.<name>`` columns) gives the same columns.
 
