@@ -285,3 +285,27 @@ def test_an_older_bundle_recomputes_its_reference_or_refuses(packaged: dict[str,
     table.iloc[:-1].to_parquet(frame_path)
     with pytest.raises(ArtifactError, match="not the one it was trained on"):
         inputs.load_reference(old, copy)
+
+
+@pytest.mark.slow
+def test_importance_of_the_bundle_model_and_no_drift_on_its_own_reference(
+        packaged: dict[str, object]) -> None:
+    from valuechain.monitor.drift import drift_signals, feature_importance
+    from valuechain.registry import load_bundle
+
+    bundle = load_bundle(packaged["result"].path)  # type: ignore[attr-defined]
+    ref = inputs.load_reference(bundle, packaged["root"])  # type: ignore[arg-type]
+    importance = feature_importance(bundle, ref)
+    assert list(importance) == list(bundle.feature_names)
+    assert sum(importance.values()) == pytest.approx(1.0)
+    assert min(importance.values()) >= 0.0 and max(importance.values()) > 0.0
+    if bundle.candidate == "logistic":  # mean |contribution| over the reference rows
+        sample = ref.frame.iloc[:: max(1, len(ref.frame) // 5000)]
+        weights = np.abs(bundle.contributions(sample[list(bundle.feature_names)])).mean(axis=0)
+        np.testing.assert_allclose(list(importance.values()), weights / weights.sum())
+    decisions = ref.frame.assign(time_us=ref.frame["time"].to_numpy(
+        dtype="datetime64[us]").astype(np.int64))
+    signals = drift_signals(decisions, ref, window_us=7 * 86_400_000_000,
+                            importance=importance, min_samples=1)
+    psi_rows = signals[signals["metric"].isin(["psi", "score_psi"])]
+    assert psi_rows["value"].max() < 0.1  # a reference week against the whole reference
