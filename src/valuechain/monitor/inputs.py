@@ -571,7 +571,7 @@ def _flatten(raw: pa.Table, path: Path) -> pd.DataFrame:
         "policy_version": raw["policy_version"], "score": raw["score"],
         "policy_action": raw["policy_action"], "action": raw["action"],
         "overflow": pc.not_equal(raw["overflow"], 0), "origin": raw["origin"]}
-    con = duckdb.connect()
+    con = duckdb.connect(config={"enable_progress_bar": False})
     try:
         cols.update(_latency(con, raw))
         features = _extract(con, raw, "features", {
