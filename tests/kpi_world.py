@@ -93,7 +93,7 @@ def decisions_table(time_us: np.ndarray, score: np.ndarray, action: np.ndarray,
 
 
 def simulated_log(rng: np.random.Generator, *, days: int, per_day: int,
-                  shift: tuple[int, float] | None = None
+                  shift: tuple[int, float] | None = None, cluster: int = 1
                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Calibrated decisions over ``days`` days from T0 and chargebacks drawn from them.
 
@@ -102,11 +102,14 @@ def simulated_log(rng: np.random.Generator, *, days: int, per_day: int,
     from the score — unless ``shift = (day, extra)``: from that day on, web payments (half
     of them, chosen by ``channel``, not seen by the score) are positive with probability
     ``score + extra`` (a new attack the scores do not see). A positive is reported
-    1 to 5 days after the payment.
+    1 to 5 days after the payment. ``cluster = k > 1``: runs of ``k`` consecutive payments
+    (one card used ``k`` times) share their score and their outcome — each payment is still
+    calibrated, but the labels are no longer independent given the scores.
     """
     n = days * per_day
     t = T0_US + np.sort(rng.integers(0, days * DAY_US, n))
-    score = rng.beta(0.4, 40, n)
+    groups = np.arange(n) // cluster
+    score = rng.beta(0.4, 40, n) if cluster == 1 else rng.beta(0.4, 40, n)[groups]
     amount = rng.gamma(2.0, 60.0, n).round(2)
     action = np.where(score >= 0.3, "decline", np.where(score >= 0.05, "review", "approve"))
     truth = score.copy()
@@ -115,7 +118,7 @@ def simulated_log(rng: np.random.Generator, *, days: int, per_day: int,
         web = rng.random(n) < 0.5
         truth = np.where(web & (t >= T0_US + day * DAY_US), np.minimum(score + extra, 1.0),
                          score)
-    positive = rng.random(n) < truth
+    positive = rng.random(n) < truth if cluster == 1 else rng.random(n)[groups] < truth
     ids = np.arange(1, n + 1)
     reported = t[positive] + rng.integers(DAY_US, 5 * DAY_US, int(positive.sum()))
     chargebacks = pd.DataFrame({"chargeback_id": np.arange(int(positive.sum())),

@@ -215,3 +215,70 @@ def test_user_errors_name_the_column(toy) -> None:
     assert set(lab["role"]) == {"review"}
     with pytest.raises(DataError, match="label the decisions first"):
         kpi_signals(decisions, spec, window_us=DAY_US, as_of=at(T0_US))
+
+
+def test_the_logged_key_joins_when_the_event_field_is_absent(toy) -> None:
+    decisions, spec = toy
+    as_of = T0_US + 30 * DAY_US
+    by_key = label_decisions(decisions.drop(columns="event.transaction_id"), spec,
+                             as_of=at(as_of))  # `key` is text: cast to the outcome's int
+    assert by_key["label"].tolist() == [1.0, 0.0, 0.0, 1.0, 0.0]
+
+
+def test_an_empty_log_gives_an_empty_signals_table(toy) -> None:
+    decisions, spec = toy
+    lab = label_decisions(decisions.iloc[:0], spec, as_of=at(T0_US + 30 * DAY_US))
+    assert len(lab) == 0 and "label" in lab.columns
+    sig = kpi_signals(lab, spec, window_us=DAY_US, as_of=at(T0_US + 30 * DAY_US))
+    assert list(sig.columns) == list(SIGNAL_COLUMNS) and len(sig) == 0
+
+
+def test_reference_kpis_are_rows_with_status_reference(tmp_path: Path) -> None:
+    from valuechain.monitor.kpis import reference_kpis
+
+    spec = payments_project(tmp_path, chargebacks([]))
+    frame = pd.DataFrame({
+        "time": pd.to_datetime(T0_US + np.array([1, 2, 26, 27]) * HOUR_US, unit="us",
+                               utc=True),
+        "score": [0.1, 0.6, 0.2, 0.9], "action": ["approve", "review", "approve", "decline"],
+        "label": [1.0, 1.0, 0.0, np.nan], "amount": [100.0, 20.0, 300.0, 50.0]})
+    sig = reference_kpis(frame, spec)
+    assert list(sig.columns) == list(SIGNAL_COLUMNS)
+    got = dict(zip(sig["metric"], sig["value"], strict=True))
+    assert got["positive_rate"] == pytest.approx(2 / 3)  # the unlabelled row is left out
+    assert got["loss_per_1000"] == pytest.approx(1000 * 100 / 400)
+    assert got["precision"] == pytest.approx(1.0)
+    assert (sig["status"] == "reference").all()
+    assert (sig["window"] == pd.Timestamp(T0_US, unit="us", tz="UTC")).all()
+    # Without the columns the costs read: the count metrics only.
+    counts = reference_kpis(frame.drop(columns="amount"), spec)
+    assert "loss_per_1000" not in set(counts["metric"]) and "recall" in set(counts["metric"])
+
+
+def test_a_column_label_is_known_at_t_plus_horizon(tmp_path: Path) -> None:
+    import yaml
+
+    from valuechain.spec.loader import load_spec
+
+    pd.DataFrame({"order_id": [1], "ts": pd.to_datetime([T0_US], unit="us"),
+                  "y": [0]}).to_parquet(tmp_path / "orders.parquet")
+    (tmp_path / "valuechain.yaml").write_text(yaml.safe_dump({
+        "project": {"name": "orders"},
+        "decision": {"statement": "s", "owner": "o", "moment": "m",
+                     "actions": ["approve", "review"]},
+        "decision_points": {"source": "orders"},
+        "sources": {"orders": {"path": "orders.parquet", "keys": ["order_id"],
+                               "event_time": "ts"}},
+        "label": {"column": "y", "horizon": "1h"},
+        "features": [{"name": "one", "expr": "1"}]}))
+    spec = load_spec(tmp_path)
+    t = T0_US + np.array([0, 2]) * HOUR_US
+    decisions = decisions_table(t, np.array([0.5, 0.5]), np.array(["approve", "review"]),
+                                np.array([1.0, 1.0])).assign(**{"event.y": [1, 0]})
+    lab = label_decisions(decisions, spec, as_of=at(T0_US + 2 * HOUR_US))
+    assert lab["mature"].tolist() == [True, False]
+    assert lab["label"].tolist()[0] == 1.0 and np.isnan(lab["label"].iloc[1])
+    assert lab["outcome_known_at"].notna().tolist() == [True, False]
+    assert lab["cost"].isna().all()  # no `value.costs`: nothing priced, nothing zero
+    sig = kpi_signals(lab, spec, window_us=DAY_US, as_of=at(T0_US + 2 * DAY_US))
+    assert "cost" not in set(sig["metric"])

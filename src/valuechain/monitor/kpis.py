@@ -56,7 +56,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -68,6 +68,9 @@ from valuechain.evaluate.bootstrap import block_ratio_interval
 from valuechain.policy.capacity import PERIOD_ANCHOR_US, capacity_period
 from valuechain.spec.loader import LoadedSpec
 
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
 __all__ = [
     "HOUR_US",
     "KPI_METRICS",
@@ -78,6 +81,7 @@ __all__ = [
     "cohorts",
     "forms",
     "kpi_signals",
+    "reference_kpis",
     "signals_frame",
 ]
 
@@ -310,4 +314,70 @@ def kpi_signals(labelled: pd.DataFrame, spec: LoadedSpec, *, window_us: int,
             records.append({**base, "metric": form.name, "value": iv.value if ok else np.nan,
                             "lower": iv.low, "upper": iv.high, "n": form.n,
                             "status": "ok" if ok else "insufficient"})
+    return signals_frame(records)
+
+
+def reference_kpis(reference: Any, spec: LoadedSpec, *, level: float = 0.9, seed: int = 0,
+                   roles: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """The KPIs of the bundle's reference period, as signals rows with status ``reference``.
+
+    Alert rules relative to the reference (``above_reference``) compare each matured
+    cohort's metric with these rows (same section ``kpi``, metric and subject).
+
+    Parameters
+    ----------
+    reference : Reference or DataFrame
+        ``valuechain.monitor.inputs.Reference`` (its ``frame``) or the frame itself: ``time``,
+        ``score``, ``action`` (the bundle policy's action), ``label`` (NaN where not mature:
+        those rows are left out) and the feature columns the cost expressions read.
+    spec : LoadedSpec
+        The project's spec (binary label, ``value.costs``).
+    level, seed
+        Interval coverage and bootstrap seed; the blocks are the reference period's days.
+    roles : mapping of str to str, optional
+        Action name -> cost role when the names are not approve/review/decline.
+
+    Returns
+    -------
+    DataFrame
+        A signals table, section ``kpi``, status ``reference`` (``insufficient`` where a
+        denominator is 0), one row per metric of :data:`KPI_METRICS` (the cost metrics when
+        the frame holds the columns the costs read); ``window`` is the period's first day
+        (midnight UTC), ``n`` as in :func:`kpi_signals`.
+    """
+    from valuechain.monitor.outcomes import price_rows  # outcomes imports nothing from here
+
+    frame = reference.frame if hasattr(reference, "frame") else reference
+    missing = [c for c in ("time", "score", "action", "label") if c not in frame.columns]
+    if missing:
+        raise DataError(f"reference frame: columns {missing} are missing; expected the "
+                        "reference of valuechain.monitor.inputs.load_reference (time, score, "
+                        "action, label, features).")
+    if spec.spec.label.kind != "binary":
+        check_labelled(frame.assign(time_us=0, role="", mature=True), spec)  # raises
+    rows = frame[frame["label"].notna()].reset_index(drop=True).copy()
+    times = pd.to_datetime(rows["time"], utc=True)
+    rows["time_us"] = times.to_numpy(dtype="datetime64[us]").astype(np.int64)
+    rows["mature"] = True
+    try:
+        price_rows(rows, spec, roles)  # sets `role` before it prices
+    except DataError as err:
+        if "is neither a model feature column" not in str(err):
+            raise
+        rows["exposure"] = np.nan  # the costs read columns the frame does not hold: no KPI
+    if not len(rows):
+        return signals_frame([])
+    t = rows["time_us"].to_numpy(dtype=np.int64)
+    start = PERIOD_ANCHOR_US + int(capacity_period(int(t.min()), DAY_US)) * DAY_US
+    y = rows["label"].to_numpy(dtype=np.float64)
+    blocks = capacity_period(t, DAY_US)
+    records: list[dict[str, object]] = []
+    for form in forms(rows):
+        num, den = form.per_row(y)
+        iv = block_ratio_interval(num, den, blocks, alpha=1 - level, seed=seed)
+        ok = bool(np.isfinite(iv.value))
+        records.append({"window": start, "section": "kpi", "metric": form.name, "subject": "",
+                        "value": iv.value if ok else np.nan, "lower": iv.low,
+                        "upper": iv.high, "n": form.n,
+                        "status": "reference" if ok else "insufficient"})
     return signals_frame(records)

@@ -60,7 +60,8 @@ from valuechain.spec.loader import LoadedSpec
 from valuechain.sql import quote_ident
 from valuechain.train.context import COST_FIELDS, row_costs
 
-__all__ = ["LABEL_COLUMNS", "REQUIRED", "action_roles", "label_decisions", "resolve_column"]
+__all__ = ["LABEL_COLUMNS", "REQUIRED", "action_roles", "label_decisions", "price_rows",
+           "resolve_column"]
 
 F64 = npt.NDArray[np.float64]
 
@@ -166,7 +167,7 @@ def _outcome_labels(decisions: pd.DataFrame, loaded: LoadedSpec, t_us: npt.NDArr
         where = loaded.where("label", "column")
         values = pd.to_numeric(resolve_column(decisions, lab.column, where=where),
                                errors="coerce").to_numpy(dtype=np.float64)
-        return values, t_us + horizon, np.ones(n, dtype=bool), 0, "none"
+        return values, t_us + horizon, t_us + horizon <= as_of_us, 0, "none"
     out = lab.source
     catalog = Catalog(loaded, open_all=False)
     try:
@@ -211,6 +212,12 @@ def _outcome_labels(decisions: pd.DataFrame, loaded: LoadedSpec, t_us: npt.NDArr
     return label, known_us, has, delay_us, basis
 
 
+def _row_name(table: pd.DataFrame, row: int) -> str:
+    if "decision_id" in table.columns:
+        return f"decision_id {table['decision_id'].iloc[row]!r}"
+    return f"row {row}"
+
+
 def _costs(decisions: pd.DataFrame, loaded: LoadedSpec) -> CostModel | None:
     """The spec's cost model over the decisions (None without ``false_negative`` and
     ``false_positive``)."""
@@ -241,8 +248,8 @@ def _costs(decisions: pd.DataFrame, loaded: LoadedSpec) -> CostModel | None:
             raise DataError(
                 f"{loaded.where('value', 'costs', name)}: cost `{name}` = "
                 f"`{value.costs[name]}` is null, not finite or negative on "
-                f"{int(bad.sum()):,} of {len(values):,} logged decisions, e.g. decision_id "
-                f"{decisions['decision_id'].iloc[first]!r} (value {values[first]!r}); a "
+                f"{int(bad.sum()):,} of {len(values):,} decisions, e.g. "
+                f"{_row_name(decisions, first)} (value {values[first]!r}); a "
                 "missing cost is never taken as 0. Fill the inputs in the log, or write the "
                 "default into the expression, e.g. `coalesce(amount, 0)`.")
         per_row[name] = values
@@ -250,6 +257,32 @@ def _costs(decisions: pd.DataFrame, loaded: LoadedSpec) -> CostModel | None:
                      false_positive=per_row["false_positive"],
                      review=per_row.get("review", 0.0), catch_rate=value.review.catch_rate,
                      friction=value.review.friction)
+
+
+def price_rows(table: pd.DataFrame, spec: LoadedSpec,
+               roles: Mapping[str, str] | None = None) -> None:
+    """Add ``role``, ``exposure``, ``cost_positive``, ``cost_negative``, ``cost`` and
+    ``expected_cost`` to ``table`` in place (it has ``action``, ``score``, ``label`` and
+    ``mature``, and the columns the cost expressions read)."""
+    role = action_roles(table["action"], roles)
+    table["role"] = role.to_numpy(dtype=object)
+    costs = _costs(table, spec) if spec.spec.label.kind == "binary" else None
+    nan = np.full(len(table), np.nan)
+    if costs is None:
+        for column in ("exposure", "cost_positive", "cost_negative", "cost", "expected_cost"):
+            table[column] = nan
+        return
+    acts = role.to_numpy(dtype=object)
+    mature = table["mature"].to_numpy(dtype=bool)
+    label = table["label"].to_numpy(dtype=np.float64)
+    table["exposure"] = np.broadcast_to(costs.false_negative, (len(table),)).astype(np.float64)
+    table["cost_positive"] = costs.cost_of(acts, np.ones(len(table)))
+    table["cost_negative"] = costs.cost_of(acts, np.zeros(len(table)))
+    cost = nan.copy()
+    if mature.any():
+        cost[mature] = costs.take(mature).cost_of(acts[mature], label[mature])
+    table["cost"] = cost
+    table["expected_cost"] = costs.cost_of(acts, table["score"].to_numpy(np.float64))
 
 
 def _as_of_us(as_of: datetime) -> int:
@@ -311,26 +344,7 @@ def label_decisions(decisions: pd.DataFrame, spec: LoadedSpec, *, as_of: datetim
     known_at = pd.to_datetime(np.where(known, known_us, 0), unit="us", utc=True)
     table["outcome_known_at"] = pd.Series(known_at, index=table.index).where(known).astype(
         "datetime64[us, UTC]")
-    role = action_roles(table["action"], roles)
-    table["role"] = role.to_numpy(dtype=object)
-    costs = _costs(table, spec) if spec.spec.label.kind == "binary" else None
-    nan = np.full(len(table), np.nan)
-    if costs is None:
-        for column in ("exposure", "cost_positive", "cost_negative", "cost", "expected_cost"):
-            table[column] = nan
-    else:
-        acts = role.to_numpy(dtype=object)
-        table["exposure"] = np.broadcast_to(costs.false_negative, (len(table),)).astype(
-            np.float64)
-        positive = costs.cost_of(acts, np.ones(len(table)))
-        negative = costs.cost_of(acts, np.zeros(len(table)))
-        table["cost_positive"] = positive
-        table["cost_negative"] = negative
-        cost = nan.copy()
-        if mature.any():
-            cost[mature] = costs.take(mature).cost_of(acts[mature], label[mature])
-        table["cost"] = cost
-        table["expected_cost"] = costs.cost_of(acts, table["score"].to_numpy(np.float64))
+    price_rows(table, spec, roles)
     table.attrs.update({"as_of_us": as_of_us, "label_delay_us": delay_us,
                         "label_delay_basis": basis, "horizon_us": horizon})
     return table
