@@ -571,8 +571,9 @@ def _flatten(raw: pa.Table, path: Path) -> pd.DataFrame:
         "policy_version": raw["policy_version"], "score": raw["score"],
         "policy_action": raw["policy_action"], "action": raw["action"],
         "overflow": pc.not_equal(raw["overflow"], 0), "origin": raw["origin"]}
-    con = duckdb.connect(config={"enable_progress_bar": False})
+    con = duckdb.connect()
     try:
+        con.execute("SET enable_progress_bar = false")  # the CLI owns the terminal
         cols.update(_latency(con, raw))
         features = _extract(con, raw, "features", {
             k: (kind if kind in ("str", "bool") else "str" if kind == "json" else "float")
