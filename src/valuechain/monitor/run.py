@@ -21,7 +21,6 @@ alerting systems, and :meth:`~MonitorResult.save` writes it (``monitor.json`` +
 
 from __future__ import annotations
 
-import inspect
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -291,17 +290,14 @@ def _reference_dispersion(reference: Any, loaded: LoadedSpec, window_us: int
     return fit_dispersion(estimate_signals(rows, loaded, window_us=window_us))
 
 
-def _cache_option(reader: Callable[..., Any], log: Path, loaded: LoadedSpec
-                  ) -> dict[str, Path]:
-    """``cache=<workspace>/monitor/decisions.cache.parquet`` for a SQLite log, when the
-    reader takes one (the flattened log is kept and only new rows are parsed each day)."""
+def _cache_path(log: Path, loaded: LoadedSpec) -> Path | None:
+    """``<workspace>/monitor/decisions.cache.parquet`` for a SQLite log (the flattened log is
+    kept and only new rows are parsed each day); None for a Parquet log."""
     if log.suffix.lower() in (".parquet", ".pq"):
-        return {}
-    if "cache" not in inspect.signature(reader).parameters:
-        return {}
+        return None
     folder = monitor_folder(loaded)
     folder.mkdir(parents=True, exist_ok=True)
-    return {"cache": folder / "decisions.cache.parquet"}
+    return folder / "decisions.cache.parquet"
 
 
 def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -412,7 +408,7 @@ def monitor(
         raise SpecError(f"`since` ({start.isoformat()}) must be before `as_of` "
                         f"({until.isoformat()}).")
     decisions = read_decisions(log_path, since=start, until=until,
-                               **_cache_option(read_decisions, log_path, loaded))
+                               cache=_cache_path(log_path, loaded))
     versions = sorted(set(decisions["bundle_version"].astype(str)))
     mine = decisions["bundle_version"] == bundle.version
     others = int((~mine).sum())
