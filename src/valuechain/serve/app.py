@@ -31,8 +31,10 @@ import hmac
 import json
 import logging
 import os
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -317,7 +319,9 @@ def _validation_message(err: RequestValidationError) -> str:
 
 
 def create_app(service: Service, *, api_keys: Iterable[str],
-               max_body_bytes: int = DEFAULT_MAX_BODY) -> FastAPI:
+               max_body_bytes: int = DEFAULT_MAX_BODY,
+               reasons_thread: bool | None = None,
+               switch_interval: float | None = 0.0005) -> FastAPI:
     """The ASGI app serving ``service``; ``api_keys`` must not be empty.
 
     Examples
@@ -333,16 +337,28 @@ def create_app(service: Service, *, api_keys: Iterable[str],
                         "(comma-separated) or give a key file (`--api-keys-file`, one key per "
                         "line).")
     decider, log, metrics = service.decider, service.log, service.metrics
+    if reasons_thread is None:
+        reasons_thread = os.environ.get("VALUECHAIN_REASONS_THREAD", "1") != "0"
     guard = _KeyGuard()
     metrics.set("valuechain_bundle_info", 1, bundle_version=decider.bundle.version,
                 policy_version=decider.policy_version)
     observe = metrics.observe
 
+    reasons_pool = ThreadPoolExecutor(1, thread_name_prefix="valuechain-reasons") \
+        if reasons_thread else None
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> Any:
+        switch = sys.getswitchinterval()
+        if reasons_pool is not None and switch_interval is not None:
+            # a finished TreeSHAP call waits for the GIL up to this long while the loop works
+            sys.setswitchinterval(switch_interval)
         try:
             yield
         finally:
+            sys.setswitchinterval(switch)
+            if reasons_pool is not None:
+                reasons_pool.shutdown(wait=True)
             service.close()
 
     app = FastAPI(title="valuechain decision service", version=__version__,
@@ -397,9 +413,22 @@ def create_app(service: Service, *, api_keys: Iterable[str],
             return _error(422, "ValidationError", "body: expected one JSON object with the "
                           f"event's fields, got {type(event).__name__}.")
         async with guard.hold(decider.guard_keys(event)):
-            # Steps 1-3 on the event loop: a worker thread for the reasons (TreeSHAP releases
-            # the GIL) measured slower here, the finished call waiting for the GIL.
-            pending = decider.prepare(event)  # DataError -> 422 (handler)
+            if reasons_pool is None:
+                pending = decider.prepare(event)  # DataError -> 422 (handler)
+            else:
+                # features, score, policy and capacity on the event loop (they read and
+                # count shared state); the reasons (LightGBM's TreeSHAP, C code that releases
+                # the GIL) on the other core while the loop serves other requests
+                scored = decider.start(event)  # DataError -> 422 (handler)
+                try:
+                    t_reasons = time.perf_counter_ns()
+                    contrib = await asyncio.get_running_loop().run_in_executor(
+                        reasons_pool, decider.contributions, scored)
+                    pending = decider.finish(scored, contrib,
+                                             time.perf_counter_ns() - t_reasons)
+                except BaseException:
+                    decider.abandon(scored)
+                    raise
             started = time.perf_counter_ns()
             try:
                 await log.append_async(pending.record)
