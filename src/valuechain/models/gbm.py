@@ -83,7 +83,7 @@ class _FastRow:
         import ctypes
         import weakref
 
-        from lightgbm.basic import _LIB, _safe_call
+        from lightgbm.basic import _LIB, _safe_call  # type: ignore[attr-defined]
 
         self._ctypes, self._lib, self._safe_call = ctypes, _LIB, _safe_call
         self.width = ncol + 1 if contrib else 1
@@ -290,7 +290,8 @@ class LightGBM:
         threads = int(self.params["num_threads"])
         ncol = int(matrix.shape[1])
         key = (id(booster), threads, ncol, contrib, int(booster.best_iteration))
-        fast = self._fast.get(contrib)
+        fast: tuple[tuple[int, int, int, bool, int], _FastRow | None] | None = \
+            self._fast.get(contrib)
         try:
             if fast is None or fast[0] != key:
                 fast = (key, None)
@@ -300,7 +301,8 @@ class LightGBM:
             fast = (key, None)  # not this LightGBM: the general path from now on
             return None
         finally:
-            self._fast[contrib] = fast
+            if fast is not None:
+                self._fast[contrib] = fast
 
     def predict_arrays(self, numeric: np.ndarray, texts: np.ndarray) -> np.ndarray:
         """:meth:`predict` of the arrays :meth:`arrays` makes (no pandas)."""

@@ -475,8 +475,7 @@ class OnlineFeatures:
         window = self._windows[i]
         labels: list[tuple[Any, Any]] = []
         # a member without any reported outcome: the label of no hits (same for every time)
-        nothing = outcome_label(lab.kind, lab.horizon_us, 0, []) if lab.source is not None \
-            else None
+        nothing = outcome_label(lab.kind, lab.horizon_us, 0, [])
         for row_t, _, payload in members:
             hits = by_decision.get(payload["l"], [])
             if lab.source is not None:
