@@ -76,21 +76,28 @@ class _FastRow:
     """LightGBM's single-row prediction (``LGBM_BoosterPredictForMatSingleRowFast``).
 
     Holds a ``FastConfig`` made by ``LGBM_BoosterPredictForMatSingleRowFastInit`` for one
-    prediction type (probability, or ``pred_contrib``), freed when this object goes.
+    prediction type (probability, or ``pred_contrib``), freed when this object goes, on its
+    own copy of the booster (the same trees, from its text): LightGBM's single-row call holds
+    its booster's lock exclusively, so with one shared booster a score would wait for a
+    TreeSHAP call running on another thread.
     """
 
     def __init__(self, booster: Any, *, contrib: bool, ncol: int, threads: int) -> None:
         import ctypes
         import weakref
 
+        import lightgbm as lgb
         from lightgbm.basic import _LIB, _safe_call  # type: ignore[attr-defined]
+
+        iteration = int(booster.best_iteration)
+        booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=-1))
 
         self._ctypes, self._lib, self._safe_call = ctypes, _LIB, _safe_call
         self.width = ncol + 1 if contrib else 1
         handle = ctypes.c_void_p()
         _safe_call(_LIB.LGBM_BoosterPredictForMatSingleRowFastInit(
             booster._handle, ctypes.c_int(3 if contrib else 0),  # C_API_PREDICT_CONTRIB/NORMAL
-            ctypes.c_int(0), ctypes.c_int(int(booster.best_iteration)),
+            ctypes.c_int(0), ctypes.c_int(iteration),
             ctypes.c_int(1),  # C_API_DTYPE_FLOAT64
             ctypes.c_int32(ncol), ctypes.c_char_p(f"num_threads={threads}".encode()),
             ctypes.byref(handle)))
