@@ -360,7 +360,7 @@ def _validation_message(err: RequestValidationError) -> str:
 def create_app(service: Service, *, api_keys: Iterable[str],
                max_body_bytes: int = DEFAULT_MAX_BODY,
                reasons_thread: bool | None = None,
-               switch_interval: float | None = 0.0005) -> FastAPI:
+               switch_interval: float | None = None) -> FastAPI:
     """The ASGI app serving ``service``; ``api_keys`` must not be empty.
 
     Examples
@@ -376,6 +376,8 @@ def create_app(service: Service, *, api_keys: Iterable[str],
                         "(comma-separated) or give a key file (`--api-keys-file`, one key per "
                         "line).")
     decider, log, metrics = service.decider, service.log, service.metrics
+    if switch_interval is None and os.environ.get("VALUECHAIN_SWITCH_INTERVAL"):
+        switch_interval = float(os.environ["VALUECHAIN_SWITCH_INTERVAL"])
     if reasons_thread is None:  # measured: inline is as fast on a busy 2-core host, and
         # spends less CPU per decision (no thread hand-off); see docs/serving.md
         reasons_thread = os.environ.get("VALUECHAIN_REASONS_THREAD", "0") == "1"
@@ -390,8 +392,9 @@ def create_app(service: Service, *, api_keys: Iterable[str],
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> Any:
         switch = sys.getswitchinterval()
-        if reasons_pool is not None and switch_interval is not None:
-            # a finished TreeSHAP call waits for the GIL up to this long while the loop works
+        if switch_interval is not None:
+            # a thread that wants the GIL (the log's writer with a committed batch, a
+            # finished TreeSHAP call) waits up to this long while the loop works
             sys.setswitchinterval(switch_interval)
         try:
             yield
