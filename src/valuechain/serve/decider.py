@@ -413,9 +413,12 @@ class Decider:
         return tuple(Reason(self.feature_names[j], features.get(self.feature_names[j]),
                             float(contrib[j])) for j in order)
 
-    def _act(self, score: float, t_us: int) -> tuple[str, str, bool, str | None,
-                                                      tuple[str, int] | None]:
-        """Policy then capacity: (action, policy action, overflow, note, slot taken)."""
+    def act(self, score: float, t_us: int) -> tuple[str, str, bool, str | None,
+                                                     tuple[str, int] | None]:
+        """Policy then capacity for a calibrated ``score`` at ``t_us``: ``(action, policy
+        action, overflow, capacity note, slot taken)``. A slot taken (the capacity-limited
+        action counted in its period) is given back with ``state.release_capacity(*slot)``
+        when the decision is not logged."""
         policy_action = str(self.policy.apply(np.array([score]), np.zeros(1))[0])
         cap = self.capacity
         if cap is None or policy_action != cap.action:
@@ -428,6 +431,8 @@ class Decider:
                 f"starting {iso_us(start)}: overflow rule `{cap.overflow}` gives "
                 f"`{cap.spill_to}`")
         return cap.spill_to, policy_action, True, note, None
+
+    _act = act  # the former name (batch scoring used it)
 
     def _key(self, event: Mapping[str, Any]) -> str:
         return "|".join(str(_plain(event.get(k))) for k in self.key_columns)
@@ -460,7 +465,7 @@ class Decider:
                 score: float, inputs: Any, started_ns: int, features_ns: int,
                 model_ns: int) -> Scored:
         t_policy = time.perf_counter_ns()
-        action, policy_action, overflow, note, slot = self._act(score, t_us)
+        action, policy_action, overflow, note, slot = self.act(score, t_us)
         return Scored(checked, features, t_us, score, inputs, action, policy_action,
                       overflow, note, slot, started_ns, features_ns, model_ns,
                       time.perf_counter_ns() - t_policy)

@@ -163,8 +163,18 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+_SCALARS: Final = frozenset({str, int, bool, type(None)})
+
+
 def _clean(value: Any) -> Any:
     """Replace non-finite floats by None (JSON has no NaN), recursively for dicts and lists."""
+    kind = type(value)
+    if kind in _SCALARS:  # the common exact types first (no ABC checks)
+        return value
+    if kind is dict:
+        return {str(k): _clean(v) for k, v in value.items()}
+    if kind is list:
+        return [_clean(v) for v in value]
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, Mapping):
