@@ -59,6 +59,27 @@ def _emit(payload: Any) -> None:
     sys.stdout.write(json.dumps(payload, default=str) + "\n")
 
 
+def parse_moment(value: str | None, flag: str) -> datetime | None:
+    """A time flag's value (ISO 8601, with or without an offset), or a clear error.
+
+    >>> parse_moment("2025-09-01T12:00:00+02:00", "--as-of").isoformat()
+    '2025-09-01T12:00:00+02:00'
+    >>> parse_moment("2025-09-01", "--as-of").isoformat()
+    '2025-09-01T00:00:00'
+    """
+    from valuechain.errors import DataError
+
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise DataError(f"`{flag}` {value!r} is not an ISO 8601 time. Expected e.g. "
+                        "2025-09-01 or 2025-09-01T00:00:00, with an offset such as +00:00 "
+                        "when the data's times are time-zone aware."
+                        ) from None
+
+
 def flags_of(fn: Callable[..., Any]) -> dict[str, str]:
     """Parameter name -> the flag a command spells it with (``time_col`` -> ``--time-col``).
 
@@ -270,8 +291,9 @@ def _mark(passed: bool) -> str:
 def build(
     spec: SpecOpt = Path("."),
     as_of: Annotated[
-        datetime | None,
-        typer.Option("--as-of", help="Extraction time; default the latest time in the sources."),
+        str | None,
+        typer.Option("--as-of", help="Extraction time, ISO 8601 (e.g. 2025-09-01 or "
+                     "2025-09-01T00:00:00+02:00); default the latest time in the sources."),
     ] = None,
     engine: Annotated[
         str | None,
@@ -290,7 +312,7 @@ def build(
 
     loaded = _load(spec)
     with _progress(not as_json, "build") as progress:
-        result = api.build(loaded, as_of=as_of, engine=engine, force=force,
+        result = api.build(loaded, as_of=parse_moment(as_of, "--as-of"), engine=engine, force=force,
                            accept_early_times=accept_early_times, progress=progress)
     if as_json:
         _emit(result.to_json())
@@ -609,8 +631,10 @@ def demo_fraud(
 
 # --- command modules (each registers its commands on `app` when imported)
 # (one import line per module, alphabetical)
+from valuechain import cli_monitor as _cli_monitor  # noqa: E402, F401  (registers commands)
 from valuechain import cli_parity as _cli_parity  # noqa: E402, F401  (registers commands)
 from valuechain import cli_registry as _cli_registry  # noqa: E402, F401  (registers commands)
+from valuechain import cli_retrain as _cli_retrain  # noqa: E402, F401  (registers commands)
 from valuechain import cli_serve as _cli_serve  # noqa: E402, F401  (registers commands)
 
 

@@ -4,29 +4,27 @@ offline build (see :mod:`valuechain.serve.parity` and docs/online-features.md)."
 from __future__ import annotations
 
 import os
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from valuechain.cli import JsonOpt, SpecOpt, _emit, _load, _progress, app, console, user_errors
+from valuechain.cli import (
+    JsonOpt,
+    SpecOpt,
+    _emit,
+    _load,
+    _progress,
+    app,
+    console,
+    parse_moment,
+    user_errors,
+)
 from valuechain.errors import DataError
 from valuechain.serve.state import MemoryState, StateStore
 
 __all__ = ["parity_command"]
-
-
-def _moment(value: str | None, flag: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise DataError(f"`{flag}` {value!r} is not an ISO 8601 time. Expected e.g. "
-                        "2025-09-01 or 2025-09-01T00:00:00 (with +00:00 for time-zone aware "
-                        "data).") from None
 
 
 def _show(value: object) -> str:
@@ -77,8 +75,8 @@ def parity_command(
         raise DataError(f"`state` {state!r}: expected memory or a redis:// URL.")
     try:
         with _progress(not as_json, "parity") as progress:
-            result = parity(loaded, since=_moment(since, "since"),
-                            until=_moment(until, "until"), engine=engine, state=store,
+            result = parity(loaded, since=parse_moment(since, "--since"),
+                            until=parse_moment(until, "--until"), engine=engine, state=store,
                             scorer=scorer, progress=progress)
     finally:
         store.clear()

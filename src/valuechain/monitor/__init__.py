@@ -1,0 +1,1 @@
+"""Monitoring: drift, operations, matured KPIs and estimates before labels."""
