@@ -473,8 +473,9 @@ def create_app(service: Service, *, api_keys: Iterable[str],
                 scored = decider.start(event)  # DataError -> 422
                 try:
                     t_reasons = time.perf_counter_ns()
-                    contrib = await asyncio.get_running_loop().run_in_executor(
+                    contrib = (await asyncio.get_running_loop().run_in_executor(
                         reasons_pool, decider.contributions, scored)
+                        if decider.wants_reasons(scored) else decider.contributions(scored))
                     pending = decider.finish(scored, contrib,
                                              time.perf_counter_ns() - t_reasons)
                 except BaseException:

@@ -50,6 +50,11 @@ from valuechain.policy.policies import Policy, TopN
 from valuechain.serve.log import DecisionLog, DecisionRecord, iso_us
 from valuechain.spec.durations import parse_duration, to_micros
 
+#: Which decisions get their top reasons: every one, those not given the policy's lowest
+#: action (reviewed and declined payments), none. TreeSHAP costs far more than the score.
+REASONS = ("all", "flagged", "none")
+_NO_CONTRIB: npt.NDArray[np.float64] = np.empty(0)
+
 __all__ = [
     "Capacity",
     "Decider",
@@ -349,12 +354,20 @@ class Decider:
     capacity_limit : int, optional
         Overrides the spec's capacity limit (e.g. fewer reviewers today); the action, the
         period and the overflow rule stay the spec's.
+    reasons : {"all", "flagged", "none"}, default "all"
+        Which decisions get their top reasons (:data:`REASONS`): ``"flagged"`` skips the
+        per-feature contributions for decisions given the policy's lowest action (approved
+        payments), which are most of them; their reasons are empty in the response and log.
     """
 
     def __init__(self, bundle: ScoringBundle, online: Online, log: DecisionLog | None, *,
                  state: CapacityState | None = None, time_column: str | None = None,
                  key_columns: Sequence[str] | None = None, top_reasons: int = 3,
-                 origin: str = "serve", capacity_limit: int | None = None) -> None:
+                 origin: str = "serve", capacity_limit: int | None = None,
+                 reasons: str = "all") -> None:
+        if reasons not in REASONS:
+            raise SpecError(f"`reasons` must be one of {', '.join(REASONS)}, got {reasons!r}.")
+        self.reasons = reasons
         self.bundle = bundle
         self.online = online
         self.log = log
@@ -370,6 +383,7 @@ class Decider:
         self.origin = origin
         self.policy = bundle.policy
         self.policy_version = policy_version(bundle.policy)
+        self.lowest_action = limited_action(bundle.policy)[1]
         self.capacity = _capacity(bundle)
         if capacity_limit is not None:
             if isinstance(capacity_limit, bool) or capacity_limit < 0:
@@ -443,7 +457,7 @@ class Decider:
                    "model": (scored.model_ns + contrib_ns) // 1000,
                    "policy": scored.policy_ns // 1000}
         ordered = {n: _plain(scored.features.get(n)) for n in self.feature_names}
-        reasons = self._reasons(ordered, contrib)
+        reasons = self._reasons(ordered, contrib) if self.wants_reasons(scored) else ()
         checked = scored.event
         decision = Decision(
             decision_id=uuid.uuid4().hex, key=self._key(checked), time=iso_us(scored.t_us),
@@ -489,8 +503,16 @@ class Decider:
         return self._scored(checked, features, t_us, float(scores[0]), inputs, started,
                             t_features - started, t_model - t_features)
 
+    def wants_reasons(self, scored: Scored) -> bool:
+        """Whether this decision gets its reasons under the decider's ``reasons`` mode."""
+        return self.reasons == "all" or (self.reasons == "flagged"
+                                         and scored.action != self.lowest_action)
+
     def contributions(self, scored: Scored) -> npt.NDArray[np.float64]:
-        """The per-feature contributions of a started decision (thread-safe, GIL released)."""
+        """The per-feature contributions of a started decision (thread-safe, GIL released);
+        empty when :meth:`wants_reasons` says it gets none."""
+        if not self.wants_reasons(scored):
+            return _NO_CONTRIB
         out: npt.NDArray[np.float64] = self.scorer.contributions(scored.inputs)[0]
         return out
 
