@@ -141,6 +141,20 @@ damaged or was written by another version of valuechain: run the stage again. Th
 marked as failed; the other sections are unaffected.</div>"""
 
 
+def _relative(path: Path, root: Path) -> str:
+    """``path`` relative to the project folder when inside it (no local absolute paths).
+
+    >>> _relative(Path("/home/me/fraud/.valuechain"), Path("/home/me/fraud"))
+    '.valuechain'
+    >>> _relative(Path("/elsewhere/ws"), Path("/home/me/fraud"))
+    'ws'
+    """
+    try:
+        return Path(path).resolve().relative_to(Path(root).resolve()).as_posix() or "."
+    except ValueError:
+        return Path(path).name
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "section"
 
@@ -220,9 +234,9 @@ def render_report(
     page = environment().get_template("report.html").render(
         project=project,
         generated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        spec_path=str(loaded.path),
+        spec_path=_relative(loaded.path, loaded.root),
         spec_hash=loaded.hash,
-        workspace=str(workspace),
+        workspace=_relative(workspace, loaded.root),
         version=__version__,
         sections=rendered,
         missing=sum(s.status == "missing" for s in rendered),
