@@ -17,6 +17,7 @@ Every function accepts ``None`` (a value the stage did not record) and renders i
 from __future__ import annotations
 
 import math
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -99,3 +100,24 @@ def fmt_duration(value: Any) -> str:
         if seconds >= size and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"
     return f"{seconds:g}s"
+
+
+_QUOTED = r"(?:'[^'\n]*'|\"[^\"\n]*\")"
+_REPR_LIST = re.compile(r"[\[(](" + _QUOTED + r"(?:,\s*" + _QUOTED + r")*),?[\])]")
+_REPR_ITEM = re.compile(r"'([^'\n]*)'|\"([^\"\n]*)\"")
+
+
+def plain_text(text: str) -> str:
+    """Python list and tuple reprs of strings in a stage's message, as plain words.
+
+    Stage messages sometimes carry ``['approve', 'review']`` or ``('a', 'b')``; a reader
+    should see ``approve, review`` and ``a = b`` pairs as words, not Python.
+
+    >>> plain_text("with actions ['approve', 'review', 'decline']; label 'is_fraud'")
+    "with actions approve, review, decline; label 'is_fraud'"
+    >>> plain_text("join on [('transaction_id', 'transaction_id')]")
+    'join on [transaction_id, transaction_id]'
+    """
+    def words(match: re.Match[str]) -> str:
+        return ", ".join(a or b for a, b in _REPR_ITEM.findall(match.group(1)))
+    return _REPR_LIST.sub(words, text)

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -90,8 +90,8 @@ def policy_in_words(policy: dict[str, Any], *, limit: int | None = None, per: st
         cap = f" (at most {fmt_int(limit)} a {per}"
         cap += f"; beyond that {overflow})" if overflow else ")"
     if kind == "three_band":
-        approve, review, decline = (list(policy.get("actions") or [])
-                                    + ["approve", "review", "decline"])[:3]
+        named = [*(policy.get("actions") or []), "approve", "review", "decline"]
+        approve, review, decline = named[:3]
         lo, hi = policy["review_at"], policy["decline_at"]
         return (f"{decline} at a score of {_thr(hi)} or above, send {_thr(lo)}–{_thr(hi)} to "
                 f"{review}{cap}, {approve} the rest")
