@@ -11,6 +11,9 @@ pandas, the policy's thresholds, the limit per day) and compares.
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,9 +65,20 @@ def _loss_per_1000(amount: np.ndarray, y: np.ndarray, approved: np.ndarray) -> f
     return float(1000 * (amount * y)[approved].sum() / amount[approved].sum())
 
 
-@pytest.mark.slow
-def test_first_screen_equals_the_stages_json(tmp_path: Path) -> None:
-    project = tmp_path / "fraud"
+@dataclass(frozen=True)
+class World:
+    project: Path
+    spec: dict[str, Any]
+    check: dict[str, Any]
+    train: dict[str, Any]
+    decide: dict[str, Any]
+    report: Path
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    """A 150k-transaction world through check, build, train and decide, then the report."""
+    project = tmp_path_factory.mktemp("summary") / "fraud"
     project.mkdir()
     spec = yaml.safe_load((ROOT / "examples" / "fraud" / "valuechain.yaml").read_text())
     spec["split"]["min_positives"] = 10
@@ -75,13 +89,17 @@ def test_first_screen_equals_the_stages_json(tmp_path: Path) -> None:
     _cli("build", *where)
     train = _cli("train", *where)
     decide = _cli("decide", *where)
-
-    loaded = load_spec(project)
-    result = render_report(loaded)
+    result = render_report(load_spec(project))
     assert result.ok, result.failed
-    ids = [s.id for s in result.sections]
-    assert ids[0] == "summary"  # the first screen comes before every detail section
-    html = result.path.read_text(encoding="utf-8")
+    assert result.sections[0].id == "summary"  # the first screen comes before the details
+    return World(project, spec, check, train, decide, result.path)
+
+
+@pytest.mark.slow
+def test_first_screen_equals_the_stages_json(world: World) -> None:
+    project, spec, check, train, decide = (world.project, world.spec, world.check, world.train,
+                                           world.decide)
+    html = world.report.read_text(encoding="utf-8")
     page = Keyed()
     page.feed(html)
     at = html.find(str(project))
@@ -131,3 +149,72 @@ def test_first_screen_equals_the_stages_json(tmp_path: Path) -> None:
     rule_reviewed = flagged & (rank <= limit)
     assert _value(page, "summary-kpi-rule") == pytest.approx(
         _loss_per_1000(amount, y, ~rule_reviewed))
+
+
+# --- the page in a browser: 1400 px, 800 px and A4 print -----------------------------------
+
+BROWSER = next((b for b in ("chromium", "chromium-browser", "google-chrome")
+                if shutil.which(b)), None)
+
+#: Injected into a copy of the report (the report itself runs no scripts): measures every
+#: table against its card and writes the result into the page, read back with --dump-dom.
+_PROBE = """<script>
+window.addEventListener('load', () => {
+  const out = {page: document.documentElement.scrollWidth, view: window.innerWidth, tables: []};
+  for (const t of document.querySelectorAll('table')) {
+    const card = (t.closest('section') || document.body).getBoundingClientRect();
+    const r = t.getBoundingClientRect();
+    out.tables.push({cls: t.className, right: r.right, card: card.right,
+                     sw: t.scrollWidth, cw: t.clientWidth, first: (t.querySelector('tr > :first-child')
+                       ? getComputedStyle(t.querySelector('tr > :first-child')).position : '')});
+  }
+  const pre = document.createElement('pre'); pre.id = 'probe';
+  pre.textContent = JSON.stringify(out); document.body.appendChild(pre);
+});
+</script>"""
+
+#: A4 (210 mm) less the 12 mm print margins, in CSS pixels at 96 dpi.
+A4_CONTENT_PX = round((210 - 24) / 25.4 * 96)
+
+
+def _run_browser(*args: str) -> str:
+    assert BROWSER is not None
+    done = subprocess.run([BROWSER, "--headless", "--no-sandbox", "--disable-gpu",
+                           "--no-pdf-header-footer", *args], capture_output=True, text=True,
+                          timeout=180, check=False)
+    return done.stdout
+
+
+def _measure(report: Path, tmp: Path, width: int, *, print_css: bool) -> dict[str, Any]:
+    import html as htmllib
+    import re
+    page = report.read_text(encoding="utf-8")
+    if print_css:  # lay the page out with its print rules at the A4 content width
+        page = page.replace("@media print {", "@media all {")
+    probe = tmp / f"probe-{width}-{int(print_css)}.html"
+    probe.write_text(page.replace("</body>", _PROBE + "</body>"), encoding="utf-8")
+    dom = _run_browser(f"--window-size={width},1000", "--dump-dom", probe.as_uri())
+    found = re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S)
+    assert found, dom[-500:]
+    measured: dict[str, Any] = json.loads(htmllib.unescape(found.group(1)))
+    return measured
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(BROWSER is None, reason="no headless Chromium on this host")
+def test_tables_fit_at_1400_and_800_px_and_on_a4(world: World, tmp_path: Path) -> None:
+    for width in (1400, 800):
+        seen = _measure(world.report, tmp_path, width, print_css=False)
+        assert seen["page"] <= seen["view"], f"the page scrolls sideways at {width} px"
+        for table in seen["tables"]:
+            assert table["right"] <= table["card"] + 1, (width, table)  # nothing off the card
+            if width == 1400:  # wide screens: every table fits without scrolling
+                assert table["sw"] <= table["cw"] + 1, (width, table)
+            elif table["sw"] > table["cw"] + 1 and "data" in table["cls"]:
+                assert table["first"] == "sticky", table  # scrolls, its key column stays
+    seen = _measure(world.report, tmp_path, A4_CONTENT_PX, print_css=True)
+    for table in seen["tables"]:  # on paper nothing scrolls: every table fits the width
+        assert table["sw"] <= table["cw"] + 1 and table["right"] <= table["card"] + 1, table
+    pdf = tmp_path / "report.pdf"
+    _run_browser(f"--print-to-pdf={pdf}", world.report.as_uri())
+    assert pdf.is_file() and pdf.read_bytes().startswith(b"%PDF")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from valuechain.spec.durations import parse_duration
@@ -121,3 +122,25 @@ def plain_text(text: str) -> str:
     def words(match: re.Match[str]) -> str:
         return ", ".join(a or b for a, b in _REPR_ITEM.findall(match.group(1)))
     return _REPR_LIST.sub(words, text)
+
+
+def local_path(path: str | Path, root: str | Path) -> str:
+    """A path as the report shows it: relative to the project folder, never a local absolute
+    path (outside the project: its last two parts after ``…/``).
+
+    >>> local_path("/home/me/fraud/data/tx.parquet", "/home/me/fraud")
+    'data/tx.parquet'
+    >>> local_path("/srv/lake/fraud/tx.parquet", "/home/me/fraud")
+    '…/fraud/tx.parquet'
+    >>> local_path("data/tx.parquet", "/home/me/fraud")
+    'data/tx.parquet'
+    """
+    given = Path(path)
+    if not given.is_absolute():
+        return given.as_posix()
+    for base in {Path(root), Path(root).resolve()}:
+        try:
+            return given.relative_to(base).as_posix() or "."
+        except ValueError:
+            continue
+    return "…/" + "/".join(given.parts[-2:])

@@ -30,6 +30,7 @@ from typing import Any
 from valuechain import __version__
 from valuechain.errors import DataError
 from valuechain.io import write_text
+from valuechain.report.fmt import local_path
 from valuechain.report.provenance import Mismatch, provenance
 from valuechain.report.section import (
     Section,
@@ -141,20 +142,6 @@ damaged or was written by another version of valuechain: run the stage again. Th
 marked as failed; the other sections are unaffected.</div>"""
 
 
-def _relative(path: Path, root: Path) -> str:
-    """``path`` relative to the project folder when inside it (no local absolute paths).
-
-    >>> _relative(Path("/home/me/fraud/.valuechain"), Path("/home/me/fraud"))
-    '.valuechain'
-    >>> _relative(Path("/elsewhere/ws"), Path("/home/me/fraud"))
-    'ws'
-    """
-    try:
-        return Path(path).resolve().relative_to(Path(root).resolve()).as_posix() or "."
-    except ValueError:
-        return Path(path).name
-
-
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "section"
 
@@ -234,9 +221,9 @@ def render_report(
     page = environment().get_template("report.html").render(
         project=project,
         generated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        spec_path=_relative(loaded.path, loaded.root),
+        spec_path=local_path(loaded.path, loaded.root),
         spec_hash=loaded.hash,
-        workspace=_relative(workspace, loaded.root),
+        workspace=local_path(workspace, loaded.root),
         version=__version__,
         sections=rendered,
         missing=sum(s.status == "missing" for s in rendered),

@@ -36,7 +36,7 @@ from valuechain.report.fmt import fmt_int, fmt_num, fmt_pct
 from valuechain.report.provenance import origin_note, provenance
 from valuechain.report.record import Record
 from valuechain.report.section import Section, fragment, register_section, unavailable
-from valuechain.report.svg import COLORS, Line, axis_ticks, nice_ticks, xy_chart
+from valuechain.report.svg import COLORS, TITLE_BAND, Line, axis_ticks, nice_ticks, xy_chart
 from valuechain.spec.durations import format_duration
 from valuechain.spec.loader import LoadedSpec
 
@@ -413,10 +413,13 @@ def capacity_chart(used: Sequence[float], limit: float | None, title: str, actio
                    f'<text x="{left + 230}" y="16" font-size="12" fill="{COLORS["ink"]}">'
                    f"limit {fmt_int(limit)}</text>")
     body.append(legend)
-    head = (f'<svg class="chart chart-capacity" role="img" viewBox="0 0 {width} {height}" '
-            f'width="100%" preserveAspectRatio="xMinYMin meet" {_FONT}>'
-            f"<title>{escape(title)}</title>")
-    return Markup(head + "".join(body) + "</svg>")
+    head = (f'<svg class="chart chart-capacity" role="img" viewBox="0 0 {width} '
+            f'{height + TITLE_BAND}" width="100%" preserveAspectRatio="xMinYMin meet" {_FONT}>'
+            f"<title>{escape(title)}</title>"
+            f'<text class="chart-title" x="4" y="15" font-size="13" font-weight="600" '
+            f'fill="{COLORS["ink"]}">{escape(title)}</text>'
+            f'<g transform="translate(0 {TITLE_BAND})">')
+    return Markup(head + "".join(body) + "</g></svg>")
 
 
 def _period_label(i: int, start: date | None, per: str) -> str:
@@ -698,7 +701,6 @@ so the saving is not luck of the period.</p>
 {% if capacity %}
 <h3>Capacity use per {{ per }}</h3>
 {% for c in capacity %}
-<p class="chart-title"><strong>{{ c.title }}</strong></p>
 <div style="max-width:900px">{{ c.chart }}</div>
 <p class="muted small">{{ c.role|capitalize }}: at most <strong>{{ c.max }}</strong>
 {{ action }} per {{ per }} ({{ c.share }} of the limit of {{ c.limit }}), {{ c.mean }} on

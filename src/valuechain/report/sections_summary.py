@@ -187,11 +187,11 @@ below on the test period.</p></div>
 {% if check is none %}<p>Not checked yet: run <code>valuechain check</code>.</p>
 {% else %}<p data-key="summary-ready" data-value="{{ check.passed|lower }}">{{ badge(check.passed, 'ready', 'not ready') }}
 {{ check.ok }} of {{ check.total }} checklist items pass{% if check.failed %}; failing: {{ check.failed|join(', ') }}{% endif %}
-(<code>valuechain check</code>).</p>{% endif %}</div>
+{{ " " }}(<code>valuechain check</code>).</p>{% endif %}</div>
 </div>
 {% if money %}
 <div class="summary-money">
-<h3>Money saved against today's rule, test period {{ money.first }} to {{ money.last }} ({{ money.days }} days)</h3>
+<h3>Money saved ({{ currency }}) against today's rule, test period {{ money.first }} to {{ money.last }} ({{ money.days }} days)</h3>
 <div class="table-wrap"><table class="figures">
 <thead><tr><th>saved</th><th>estimate</th><th>95 % interval</th></tr></thead>
 <tbody>
@@ -207,8 +207,8 @@ The interval resamples whole decision days (95 %). Projection: the per-day figur
 over the {{ money.blocks }} days with decisions; a month is 365.25 / 12 days and a year 365 days of
 that rate, assuming the volume, fraud mix and costs of the test period hold.</p>
 <p class="caption"><strong>Cost model</strong> (spec <code>value</code>): {% for name, text in costs %}{{ name }} costs <code>{{ text }}</code>{{ "; " if not loop.last else "." }}{% endfor %}
-{% if review %}Reviewers stop {{ review.catch }} of the positives they see; {{ review.friction }} of genuine customers held for review abandon.{% endif %}
-Today's rule: {% if rule_text %}<code>{{ rule_text }}</code> (its flagged rows go to review, first come first served, within the same capacity){% else %}none given{% endif %}.</p>
+{{ " " }}{% if review %}Reviewers stop {{ review.catch }} of the positives they see; {{ review.friction }} of genuine customers held for review abandon.{% endif %}
+{{ " " }}Today's rule: {% if rule_text %}<code>{{ rule_text }}</code> (its flagged rows go to review, first come first served, within the same capacity){% else %}none given{% endif %}.</p>
 </div>
 {% endif %}
 <div class="summary-grid">
