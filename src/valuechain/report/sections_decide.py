@@ -463,7 +463,8 @@ def _capacity_charts(body: Record, action: str, per: str,
         limit = cap.number("limit")
         at_limit = sum(1 for u in used if limit is not None and u == limit and limit > 0)
         over = sum(1 for u in used if limit is not None and u > limit)
-        title = f"{action.capitalize()} per {per} on the {role} period against the limit"
+        unit = {"1d": "day", "7d": "week", "1h": "hour"}.get(per, per)
+        title = f"{action.capitalize()} cases per {unit}, {role} period, against the limit"
         out.append({
             "role": role, "title": title,
             "asked_over": cap.get("requested_over_limit"),
