@@ -40,7 +40,14 @@ import pandas as pd
 from valuechain.decide import DecideResult
 from valuechain.report.fmt import fmt_int, fmt_num
 from valuechain.report.record import Record
-from valuechain.report.section import Section, fragment, read_json, register_section, unavailable
+from valuechain.report.section import (
+    Section,
+    Status,
+    fragment,
+    read_json,
+    register_section,
+    unavailable,
+)
 from valuechain.spec.loader import LoadedSpec
 
 __all__ = ["DAYS_PER_MONTH", "DAYS_PER_YEAR", "KpiFigures", "policy_in_words",
@@ -212,6 +219,9 @@ that rate, assuming the volume, fraud mix and costs of the test period hold.</p>
 </div>
 {% endif %}
 <div class="summary-grid">
+{% if kpi_error %}<div class="tile"><h3>The KPI on test</h3><p class="muted">Not available: the
+KPI and the spilled cases are recomputed from the run's test predictions, which cannot be read
+({{ kpi_error }}).</p></div>{% endif %}
 {% if kpi %}<div class="tile"><h3>The KPI on test</h3>
 <p>{{ kpi_text }}:
 policy <strong data-key="summary-kpi-policy" data-value="{{ kpi.policy }}">{{ kpi.policy_t }}</strong>{% if kpi.rule is not none %},
@@ -258,14 +268,21 @@ def summary_section(loaded: LoadedSpec, workspace: Path) -> Section:
         "money": None, "kpi": None, "caught": None, "load": None, "costs": [],
         "review": None, "rule_text": None, "currency": "",
         "policy_words": "not decided yet: run valuechain decide", "candidate": "–",
-        "run_id": "–"}
+        "run_id": "–", "kpi_error": ""}
     if decide_raw is None:
         section = Section("summary", "Summary", fragment(_HTML, **context),
                           "ok" if check and check["passed"] else "warn")
         return section if check is not None else unavailable(
             "summary", "Summary", "valuechain decide",
             "The summary shows the policy and its value once the decision stage has run.")
-    decided = DecideResult.load(workspace, root=loaded.root)
+    from valuechain.errors import DataError
+    try:
+        decided = DecideResult.load(workspace, root=loaded.root)
+    except DataError as err:  # the Decision policy section fails and names the file
+        return Section("summary", "Summary", fragment(
+            '<div class="hint error">The decision stage\'s output cannot be read, so the '
+            "summary cannot show the policy and its value: {{ err }}</div>", err=str(err)),
+            "warn")
     value = spec.value
     limit = decided.test.capacity.limit
     cap = next(iter(value.capacity.items()), None) if value and value.capacity else None
@@ -309,7 +326,12 @@ def summary_section(loaded: LoadedSpec, workspace: Path) -> Section:
         for key in ("value", "per_day", "per_month", "per_year", "rule_cost", "policy_cost"):
             money[f"{key}_t"] = _money(money[key])
         context["money"] = money
-    figures = recompute_kpis(loaded, decided) if rule is not None or limit else None
+    figures, kpi_error = None, ""
+    try:
+        figures = recompute_kpis(loaded, decided)
+    except DataError as err:  # the run or its predictions are gone: no KPI, say why
+        kpi_error = str(err)
+    context["kpi_error"] = kpi_error
     if figures is not None:
         if not math.isclose(figures.policy_cost, decided.test.expected_cost, rel_tol=1e-6,
                             abs_tol=0.01):
@@ -341,5 +363,5 @@ def summary_section(loaded: LoadedSpec, workspace: Path) -> Section:
             "spilled": figures.spilled if figures else 0,
             "spilled_t": fmt_int(figures.spilled if figures else 0),
             "overflow": overflow or "overflow"}
-    status = "ok" if check is not None and check["passed"] else "warn"
+    status: Status = "ok" if check is not None and check["passed"] else "warn"
     return Section("summary", "Summary", fragment(_HTML, **context), status)
