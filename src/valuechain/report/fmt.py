@@ -106,6 +106,8 @@ def fmt_duration(value: Any) -> str:
 _QUOTED = r"(?:'[^'\n]*'|\"[^\"\n]*\")"
 _REPR_LIST = re.compile(r"[\[(](" + _QUOTED + r"(?:,\s*" + _QUOTED + r")*),?[\])]")
 _REPR_ITEM = re.compile(r"'([^'\n]*)'|\"([^\"\n]*)\"")
+_REPR_DICT = re.compile(r"\{((?:'[^'\n]*': [^,{}\n]+(?:, )?)+)\}")
+_REPR_PAIR = re.compile(r"'([^'\n]*)': ([^,{}\n]+)")
 
 
 def plain_text(text: str) -> str:
@@ -118,10 +120,15 @@ def plain_text(text: str) -> str:
     "with actions approve, review, decline; label 'is_fraud'"
     >>> plain_text("join on [('transaction_id', 'transaction_id')]")
     'join on [transaction_id, transaction_id]'
+    >>> plain_text("'duckdb' with {'threads': None, 'memory_limit': '4GB'}")
+    "'duckdb' with threads None, memory_limit '4GB'"
     """
     def words(match: re.Match[str]) -> str:
         return ", ".join(a or b for a, b in _REPR_ITEM.findall(match.group(1)))
-    return _REPR_LIST.sub(words, text)
+
+    def pairs(match: re.Match[str]) -> str:
+        return ", ".join(f"{k} {v}" for k, v in _REPR_PAIR.findall(match.group(1)))
+    return _REPR_DICT.sub(pairs, _REPR_LIST.sub(words, text))
 
 
 def local_path(path: str | Path, root: str | Path) -> str:

@@ -32,10 +32,11 @@ from markupsafe import Markup, escape
 
 from valuechain.decide import DecideResult
 from valuechain.errors import DataError
-from valuechain.report.fmt import fmt_int, fmt_num, fmt_pct
+from valuechain.report.fmt import fmt_int, fmt_num, fmt_pct, plain_text
 from valuechain.report.provenance import origin_note, provenance
 from valuechain.report.record import Record
 from valuechain.report.section import Section, fragment, register_section, unavailable
+from valuechain.report.sections_summary import policy_in_words
 from valuechain.report.svg import COLORS, TITLE_BAND, Line, axis_ticks, nice_ticks, xy_chart
 from valuechain.spec.durations import format_duration
 from valuechain.spec.loader import LoadedSpec
@@ -328,14 +329,18 @@ def _sensitivity(body: Record) -> tuple[list[dict[str, Any]], list[str]]:
     return rows, [BASELINE_LABELS.get(n, n) for n in against]
 
 
-def _value_chain(body: Record) -> list[dict[str, Any]]:
+def _value_chain(body: Record, rule_words: str | None = None) -> list[dict[str, Any]]:
+    """The value-chain links; the decision rule in words (``rule_words``) when given."""
     out = []
     for link in body.subs("value_chain"):
         name = link.text("link")
         owner = link.text("owner").strip()
         missing = owner.lower() in _NO_OWNER
+        what = link.text("what")
+        if name == "decision rule" and rule_words:
+            what = rule_words
         out.append({"link": name, "owner": owner, "missing": missing,
-                    "field": _OWNER_FIELDS.get(name, "owners"), "what": link.text("what")})
+                    "field": _OWNER_FIELDS.get(name, "owners"), "what": plain_text(what)})
     return out
 
 
@@ -832,7 +837,12 @@ def decide_section(loaded: LoadedSpec, workspace: Path) -> Section:
     limited = limited_action(policy)
     action = _counted_action(loaded, limited)
     currency = _currency(loaded)
-    chain = _value_chain(body)
+    cap = loaded.spec.value.capacity if loaded.spec.value else {}
+    overflow = next(iter(cap.values())).overflow if cap else None
+    limit = body.sub("test").sub("capacity").number("limit")
+    unit = {"1d": "day", "7d": "week", "1h": "hour"}.get(per, per)
+    chain = _value_chain(body, policy_in_words(
+        policy, limit=int(limit) if limit is not None else None, per=unit, overflow=overflow))
     savings = _savings(body)
     sensitivity, against = _sensitivity(body)
     frontier, frontier_note = _frontier_chart(body, limited, per, currency, action)
