@@ -153,11 +153,11 @@ def floor_app(project: Path) -> FastAPI:
 
 
 def start_valuechain(project: Path, port: int, log: Path, env: dict[str, str],
-                     sync: str = "full", workers: int = 1, state: str = "memory"
-                     ) -> subprocess.Popen[bytes]:
+                     sync: str = "full", workers: int = 1, state: str = "memory",
+                     reasons: str = "all") -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-c", "from valuechain.cli import main; main()", "serve", "--spec",
            str(project), "--port", str(port), "--log", str(log), "--log-sync", sync,
-           "--state", state]
+           "--state", state, "--reasons", reasons]
     if workers > 1:
         cmd += ["--workers", str(workers)]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -369,7 +369,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         port = free_port()
         server_env = {**env, **dict(kv.split("=", 1) for kv in args.server_env)}
         proc = start_valuechain(project, port, workdir / "decisions.sqlite", server_env,
-                                args.log_sync, args.workers, args.state)
+                                args.log_sync, args.workers, args.state, args.reasons)
         try:
             wait_ready(port, proc)
             print("valuechain serve (whole path)", flush=True)
@@ -477,6 +477,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=1,
                         help="valuechain serve --workers (above 1 needs --state redis://...)")
     parser.add_argument("--state", default="memory", help="valuechain serve --state")
+    parser.add_argument("--reasons", default="all", choices=("all", "flagged", "none"),
+                        help="valuechain serve --reasons")
     parser.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
                         help="environment of the valuechain server (repeatable), e.g. "
                         "VALUECHAIN_REASONS_THREAD=1")
