@@ -42,7 +42,7 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, SqlglotError
 
 from valuechain.errors import SpecError
-from valuechain.sql import quote_ident
+from valuechain.sql import connect, quote_ident
 from valuechain.threads import threads
 
 if TYPE_CHECKING:
@@ -257,7 +257,7 @@ def evaluate(
     body = f"CAST(({parsed.sql(DIALECT)}) AS {target})"
     if kind == "bool":
         body = f"coalesce({body}, false)"
-    con = duckdb.connect()
+    con = connect()
     try:
         con.execute(f"SET threads = {threads()}")
         con.register("__frame", frame)

@@ -1,4 +1,4 @@
-"""The one copy of SQL quoting: identifiers and string literals.
+"""The one copy of SQL quoting (identifiers and string literals) and of opening DuckDB.
 
 Every SQL statement valuechain builds pastes names (columns, views) and paths (source files)
 through these two functions, so a column called ``my "col"`` or a file under a folder named
@@ -17,10 +17,25 @@ from __future__ import annotations
 
 import os
 from os import PathLike
+from typing import Any
+
+import duckdb
 
 from valuechain.errors import DataError, SpecError
 
-__all__ = ["quote_ident", "quote_literal"]
+__all__ = ["connect", "quote_ident", "quote_literal"]
+
+
+def connect(**config: Any) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection as valuechain uses it: no progress bar (DuckDB prints
+    it on stdout for long queries, which would break ``--json`` output), ``config`` added.
+
+    >>> connect().execute("SELECT current_setting('enable_progress_bar')").fetchone()
+    (False,)
+    """
+    con = duckdb.connect(config=config) if config else duckdb.connect()
+    con.execute("SET enable_progress_bar = false")  # a session option, not a global one
+    return con
 
 
 def quote_ident(name: str) -> str:

@@ -19,7 +19,7 @@ from valuechain.data.sources import Catalog, datetime_to_us
 from valuechain.errors import DataError
 from valuechain.spec.durations import to_micros
 from valuechain.spec.loader import LoadedSpec
-from valuechain.sql import quote_ident, quote_literal
+from valuechain.sql import connect, quote_ident, quote_literal
 
 __all__ = ["DECISION_ID", "audit_frame", "audit_project", "explain", "load_flat"]
 
@@ -69,7 +69,7 @@ def load_flat(path: str | Path) -> pd.DataFrame:
                         "audit.")
     reader = "read_parquet" if path.suffix.lower() in (".parquet", ".pq") else "read_csv"
     try:
-        with duckdb.connect() as con:
+        with connect() as con:
             return pd.DataFrame(con.sql(f"SELECT * FROM {reader}({quote_literal(path)})").df())
     except duckdb.Error as err:
         raise DataError(f"{path}: could not read it ({str(err).splitlines()[0]}). Check that "

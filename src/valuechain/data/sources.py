@@ -19,7 +19,7 @@ import duckdb
 from valuechain.data.plan import Locator, Plan, SourceRef, locator, source_refs
 from valuechain.errors import DataError
 from valuechain.spec.loader import LoadedSpec
-from valuechain.sql import quote_ident, quote_literal
+from valuechain.sql import connect, quote_ident, quote_literal
 
 __all__ = ["Catalog", "SourceInfo", "datetime_to_us", "fingerprint", "us_to_datetime"]
 
@@ -109,7 +109,7 @@ class Catalog:
         else:
             self.sources = source_refs(loaded)
             self.locator = locator(loaded)
-        self.con = con or duckdb.connect()
+        self.con = con or connect()
         self.con.execute("SET enable_progress_bar = false")
         # Text with an offset converts to a UTC instant whatever the machine's time zone.
         self.con.execute("SET TimeZone = 'UTC'")

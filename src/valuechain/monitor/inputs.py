@@ -73,6 +73,7 @@ import pyarrow.parquet as pq
 from valuechain.errors import ArtifactError
 from valuechain.monitor.kpis import signals_frame
 from valuechain.policy.capacity import PERIOD_ANCHOR_US
+from valuechain.sql import connect
 
 if TYPE_CHECKING:
     from valuechain.registry.bundle import Bundle
@@ -571,7 +572,7 @@ def _flatten(raw: pa.Table, path: Path) -> pd.DataFrame:
         "policy_version": raw["policy_version"], "score": raw["score"],
         "policy_action": raw["policy_action"], "action": raw["action"],
         "overflow": pc.not_equal(raw["overflow"], 0), "origin": raw["origin"]}
-    con = duckdb.connect()
+    con = connect()
     try:
         con.execute("SET enable_progress_bar = false")  # the CLI owns the terminal
         cols.update(_latency(con, raw))

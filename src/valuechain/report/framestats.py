@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from valuechain.artifacts import fix_command, open_artifact
-from valuechain.sql import quote_ident, quote_literal
+from valuechain.sql import connect, quote_ident, quote_literal
 
 __all__ = ["Histogram", "TimeSeries", "histograms", "over_time"]
 
@@ -40,7 +40,7 @@ def _scan(path: Path) -> str:
 
 
 def _connect() -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect()
+    con = connect()
     con.execute("SET TimeZone = 'UTC'")
     return con
 

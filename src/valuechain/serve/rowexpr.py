@@ -29,6 +29,7 @@ from sqlglot import exp
 
 from valuechain.errors import DataError
 from valuechain.expressions import DIALECT, Expression
+from valuechain.sql import connect
 
 __all__ = ["DuckDBRow", "RowFunction", "compile_expression"]
 
@@ -262,7 +263,7 @@ class DuckDBRow:
 
     def _run(self, row: Mapping[str, Any]) -> Any:
         if self._con is None:
-            self._con = duckdb.connect()
+            self._con = connect()
             self._con.execute("SET threads = 1")
         columns = {}
         for name in self.expr.columns:

@@ -32,7 +32,7 @@ from valuechain.data.pit import EMPTY_ZERO, KNOWN, LABEL, PitProblem, Window
 from valuechain.data.plan import Plan
 from valuechain.data.sources import Catalog
 from valuechain.errors import EngineError
-from valuechain.sql import quote_ident, quote_literal
+from valuechain.sql import connect, quote_ident, quote_literal
 from valuechain.threads import threads as default_threads
 
 __all__ = ["DuckDBConfig", "DuckDBEngine", "DuckDBKernel"]
@@ -104,7 +104,7 @@ class DuckDBEngine:
     def execute(self, plan: Plan, progress: Progress | None = None) -> EngineOutput:
         config = self.config
         assert isinstance(config, DuckDBConfig)
-        con = duckdb.connect()
+        con = connect()
         try:
             con.execute(f"SET threads = {int(config.threads or default_threads())}")
             if config.memory_limit:
@@ -126,7 +126,7 @@ class DuckDBKernel:
         self.memory_limit = memory_limit
 
     def compute(self, problem: PitProblem) -> pa.Table:
-        con = duckdb.connect()
+        con = connect()
         try:
             con.execute(f"SET threads = {int(self.threads)}")
             if self.memory_limit:

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import duckdb
-
 from valuechain.data.engines.base import EngineConfig, EngineOutput, Progress
 from valuechain.data.engines.resolve import output, resolve
 from valuechain.data.pit import ReferenceKernel
 from valuechain.data.plan import Plan
 from valuechain.data.sources import Catalog
+from valuechain.sql import connect
 
 __all__ = ["ReferenceConfig", "ReferenceEngine"]
 
@@ -43,7 +42,7 @@ class ReferenceEngine:
                        else ReferenceConfig.model_validate({}))
 
     def execute(self, plan: Plan, progress: Progress | None = None) -> EngineOutput:
-        con = duckdb.connect()
+        con = connect()
         try:
             con.execute("SET threads = 1")
             resolved = resolve(plan, Catalog(plan, con=con), progress)
