@@ -31,9 +31,11 @@ the defaults about 3.5-5 % of the active customers cancel within 30 days of a Mo
 lists the ``capacity`` riskiest active customers by a simple rule (capacity 2,000 per week per
 100,000 customers: ``round(20 * customers / 1000)``, at least 10). The rule score is the drop
 in sessions (last 2 weeks vs the 4 before, per week, relative), plus 0.5 per ticket and 1 per
-failed payment in the last 4 weeks. Within each decile of the rule score *among the listed*,
-exactly 20 % (rounded) are drawn at random as **control**; the others are **treated** (called
-during the week). Every listed customer has a row in ``outreach``.
+failed payment in the last 4 weeks. ``round(20 %)`` of each week's list is drawn at random as
+**control**, stratified by the decile of the rule score *among the listed*: each decile holds
+out ``floor(20 % of its size)`` and the remainder goes one each to deciles drawn at random, so
+every decile's expected control share is 20 % (exactly 20 % when the list is a multiple of 50).
+The others are **treated** (called during the week). Every listed customer has a row in ``outreach``.
 
 **What a call truly does.** Each customer has a fixed response type (``truth``):
 
@@ -468,11 +470,7 @@ def _weekly(rng: np.random.Generator, e: dict[str, Arr], h: Arr, obs: dict[str, 
             top, top_score = idx[best], rule[best]
             m = len(top)
             decile = (np.arange(m) * 10 // m).astype(np.int8)  # 0: riskiest tenth
-            treated = np.ones(m, bool)
-            for d in range(10):
-                members = np.flatnonzero(decile == d)
-                held = rng.choice(members, round(CONTROL_SHARE * len(members)), replace=False)
-                treated[held] = False
+            treated = _stratified_control(rng, decile, round(CONTROL_SHARE * m))
             last_call[top[treated]] = w
             for key, value in (("cust", top), ("week", np.full(m, w)), ("score", top_score),
                                ("decile", decile), ("rank", np.arange(1, m + 1)),
@@ -485,6 +483,32 @@ def _weekly(rng: np.random.Generator, e: dict[str, Arr], h: Arr, obs: dict[str, 
         cancel[at_risk] = np.minimum(when[at_risk], end - 1)
     listing = {k: np.concatenate(v) if v else np.zeros(0, np.int64) for k, v in rows.items()}
     return cancel, listing
+
+
+def _stratified_control(rng: np.random.Generator, stratum: Arr, total: int) -> Arr:
+    """Hold out ``total`` rows as control (False), spread evenly over the strata at random.
+
+    Each stratum holds out ``floor(share * size)``, and the remainder goes, one each, to
+    strata drawn at random without replacement (weighted by their leftover fraction), so the
+    expected control share is the same in every stratum and the total is exact.
+
+    >>> treated = _stratified_control(np.random.default_rng(0), np.repeat(np.arange(10), 5), 10)
+    >>> int((~treated).sum()), [int((~treated[i * 5:(i + 1) * 5]).sum()) for i in range(10)]
+    (10, [1, 1, 1, 1, 1, 1, 1, 1, 1, 1])
+    """
+    treated = np.ones(len(stratum), bool)
+    sizes = np.bincount(stratum)
+    share = total / max(len(stratum), 1)
+    base = np.floor(share * sizes + 1e-9).astype(np.int64)
+    left = share * sizes - base
+    extra = total - int(base.sum())
+    if extra > 0:
+        bonus = rng.choice(len(sizes), extra, replace=False, p=left / left.sum())
+        base[bonus] += 1
+    for d in np.flatnonzero(base):
+        members = np.flatnonzero(stratum == d)
+        treated[rng.choice(members, int(base[d]), replace=False)] = False
+    return treated
 
 
 def _strings(codes: Arr, labels: tuple[str, ...]) -> pa.Array:
