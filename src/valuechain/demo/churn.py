@@ -314,7 +314,7 @@ def simulate_churn(
     rng = np.random.default_rng(seed)
     t0 = datetime(t0.year, t0.month, t0.day)
     monday = t0 + timedelta(days=(7 - t0.weekday()) % 7)
-    end = int(round(months * 30.44)) * DAY - (monday - t0).days * DAY  # seconds from monday
+    end = round(months * 30.44) * DAY - (monday - t0).days * DAY  # seconds from monday
     weeks = -(-end // WEEK)
     e = _customers(rng, customers, end)
     _report(progress, "customers", 0.05)
