@@ -295,8 +295,8 @@ def simulate_churn(
     """Simulate the churn world in memory (see :func:`generate_churn` for the parameters).
 
     >>> world = simulate_churn(customers=1_000, months=5, seed=2)
-    >>> world.capacity, set(world.tables["outreach"].column("group").to_pylist())
-    (10, {'control', 'treated'})
+    >>> world.capacity, sorted(set(world.tables["outreach"].column("group").to_pylist()))
+    (20, ['control', 'treated'])
     """
     if not 500 <= customers <= 10_000_000:
         raise ValuechainError(f"churn demo: `customers` {customers} is out of range; use "
