@@ -50,8 +50,10 @@ sleeping_dog      5 %     1.0, a third of the usage        2.0 (reminded to leav
 
 A call's multiplier holds for the 30 days after the Monday of the listing (weeks 0-3, and
 2/7 of week 4); a later call restarts it. The true effect of a call at Monday ``t`` is
-``uplift = p0 - p1``, the 30-day cancel probabilities without and with a call, computed from
-the customer's hazards (ignoring other calls). It is kept in memory (``ChurnWorld.truth``,
+``uplift = p0 - p1``, the 30-day cancel probabilities without and with a call now, computed
+from the customer's hazards *given the calls made before t* (a customer called last week is
+still partly under that call without a new one: the effect of calling again is small) and
+ignoring later calls. This is what a randomized listing at ``t`` measures. It is kept in memory (``ChurnWorld.truth``,
 ``ChurnWorld.uplift``) and written to ``out/truth/`` when asked, which is **not** a source.
 
 **Planted leaks.**
@@ -326,7 +328,7 @@ def simulate_churn(
     epoch = int((monday - datetime(1970, 1, 1)).total_seconds())
     tables = _tables(rng, e, obs, cancel, listing, end, epoch)
     _report(progress, "tables", 0.7)
-    truth, uplift = _truth(e, hz, cancel, weeks, epoch)
+    truth, uplift = _truth(e, listing, cancel, weeks, epoch)
     return ChurnWorld(tables, truth, uplift, t0, monday, monday + timedelta(seconds=end),
                       monday + timedelta(seconds=end), capacity, seed)
 
@@ -454,6 +456,7 @@ def _weekly(rng: np.random.Generator, e: dict[str, Arr], h: Arr, obs: dict[str, 
     mult = TYPE_CALL[e["type"]]
     rows: dict[str, list[Arr]] = {k: [] for k in ("cust", "week", "score", "decile", "rank",
                                                   "treated")}
+    truth: dict[str, list[Arr]] = {k: [] for k in ("cust", "week", "p0", "p1")}
     cum = {k: np.concatenate([np.zeros((n, 1), np.int32), np.cumsum(obs[k], axis=1,
                                                                     dtype=np.int32)], axis=1)
            for k in ("sessions", "tickets", "fails")}
@@ -462,6 +465,9 @@ def _weekly(rng: np.random.Generator, e: dict[str, Arr], h: Arr, obs: dict[str, 
         active = (e["start"] <= t) & (cancel > t)
         if w >= OUTREACH_FROM:
             idx = np.flatnonzero(active)
+            for key, value in zip(("cust", "week", "p0", "p1"),
+                                  _effect(h, idx, w, last_call[idx], mult[idx]), strict=True):
+                truth[key].append(value)
             rule = _rule_score(cum, w, idx)
             noisy = -(rule + rng.random(len(idx)) * 1e-6)
             best = np.argpartition(noisy, capacity - 1)[:capacity] if len(idx) > capacity \
@@ -476,13 +482,38 @@ def _weekly(rng: np.random.Generator, e: dict[str, Arr], h: Arr, obs: dict[str, 
                                ("decile", decile), ("rank", np.arange(1, m + 1)),
                                ("treated", treated)):
                 rows[key].append(value)
-        since = w - last_call
-        factor = np.where(since < 4, mult, np.where(since == 4, 2 / 7 * mult + 5 / 7, 1.0))
+        factor = _call_factor(w - last_call, mult)
         at_risk = active & (rng.random(n) < h[:, w] * factor)
         when = t + rng.integers(0, WEEK, n)
         cancel[at_risk] = np.minimum(when[at_risk], end - 1)
     listing = {k: np.concatenate(v) if v else np.zeros(0, np.int64) for k, v in rows.items()}
+    listing.update({f"truth_{k}": np.concatenate(v) if v else np.zeros(0)
+                    for k, v in truth.items()})
     return cancel, listing
+
+
+def _call_factor(since: Arr, mult: Arr) -> Arr:
+    """Hazard factor of a week ``since`` weeks after the last call (30 days: 4 + 2/7 weeks)."""
+    return np.asarray(np.where(since < 4, mult, np.where(since == 4, 2 / 7 * mult + 5 / 7,
+                                                           1.0)), float)
+
+
+def _effect(h: Arr, idx: Arr, w: int, last: Arr, mult: Arr) -> tuple[Arr, Arr, Arr, Arr]:
+    """30-day cancel probabilities at Monday ``w`` without and with a call now.
+
+    Without: the earlier calls' effects as they are; with: a call at ``w`` (restarting the
+    effect). The 30 days are weeks ``w .. w + 3`` and the first 2/7 of week ``w + 4``.
+    """
+    weeks = h.shape[1]
+    log0 = np.zeros(len(idx))
+    log1 = np.zeros(len(idx))
+    for k in range(5):
+        hk = h[idx, min(w + k, weeks - 1)].astype(np.float64)
+        share = 1.0 if k < 4 else CALL_WEEKS - 4
+        log0 += np.log1p(-share * np.minimum(hk * _call_factor(w + k - last, mult), 0.95))
+        log1 += np.log1p(-share * np.minimum(hk * _call_factor(np.full(len(idx), k), mult),
+                                             0.95))
+    return idx, np.full(len(idx), w), 1.0 - np.exp(log0), 1.0 - np.exp(log1)
 
 
 def _stratified_control(rng: np.random.Generator, stratum: Arr, total: int) -> Arr:
@@ -669,26 +700,13 @@ def _tables(rng: np.random.Generator, e: dict[str, Arr], obs: dict[str, Arr], ca
     }
 
 
-def _truth(e: dict[str, Arr], h: Arr, cancel: Arr, weeks: int,
+def _truth(e: dict[str, Arr], listing: dict[str, Arr], cancel: Arr, weeks: int,
            epoch: int) -> tuple[pa.Table, pa.Table]:
     """Per customer: the response type; per active customer-Monday: the true uplift."""
     n = len(e["start"])
-    pad = np.concatenate([h, np.repeat(h[:, -1:], 5, axis=1)], axis=1).astype(np.float64)
-    m = TYPE_CALL[e["type"]][:, None]
-    weight = np.array([1.0, 1.0, 1.0, 1.0, CALL_WEEKS - 4])  # 30 days = 4 weeks + 2 days
-    log0 = np.zeros((n, weeks))
-    log1 = np.zeros((n, weeks))
-    for k in range(5):
-        hk = pad[:, k:k + weeks]
-        log0 += np.log1p(-weight[k] * hk)
-        log1 += np.log1p(-weight[k] * np.minimum(hk * m, 0.95))
-    grid = np.arange(weeks, dtype=np.int64) * WEEK
-    act = (e["start"][:, None] <= grid[None, :]) & (cancel[:, None] > grid[None, :])
-    act[:, :OUTREACH_FROM] = False
-    wk, cu = np.nonzero(act.T)
-    p0 = 1.0 - np.exp(log0[cu, wk])
-    p1 = 1.0 - np.exp(log1[cu, wk])
-    t = grid[wk]
+    cu, wk = listing["truth_cust"].astype(np.int64), listing["truth_week"].astype(np.int64)
+    p0, p1 = listing["truth_p0"], listing["truth_p1"]
+    t = wk * WEEK
     onset_at = e["onset"] * WEEK
     has_onset = onset_at < weeks * WEEK
     truth = pa.table({
@@ -699,7 +717,7 @@ def _truth(e: dict[str, Arr], h: Arr, cancel: Arr, weeks: int,
                                       * 1_000_000, 0), pa.timestamp("us"), mask=~has_onset),
     })
     uplift = pa.table({
-        "customer_id": pa.array(ID_BASE + 1 + cu.astype(np.int64)),
+        "customer_id": pa.array(ID_BASE + 1 + cu),
         "decision_time": pa.array((t + epoch) * 1_000_000, pa.timestamp("us")),
         "p_cancel_30d": pa.array(p0),
         "p_cancel_30d_called": pa.array(p1),
