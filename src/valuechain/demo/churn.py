@@ -35,7 +35,10 @@ failed payment in the last 4 weeks. ``round(20 %)`` of each week's list is drawn
 **control**, stratified by the decile of the rule score *among the listed*: each decile holds
 out ``floor(20 % of its size)`` and the remainder goes one each to deciles drawn at random, so
 every decile's expected control share is 20 % (exactly 20 % when the list is a multiple of 50).
-The others are **treated** (called during the week). Every listed customer has a row in ``outreach``.
+The others are **treated** (called during the week). A listed customer, called or held
+out, is not listed again for 5 weeks (a cooldown: the control stays uncalled for the 30 days
+its outcome is measured over, and calls' effects do not overlap). Every listed customer has a
+row in ``outreach``.
 
 **What a call truly does.** Each customer has a fixed response type (``truth``):
 
@@ -129,6 +132,7 @@ TYPE_USAGE = np.array([1.0, 1.0, 1.0, 0.35])
 BASE_HAZARD, NEW_HAZARD, ONSET_RATE, DECLINE_HAZARD = 0.0015, 0.01, 0.006, 0.22
 FAIL_P, RETRY_OK, FAIL_HAZARD, DUNNING_HAZARD = 0.03, 0.55, 0.03, 0.35
 OUTREACH_FROM = 8  # the first listing Monday (week index): 8 weeks of history first
+COOLDOWN_WEEKS = 5  # a listed customer (called or held out) is not listed again for 5 weeks
 CONTROL_SHARE = 0.2
 CALL_WEEKS = 30 / 7  # a call's effect lasts 30 days
 ID_BASE = 10**6
@@ -453,6 +457,7 @@ def _weekly(rng: np.random.Generator, e: dict[str, Arr], h: Arr, obs: dict[str, 
     n = len(e["start"])
     cancel = np.full(n, np.iinfo(np.int64).max)
     last_call = np.full(n, -100)
+    last_listed = np.full(n, -100)
     mult = TYPE_CALL[e["type"]]
     rows: dict[str, list[Arr]] = {k: [] for k in ("cust", "week", "score", "decile", "rank",
                                                   "treated")}
@@ -468,6 +473,7 @@ def _weekly(rng: np.random.Generator, e: dict[str, Arr], h: Arr, obs: dict[str, 
             for key, value in zip(("cust", "week", "p0", "p1"),
                                   _effect(h, idx, w, last_call[idx], mult[idx]), strict=True):
                 truth[key].append(value)
+            idx = idx[w - last_listed[idx] >= COOLDOWN_WEEKS]
             rule = _rule_score(cum, w, idx)
             noisy = -(rule + rng.random(len(idx)) * 1e-6)
             best = np.argpartition(noisy, capacity - 1)[:capacity] if len(idx) > capacity \
@@ -478,6 +484,7 @@ def _weekly(rng: np.random.Generator, e: dict[str, Arr], h: Arr, obs: dict[str, 
             decile = (np.arange(m) * 10 // m).astype(np.int8)  # 0: riskiest tenth
             treated = _stratified_control(rng, decile, round(CONTROL_SHARE * m))
             last_call[top[treated]] = w
+            last_listed[top] = w
             for key, value in (("cust", top), ("week", np.full(m, w)), ("score", top_score),
                                ("decile", decile), ("rank", np.arange(1, m + 1)),
                                ("treated", treated)):
