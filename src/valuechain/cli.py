@@ -631,10 +631,10 @@ def demo_fraud(
 
 # --- command modules (each registers its commands on `app` when imported)
 # (one import line per module, alphabetical)
+from valuechain import cli_churn as _cli_churn  # noqa: E402, F401  (registers commands)
 from valuechain import cli_parity as _cli_parity  # noqa: E402, F401  (registers commands)
 from valuechain import cli_registry as _cli_registry  # noqa: E402, F401  (registers commands)
 from valuechain import cli_serve as _cli_serve  # noqa: E402, F401  (registers commands)
-from valuechain import cli_churn as _cli_churn  # noqa: E402, F401  (registers commands)
 
 
 def main() -> None:
