@@ -215,6 +215,9 @@ def test_every_failing_gate_is_named_with_its_figures(project: dict[str, object]
     # (d) no owner for operations
     spec = yaml.safe_load((copy / "valuechain.yaml").read_text())
     del spec["owners"]["operations"]
+    for rule in spec.get("monitoring", {}).get("alerts", []):  # alert owners must exist
+        if rule.get("owner") == "operations":
+            rule["owner"] = "the review desk"
     (copy / "valuechain.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
 
     result = package(copy)

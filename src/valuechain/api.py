@@ -249,6 +249,7 @@ def audit(
     label_col: str | None = None,
     key_col: str | None = None,
     seed: int = 0,
+    as_of: datetime | None = None,
     progress: Progress | None = None,
 ) -> AuditResult:
     """Find features that could carry information from after the decision.
@@ -299,7 +300,7 @@ def audit(
     with _boundary("audit"):
         if progress:
             progress("build, then checks", 0.2)
-        result, _ = audit_project(loaded, seed=seed)
+        result, _ = audit_project(loaded, seed=seed, as_of=as_of)
         write_json(loaded.workspace / "audit.json", result.to_json())
     return result
 
@@ -311,6 +312,7 @@ def train(
     candidates: Sequence[str] | None = None,
     estimators: Mapping[str, Any] | None = None,
     backtest: int = 0,
+    as_of: datetime | None = None,
     progress: Progress | None = None,
 ) -> TrainResult:
     """Train the baselines, our models and yours on time periods; calibrate; evaluate.
@@ -330,6 +332,9 @@ def train(
         evaluated beside ours (see :func:`valuechain.models.as_candidate`).
     backtest : int
         Rolling-origin folds (0: none).
+    as_of : datetime, optional
+        Train on the frame built as of this time (default: the latest time in the sources;
+        the same ``as_of`` as :func:`build`).
     progress : callable, optional
         Called with ``(stage label, fraction done)``.
 
@@ -351,7 +356,7 @@ def train(
     loaded = _loaded(spec)
     with _boundary("train"):
         return train_project(loaded, seed=seed, candidates=candidates, backtest_folds=backtest,
-                             progress=progress, estimators=estimators)
+                             progress=progress, estimators=estimators, as_of=as_of)
 
 
 def decide(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -26,10 +27,14 @@ DECISION_ID = "decision_id"
 """The decision identity column `valuechain build` writes first; never audited as a feature."""
 
 
-def audit_project(loaded: LoadedSpec, *, seed: int = 0) -> tuple[AuditResult, AuditFrame]:
-    """Static checks on the spec and its sources, empirical checks on the built frame."""
+def audit_project(loaded: LoadedSpec, *, seed: int = 0, as_of: datetime | None = None
+                  ) -> tuple[AuditResult, AuditFrame]:
+    """Static checks on the spec and its sources, empirical checks on the built frame.
+
+    ``as_of``: the frame built as of that time (default: the latest time in the sources).
+    """
     spec = loaded.spec
-    built = build_frame(loaded)
+    built = build_frame(loaded, as_of=as_of)
     frame = open_artifact(built.frame, "parquet", what="the built frame",
                           rebuild=fix_command(loaded.root, "build", "--force"))
     manifest = built.manifest["frame"]

@@ -44,17 +44,25 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.parquet as pq
+import yaml
 
 from valuechain.errors import ValuechainError
 
 __all__ = [
+    "COMPACT_STORY",
+    "FULL_STORY",
     "TABLES",
     "FraudWorld",
     "FraudWorldSummary",
     "Shipped",
+    "Story",
     "generate_fraud",
+    "make_story",
+    "monitor_story",
     "ship",
+    "ship_as_of",
     "simulate_fraud",
+    "story_spec",
 ]
 
 Arr = npt.NDArray[Any]
@@ -162,6 +170,8 @@ def generate_fraud(
     days: int = 270,
     start: str = "2025-01-01",
     progress: Progress | None = None,
+    campaign_days: int = CAMPAIGN_DAYS,
+    campaign_scale: float = 1.0,
 ) -> FraudWorldSummary:
     """Simulate the fraud world and write one Parquet file per table into ``out``.
 
@@ -182,6 +192,14 @@ def generate_fraud(
         First day, ISO format, tz-naive.
     progress : callable, optional
         Called as ``progress(stage, fraction)`` with fraction in [0, 1].
+    campaign_days : int
+        The late campaign runs in the last ``campaign_days`` days (default 60), at the same
+        daily intensity (its size scales with ``campaign_days / 60``). The default world is
+        unchanged by this option; a longer campaign in a longer world lets its cohorts mature
+        (the monitoring story of ``valuechain demo fraud-story``, docs/retraining.md).
+    campaign_scale : float
+        Multiplies the campaign's daily intensity (default 1: about 1 % of the payments of a
+        campaign day; 20: about a fifth).
 
     Returns
     -------
@@ -195,7 +213,8 @@ def generate_fraud(
     (5000, 'chargebacks.parquet')
     """
     began = time.perf_counter()
-    world = simulate_fraud(rows=rows, seed=seed, days=days, start=start, progress=progress)
+    world = simulate_fraud(rows=rows, seed=seed, days=days, start=start, progress=progress,
+                           campaign_days=campaign_days, campaign_scale=campaign_scale)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
@@ -232,6 +251,8 @@ def simulate_fraud(
     days: int = 270,
     start: str = "2025-01-01",
     progress: Progress | None = None,
+    campaign_days: int = CAMPAIGN_DAYS,
+    campaign_scale: float = 1.0,
 ) -> FraudWorld:
     """Simulate the fraud world in memory (see :func:`generate_fraud` for the parameters).
 
@@ -246,6 +267,13 @@ def simulate_fraud(
             f"fraud demo: days={days} is too short; use at least 90 days (the late campaign "
             f"alone takes the last {CAMPAIGN_DAYS})."
         )
+    if not 0 < campaign_scale <= 50:
+        raise ValuechainError(f"fraud demo: campaign_scale={campaign_scale} must lie in "
+                              "(0, 50].")
+    if not 1 <= campaign_days <= days - 30:
+        raise ValuechainError(
+            f"fraud demo: campaign_days={campaign_days} must lie in 1..{days - 30} (days - 30: "
+            "the campaign starts after the first month).")
     t0 = datetime.fromisoformat(start)
     if t0.tzinfo is not None:
         raise ValuechainError(f"fraud demo: start={start!r} must be tz-naive, e.g. '2025-01-01'.")
@@ -254,7 +282,7 @@ def simulate_fraud(
     ent = _entities(rng, rows, horizon)
     _report(progress, "entities", 0.05)
     cards = _card_bursts(rng, ent, rows, horizon)
-    campaign = _campaign(rng, ent, rows, horizon)
+    campaign = _campaign(rng, ent, rows, horizon, campaign_days, campaign_scale)
     _report(progress, "fraud", 0.15)
     n_genuine = rows - len(cards["ts"]) - len(campaign["ts"])
     genuine = _genuine(rng, ent, n_genuine, days, t0.weekday())
@@ -510,11 +538,15 @@ def _card_bursts(
 
 
 def _campaign(
-    rng: np.random.Generator, e: dict[str, Arr], rows: int, horizon: int
+    rng: np.random.Generator, e: dict[str, Arr], rows: int, horizon: int,
+    campaign_days: int = CAMPAIGN_DAYS, scale: float = 1.0,
 ) -> dict[str, Arr]:
     """The late campaign: fresh devices testing many cards with small 'app' payments."""
-    begin = horizon - CAMPAIGN_DAYS * DAY
-    cards_per_dev = 3 + rng.poisson(3.0, max(3, round(TARGET["campaign"] * rows / 8)))
+    begin = horizon - campaign_days * DAY
+    devices = TARGET["campaign"] * rows / 8
+    if campaign_days != CAMPAIGN_DAYS or scale != 1.0:  # the default world unchanged
+        devices *= campaign_days / CAMPAIGN_DAYS * scale
+    cards_per_dev = 3 + rng.poisson(3.0, max(3, round(devices)))
     n_dev = len(cards_per_dev)
     start = (begin + rng.random(n_dev) * (horizon - begin - 3600)).astype(np.int64)
     eligible = np.flatnonzero(e["card_since"] < begin)
@@ -739,3 +771,263 @@ def _tables(
             }
         ),
     }
+
+
+# ------------------------------------------------------------------ the monitoring story
+#: A compact story project (tests, quick demos): a 30-day horizon and embargo, short periods,
+#: the champion's data cut on 2025-06-25, the campaign from 2025-06-29 to the end (330 days):
+#: a retrain at the end trains on shifted periods holding a month of matured campaign.
+COMPACT_STORY: dict[str, Any] = {
+    "horizon": "30d", "min_positives": 15,
+    "periods": [("train", "2025-01-01", "2025-02-15"), ("validation", "2025-03-17", "2025-04-06"),
+                ("test", "2025-05-06", "2025-05-26")],
+    "cut": "2025-06-25", "campaign_start": "2025-06-29", "days": 330,
+}
+
+
+#: The full story over the published demo's spec (horizon 60 d, its periods): the world runs
+#: 185 days past the published 270, the campaign from 2025-07-30 to the end, the champion
+#: trained as of 2025-09-29 (the published demo's extraction).
+FULL_STORY: dict[str, Any] = {
+    "horizon": None, "min_positives": None, "periods": None,
+    "cut": "2025-09-29", "campaign_start": "2025-07-30", "days": 455,
+}
+
+
+def make_story(project: Path, spec_text: str, *, story: dict[str, Any] | None = None,
+               rows: int = 1_000_000, seed: int = 7, campaign_scale: float = 1.0,
+               progress: Progress | None = None) -> tuple[Shipped, datetime]:
+    """Write the story project (spec + world) and ship its champion as of the story's cut.
+
+    Returns the champion's :class:`Shipped` and the campaign's start. The world is generated
+    only when ``project/data`` has no transactions yet.
+    """
+    cfg = story or FULL_STORY
+    project.mkdir(parents=True, exist_ok=True)
+    text = story_spec(spec_text, horizon=cfg["horizon"], periods=cfg["periods"],
+                      min_positives=cfg["min_positives"])
+    (project / "valuechain.yaml").write_text(text)
+    start = datetime(2025, 1, 1)
+    campaign = datetime.fromisoformat(cfg["campaign_start"])
+    if not (project / "data" / "transactions.parquet").exists():
+        generate_fraud(project / "data", rows=rows, seed=seed, days=cfg["days"],
+                       start=start.date().isoformat(),
+                       campaign_days=cfg["days"] - (campaign - start).days,
+                       campaign_scale=campaign_scale, progress=progress)
+    shipped = ship_as_of(project, project, datetime.fromisoformat(cfg["cut"]), seed=seed)
+    return shipped, campaign
+
+
+def story_spec(text: str, *, horizon: str | None = None,
+               periods: list[tuple[str, str, str]] | None = None,
+               min_positives: int | None = None) -> str:
+    """A copy of a fraud spec's YAML with another label horizon (and embargo) and periods.
+
+    >>> spec = Path(__file__).resolve().parents[3] / "examples" / "fraud" / "valuechain.yaml"
+    >>> out = yaml.safe_load(story_spec(spec.read_text(), horizon="30d"))
+    >>> out["label"]["horizon"], out["split"]["embargo"]
+    ('30d', '30d')
+    """
+    data = yaml.safe_load(text)
+    if horizon is not None:
+        data["label"]["horizon"] = horizon
+        data["split"]["embargo"] = horizon
+    if periods is not None:
+        data["split"]["periods"] = [{"name": n, "start": s, "end": e} for n, s, e in periods]
+    if min_positives is not None:
+        data["split"]["min_positives"] = min_positives
+    return str(yaml.safe_dump(data, sort_keys=False))
+
+
+def ship_as_of(spec: Any, project: Path | str, as_of: datetime, seed: int = 7,
+               progress: Progress | None = None) -> Shipped:
+    """Build, audit, train and decide on the data as of ``as_of``, then :func:`ship`.
+
+    The champion of the monitoring story: trained when the data was extracted on ``as_of``,
+    although the world goes on after it (what happens next is replayed and monitored).
+    """
+    from valuechain import api
+
+    loaded = api.load_spec(spec)
+    api.build(loaded, as_of=as_of, progress=progress)
+    api.audit(loaded, as_of=as_of, seed=seed)
+    api.train(loaded, as_of=as_of, seed=seed, progress=progress)
+    api.decide(loaded, seed=seed)
+    return ship(loaded, project)
+
+
+@dataclass(frozen=True)
+class Story:
+    """The monitoring story: replay, the first drift alert, matured KPIs, the retrain.
+
+    ``alert_day`` is the first day on which a drift alert fires from the campaign start on:
+    the day its streak reaches the rule's consecutive ``windows`` (one monitor pass over the
+    replayed days finds the streaks daily passes would: a day's drift never changes later);
+    ``kpi`` holds
+    the spec KPI (``loss_per_1000``) before and during the campaign, realised (matured
+    cohorts) and estimated before labels.
+    """
+
+    campaign_start: datetime
+    replayed: int
+    replay_seconds: float
+    replay_period: tuple[datetime, datetime]
+    alert_day: datetime | None
+    alert: str
+    days_to_alert: int | None
+    kpi: dict[str, float]
+    retrain_recommended: bool
+    retrain_reasons: tuple[str, ...]
+    retrain: Any
+    seconds: float
+
+    def to_json(self) -> dict[str, object]:
+        return {"campaign_start": self.campaign_start.isoformat(), "replayed": self.replayed,
+                "replay_seconds": round(self.replay_seconds, 3),
+                "replay_period": [t.isoformat() for t in self.replay_period],
+                "alert_day": self.alert_day.isoformat() if self.alert_day else None,
+                "alert": self.alert, "days_to_alert": self.days_to_alert, "kpi": self.kpi,
+                "retrain_recommended": self.retrain_recommended,
+                "retrain_reasons": list(self.retrain_reasons),
+                "retrain": self.retrain.to_json() if self.retrain is not None else None,
+                "seconds": round(self.seconds, 3)}
+
+    def lines(self) -> list[str]:
+        """What the story prints."""
+        a, b = self.replay_period
+        out = [f"replay: {self.replayed:,} payments {a:%Y-%m-%d}..{b:%Y-%m-%d} through the "
+               f"decision path into the decision log ({self.replay_seconds:.0f} s)",
+               f"campaign starts {self.campaign_start:%Y-%m-%d}"]
+        if self.alert_day is not None:
+            out.append(f"drift alert first fires on {self.alert_day:%Y-%m-%d}, "
+                       f"{self.days_to_alert} day(s) after the campaign start: {self.alert}")
+        else:
+            out.append("drift alert: none fired in the replayed days")
+        k = self.kpi
+        if k:
+            out.append(
+                "KPI loss per 1,000 approved: before the campaign "
+                f"{k.get('before_realised', float('nan')):.2f} realised; campaign cohorts "
+                f"{k.get('campaign_realised', float('nan')):.2f} realised (matured) vs "
+                f"{k.get('campaign_estimate', float('nan')):.2f} estimated before labels")
+        out.append("retraining recommended: " + ("yes" if self.retrain_recommended else "no")
+                   + (f" ({'; '.join(self.retrain_reasons)})" if self.retrain_reasons else ""))
+        if self.retrain is not None:
+            r = self.retrain
+            c = r.comparison
+            for name in ("roc_auc", "average_precision", "loss_per_1000"):
+                m = r.metric(name)
+                out.append(f"retrain {r.challenger} vs {r.champion} on {c.start:%Y-%m-%d}.."
+                           f"{c.end:%Y-%m-%d}: {name} {m.champion:.3f} -> {m.challenger:.3f} "
+                           f"(difference {m.difference:+.3f} [{m.difference_low:+.3f}, "
+                           f"{m.difference_high:+.3f}])")
+            out.extend(f"retrain: {reason}" for reason in r.reasons)
+        return out
+
+
+def _kpi_means(signals: Any, start: datetime, end: datetime, campaign: datetime
+               ) -> dict[str, float]:
+    """Mean daily ``loss_per_1000`` before / during the campaign, realised and estimated."""
+    import pandas as pd
+
+    s = signals[(signals["metric"] == "loss_per_1000") & (signals["status"] == "ok")]
+    window = pd.to_datetime(s["window"]).dt.tz_localize(None) if getattr(
+        s["window"].dtype, "tz", None) is not None else pd.to_datetime(s["window"])
+    out: dict[str, float] = {}
+    for label, lo, hi in (("before", start, campaign), ("campaign", campaign, end)):
+        inside = (window >= lo) & (window < hi)
+        for section, name in (("kpi", "realised"), ("estimate", "estimate")):
+            rows = s[inside & (s["section"] == section)]
+            if len(rows):
+                out[f"{label}_{name}"] = float(rows["value"].mean())
+    return out
+
+
+def monitor_story(spec: Any, *, campaign_start: datetime, alert_days: int = 14,
+                  replay_days: int | None = None, replay_from: datetime | None = None,
+                  retrain_at_end: bool = True, progress: Progress | None = None) -> Story:
+    """Replay the late period, monitor it day by day, then retrain (the demo's story).
+
+    Parameters
+    ----------
+    spec : path or LoadedSpec
+        A project whose production bundle (the champion) was trained before the campaign
+        (:func:`ship_as_of`) over a world generated with a long ``campaign_days``.
+    campaign_start : datetime
+        When the campaign starts (the world's end minus ``campaign_days``).
+    alert_days : int
+        Days after the campaign start searched for the first drift alert (daily windows).
+    replay_days : int, optional
+        Replay from the champion's test end to ``campaign_start + replay_days`` (default: to
+        the end of the data; bound it while scoring runs at hundreds of rows per second).
+    replay_from : datetime, optional
+        Start of the replay; default the end of the champion's test period.
+    retrain_at_end : bool
+        Run :func:`valuechain.monitor.retrain.retrain` at the end of the data.
+    """
+    import json
+
+    import pandas as pd
+
+    from valuechain import api
+    from valuechain.monitor.retrain import retrain
+    from valuechain.monitor.run import monitor
+    from valuechain.registry import Registry, default_registry
+    from valuechain.serve.score import score_file
+
+    began = time.perf_counter()
+    loaded = api.load_spec(spec)
+    registry = Registry(default_registry(loaded))
+    champion = registry.load()
+    metrics = json.loads((Path(champion.path) / "metrics.json").read_text())
+    ends = {p["name"]: p["end"] for p in metrics["splits"]["periods"]}
+    start = replay_from or datetime.fromisoformat(ends.get("test") or list(ends.values())[-1])
+    source = loaded.spec.sources[str(getattr(loaded.spec.decision_points, "source", ""))]
+    events_path = loaded.root / str(source.path)
+    tcol = source.event_time or "ts"
+    events = pq.read_table(events_path).to_pandas()
+    last = pd.Timestamp(events[tcol].max()).to_pydatetime()
+    end = (campaign_start + timedelta(days=replay_days) if replay_days is not None
+           else last + timedelta(seconds=1))
+    chosen = events[(events[tcol] >= start) & (events[tcol] < end)]
+    folder = loaded.workspace / "story"
+    folder.mkdir(parents=True, exist_ok=True)
+    replay = folder / "replay.parquet"
+    chosen.to_parquet(replay, index=False)
+    log = folder / "decisions.sqlite"
+    for stale in folder.glob("decisions.sqlite*"):
+        stale.unlink()
+    _report(progress, "replay", 0.1)
+    scored = score_file(loaded, replay, out=folder / "replay.decisions.parquet", log_path=log)
+    _report(progress, "monitor", 0.5)
+    # Drift signals of a day never change later, so one pass over the replayed days finds the
+    # streaks daily passes would; a streak fires on its `windows`-th consecutive day.
+    alert_day, alert, days_to = None, "", None
+    upto = min(end, campaign_start + timedelta(days=alert_days))
+    rules = {r.name: r for r in getattr(loaded.spec.monitoring, "alerts", None) or []}
+    drift = [a for a in monitor(loaded, log=log, as_of=upto).alerts
+             if a.section == "drift" and _naive(a.first_window) >= campaign_start]
+    if drift:
+        def fires(a: Any) -> datetime:
+            need = int(getattr(rules.get(a.rule), "windows", 1) or 1)
+            return _naive(a.first_window) + timedelta(days=need - 1)
+        first = min(drift, key=fires)
+        alert_day = fires(first)
+        alert = (f"{first.rule} ({first.metric}{' of ' + first.subject if first.subject else ''}"
+                 f" {first.value:.3f} > {first.threshold:g} since "
+                 f"{_naive(first.first_window):%Y-%m-%d})")
+        days_to = (alert_day - campaign_start).days
+    final = monitor(loaded, log=log, as_of=last)
+    kpi = _kpi_means(final.signals, start, end, campaign_start)
+    _report(progress, "retrain", 0.7)
+    result = retrain(loaded) if retrain_at_end else None
+    return Story(campaign_start, scored.rows, scored.seconds, (start, end), alert_day, alert,
+                 days_to, kpi, bool(final.retrain.recommend), tuple(final.retrain.reasons),
+                 result, time.perf_counter() - began)
+
+
+def _naive(moment: datetime) -> datetime:
+    """``moment`` as a naive UTC time (the demo world's times are naive UTC)."""
+    from datetime import UTC
+
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment

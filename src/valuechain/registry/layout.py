@@ -13,6 +13,9 @@ A bundle is a folder of plain files (JSON, YAML, LightGBM text; never a pickle):
     metrics.json           the run's metrics (every candidate, verdicts, splits)
     decide.json            the decision stage's result for this run (when it is the latest)
     audit.json             the leakage audit, or ``{"status": "not audited"}``
+    reference.parquet      the run's out-of-sample period (test, else validation): features,
+                           calibrated score, mature label, the policy's action, time — what
+                           ``valuechain monitor`` compares live decisions with
 
 :func:`content_hash` hashes every file but ``bundle.json`` and ``checksums.json`` (path and
 sha256 of the bytes), so packaging the same run twice gives the same hash whatever the

@@ -23,6 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from valuechain import __version__
 from valuechain.artifacts import open_artifact
 from valuechain.errors import ArtifactError, ModelError, SpecError
@@ -54,7 +59,13 @@ from valuechain.train.provenance import fix_command
 from valuechain.train.result import TrainResult
 from valuechain.train.runs import latest_run
 
-__all__ = ["PackageResult", "bundle_gates", "default_registry", "package", "plan_features"]
+__all__ = ["REFERENCE", "PackageResult", "bundle_gates", "default_registry", "package",
+           "plan_features", "read_reference", "reference_frame"]
+
+#: The bundle's reference period for monitoring (its run's test period): features, score,
+#: label, the policy's action, time. Checksummed like every bundle file; older bundles lack it.
+REFERENCE = "reference.parquet"
+_PERIOD_KEY = b"valuechain.reference.period"
 
 NOT_AUDITED: dict[str, Any] = {"status": "not audited",
                                "fix": "run `valuechain audit --spec DIR`, then package again"}
@@ -270,12 +281,107 @@ def _write_content(tmp: Path, loaded: LoadedSpec, run_dir: Path, run: TrainResul
         shutil.copyfile(audit, tmp / AUDIT)
     else:
         _dump(tmp / AUDIT, NOT_AUDITED)
+    _write_reference(tmp, loaded, run_dir, run, (*features.numeric, *features.categorical))
     decided = loaded.workspace / "decide.json"
     if decided.is_file():
         body = _read_json(decided, fix_command(loaded.root, "decide"))
         if isinstance(body, dict) and body.get("run_id") == run.run_id:
             shutil.copyfile(decided, tmp / DECIDE)
     return features.numeric, features.categorical
+
+
+def reference_frame(loaded: LoadedSpec, run_dir: Path, run: TrainResult, policy: Any,
+                    capacity: tuple[str, int, int, str] | None, *,
+                    feature_names: tuple[str, ...],
+                    expect_fingerprint: str | None = None) -> tuple[pd.DataFrame, str] | None:
+    """The run's out-of-sample period as the monitoring reference, and its name.
+
+    The run's stored test predictions (validation when the test period is empty): decision
+    id, time, calibrated score of the chosen candidate and the mature label, joined with the
+    frame's feature values (model order; categoricals as the models read them, str;
+    numerics float64) and the action the policy takes with its capacity (periods from
+    :func:`~valuechain.policy.capacity.capacity_period`).
+
+    Returns None when the frame in the workspace is not the run's (its fingerprint differs
+    from ``expect_fingerprint``, default the run's own): the reference would mix two frames.
+    """
+    from valuechain.data.sources import fingerprint
+    from valuechain.models.base import text_matrix
+    from valuechain.policy.capacity import apply_with_capacity, capacity_period
+    from valuechain.train.context import DAY_US, times_us
+
+    frame_path = loaded.workspace / run.frame.path
+    expected = expect_fingerprint or run.frame.fingerprint
+    if not frame_path.is_file() or expected is None or fingerprint([frame_path]) != expected:
+        return None
+    best, time_col = run.best_candidate, run.frame.time_column or ""
+    id_col = run.frame.id_column
+    preds, role = None, ""
+    for role in ("test", "validation"):
+        path = run_dir / f"predictions_{role}.parquet"
+        if path.is_file():
+            table = open_artifact(path, "parquet", rebuild=fix_command(loaded.root),
+                                  columns=[id_col, time_col, "label", f"score_{best}"],
+                                  what=f"the {role} predictions of run {run.run_id}")
+            if len(table):
+                preds = table
+                break
+    if preds is None:
+        return None
+    wanted = pd.Index(preds[id_col].astype(str))
+    body = pq.read_table(frame_path, columns=[id_col, *feature_names]).to_pandas()
+    body = body.set_index(body[id_col].astype(str)).reindex(wanted)
+    out = pd.DataFrame({"decision_id": wanted.to_numpy(dtype=object)})
+    t_us = times_us(preds[time_col])
+    out["time"] = pd.Series(t_us.astype("datetime64[us]")).dt.tz_localize("UTC")
+    categorical = [c for c in feature_names if not pd.api.types.is_numeric_dtype(body[c])
+                   or pd.api.types.is_bool_dtype(body[c])]
+    texts = text_matrix(body, categorical) if categorical else None
+    for name in feature_names:
+        if name in categorical:
+            assert texts is not None
+            out[name] = pd.array(texts[:, categorical.index(name)], dtype="str")
+        else:
+            out[name] = body[name].to_numpy(dtype=np.float64, na_value=np.nan)
+    scores = preds[f"score_{best}"].to_numpy(dtype=np.float64)
+    out["score"] = scores
+    out["label"] = preds["label"].to_numpy(dtype=np.float64)
+    per_us = capacity[2] if capacity else DAY_US
+    out["action"] = pd.array(apply_with_capacity(
+        policy, scores, capacity_period(t_us, per_us), capacity[1] if capacity else None,
+        capacity[3] if capacity else "approve"), dtype="str")
+    period: dict[str, Any] = next(
+        (p for p in run.splits.get("periods", []) if p.get("name") == role), {})
+    start, end = str(period.get("start", ""))[:10], str(period.get("end", ""))[:10]
+    return out, f"{role} {start}..{end}"
+
+
+def read_reference(path: Path) -> tuple[pd.DataFrame, str]:
+    """A bundle's ``reference.parquet`` and the name of its period."""
+    table = open_artifact(path, "parquet", rebuild="valuechain package --spec DIR",
+                          what="the bundle's reference period")
+    meta = pq.read_schema(path).metadata or {}
+    return table, meta.get(_PERIOD_KEY, b"").decode()
+
+
+def _write_reference(tmp: Path, loaded: LoadedSpec, run_dir: Path, run: TrainResult,
+                     feature_names: tuple[str, ...]) -> None:
+    """``reference.parquet`` when the run's frame is still the one built (else no file)."""
+    from valuechain.spec.durations import to_micros
+    from valuechain.train.context import spec_capacity
+
+    found = spec_capacity(loaded)
+    capacity = None if found is None else (found[0], int(found[1].limit),
+                                           to_micros(found[1].per), str(found[1].overflow))
+    built = reference_frame(loaded, run_dir, run, load_policy(run_dir / "policy.yaml"),
+                            capacity, feature_names=feature_names)
+    if built is None:
+        return
+    frame, period = built
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                           _PERIOD_KEY: period.encode()})
+    pq.write_table(table, tmp / REFERENCE, compression="zstd")
 
 
 def _headline(loaded: LoadedSpec, folder: Path, run: TrainResult) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow.compute as pc
 
 from valuechain.data.build import EngineChoice, decision_ids, select_engine
-from valuechain.data.plan import make_plan
+from valuechain.data.plan import Plan, make_plan
 from valuechain.data.sources import datetime_to_us, us_to_datetime
 from valuechain.errors import DataError
 from valuechain.serve.features import OnlineFeatures, WarmResult
@@ -35,7 +35,8 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-__all__ = ["FeatureParity", "ParityResult", "parity", "values_agree"]
+__all__ = ["FeatureParity", "OnlineReplay", "ParityResult", "parity", "replay_online",
+           "values_agree"]
 
 DEFAULT_PERIOD_US = 7 * 86_400_000_000
 
@@ -143,6 +144,52 @@ def _compare(name: str, decisions: list[str], online: dict[str, Any],
                          max_abs_diff=worst, examples=tuple(shown))
 
 
+@dataclass(frozen=True)
+class OnlineReplay:
+    """The online features of every decision event of a replayed period, by decision id."""
+
+    features: dict[str, dict[str, Any]]
+    warm: WarmResult
+    seconds: dict[str, float]
+
+
+def replay_online(plan: Plan, since_us: int, until_us: int, *,
+                  state: StateStore | None = None,
+                  progress: Callable[[str, float], None] | None = None) -> OnlineReplay:
+    """Replay ``(since_us, until_us]`` through the online path: the features of each decision.
+
+    A state (default a fresh :class:`MemoryState`, cleared first) is warmed to ``since_us``;
+    the sources' decision events, outcomes, dimension versions and other rows that become
+    known in the period are applied in replay order, each decision's features computed just
+    before its event is applied. :func:`parity` compares them with the offline build; the
+    batch-scoring tests compare them with ``valuechain score``.
+    """
+    timings: dict[str, float] = {}
+    store = state if state is not None else MemoryState()
+    store.clear()
+    online_features = OnlineFeatures(plan, store)
+    started = time.perf_counter()
+    if progress:
+        progress("warm-up", 0.3)
+    warmed = online_features.warm(us_to_datetime(since_us, online_features.aware))
+    timings["warm"] = time.perf_counter() - started
+    started = time.perf_counter()
+    online: dict[str, dict[str, Any]] = {}
+    computing = 0.0
+    stream = list(online_features.history(since_us, until_us))
+    for done, item in enumerate(stream):
+        if progress and done % 500 == 0:
+            progress("replay", 0.4 + 0.6 * done / len(stream))
+        if item.kind == "event":
+            begun = time.perf_counter()
+            online[online_features.event_id(item.row)] = online_features.compute(item.row)
+            computing += time.perf_counter() - begun
+        online_features.apply(item)
+    timings["replay"] = time.perf_counter() - started
+    timings["compute"] = computing
+    return OnlineReplay(online, warmed, timings)
+
+
 def parity(loaded: LoadedSpec, *, since: datetime | None = None,
            until: datetime | None = None, engine: EngineChoice = None,
            state: StateStore | None = None, tolerance: float = 1e-9,
@@ -214,29 +261,9 @@ def parity(loaded: LoadedSpec, *, since: datetime | None = None,
     names = list(plan.feature_names)
     offline = {ids[i]: {n: frame.column(n)[i].as_py() for n in names} for i in keep}
 
-    store = state if state is not None else MemoryState()
-    store.clear()
-    online_features = OnlineFeatures(plan, store)
-    started = time.perf_counter()
-    if progress:
-        progress("warm-up", 0.3)
-    warmed = online_features.warm(us_to_datetime(since_us, out.aware))
-    timings["warm"] = time.perf_counter() - started
-    started = time.perf_counter()
-    online: dict[str, dict[str, Any]] = {}
-    computing = 0.0
-    stream = list(online_features.history(since_us, until_us))
-    for done, item in enumerate(stream):
-        if progress and done % 500 == 0:
-            progress("replay", 0.4 + 0.6 * done / len(stream))
-        if item.kind == "event":
-            begun = time.perf_counter()
-            online[online_features.event_id(item.row)] = online_features.compute(item.row)
-            computing += time.perf_counter() - begun
-        online_features.apply(item)
-    timings["replay"] = time.perf_counter() - started
-    timings["compute"] = computing
-
+    replay = replay_online(plan, since_us, until_us, state=state, progress=progress)
+    online, warmed = replay.features, replay.warm
+    timings.update(replay.seconds)
     both = [i for i in offline if i in online]
     features = [_compare(name, both, {i: online[i][name] for i in both},
                          {i: offline[i][name] for i in both}, tolerance, examples)

@@ -1,49 +1,70 @@
-"""``valuechain score``: decide a whole batch of events with the service's code path.
+"""``valuechain score``: decide a whole batch of events as the service would, logged.
 
-:func:`score_file` reads decision events (Parquet or CSV, the decision source's columns),
-puts them in decision order (time, then keys, as the build orders tied events), warms a
-private in-process feature state from the sources' history up to the first event, and runs
-them through :meth:`Decider.decide_batch <valuechain.serve.decider.Decider.decide_batch>` in
-chunks: features event by event (each event applied before the next, as the service does),
-the model once per chunk, policy and real-time capacity in order, one group commit to the
-decision log per chunk (``origin = "score"``). The decisions are those the service would
-return for the same events arriving in that order. Outcomes reported during the scored
-period are not applied (use ``valuechain parity`` to replay a period with them).
+:func:`score_file` reads decision events (Parquet, CSV or a DataFrame; the decision source's
+columns) and decides every one of them with a bundle, in decision order (time, then keys, as
+the build orders tied events). Two paths give the same decisions:
 
-Writes the decisions (keys, time, decision id, score, action, policy action, overflow,
-reasons as JSON, the feature values) to Parquet or CSV, and with ``top`` the ``top`` highest
-scores of each capacity period (the review list) to ``<out>.top<N>.csv``.
+- **batch** (the default, vectorised): the features come from the offline engine
+  (:func:`~valuechain.serve.batch_features.batch_features`: the build that made the training
+  frame, run over the decision source's history before the first event plus the batch), the
+  model scores whole chunks, the policy and the real-time capacity run in order
+  (:func:`~valuechain.serve.batch.decide_batch`).
+- **online** (``online=True``, the row-by-row reference): a private in-process feature state
+  is warmed from the sources up to the first event; the events go through
+  :meth:`Decider.prepare_batch <valuechain.serve.decider.Decider.prepare_batch>` one by one,
+  and the sources' outcomes, dimension versions and other events that become known during
+  the batch are applied between them at their availability times (the replay of
+  ``valuechain parity``).
+
+Both count the outcomes *known by each decision time*, reported during the batch included
+(before this, the row-by-row path applied no outcome reported during the scored period; see
+docs/batch-scoring.md). Every decision is appended to the decision log (``origin =
+"score"``, one group commit per chunk); the decisions (keys, time, decision id, score,
+action, policy action, overflow, reasons as JSON, the feature values) go to Parquet or CSV,
+and with ``top`` the ``top`` highest scores of each capacity period (the review list) to
+``<out>.top<N>.csv``.
 """
 
 from __future__ import annotations
 
 import json
+import resource
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from valuechain.errors import DataError
+from valuechain.data.build import EngineChoice
+from valuechain.errors import DataError, SpecError
 from valuechain.io import atomic_path
 from valuechain.policy.capacity import PERIOD_ANCHOR_US, capacity_period
-from valuechain.serve.decider import Decider, Pending
+from valuechain.serve.batch import REASONS, decide_batch, event_rows
+from valuechain.serve.decider import Decider, Pending, time_us
+from valuechain.serve.features import OnlineFeatures
 from valuechain.serve.log import DecisionLog
 from valuechain.spec.loader import LoadedSpec
 
 __all__ = ["ScoreResult", "read_events", "score_file"]
 
 DAY_US = 86_400_000_000
+Progress = Callable[[str, float], None]
 
 
 @dataclass(frozen=True)
 class ScoreResult:
-    """What :func:`score_file` did."""
+    """What :func:`score_file` did.
+
+    ``mode`` is ``"batch"`` or ``"online"``; ``history_rows`` the decision source's rows
+    used as history (batch) or loaded into the state (online); ``stages`` seconds per stage;
+    ``peak_rss_mb`` the process's peak resident memory when it finished.
+    """
 
     rows: int
     seconds: float
@@ -54,6 +75,10 @@ class ScoreResult:
     overflow: int
     bundle_version: str
     policy_version: str
+    mode: str = "batch"
+    history_rows: int = 0
+    stages: dict[str, float] = field(default_factory=dict)
+    peak_rss_mb: float = 0.0
 
     @property
     def rows_per_second(self) -> float:
@@ -65,7 +90,10 @@ class ScoreResult:
                 "top": str(self.top_path) if self.top_path else None,
                 "log": str(self.log_path) if self.log_path else None,
                 "actions": self.actions, "overflow": self.overflow,
-                "bundle_version": self.bundle_version, "policy_version": self.policy_version}
+                "bundle_version": self.bundle_version, "policy_version": self.policy_version,
+                "mode": self.mode, "history_rows": self.history_rows,
+                "stages": {k: round(v, 3) for k, v in self.stages.items()},
+                "peak_rss_mb": round(self.peak_rss_mb, 1)}
 
 
 def read_events(path: Path) -> pd.DataFrame:
@@ -86,16 +114,6 @@ def read_events(path: Path) -> pd.DataFrame:
     raise DataError(f"`input` {path}: expected a .parquet or .csv file, got '{suffix}'.")
 
 
-def _rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    records: list[dict[str, Any]] = [{str(k): v for k, v in r.items()}
-                                     for r in frame.to_dict("records")]
-    for row in records:
-        for k, v in row.items():
-            if (isinstance(v, float) and v != v) or v is pd.NaT:
-                row[k] = None
-    return records
-
-
 def _table(pendings: list[Pending], keys: tuple[str, ...], time_column: str,
            features: list[str]) -> pa.Table:
     decisions = [p.decision for p in pendings]
@@ -113,21 +131,64 @@ def _table(pendings: list[Pending], keys: tuple[str, ...], time_column: str,
     return pa.Table.from_pandas(pd.DataFrame(data), preserve_index=False)
 
 
-def score_file(spec: Path | str | LoadedSpec, input: Path, *, out: Path | None = None,
-               version: str | None = None, top: int | None = None,
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _online_chunks(decider: Decider, online: OnlineFeatures, events: pd.DataFrame,
+                   times: np.ndarray, chunk: int, logger: DecisionLog | None,
+                   progress: Progress | None) -> Iterator[pa.Table]:
+    """The row-by-row reference: events through the decider one by one, the sources'
+    updates (outcomes, dimension versions, other events) applied between them as they
+    become known (``valuechain parity``'s replay order: updates before events at equal
+    times); each chunk logged (one transaction) and yielded as a table."""
+    n = len(events)
+    first, last = int(times[0]), int(times[-1])
+    updates = [item for item in online.history(first - 1, last) if item.kind != "event"]
+    names = list(decider.feature_names)
+    u = 0
+    done = 0
+    while done < n:
+        stop = min(done + chunk, n)
+        rows = event_rows(events.iloc[done:stop])
+        out: list[Pending] = []
+        run: list[dict[str, Any]] = []
+        for i, row in enumerate(rows):
+            t = int(times[done + i])
+            if u < len(updates) and updates[u].time <= t:
+                out += decider.prepare_batch(run)
+                run = []
+                while u < len(updates) and updates[u].time <= t:
+                    online.apply(updates[u])
+                    u += 1
+            run.append(row)
+        out += decider.prepare_batch(run)
+        if logger is not None:
+            logger.append_many([p.record for p in out])
+        done = stop
+        if progress:
+            progress(f"{done:,} of {n:,} events", 0.1 + 0.9 * done / n)
+        yield _table(out, decider.key_columns, decider.time_column, names)
+
+
+def score_file(spec: Path | str | LoadedSpec, input: Path | str | pd.DataFrame, *,
+               out: Path | None = None, version: str | None = None, top: int | None = None,
                log_path: Path | None = None, log: bool = True, registry: Path | None = None,
-               chunk: int = 20_000,
-               progress: Callable[[str, float], None] | None = None) -> ScoreResult:
+               chunk: int = 50_000, online: bool = False, engine: EngineChoice = None,
+               reasons: str = "all", capacity_limit: int | None = None,
+               progress: Progress | None = None) -> ScoreResult:
     """Decide every event of ``input`` (see the module docstring); the result and files.
 
     Parameters
     ----------
     spec : path or LoadedSpec
         The project.
-    input : Path
-        Parquet or CSV file of decision events (the decision source's columns).
+    input : Path or DataFrame
+        Parquet or CSV file of decision events (the decision source's columns), or a
+        DataFrame of them.
     out : Path, optional
-        ``.parquet`` or ``.csv``; default ``<workspace>/score/<input stem>.decisions.parquet``.
+        ``.parquet`` or ``.csv``; default ``<workspace>/score/<input stem>.decisions.parquet``
+        (``batch.decisions.parquet`` for a DataFrame).
     version : str, optional
         Bundle version; default the registry's production version.
     top : int, optional
@@ -136,82 +197,141 @@ def score_file(spec: Path | str | LoadedSpec, input: Path, *, out: Path | None =
         The decision log; default the service's ``<workspace>/serve/decisions.sqlite``.
     log : bool, default True
         Append the decisions to the decision log (``origin = "score"``).
-    chunk : int, default 20000
-        Events per model call and per log transaction.
+    registry : Path, optional
+        The registry folder; default the project's.
+    chunk : int, default 50000
+        Events per model call, per log transaction and per output row group.
+    online : bool, default False
+        Use the row-by-row reference path instead of the vectorised one.
+    engine : optional
+        The offline engine of the batch path (default the spec's, else DuckDB).
+    reasons : {"all", "flagged", "none"}, default "all"
+        Which decisions get their top reasons (batch path; the online path gives all):
+        every one as the service does, only those not given the policy's lowest action
+        (reviewed, declined), or none. The reasons (TreeSHAP) cost more than anything else.
+    capacity_limit : int, optional
+        Overrides the spec's capacity limit per period (as ``valuechain serve`` does).
+    progress : callable, optional
+        Called with ``(stage, fraction done)``.
+
+    Returns
+    -------
+    ScoreResult
+
+    Examples
+    --------
+    >>> result = score_file("examples/fraud", "payments.parquet", top=150)  # doctest: +SKIP
+    >>> result.rows_per_second  # doctest: +SKIP
     """
     from valuechain.data.sources import us_to_datetime
     from valuechain.registry import Registry, default_registry
-    from valuechain.serve.features import OnlineFeatures
+    from valuechain.serve.batch_features import batch_features
     from valuechain.serve.state import MemoryState
     from valuechain.spec.loader import load_spec
 
+    if reasons not in REASONS:
+        raise SpecError(f"`reasons` must be one of {', '.join(REASONS)}, got {reasons!r}.")
+    if chunk < 1:
+        raise SpecError(f"`chunk` must be at least 1, got {chunk}.")
     started = time.perf_counter()
+    stages: dict[str, float] = {}
     loaded = spec if isinstance(spec, LoadedSpec) else load_spec(Path(spec))
     bundle = Registry(registry or default_registry(loaded)).load(version)
     plan = bundle.plan(loaded.root)
-    frame = read_events(Path(input))
-    online = OnlineFeatures(plan, MemoryState())
-    keys, tcol = online.keys, online.time_column
-    missing = [c for c in (*keys, tcol) if c not in frame.columns]
+    if isinstance(input, pd.DataFrame):
+        frame, name, stem = input.reset_index(drop=True), "DataFrame", "batch"
+    else:
+        frame, name, stem = read_events(Path(input)), str(input), Path(input).stem
+    features = OnlineFeatures(plan, MemoryState())
+    keys, tcol = features.keys, features.time_column
+    missing = [c for c in features.required if c not in frame.columns]
     if missing:
-        raise DataError(f"`input` {input}: missing column(s) {missing}; the decision events "
-                        f"need the keys {list(keys)} and the time column '{tcol}'.")
+        raise DataError(f"`input` {name}, column '{missing[0]}': missing column(s) {missing}; "
+                        f"the decision events need the columns of source '{features.own}' the "
+                        f"features read: {list(features.required)} (keys {list(keys)}, time "
+                        f"'{tcol}').")
     if frame.empty:
-        raise DataError(f"`input` {input}: no rows to score.")
-    order_t = pd.to_datetime(frame[tcol], utc=online.aware)
-    frame = frame.assign(__t=order_t).sort_values(["__t", *keys], kind="stable").drop(
-        columns="__t").reset_index(drop=True)
-    first = frame[tcol].iloc[0]
-    first_us = int(pd.Timestamp(first).tz_localize(None).value // 1000) if pd.Timestamp(
-        first).tzinfo is None else int(pd.Timestamp(first).tz_convert("UTC").value // 1000)
-    if progress:
-        progress("warming the feature state", 0.0)
-    online.warm(us_to_datetime(first_us - 1, online.aware))
-    target = Path(out) if out else (loaded.workspace / "score" /
-                                    f"{Path(input).stem}.decisions.parquet")
-    as_csv = target.suffix.lower() == ".csv"
-    logger = DecisionLog(log_path or loaded.workspace / "serve" / "decisions.sqlite") if log \
-        else None
-    decider = Decider(bundle, online, logger, state=online.state, origin="score")
-    names = list(bundle.feature_names)
-    actions: dict[str, int] = {}
-    overflow = 0
-    n = len(frame)
-    writer: pq.ParquetWriter | None = None
+        raise DataError(f"`input` {name}: no rows to score.")
+    target = Path(out) if out else loaded.workspace / "score" / f"{stem}.decisions.parquet"
+    logger = DecisionLog(log_path or loaded.workspace / "serve" / "decisions.sqlite",
+                         max_batch=max(chunk, 1)) if log else None
     try:
-        with atomic_path(target) as tmp:
-            for start in range(0, n, chunk):
-                events = _rows(frame.iloc[start:start + chunk])
-                pendings = decider.prepare_batch(events)
-                if logger is not None:
-                    logger.append_many([p.record for p in pendings])
-                table = _table(pendings, keys, tcol, names)
-                if as_csv:
-                    table.to_pandas().to_csv(tmp, mode="w" if start == 0 else "a",
-                                             header=start == 0, index=False)
-                else:
-                    if writer is None:
-                        writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
-                    writer.write_table(table.cast(writer.schema))
-                for p in pendings:
-                    actions[p.decision.action] = actions.get(p.decision.action, 0) + 1
-                    overflow += p.decision.overflow
-                if progress:
-                    done = min(start + chunk, n)
-                    progress(f"{done:,} of {n:,} events", done / n)
-            if writer is not None:
-                writer.close()
-                writer = None
+        decider = Decider(bundle, features, logger, state=features.state, origin="score",
+                          capacity_limit=capacity_limit)
+    except BaseException:
+        if logger is not None:
+            logger.close()
+        raise
+    history_rows = 0
+    try:
+        if online:
+            stamps = frame[tcol].map(lambda v: time_us(v, tcol))
+            frame = frame.assign(__t=stamps).sort_values(["__t", *keys], kind="stable")
+            times = frame.pop("__t").to_numpy(dtype=np.int64)
+            frame = frame.reset_index(drop=True)
+            if progress:
+                progress("warming the feature state", 0.0)
+            warmed = features.warm(us_to_datetime(int(times[0]) - 1, features.aware))
+            history_rows = int(sum(warmed.rows.values()))
+            stages["warm"] = time.perf_counter() - started
+            chunks = _online_chunks(decider, features, frame, times, chunk, logger, progress)
+        else:
+            if progress:
+                progress("features (offline engine)", 0.0)
+            spans = features.spans()
+            built = batch_features(loaded, plan, frame, name=name, required=features.required,
+                                   lookback_us=spans.get(features.own, 0) + features.slack_us,
+                                   engine=engine, progress=None)
+            history_rows = built.history_rows
+            stages.update({f"features.{k}": v for k, v in built.seconds.items()})
+            chunks = decide_batch(decider, built, log=logger, chunk=chunk, reasons=reasons,
+                                  progress=progress)
+        begun = time.perf_counter()
+        actions, overflow, n = _write(target, chunks)
+        stages["decide"] = time.perf_counter() - begun
     finally:
-        if writer is not None:
-            writer.close()
         if logger is not None:
             logger.close()
     top_path = _write_top(target, top, decider, tcol) if top else None
     return ScoreResult(rows=n, seconds=time.perf_counter() - started, out=target,
                        top_path=top_path, log_path=logger.path if logger else None,
                        actions=actions, overflow=overflow, bundle_version=bundle.version,
-                       policy_version=decider.policy_version)
+                       policy_version=decider.policy_version,
+                       mode="online" if online else "batch", history_rows=history_rows,
+                       stages=stages, peak_rss_mb=_peak_rss_mb())
+
+
+def _write(target: Path, chunks: Iterator[pa.Table]) -> tuple[dict[str, int], int, int]:
+    """Write the decision tables to ``target`` (Parquet or CSV, atomically). Returns the
+    action counts, the overflow count and the rows."""
+    as_csv = target.suffix.lower() == ".csv"
+    actions: dict[str, int] = {}
+    overflow = n = 0
+    writer: pq.ParquetWriter | None = None
+    try:
+        with atomic_path(target) as tmp:
+            for table in chunks:
+                if table.num_rows == 0:
+                    continue
+                if as_csv:
+                    table.to_pandas().to_csv(tmp, mode="w" if n == 0 else "a",
+                                             header=n == 0, index=False)
+                else:
+                    if writer is None:
+                        writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
+                    writer.write_table(table.cast(writer.schema))
+                counted = table.column("action").value_counts().to_pylist()
+                for item in counted:
+                    actions[item["values"]] = actions.get(item["values"], 0) + item["counts"]
+                overflow += int(pc.sum(table.column("overflow")).as_py() or 0)
+                n += table.num_rows
+            if writer is not None:
+                writer.close()
+                writer = None
+    finally:
+        if writer is not None:
+            writer.close()
+    return actions, overflow, n
 
 
 def _write_top(target: Path, top: int, decider: Decider, time_column: str) -> Path:

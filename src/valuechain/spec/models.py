@@ -30,15 +30,20 @@ from pydantic import (
     Field,
     PlainSerializer,
     Tag,
+    ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from valuechain.errors import SpecError
 from valuechain.spec.durations import format_duration, parse_duration
 
 __all__ = [
+    "KNOWN_METRICS",
+    "SEVERITIES",
     "AggregateFeature",
+    "AlertRule",
     "AuditAcceptance",
     "AuditSettings",
     "Capacity",
@@ -63,6 +68,8 @@ __all__ = [
     "Spec",
     "TimeSplit",
     "Value",
+    "alert_owner_problems",
+    "default_alert_rules",
 ]
 
 Duration = Annotated[
@@ -411,14 +418,158 @@ class Value(_Model):
     )
 
 
-class Monitoring(_Model):
-    """How the deployed decision is watched."""
+#: The severities an alert rule may carry, mildest first.
+SEVERITIES = ("info", "warning", "critical")
+#: Metric names the monitor's components emit (``docs/monitoring.md``); a rule may name
+#: another metric (a newer component's), it then fires only when such signals exist.
+KNOWN_METRICS = (
+    "psi", "ks", "js", "score_psi", "review_rate", "approve_rate", "decline_rate",
+    "queue_fill", "overflow_share", "volume", "volume_z", "latency_p50_ms", "latency_p99_ms",
+    "loss_per_1000", "chargeback_rate", "precision", "recall", "cost", "estimate_error",
+)
 
-    cadence: Duration = Field(timedelta(days=1))
+
+class AlertRule(_Model):
+    """One alert rule: a metric of the monitor's signals, a threshold and how long it must hold.
+
+    A rule fires on a ``(section, subject)`` series of the signals when ``windows``
+    consecutive evaluated windows breach the threshold (``above``: value > threshold;
+    ``below``: value < threshold). Windows with fewer than ``min_samples`` samples, and
+    windows whose labels are not mature yet (``pending``), are not evaluated: they neither
+    count towards a streak nor break it (docs/monitoring.md).
+    """
+
+    name: Identifier = Field(description="Short unique name of the rule, e.g. `feature_drift`.")
+    metric: Identifier = Field(
+        description="A signals metric: psi, ks, js, score_psi, review_rate, queue_fill, "
+        "overflow_share, volume_z, latency_p99_ms, loss_per_1000, precision, recall, cost, "
+        "estimate_error, ...")
+    subject: str = Field(
+        "*", description="Feature or action the metric is about; `*` (default) for any.")
+    section: Literal["drift", "ops", "kpi", "estimate"] | None = Field(
+        None, description="Only signals of this section (e.g. `kpi` for the realised "
+        "precision rather than the `estimate`); default any section.")
+    above: float | None = Field(
+        None, allow_inf_nan=False, description="Breach when the value is above this.")
+    below: float | None = Field(
+        None, allow_inf_nan=False, description="Breach when the value is below this.")
+    above_reference: float | None = Field(
+        None, ge=0, allow_inf_nan=False,
+        description="Breach when the value is above the reference period's value by more "
+        "than this share (0.25: 25 % worse). Needs a reference value for the metric.")
+    below_reference: float | None = Field(
+        None, ge=0, le=1, allow_inf_nan=False,
+        description="Breach when the value is below the reference period's value by more "
+        "than this share.")
+    confident: bool = Field(
+        False, description="Breach only when the whole interval is beyond the threshold "
+        "(`lower` above it, `upper` below it), where the signal has an interval.")
+    min_samples: int = Field(
+        0, ge=0, description="Windows with fewer samples (`n`) are not evaluated.")
+    windows: int = Field(
+        1, ge=1, le=1000, description="Consecutive evaluated windows that must breach.")
+    severity: Literal["info", "warning", "critical"] = "warning"
+    owner: str | None = Field(
+        None, description="Who acts: a key of `owners` (e.g. `data_science`, which must then "
+        "be set) or a free name; default the decision's owner.")
+    channel: str | None = Field(
+        None, description="Where the alert goes; default `monitoring.alert_channel`.")
+
+    @model_validator(mode="after")
+    def _one_threshold(self) -> AlertRule:
+        given = [name for name in ("above", "below", "above_reference", "below_reference")
+                 if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise SpecError(
+                f"alert rule '{self.name}' needs exactly one threshold of `above`, `below`, "
+                f"`above_reference` or `below_reference`, got "
+                f"{', '.join(f'`{g}`' for g in given) if given else 'none'}; e.g. "
+                "`above: 0.2`")
+        if not self.subject:
+            raise SpecError(f"alert rule '{self.name}': `subject` is empty; name a feature "
+                            "or action, or write `*` for any")
+        return self
+
+    @property
+    def threshold(self) -> float:
+        """The threshold value written (absolute, or the relative margin)."""
+        for name in ("above", "below", "above_reference", "below_reference"):
+            value = getattr(self, name)
+            if value is not None:
+                return float(value)
+        raise AssertionError("validated: one threshold is set")  # pragma: no cover
+
+    @property
+    def direction(self) -> Literal["above", "below"]:
+        """``above`` when a larger value is worse, else ``below``."""
+        return "above" if self.above is not None or self.above_reference is not None \
+            else "below"
+
+    @property
+    def relative(self) -> bool:
+        """Whether the threshold is relative to the reference period's value."""
+        return self.above_reference is not None or self.below_reference is not None
+
+
+def default_alert_rules(drift_threshold: float = 0.2) -> tuple[AlertRule, ...]:
+    """The rules used when ``monitoring.alerts`` is not written (docs/monitoring.md).
+
+    >>> [(r.name, r.metric, r.threshold, r.windows) for r in default_alert_rules()][:2]
+    [('feature_drift', 'psi', 0.2, 2), ('score_drift', 'score_psi', 0.1, 2)]
+    """
+    rules = (
+        {"name": "feature_drift", "metric": "psi", "section": "drift",
+         "above": drift_threshold, "min_samples": 500, "windows": 2, "owner": "data_science"},
+        {"name": "score_drift", "metric": "score_psi", "section": "drift", "above": 0.1,
+         "min_samples": 500, "windows": 2, "owner": "data_science"},
+        {"name": "review_queue_full", "metric": "queue_fill", "section": "ops",
+         "above": 0.999, "windows": 3, "owner": "operations"},
+        {"name": "kpi_worse", "metric": "loss_per_1000", "section": "kpi",
+         "above_reference": 0.25, "min_samples": 1000, "windows": 2, "severity": "critical",
+         "owner": "product"},
+    )
+    return tuple(AlertRule.model_validate(rule) for rule in rules)
+
+
+class Monitoring(_Model):
+    """How the deployed decision is watched: cadence, drift measure, KPIs and alert rules."""
+
+    cadence: Duration = Field(
+        timedelta(days=1), description="Monitoring window: one signal per window (1d or 1w; "
+        "days start at midnight UTC, weeks on Monday).")
     drift_metric: Literal["psi", "ks", "wasserstein"] = "psi"
-    drift_threshold: float = 0.2
+    drift_threshold: float = Field(
+        0.2, gt=0, allow_inf_nan=False,
+        description="The threshold of the default feature-drift rule (PSI above it).")
     kpis: list[str] = Field(default_factory=list)
     alert_channel: str | None = None
+    alerts: list[AlertRule] | None = Field(
+        None, description="Alert rules; default the built-in rules (docs/monitoring.md); "
+        "`[]` for none.")
+
+    @field_validator("cadence")
+    @classmethod
+    def _positive_cadence(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise SpecError("`cadence` must be longer than zero, e.g. '1d' or '1w'")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_rule_names(self) -> Monitoring:
+        seen: set[str] = set()
+        for rule in self.alerts or []:
+            if rule.name in seen:
+                raise SpecError(f"two alert rules are named '{rule.name}'; give each rule "
+                                "its own `name`")
+            seen.add(rule.name)
+        return self
+
+    @property
+    def rules(self) -> tuple[AlertRule, ...]:
+        """The alert rules in force: the written ones, else the defaults."""
+        if self.alerts is None:
+            return default_alert_rules(self.drift_threshold)
+        return tuple(self.alerts)
 
 
 class Owners(_Model):
@@ -481,8 +632,36 @@ class Spec(_Model):
         "overrides the type.",
     )
 
+    @model_validator(mode="after")
+    def _alert_owners(self) -> Spec:
+        problems = alert_owner_problems(self)
+        if problems:
+            raise ValidationError.from_exception_data("Spec", [
+                InitErrorDetails(type=PydanticCustomError("alert_owner", message),
+                                 loc=loc, input=value)
+                for loc, value, message in problems])
+        return self
+
     @property
     def event_source(self) -> str | None:
         """Name of the decision source in event mode, else None."""
         dp = self.decision_points
         return dp.source if isinstance(dp, EventPoints) else None
+
+
+def alert_owner_problems(spec: Spec) -> list[tuple[tuple[str | int, ...], str, str]]:
+    """Alert rules whose ``owner`` names a key of ``owners`` that is not set.
+
+    Returns ``(location, owner, message)`` per problem (empty when every owner resolves).
+    """
+    monitoring = spec.monitoring
+    if monitoring is None or monitoring.alerts is None:
+        return []
+    out: list[tuple[tuple[str | int, ...], str, str]] = []
+    keys = list(Owners.model_fields)
+    for i, rule in enumerate(monitoring.alerts):
+        if rule.owner in keys and getattr(spec.owners, rule.owner) is None:
+            out.append((("monitoring", "alerts", i, "owner"), rule.owner,
+                        f"alert rule '{rule.name}' is owned by `owners.{rule.owner}`, which "
+                        f"is not set; set `owners.{rule.owner}` or name the owner directly"))
+    return out

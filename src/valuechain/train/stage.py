@@ -18,7 +18,7 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +176,7 @@ def train_project(
     backtest_folds: int = 0,
     progress: Progress | None = None,
     estimators: Mapping[str, Any] | None = None,
+    as_of: datetime | None = None,
 ) -> TrainResult:
     """Train, calibrate and evaluate every candidate; write the run; return its result.
 
@@ -197,6 +198,9 @@ def train_project(
         becomes a candidate beside ours through :func:`valuechain.models.as_candidate`
         (fitted on the training period, calibrated and evaluated like ours). A name of a
         built-in candidate is refused.
+    as_of : datetime, optional
+        Train on the frame built as of this time (default: the latest time in the sources),
+        as ``valuechain build --as-of``.
 
     Returns
     -------
@@ -213,7 +217,7 @@ def train_project(
     """
     started = time.perf_counter()
     spec = loaded.spec
-    built = build_frame(loaded)
+    built = build_frame(loaded, as_of=as_of)
     frame_ref = current_frame(loaded.workspace, root=loaded.root, manifest=built.manifest)
     frame = open_artifact(built.frame, "parquet", what="the built frame",
                           rebuild=fix_command(loaded.root, "build", "--force"))
