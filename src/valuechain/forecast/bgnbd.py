@@ -88,8 +88,13 @@ def _days(values: pd.Series | Any, what: str) -> pd.Series:
     try:
         if pd.api.types.is_integer_dtype(series):
             parsed = pd.to_datetime(series.astype("int64").astype(str), format="%Y%m%d")
+        elif pd.api.types.is_datetime64_any_dtype(series):
+            parsed = series
         else:
-            parsed = pd.to_datetime(series)
+            try:
+                parsed = pd.to_datetime(series)
+            except ValueError:  # pandas infers one format from the first value; ISO mixes
+                parsed = pd.to_datetime(series, format="ISO8601")
     except (ValueError, TypeError, OverflowError) as exc:
         raise DataError(
             f"{what}: cannot read the values as dates ({exc}); expected dates, datetimes or "
