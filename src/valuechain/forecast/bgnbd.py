@@ -431,7 +431,7 @@ def fit_bgnbd(summary: pd.DataFrame) -> BGNBD:
             "(recency and T in weeks work well) and that customers have repeat purchases"
         )
     r, alpha, a, b = (float(v) for v in params)
-    return BGNBD(r=r, alpha=alpha, a=a, b=b, log_likelihood=value, n=int(len(x)))
+    return BGNBD(r=r, alpha=alpha, a=a, b=b, log_likelihood=value, n=len(x))
 
 
 def cumulative_tracking(model: BGNBD, first: ArrayLike, times: ArrayLike) -> FloatArray:
