@@ -70,6 +70,19 @@ def run(data: Path) -> str:
               f"| actual | {actual:,.0f} |",
               f"| BG/NBD E[Y(39) given x, t_x, T], summed | {predicted:,.1f} |",
               f"| error | {100 * (predicted - actual) / actual:+.1f} % |", ""]
+    each = pd.Series(model.conditional_expected(
+        39.0, summary["frequency"], summary["recency"], summary["T"]), index=summary.index)
+    bins = summary["frequency"].clip(upper=7).astype(int)
+    table = pd.DataFrame({"customers": bins.value_counts().sort_index(),
+                          "actual": summary["frequency_holdout"].groupby(bins).mean(),
+                          "expected": each.groupby(bins).mean()})
+    lines += ["| calibration repeat purchases | customers | holdout actual (mean) | "
+              "BG/NBD conditional expectation (mean) |", "|---:|---:|---:|---:|"]
+    for x, row in table.iterrows():
+        label = "7+" if x == 7 else str(x)
+        lines.append(f"| {label} | {int(row['customers'])} | {row['actual']:.3f} | "
+                     f"{row['expected']:.3f} |")
+    lines.append("")
 
     days = raw.assign(day=(pd.to_datetime(raw["date"].astype(str), format="%Y%m%d")
                            - pd.Timestamp(ORIGIN)).dt.days)[["id", "day"]].drop_duplicates()
