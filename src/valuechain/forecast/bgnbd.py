@@ -393,8 +393,8 @@ def fit_bgnbd(summary: pd.DataFrame) -> BGNBD:
     >>> s = pd.DataFrame({"frequency": [0, 1, 2, 0, 3, 1], "recency": [0, 5, 8, 0, 9, 2],
     ...                   "T": [10, 10, 10, 9, 10, 8]})
     >>> m = fit_bgnbd(s)
-    >>> m.n, round(m.log_likelihood, 3)  # doctest: +SKIP
-    (6, ...)
+    >>> m.n
+    6
     >>> m.log_likelihood >= float(bgnbd_log_likelihood(1, 1, 1, 1, s.frequency,
     ...                                                  s.recency, s["T"]).sum())
     True
