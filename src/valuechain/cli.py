@@ -436,6 +436,14 @@ def train(
     console.print(f"run {run.run_id}: {run.run_dir}")
 
 
+def _duration(value: Any) -> str:
+    from datetime import timedelta
+
+    from valuechain.spec.durations import format_duration
+
+    return format_duration(value) if isinstance(value, timedelta) else str(value)
+
+
 def _num(value: float | None, spec: str) -> str:
     return "-" if value is None or value != value else format(value, spec)
 
@@ -490,9 +498,16 @@ def decide(
     if as_json:
         _emit(result.to_json())
         return
+    from valuechain.policy import describe
+    from valuechain.train.context import spec_capacity
+
     currency = loaded.spec.value.currency if loaded.spec.value else ""
-    console.print(f"policy ({result.kind}, from run {result.run_id}, {result.candidate}): "
-                  f"{ {k: v for k, v in result.policy.items() if k != 'metadata'} }")
+    found = spec_capacity(loaded)
+    console.print(Text(describe(result.policy, per=_duration(found[1].per) if found else None,
+                                limited=found[0] if found else None)), soft_wrap=True,
+                  highlight=False)
+    console.print(f"[dim]{result.kind.replace('_', '-')} policy from run {result.run_id} "
+                  f"({result.candidate}), {objective} cost[/]", highlight=False)
     table = Table(title="Test period")
     for column in ("", "cost", "per 1,000", "reviews/period max", "over limit"):
         table.add_column(column, justify="right")
