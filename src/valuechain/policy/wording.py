@@ -22,7 +22,7 @@ def _score(value: float) -> str:
     """A threshold as people read it: three significant digits, no exponent."""
     if value == 0:
         return "0"
-    digits = max(3, 3 - int(math.floor(math.log10(abs(value)))) - 1)
+    digits = max(3, 3 - math.floor(math.log10(abs(value))) - 1)
     return f"{value:.{min(digits, 8)}f}".rstrip("0").rstrip(".")
 
 
