@@ -43,6 +43,7 @@ from valuechain.evaluate import (
 )
 from valuechain.evaluate import average_precision as ap_of
 from valuechain.evaluate import roc_auc as auc_of
+from valuechain.io import write_text
 from valuechain.models import (
     CANDIDATES,
     Calibrator,
@@ -54,6 +55,7 @@ from valuechain.models import (
 from valuechain.spec.durations import format_duration
 from valuechain.spec.loader import LoadedSpec
 from valuechain.spec.models import Period
+from valuechain.train.card import CARD_FILE, model_card
 from valuechain.train.context import EvaluationContext, value_columns
 from valuechain.train.provenance import FrameRef, current_frame
 from valuechain.train.result import TrainResult, ValueInputs
@@ -66,11 +68,12 @@ __all__ = ["BASELINES", "TrainRun", "train_project"]
 BASELINES = ("prior", "rules")
 HEADLINE = "average_precision"
 Progress = Callable[[str, float], None]
-#: Rough relative cost of fitting each built-in candidate (progress weights, not timings);
-#: a bootstrap interval weighs 1.
-FIT_WEIGHT = {"prior": 0.5, "rules": 1.0, "logistic": 4.0, "lightgbm": 40.0}
-OTHER_FIT_WEIGHT = 10.0
-VERDICT_WEIGHT = 6.0
+#: Rough relative cost of each step, for progress bars only (about seconds on the 1 M-row
+#: fraud demo on a busy 2-core host: LightGBM's fit dominates, an interval is ~0.1 s).
+FIT_WEIGHT = {"prior": 0.2, "rules": 3.0, "logistic": 15.0, "lightgbm": 150.0}
+OTHER_FIT_WEIGHT = 30.0
+INTERVAL_WEIGHT = 0.1
+VERDICT_WEIGHT = 0.3
 PREPARED_AT = 0.08  # share of the bar reached once the frame is read and priced
 F64 = npt.NDArray[np.float64]
 
@@ -353,7 +356,7 @@ def _run(p: _Prepared, writer: RunWriter, backtest_folds: int, progress: Progres
     steps(f"refitting {best} on a random split", 1.5 * _fit_weight(best))
     random_vs_time = _random_vs_time(best, p.make[best], seed, frame, roles, y,
                                      auc_of(predictions["test"][f"raw_{best}"], y[test]))
-    steps("metrics per period and curves", 2.0 * len(names))
+    steps("metrics per period and curves", 1.0 * len(names))
     freq = "W" if (times[test].max() - times[test].min()) > pd.Timedelta(days=21) else "D"
     value = loaded.spec.value
     metrics: dict[str, Any] = {
@@ -400,8 +403,10 @@ def _run(p: _Prepared, writer: RunWriter, backtest_folds: int, progress: Progres
     result = TrainResult(run_id=writer.run_id, created_at=writer.created_at,
                          spec_hash=writer.spec_hash, seed=seed, **metrics)
     _, run_dir = writer.finish(result, _relative_manifest(built.manifest, loaded.root))
+    result = result.at(run_dir)
+    write_text(Path(run_dir) / CARD_FILE, model_card(result, loaded))
     steps.done()
-    return result.at(run_dir)
+    return result
 
 
 def _fit_weight(name: str) -> float:
@@ -423,12 +428,13 @@ def _plan(names: list[str], backtest_folds: int) -> float:
     """Total progress weight of a run with these candidates (see :data:`FIT_WEIGHT`)."""
     fits = sum(_fit_weight(n) for n in names)
     best = max((_fit_weight(n) for n in names if n not in BASELINES), default=1.0)
-    return (fits + 2 * INTERVALS * len(names) + VERDICT_WEIGHT * len(_pairs(names))
-            + 1.5 * best + 2.0 * len(names) + backtest_folds * fits + 3.0)
+    return (fits + 2 * INTERVALS * INTERVAL_WEIGHT * len(names)
+            + VERDICT_WEIGHT * len(_pairs(names)) + 1.5 * best + 1.0 * len(names)
+            + backtest_folds * fits + 3.0)
 
 
 def _ticker(steps: Steps, prefix: str) -> Callable[[str], None]:
-    return lambda metric: steps(f"{prefix} {metric.replace('_', ' ')}", 1.0)
+    return lambda metric: steps(f"{prefix} {metric.replace('_', ' ')}", INTERVAL_WEIGHT)
 
 
 def _describe(mask: npt.NDArray[np.bool_], times: pd.Series, y: F64) -> dict[str, Any]:
