@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 import typer.core
@@ -440,19 +440,25 @@ def audit(
         raise typer.Exit(result.exit_code)
 
 
-def _candidate_names(value: str | None) -> str | None:
-    """Check ``--candidates`` while parsing: a wrong name is a usage mistake (exit 2)."""
+def _candidate_names(value: str | None) -> list[str] | None:
+    """``--candidates`` as a list; a name that is not a built-in candidate is a usage mistake.
+
+    >>> _candidate_names("prior, lightgbm")
+    ['prior', 'lightgbm']
+    """
     if value is None:
         return None
+    from valuechain.errors import SpecError
     from valuechain.models import CANDIDATES
 
     names = [c.strip() for c in value.split(",") if c.strip()]
     unknown = [n for n in names if n not in CANDIDATES]
     if unknown or not names:
-        raise typer.BadParameter(
-            f"{', '.join(map(repr, unknown)) or 'nothing'} is not a candidate; choose from "
-            f"{','.join(CANDIDATES)} (comma-separated, e.g. prior,lightgbm).")
-    return value
+        raise SpecError(
+            f"`--candidates` {value!r}: {', '.join(map(repr, unknown)) or 'nothing'} is not a "
+            f"candidate; expected a comma-separated list of {', '.join(CANDIDATES)} (e.g. "
+            "prior,lightgbm).")
+    return names
 
 
 @app.command(epilog="Examples: `valuechain train --spec examples/fraud` (the last run's seed, "
@@ -465,7 +471,7 @@ def train(
         help="Random seed (models, calibration, bootstrap); default the seed of the last "
         "run of this spec (the demo's 7), else 0. Recorded in the run.")] = None,
     candidates: Annotated[str | None, typer.Option(
-        metavar="<prior,rules,logistic,lightgbm>", callback=_candidate_names,
+        metavar="<prior,rules,logistic,lightgbm>",
         help="Comma-separated candidates to train; default all (rules when the spec has "
         "value.baseline_policy).")] = None,
     backtest: Annotated[int, typer.Option(help="Rolling-origin folds (0: none).")] = 0,
@@ -474,7 +480,7 @@ def train(
     """Train baselines and models on time periods; calibrate; evaluate with intervals."""
     from valuechain import api
 
-    names = [c.strip() for c in candidates.split(",") if c.strip()] if candidates else None
+    names = _candidate_names(candidates)
     loaded = _load(spec)
     seed, seed_from = _seed(loaded, seed)
     with _progress(not as_json, "train") as progress:
@@ -581,15 +587,17 @@ def _candidates_table(run: Any) -> Table:
                           f"{_human(run.headline_metric)}: {_human(run.best_candidate)}",
                   caption_justify="left")
     table.add_column("candidate", no_wrap=True)
+    headers = {"average_precision": "average\nprecision", "precision_at_capacity":
+               "precision\nat capacity", "expected_cost": "expected cost\nper decision"}
     for key in shown:
-        table.add_column(_human(key), justify="right", no_wrap=True)
+        table.add_column(headers.get(key, _human(key)), justify="right", no_wrap=True)
     best = {k: _best({n: e.test.get(k) for n, e in run.candidates.items()},
                      k in LOWER_IS_BETTER) for k in shown}
     for name, entry in run.candidates.items():
         cells = []
         for key in shown:
             text = _interval(entry.test, key, fmt.get(key, ".3f"))
-            cells.append(f"[bold green]*{text}[/]" if name in best[key] else f" {text}")
+            cells.append(f"[bold green]*{text}[/]" if name in best[key] else text)
         label = _human(name) + (" (chosen)" if name == run.best_candidate else "")
         table.add_row(label, *cells)
     return table
@@ -635,14 +643,14 @@ def runs(spec: SpecOpt = Path("."), as_json: JsonOpt = False) -> None:
 @user_errors
 def decide(
     spec: SpecOpt = Path("."),
-    kind: Annotated[
-        Literal["three_band", "threshold", "top_n"],
-        typer.Option(help="three_band (approve/review/decline), threshold or top_n.")
-    ] = "three_band",
-    objective: Annotated[
-        Literal["expected", "realised"],
-        typer.Option(help="expected (under calibrated scores) or realised (labels).")
-    ] = "expected",
+    # Choices are checked by the library (a SpecError naming the flag, exit 2, JSON with
+    # --json); the metavar shows them in help.
+    kind: Annotated[str, typer.Option(
+        metavar="<three_band|threshold|top_n>",
+        help="three_band (approve/review/decline), threshold or top_n.")] = "three_band",
+    objective: Annotated[str, typer.Option(
+        metavar="<expected|realised>",
+        help="expected (under calibrated scores) or realised (labels).")] = "expected",
     seed: Annotated[int | None, typer.Option(
         help="Bootstrap seed; default the seed the latest run was trained with.")] = None,
     as_json: JsonOpt = False,
@@ -653,8 +661,8 @@ def decide(
     loaded = _load(spec)
     seed, _ = _seed(loaded, seed)
     with _progress(not as_json, "decide") as progress:
-        result = api.decide(loaded, kind=kind, objective=objective, seed=seed,
-                            progress=progress)
+        result = api.decide(loaded, kind=kind, objective=objective,  # type: ignore[arg-type]
+                            seed=seed, progress=progress)
     if as_json:
         _emit(result.to_json())
         return

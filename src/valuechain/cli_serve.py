@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -41,7 +41,7 @@ def serve(
         help="File with one API key per line (also VALUECHAIN_API_KEYS, comma-separated).")
     ] = None,
     max_body: Annotated[int, typer.Option(help="Largest request body in bytes.")] = 64 * 1024,
-    log_sync: Annotated[Literal["full", "normal"], typer.Option(
+    log_sync: Annotated[str, typer.Option(
         help="full: each decision is on disk before it is answered (survives power loss); "
         "normal: survives the process being killed, not an OS crash (faster fsync-bound "
         "disks).")] = "full",
@@ -115,7 +115,7 @@ def score(
         "--online", help="Row-by-row reference path (the service's online features, one "
         "event at a time) instead of the vectorised batch path; same decisions, ~100x "
         "slower.")] = False,
-    reasons: Annotated[Literal["all", "flagged", "none"], typer.Option(
+    reasons: Annotated[str, typer.Option(
         help="Which decisions get their top reasons: all (as the service), flagged (those "
         "not given the policy's lowest action) or none. Reasons cost ~1 ms per row.")
     ] = "all",
