@@ -60,7 +60,7 @@ def test_a_flag_mistake_with_json_stays_machine_readable(tmp_path: Path) -> None
                                       "forest", "--json"])
     assert result.exit_code == 2
     out = json.loads(result.output)
-    assert out["type"] == "SpecError" and "`--candidates` 'forest'" in out["error"]
+    assert out["type"] == "ModelError" and "`--candidates` 'forest'" in out["error"]
 
 
 def test_describe_names_every_band_and_the_capacity() -> None:

@@ -448,16 +448,17 @@ def _candidate_names(value: str | None) -> list[str] | None:
     """
     if value is None:
         return None
-    from valuechain.errors import SpecError
+    from valuechain.errors import ModelError
     from valuechain.models import CANDIDATES
 
     names = [c.strip() for c in value.split(",") if c.strip()]
     unknown = [n for n in names if n not in CANDIDATES]
     if unknown or not names:
-        raise SpecError(
-            f"`--candidates` {value!r}: {', '.join(map(repr, unknown)) or 'nothing'} is not a "
-            f"candidate; expected a comma-separated list of {', '.join(CANDIDATES)} (e.g. "
-            "prior,lightgbm).")
+        what = ("unknown candidate " + ", ".join(map(repr, unknown))) if unknown else (
+            "no candidate named")
+        raise ModelError(
+            f"`--candidates` {value!r}: {what}. Expected a comma-separated list of "
+            f"{', '.join(CANDIDATES)} (e.g. prior,lightgbm).")
     return names
 
 
