@@ -1,5 +1,6 @@
 # Two entry points, both self-contained on a machine with Python 3.11 and pip:
-#   make demo  -> generate the fraud demo world and run valuechain on it end to end
+#   make demo  -> generate the fraud demo world and run valuechain on it end to end, then the
+#                 monitoring story (a new attack campaign replayed, monitored, retrained)
 #   make test  -> run lint, type checks and the test suite
 PYTHON ?= python3
 VENV   := .venv
@@ -16,7 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/valuechain demo fraud --dir examples/fraud
+	$(BIN)/valuechain demo fraud --dir examples/fraud --story
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -153,9 +153,13 @@ def floor_app(project: Path) -> FastAPI:
 
 
 def start_valuechain(project: Path, port: int, log: Path, env: dict[str, str],
-                     sync: str = "full") -> subprocess.Popen[bytes]:
+                     sync: str = "full", workers: int = 1, state: str = "memory",
+                     reasons: str = "all") -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-c", "from valuechain.cli import main; main()", "serve", "--spec",
-           str(project), "--port", str(port), "--log", str(log), "--log-sync", sync]
+           str(project), "--port", str(port), "--log", str(log), "--log-sync", sync,
+           "--state", state, "--reasons", reasons]
+    if workers > 1:
+        cmd += ["--workers", str(workers)]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -363,8 +367,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     wanted = {s.strip() for s in args.servers.split(",")}
     if "valuechain" in wanted:
         port = free_port()
-        proc = start_valuechain(project, port, workdir / "decisions.sqlite", env,
-                                args.log_sync)
+        server_env = {**env, **dict(kv.split("=", 1) for kv in args.server_env)}
+        proc = start_valuechain(project, port, workdir / "decisions.sqlite", server_env,
+                                args.log_sync, args.workers, args.state, args.reasons)
         try:
             wait_ready(port, proc)
             print("valuechain serve (whole path)", flush=True)
@@ -469,6 +474,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--extra-path", default="", help="prepended to the servers' "
                         "PYTHONPATH (e.g. a --target dir holding httptools and uvloop)")
     parser.add_argument("--log-sync", default="full", choices=("full", "normal"))
+    parser.add_argument("--workers", type=int, default=1,
+                        help="valuechain serve --workers (above 1 needs --state redis://...)")
+    parser.add_argument("--state", default="memory", help="valuechain serve --state")
+    parser.add_argument("--reasons", default="all", choices=("all", "flagged", "none"),
+                        help="valuechain serve --reasons")
+    parser.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="environment of the valuechain server (repeatable), e.g. "
+                        "VALUECHAIN_REASONS_THREAD=1")
     parser.add_argument("--servers", default="valuechain,floor,mlflow",
                         help="comma-separated: valuechain, floor, mlflow")
     parser.add_argument("--write", action="store_true", help="append to RESULTS.md")

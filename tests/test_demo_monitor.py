@@ -41,3 +41,7 @@ def test_story_prints_the_alert_day_days_after_the_campaign_start(tmp_path: Path
     assert story.days_to_alert == (story.alert_day - campaign).days
     printed = "\n".join(story.lines())
     assert f"drift alert first fires on {story.alert_day:%Y-%m-%d}" in printed
+    # the report tells it too: its Monitoring section reads the saved pass
+    assert story.report is not None and story.report.is_file()
+    html = story.report.read_text()
+    assert "Monitoring" in html and "<svg" in html

@@ -172,7 +172,7 @@ def test_full_report_has_every_section_and_fact(built: LoadedSpec) -> None:
     result = render_report(built)
     assert result.path == built.workspace / "report.html" and result.ok
     assert [s.id for s in result.sections] == [
-        "framing", "readiness", "provenance", "lineage", "label-maturity", "features",
+        "summary", "framing", "readiness", "provenance", "lineage", "label-maturity", "features",
         "audit", "evaluation", "decide"]
     assert result.section("readiness").status == "fail"  # the checklist fails: not an error
     html = result.path.read_text(encoding="utf-8")

@@ -245,8 +245,8 @@ def test_capacity_is_charted_per_period_with_the_limit(decided: LoadedSpec) -> N
     charts = [s for s in _svgs(html) if "chart-capacity" in s]
     assert len(charts) == 2
     validation, test = charts
-    assert "review per 1d on the validation period" in validation
-    assert "review per 1d on the test period" in test
+    assert "Review cases per day, validation period, against the limit" in validation
+    assert "Review cases per day, test period, against the limit" in test
     assert test.count("<rect") == len(TEST_REVIEWS) + 1  # one bar per day and the legend
     assert 'class="limit"' in test and "limit 150" in test
     assert "period 12: 31 review of 150 (within the limit)" in test
@@ -285,7 +285,7 @@ def test_trade_off_curves(decided: LoadedSpec) -> None:
     assert frontier.count("<circle") == 11 + 1 + 2  # points, the chosen one, legend marks
     assert "limit 31 review per 1d: expected cost EUR 4,886" in frontier
     # The limit (150) is beyond the curve: said in words, not drawn.
-    assert "The limit (150 per 1d) is above the 31 review per 1d" in html
+    assert "On validation the limit (150 per 1d) is above the 31 review per 1d" in html
     curve = next(s for s in _svgs(html) if "Precision and recall" in s)
     assert "threshold (log scale)" in curve and ">0.001<" in curve and ">1<" in curve
     assert "review from 0.02352" in curve and "decline from 0.5402" in curve
@@ -343,7 +343,7 @@ def test_other_policy_kinds(tmp_path: Path) -> None:
     # The frontier limits the threshold's declines; decide.json counts the spec's reviews.
     assert any("against the decline limit" in svg for svg in _svgs(html))
     assert "does not bind" not in html  # the review limit is not a limit on declines
-    assert sum("review per 1d on the test period" in svg for svg in _svgs(html)) == 1
+    assert sum("Review cases per day, test period, against the limit" in svg for svg in _svgs(html)) == 1
     assert limited_action({"kind": "three_band", "actions": ["a", "b", "c"]}) == "b"
 
 

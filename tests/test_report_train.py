@@ -162,7 +162,7 @@ def test_section_shows_candidates_metrics_and_intervals(trained: LoadedSpec) -> 
     assert "0.810 [0.790, 0.830]" in html  # lightgbm ROC AUC on validation
     assert "0.800 [0.780, 0.820]" in html  # ... and on test
     for label in ("ROC AUC", "Average precision", "Brier score", "Log loss", "ECE",
-                  "Precision at capacity", "Recall at capacity", "Expected cost",
+                  "Precision at capacity", "Recall at capacity", "Cost per decision, decline at 0.5",
                   "Card precision at k"):
         assert label in html
     assert 'best model\n<strong data-key="train-best">lightgbm</strong>' in html

@@ -110,3 +110,22 @@ def test_replay_restores_features_and_capacity(project: Path, tmp_path: Path) ->
         "review", second.decider.capacity.period_start(time_us(probe["ts"]))) == used == 3  # type: ignore[union-attr]
     assert second.decider.decide(probe).overflow  # the queue is still full after restart
     second.close()
+
+
+def test_flagged_reasons_skip_the_lowest_action_only(project: Path, tmp_path: Path) -> None:
+    events = [event(200 + i, review=i % 3 == 0, customer=810_000_000 + i % 4)
+              for i in range(30)]
+    with DecisionLog(tmp_path / "a.sqlite") as log_a, DecisionLog(tmp_path / "b.sqlite") as log_b:
+        full = _decider(project, log_a)
+        flagged = _decider(project, log_b, reasons="flagged")
+        assert flagged.lowest_action == "approve"
+        all_reasons = [full.decide(e) for e in events]
+        some = [flagged.decide(e) for e in events]
+    assert [d.action for d in all_reasons] == [d.action for d in some]
+    assert {d.action for d in some} >= {"approve", "review"}
+    for a, b in zip(all_reasons, some, strict=True):
+        assert a.score == b.score
+        assert b.reasons == (() if b.action == "approve" else a.reasons)
+        assert a.reasons  # the default gives every decision its reasons
+    with pytest.raises(Exception, match="`reasons` must be one of all, flagged, none"):
+        _decider(project, None, reasons="some")

@@ -755,6 +755,11 @@ def demo_fraud(
         "examples/fraud"),
     rows: Annotated[int, typer.Option(help="Transactions to generate.")] = 1_000_000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+    story: Annotated[bool, typer.Option(
+        "--story", help="Then tell the monitoring story in <dir>-story: a champion trained "
+        "before a new attack campaign, the campaign replayed through `score`, `monitor` day "
+        "by day, `retrain` (a few minutes; `valuechain demo fraud-story` for its options).")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Generate the fraud world if needed, then check, build, audit, train, decide, report."""
@@ -782,9 +787,28 @@ def demo_fraud(
                "audit": audited.to_json(), "train": run.to_json(),
                "decide": decided.to_json(), "report": reported.to_json(),
                "package": shipped.to_json()}
+    if story:
+        from valuechain.cli_retrain import tell_story
+
+        if not as_json:
+            _print_demo(checked, built, audited, run, decided, reported, shipped)
+        payload["story"] = tell_story(dir.parent / f"{dir.name}-story", dir / "valuechain.yaml",
+                                      seed=seed, quiet=as_json)
+        if as_json:
+            _emit(payload)
+            return
+        for line in shipped.lines():  # end, as without the story, on how to serve the bundle
+            if line.startswith("next:"):
+                console.print(line)
+        return
     if as_json:
         _emit(payload)
         return
+    _print_demo(checked, built, audited, run, decided, reported, shipped)
+
+
+def _print_demo(checked: Any, built: Any, audited: Any, run: Any, decided: Any,
+                reported: Any, shipped: Any) -> None:
     failed = [c.name for c in checked.data_checks if not c.passed]
     console.print(f"check: {'passed' if checked.passed else 'FAILED ' + str(failed)}")
     for item in checked.checklist:

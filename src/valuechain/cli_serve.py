@@ -50,6 +50,10 @@ def serve(
     capacity_limit: Annotated[int | None, typer.Option(
         help="Override the spec's capacity limit per period (e.g. fewer reviewers today).")
     ] = None,
+    reasons: Annotated[str, typer.Option(
+        help="Which decisions get their top reasons: all; flagged (not the policy's lowest "
+        "action: reviews and declines; approvals answer with none and skip TreeSHAP, the "
+        "costliest stage); none.")] = "all",
 ) -> None:
     """Serve the bundle's decisions over HTTP (POST /v1/decide); every decision is logged."""
     import uvicorn
@@ -74,7 +78,8 @@ def serve(
             "spec": str(spec.resolve()), "version": version, "state": state,
             "log": str(log.resolve()) if log else None,
             "api_keys_file": str(api_keys_file.resolve()) if api_keys_file else None,
-            "max_body": max_body, "capacity_limit": capacity_limit, "namespace": namespace, "log_sync": log_sync})
+            "max_body": max_body, "capacity_limit": capacity_limit, "namespace": namespace, "log_sync": log_sync,
+            "reasons": reasons})
         console.print(f"valuechain serve: {workers} workers, state {state}, on {url} "
                       "(POST /v1/decide, GET /health, GET /metrics, GET /docs)")
         uvicorn.run("valuechain.serve.service:app_from_env", factory=True, host=host,
@@ -82,7 +87,7 @@ def serve(
         return
     service = open_service(spec, version=version, state=state, log_path=log,
                            capacity_limit=capacity_limit, namespace=namespace,
-                           log_sync=log_sync)
+                           log_sync=log_sync, reasons=reasons)
     asgi = create_app(service, api_keys=keys, max_body_bytes=max_body)
     decider = service.decider
     console.print(f"valuechain serve: bundle {decider.bundle.version} "

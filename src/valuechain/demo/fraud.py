@@ -880,6 +880,7 @@ class Story:
     retrain_reasons: tuple[str, ...]
     retrain: Any
     seconds: float
+    report: Path | None = None
 
     def to_json(self) -> dict[str, object]:
         return {"campaign_start": self.campaign_start.isoformat(), "replayed": self.replayed,
@@ -890,6 +891,7 @@ class Story:
                 "retrain_recommended": self.retrain_recommended,
                 "retrain_reasons": list(self.retrain_reasons),
                 "retrain": self.retrain.to_json() if self.retrain is not None else None,
+                "report": str(self.report) if self.report else None,
                 "seconds": round(self.seconds, 3)}
 
     def lines(self) -> list[str]:
@@ -922,6 +924,8 @@ class Story:
                            f"(difference {m.difference:+.3f} [{m.difference_low:+.3f}, "
                            f"{m.difference_high:+.3f}])")
             out.extend(f"retrain: {reason}" for reason in r.reasons)
+        if self.report is not None:
+            out.append(f"report (with its Monitoring section): {self.report}")
         return out
 
 
@@ -971,7 +975,7 @@ def monitor_story(spec: Any, *, campaign_start: datetime, alert_days: int = 14,
 
     from valuechain import api
     from valuechain.monitor.retrain import retrain
-    from valuechain.monitor.run import monitor
+    from valuechain.monitor.run import monitor, monitor_folder
     from valuechain.registry import Registry, default_registry
     from valuechain.serve.score import score_file
 
@@ -1018,12 +1022,15 @@ def monitor_story(spec: Any, *, campaign_start: datetime, alert_days: int = 14,
                  f"{_naive(first.first_window):%Y-%m-%d})")
         days_to = (alert_day - campaign_start).days
     final = monitor(loaded, log=log, as_of=last)
+    final.save(monitor_folder(loaded))  # the report's Monitoring section reads it
     kpi = _kpi_means(final.signals, start, end, campaign_start)
     _report(progress, "retrain", 0.7)
     result = retrain(loaded) if retrain_at_end else None
+    _report(progress, "report", 0.95)
+    reported = api.report(loaded)
     return Story(campaign_start, scored.rows, scored.seconds, (start, end), alert_day, alert,
                  days_to, kpi, bool(final.retrain.recommend), tuple(final.retrain.reasons),
-                 result, time.perf_counter() - began)
+                 result, time.perf_counter() - began, reported.path)
 
 
 def _naive(moment: datetime) -> datetime:

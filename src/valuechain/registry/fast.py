@@ -37,6 +37,11 @@ class _Slow(Exception):
 
 
 def _number(value: Any) -> float:
+    kind = type(value)
+    if kind is float:  # the common cases first (exact types: no ABC checks)
+        return value if math.isfinite(value) else math.nan  # type: ignore[no-any-return]
+    if kind is int:
+        return float(value)
     if value is None:
         return math.nan
     if isinstance(value, bool | np.bool_):
@@ -50,6 +55,8 @@ def _number(value: Any) -> float:
 
 
 def _text(value: Any) -> Any:
+    if type(value) is str:
+        return value
     if value is None or value is pd.NA:
         return math.nan
     if isinstance(value, str):
@@ -84,6 +91,7 @@ class RowScorer:
         self.numeric = numeric
         self.categorical = tuple(c for c in feature_names if c not in set(numeric))
         self.fast = isinstance(model, LightGBM | Logistic)
+        self._names = frozenset(feature_names)
 
     # ------------------------------------------------------------------ inputs
     def frame(self, rows: Rows) -> pd.DataFrame:
@@ -95,7 +103,9 @@ class RowScorer:
 
         Raises ``_Slow`` for a value it cannot convert exactly as pandas would.
         """
-        missing = [c for c in self.names if any(c not in row for row in rows)]
+        names = self._names
+        missing = [] if all(names <= row.keys() for row in rows) else [
+            c for c in self.names if any(c not in row for row in rows)]
         if missing:
             raise DataError(f"the features {missing} are missing from the decision's feature "
                             f"values; the bundle's model reads {list(self.names)}.")
@@ -135,6 +145,31 @@ class RowScorer:
     def score(self, rows: Rows) -> np.ndarray:
         """Calibrated probability per row."""
         return np.asarray(self.calibrator.apply(self.raw(rows)), dtype=np.float64)
+
+    # ------------------------------------------------------------------ one live decision
+    def prepare(self, rows: Rows) -> tuple[np.ndarray, np.ndarray] | None:
+        """The arrays the candidate reads for ``rows``, made once for score and reasons.
+
+        None when only the DataFrame path converts the values exactly (or the candidate has
+        no array path): use :meth:`score` and :meth:`contributions` then.
+        """
+        return self._inputs(rows)
+
+    def score_prepared(self, inputs: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        """:meth:`score` of the arrays :meth:`prepare` made (bit for bit the same)."""
+        model = self.model
+        assert isinstance(model, LightGBM | Logistic)
+        return np.asarray(self.calibrator.apply(model.predict_arrays(*inputs)),
+                          dtype=np.float64)
+
+    def reasons_prepared(self, inputs: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        """Per-feature contributions ``(n, n_features)`` of the arrays :meth:`prepare` made:
+        what :meth:`Bundle.contributions <valuechain.registry.Bundle.contributions>` gives
+        (LightGBM's bias column dropped)."""
+        model = self.model
+        assert isinstance(model, LightGBM | Logistic)
+        values = np.asarray(model.contributions_arrays(*inputs), dtype=np.float64)
+        return values[:, :-1] if isinstance(model, LightGBM) else values
 
     def contributions(self, features: pd.DataFrame | Rows) -> np.ndarray | None:
         """The candidate's ``contributions_arrays`` (None for candidates without them)."""

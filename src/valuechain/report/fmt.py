@@ -17,7 +17,9 @@ Every function accepts ``None`` (a value the stage did not record) and renders i
 from __future__ import annotations
 
 import math
+import re
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from valuechain.spec.durations import parse_duration
@@ -99,3 +101,53 @@ def fmt_duration(value: Any) -> str:
         if seconds >= size and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"
     return f"{seconds:g}s"
+
+
+_QUOTED = r"(?:'[^'\n]*'|\"[^\"\n]*\")"
+_REPR_LIST = re.compile(r"[\[(](" + _QUOTED + r"(?:,\s*" + _QUOTED + r")*),?[\])]")
+_REPR_ITEM = re.compile(r"'([^'\n]*)'|\"([^\"\n]*)\"")
+_REPR_DICT = re.compile(r"\{((?:'[^'\n]*': [^,{}\n]+(?:, )?)+)\}")
+_REPR_PAIR = re.compile(r"'([^'\n]*)': ([^,{}\n]+)")
+
+
+def plain_text(text: str) -> str:
+    """Python list and tuple reprs of strings in a stage's message, as plain words.
+
+    Stage messages sometimes carry ``['approve', 'review']`` or ``('a', 'b')``; a reader
+    should see ``approve, review`` and ``a = b`` pairs as words, not Python.
+
+    >>> plain_text("with actions ['approve', 'review', 'decline']; label 'is_fraud'")
+    "with actions approve, review, decline; label 'is_fraud'"
+    >>> plain_text("join on [('transaction_id', 'transaction_id')]")
+    'join on [transaction_id, transaction_id]'
+    >>> plain_text("'duckdb' with {'threads': None, 'memory_limit': '4GB'}")
+    "'duckdb' with threads None, memory_limit '4GB'"
+    """
+    def words(match: re.Match[str]) -> str:
+        return ", ".join(a or b for a, b in _REPR_ITEM.findall(match.group(1)))
+
+    def pairs(match: re.Match[str]) -> str:
+        return ", ".join(f"{k} {v}" for k, v in _REPR_PAIR.findall(match.group(1)))
+    return _REPR_DICT.sub(pairs, _REPR_LIST.sub(words, text))
+
+
+def local_path(path: str | Path, root: str | Path) -> str:
+    """A path as the report shows it: relative to the project folder, never a local absolute
+    path (outside the project: its last two parts after ``…/``).
+
+    >>> local_path("/home/me/fraud/data/tx.parquet", "/home/me/fraud")
+    'data/tx.parquet'
+    >>> local_path("/srv/lake/fraud/tx.parquet", "/home/me/fraud")
+    '…/fraud/tx.parquet'
+    >>> local_path("data/tx.parquet", "/home/me/fraud")
+    'data/tx.parquet'
+    """
+    given = Path(path)
+    if not given.is_absolute():
+        return given.as_posix()
+    for base in {Path(root), Path(root).resolve()}:
+        try:
+            return given.relative_to(base).as_posix() or "."
+        except ValueError:
+            continue
+    return "…/" + "/".join(given.parts[-2:])

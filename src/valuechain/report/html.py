@@ -30,6 +30,7 @@ from typing import Any
 from valuechain import __version__
 from valuechain.errors import DataError
 from valuechain.io import write_text
+from valuechain.report.fmt import local_path
 from valuechain.report.provenance import Mismatch, provenance
 from valuechain.report.section import (
     Section,
@@ -220,9 +221,9 @@ def render_report(
     page = environment().get_template("report.html").render(
         project=project,
         generated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        spec_path=str(loaded.path),
+        spec_path=local_path(loaded.path, loaded.root),
         spec_hash=loaded.hash,
-        workspace=str(workspace),
+        workspace=local_path(workspace, loaded.root),
         version=__version__,
         sections=rendered,
         missing=sum(s.status == "missing" for s in rendered),

@@ -160,7 +160,7 @@ this audit did not report: remove the acceptance, or run the audit again.</p>{% 
   </tbody>
 </table></div>
 {% else %}<p>No findings.</p>{% endif %}
-<h3>Random split vs split by time</h3>
+<h3>Random split vs split by time: a leakage probe</h3>
 <div class="tiles">
   <div class="tile"><div class="value">{{ auc_time }}</div>
     <div class="label">full-model AUC, split by time (train on the earlier 70 %)</div></div>
@@ -174,7 +174,9 @@ this audit did not report: remove the acceptance, or run the audit again.</p>{% 
 <p class="muted small">A random split lets the model see the same period, entities and
 campaigns on both sides; a split by time is what production looks like. A large gap means
 information shared across time (leakage, repeated entities or campaigns) or drift between
-periods: trust the time split.</p>
+periods: trust the time split. This probe trains a quick model on every labelled row (the
+earlier 70 % of time vs a random 30 %); the Evaluation section's comparison measures the chosen
+candidate on the run's own periods, so the two give different numbers.</p>
 <h3>Single-feature power</h3>
 {% if chart %}{{ chart }}
 <p class="muted small">Each feature alone, binned on the earlier 70 % of time and scored on the

@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from valuechain.report.fmt import fmt_duration, fmt_pct
+from valuechain.report.fmt import fmt_duration, fmt_pct, local_path
 from valuechain.report.framestats import over_time
 from valuechain.report.provenance import origin_note
 from valuechain.report.record import Record
@@ -106,10 +106,12 @@ def lineage_section(loaded: LoadedSpec, workspace: Path) -> Section:
     if "time_zone_aware" in manifest:
         m["time_zone_aware"] = manifest["time_zone_aware"]
     spec_rec = manifest.sub("spec")
-    spec = {"path": spec_rec.text("path"), "hash": spec_rec.text("hash")}
+    spec = {"path": local_path(spec_rec.text("path"), loaded.root),
+            "hash": spec_rec.text("hash")}
     stale = spec["hash"] != loaded.hash
     frame = manifest.sub("frame")
-    sources = [(name, {key: info[key] for key in _SOURCE_KEYS})
+    sources = [(name, {key: local_path(info[key], loaded.root) if key == "path" else info[key]
+                       for key in _SOURCE_KEYS})
                for name, info in sorted(manifest.sub("sources").items())]
     html = fragment(_LINEAGE, m=m, spec=spec, stale=stale, current=loaded.hash,
                     frame={"path": frame.text("path"), "fingerprint": frame.get("fingerprint")},

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +32,12 @@ from markupsafe import Markup, escape
 
 from valuechain.decide import DecideResult
 from valuechain.errors import DataError
-from valuechain.report.fmt import fmt_int, fmt_num, fmt_pct
+from valuechain.report.fmt import fmt_int, fmt_num, fmt_pct, plain_text
 from valuechain.report.provenance import origin_note, provenance
 from valuechain.report.record import Record
 from valuechain.report.section import Section, fragment, register_section, unavailable
-from valuechain.report.svg import COLORS, Line, axis_ticks, nice_ticks, xy_chart
+from valuechain.report.sections_summary import policy_in_words
+from valuechain.report.svg import COLORS, TITLE_BAND, Line, axis_ticks, nice_ticks, xy_chart
 from valuechain.spec.durations import format_duration
 from valuechain.spec.loader import LoadedSpec
 
@@ -327,14 +329,18 @@ def _sensitivity(body: Record) -> tuple[list[dict[str, Any]], list[str]]:
     return rows, [BASELINE_LABELS.get(n, n) for n in against]
 
 
-def _value_chain(body: Record) -> list[dict[str, Any]]:
+def _value_chain(body: Record, rule_words: str | None = None) -> list[dict[str, Any]]:
+    """The value-chain links; the decision rule in words (``rule_words``) when given."""
     out = []
     for link in body.subs("value_chain"):
         name = link.text("link")
         owner = link.text("owner").strip()
         missing = owner.lower() in _NO_OWNER
+        what = link.text("what")
+        if name == "decision rule" and rule_words:
+            what = rule_words
         out.append({"link": name, "owner": owner, "missing": missing,
-                    "field": _OWNER_FIELDS.get(name, "owners"), "what": link.text("what")})
+                    "field": _OWNER_FIELDS.get(name, "owners"), "what": plain_text(what)})
     return out
 
 
@@ -344,11 +350,12 @@ _FONT = 'font-family="system-ui, -apple-system, Segoe UI, Roboto, sans-serif"'
 
 
 def capacity_chart(used: Sequence[float], limit: float | None, title: str, action: str = "review",
-                   per: str = "1d") -> Markup:
+                   per: str = "1d", start: date | None = None) -> Markup:
     """Bars of the capacity-limited actions in each period, with the limit as a dashed line.
 
     Bars over the limit are red, bars exactly at it amber (the overflow may have spilled cases
-    there), the rest blue.
+    there), the rest blue. With ``start`` (the first period's date) and daily periods, the
+    axis shows dates (``07-15``) instead of period numbers.
 
     >>> svg = str(capacity_chart([3, 5, 4], 5, "reviews"))
     >>> svg.startswith("<svg") and svg.count("<rect") == 3 + 1
@@ -381,7 +388,8 @@ def capacity_chart(used: Sequence[float], limit: float | None, title: str, actio
             color, state = COLORS["warn"], "at the limit"
         else:
             color, state = COLORS["primary"], "within the limit"
-        tip = f"period {i + 1}: {fmt_int(value)} {action}" + (
+        name = _period_label(i, start, per)
+        tip = f"{name}: {fmt_int(value)} {action}" + (
             f" of {fmt_int(limit)} ({state})" if limit is not None else "")
         body.append(
             f'<rect x="{x + slot * 0.12:.1f}" y="{y(value):.1f}" width="{slot * 0.76:.1f}" '
@@ -389,12 +397,13 @@ def capacity_chart(used: Sequence[float], limit: float | None, title: str, actio
             f"<title>{escape(tip)}</title></rect>")
         if i % every == 0:
             body.append(f'<text x="{x + slot / 2:.1f}" y="{top + plot_h + 15}" font-size="11" '
-                        f'text-anchor="middle" fill="{COLORS["muted"]}">{i + 1}</text>')
+                        f'text-anchor="middle" fill="{COLORS["muted"]}">'
+                        f'{escape(name.removeprefix("period "))}</text>')
     base = top + plot_h
     body.append(f'<line x1="{left}" x2="{width - right}" y1="{base}" y2="{base}" '
                 f'stroke="{COLORS["muted"]}"/>'
                 f'<text x="{left + plot_w / 2:.1f}" y="{height - 4}" text-anchor="middle" '
-                f'font-size="12" fill="{COLORS["ink"]}">period ({escape(per)})</text>')
+                f'font-size="12" fill="{COLORS["ink"]}">{escape(_axis_title(start, per))}</text>')
     legend = (f'<rect x="{left}" y="6" width="12" height="12" fill="{COLORS["primary"]}"/>'
               f'<text x="{left + 18}" y="16" font-size="12" fill="{COLORS["ink"]}">'
               f"{escape(action)} per {escape(per)}</text>")
@@ -409,13 +418,47 @@ def capacity_chart(used: Sequence[float], limit: float | None, title: str, actio
                    f'<text x="{left + 230}" y="16" font-size="12" fill="{COLORS["ink"]}">'
                    f"limit {fmt_int(limit)}</text>")
     body.append(legend)
-    head = (f'<svg class="chart chart-capacity" role="img" viewBox="0 0 {width} {height}" '
-            f'width="100%" preserveAspectRatio="xMinYMin meet" {_FONT}>'
-            f"<title>{escape(title)}</title>")
-    return Markup(head + "".join(body) + "</svg>")
+    head = (f'<svg class="chart chart-capacity" role="img" viewBox="0 0 {width} '
+            f'{height + TITLE_BAND}" width="100%" preserveAspectRatio="xMinYMin meet" {_FONT}>'
+            f"<title>{escape(title)}</title>"
+            f'<text class="chart-title" x="4" y="15" font-size="13" font-weight="600" '
+            f'fill="{COLORS["ink"]}">{escape(title)}</text>'
+            f'<g transform="translate(0 {TITLE_BAND})">')
+    return Markup(head + "".join(body) + "</g></svg>")
 
 
-def _capacity_charts(body: Record, action: str, per: str) -> list[dict[str, Any]]:
+def _period_label(i: int, start: date | None, per: str) -> str:
+    """The ``i``-th period's label: its date (MM-DD) for daily periods from ``start``.
+
+    >>> _period_label(2, date(2025, 7, 15), "1d"), _period_label(2, None, "1d")
+    ('07-17', 'period 3')
+    """
+    if start is not None and per == "1d":
+        return f"{start + timedelta(days=i):%m-%d}"
+    return f"period {i + 1}"
+
+
+def _axis_title(start: date | None, per: str) -> str:
+    if start is not None and per == "1d":
+        return f"day ({start.year}, UTC)"
+    return f"period ({per})"
+
+
+def _starts(workspace: Path, run_id: str) -> dict[str, date]:
+    """First decision date of the validation and test periods (the run's metrics.json)."""
+    from valuechain.report.section import read_json
+    raw = read_json(workspace / "runs" / run_id / "metrics.json")
+    splits = raw.get("splits") if isinstance(raw, dict) else None
+    out = {}
+    for role in ("validation", "test"):
+        part = splits.get(role) if isinstance(splits, dict) else None
+        if isinstance(part, dict) and isinstance(part.get("start"), str):
+            out[role] = datetime.fromisoformat(part["start"]).date()
+    return out
+
+
+def _capacity_charts(body: Record, action: str, per: str,
+                     starts: Mapping[str, date] | None = None) -> list[dict[str, Any]]:
     out = []
     for role in ("validation", "test"):
         cap = body.sub(role).sub("capacity")
@@ -425,10 +468,14 @@ def _capacity_charts(body: Record, action: str, per: str) -> list[dict[str, Any]
         limit = cap.number("limit")
         at_limit = sum(1 for u in used if limit is not None and u == limit and limit > 0)
         over = sum(1 for u in used if limit is not None and u > limit)
+        unit = {"1d": "day", "7d": "week", "1h": "hour"}.get(per, per)
+        title = f"{action.capitalize()} cases per {unit}, {role} period, against the limit"
         out.append({
-            "role": role,
-            "chart": capacity_chart(used, limit, f"{action} per {per} on the {role} period",
-                                    action, per),
+            "role": role, "title": title,
+            "asked_over": cap.get("requested_over_limit"),
+            "asked_max": fmt_int(cap.get("requested_max")),
+            "chart": capacity_chart(used, limit, title, action, per,
+                                    (starts or {}).get(role)),
             "max": fmt_int(max(used)), "mean": fmt_num(sum(used) / len(used), 3),
             "p50": fmt_num(cap.number("p50_used"), 3),
             "p90": fmt_num(cap.number("p90_used"), 3),
@@ -450,6 +497,9 @@ def _floats(record: Record, key: str) -> list[float]:
 
 def _frontier_chart(body: Record, action: str, per: str, currency: str,
                     counted: str) -> tuple[Markup | None, str]:
+    """The validation cost against the limit, and a caption computed from what happened
+    (whether the limit binds on validation, and on how many test periods the bands asked for
+    more than it)."""
     pairs = [(c, v, p.number("reviews_mean")) for p in body.subs("frontier")
              if (c := p.number("capacity")) is not None and (v := p.number("cost")) is not None]
     if len(pairs) < 2:
@@ -479,9 +529,19 @@ def _frontier_chart(body: Record, action: str, per: str, currency: str,
         lines.append(Line(f"limit {fmt_int(limit)}", [limit, limit], [y_ticks[0], y_ticks[-1]],
                           COLORS["warn"], dashed=True))
     elif limit is not None:
-        note = (f"The limit ({fmt_int(limit)} per {per}) is above the {fmt_int(x_hi)} "
-                f"{action} per {per} the unconstrained optimum needs on validation: capacity "
-                "does not bind, and more of it would save nothing.")
+        note = (f"On validation the limit ({fmt_int(limit)} per {per}) is above the "
+                f"{fmt_int(x_hi)} {action} per {per} the unconstrained optimum needs: there "
+                "capacity does not bind, and more of it would save nothing.")
+    test_cap = body.sub("test").sub("capacity")
+    asked_over = test_cap.get("requested_over_limit")
+    if limit is not None and isinstance(asked_over, int):
+        used = _floats(test_cap, "used_per_period")
+        at = sum(1 for u in used if u >= limit)
+        note += (f" On test the bands asked for more than the limit on {fmt_int(asked_over)} "
+                 f"of {len(used)} periods (at most {fmt_int(test_cap.get('requested_max'))}) "
+                 f"and the queue was full on {at}: "
+                 + ("capacity binds there; the extra cases took the overflow action (the "
+                    "Summary counts them)." if asked_over else "capacity did not bind."))
     chart = xy_chart(lines, f"Expected validation cost against the {action} limit",
                      f"limit: most {action} per {per}", f"expected cost ({currency})".strip(),
                      (0.0, x_hi), (y_ticks[0], y_ticks[-1]), y_ticks=y_ticks,
@@ -619,7 +679,9 @@ someone who answers for it, or the value stops at that link.</p>
 <p class="muted small">Realised cost on the test period's labels, with the capacity applied
 (cases beyond the limit spill as the spec's <code>overflow</code> says). <em>Today's rule</em>
 reviews what <code>value.baseline_policy</code> flags, first come first served within the
-capacity; <em>threshold 0.5</em> and the <em>accuracy-optimal threshold</em> (chosen on
+capacity, as it works today: this is the one cost of today's rule used for money in this
+report (the Evaluation section's <em>cost per decision, decline at 0.5</em> prices the rule as a
+model whose flags are declined, a different policy); <em>threshold 0.5</em> and the <em>accuracy-optimal threshold</em> (chosen on
 validation) decline at or above their threshold.</p>
 {% endif %}
 
@@ -650,7 +712,9 @@ so the saving is not luck of the period.</p>
 {{ action }} per {{ per }} ({{ c.share }} of the limit of {{ c.limit }}), {{ c.mean }} on
 average, median {{ c.p50 }}, 90th percentile {{ c.p90 }}, over {{ c.periods }} periods
 {%- if c.over %}; <strong>{{ c.over }} over the limit</strong>{% endif %}
-{%- if c.at_limit %}; {{ c.at_limit }} at the limit (overflow may have spilled cases){% endif %}.</p>
+{%- if c.at_limit %}; full on {{ c.at_limit }} of them{% endif %}
+{%- if c.asked_over is not none %}; the bands asked for more than the limit on {{ c.asked_over }}
+(at most {{ c.asked_max }}){% if c.asked_over %}, the rest took the overflow action{% endif %}{% endif %}.</p>
 {% endfor %}
 {% endif %}
 
@@ -773,7 +837,12 @@ def decide_section(loaded: LoadedSpec, workspace: Path) -> Section:
     limited = limited_action(policy)
     action = _counted_action(loaded, limited)
     currency = _currency(loaded)
-    chain = _value_chain(body)
+    cap = loaded.spec.value.capacity if loaded.spec.value else {}
+    overflow = next(iter(cap.values())).overflow if cap else None
+    limit = body.sub("test").sub("capacity").number("limit")
+    unit = {"1d": "day", "7d": "week", "1h": "hour"}.get(per, per)
+    chain = _value_chain(body, policy_in_words(
+        policy, limit=int(limit) if limit is not None else None, per=unit, overflow=overflow))
     savings = _savings(body)
     sensitivity, against = _sensitivity(body)
     frontier, frontier_note = _frontier_chart(body, limited, per, currency, action)
@@ -789,7 +858,8 @@ def decide_section(loaded: LoadedSpec, workspace: Path) -> Section:
         facts=_fitted_for(policy, per, limited), chain=chain, test_rows=_test_rows(body),
         currency=currency or "money", per=per, action=action, limited=limited,
         savings=savings,
-        capacity=_capacity_charts(body, action, per), frontier=frontier,
+        capacity=_capacity_charts(body, action, per, _starts(workspace, result.run_id)),
+        frontier=frontier,
         frontier_note=frontier_note, threshold_chart=_threshold_chart(body),
         sensitivity=sensitivity, sensitivity_against=against,
     )

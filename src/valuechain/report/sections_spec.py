@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from valuechain.report.fmt import fmt_duration
+from valuechain.report.fmt import fmt_duration, plain_text
 from valuechain.report.record import Record
 from valuechain.report.section import Section, fragment, read_json, register_section, unavailable
 from valuechain.spec.loader import LoadedSpec
@@ -113,7 +113,7 @@ _READINESS = """
 def _items(report: Record, key: str, *fields: str) -> list[dict[str, Any]]:
     out = []
     for item in report.subs(key):
-        entry: dict[str, Any] = {f: item.text(f) for f in fields}
+        entry: dict[str, Any] = {f: plain_text(item.text(f)) for f in fields}
         entry["passed"] = item["passed"] is True
         out.append(entry)
     return out

@@ -58,7 +58,7 @@ METRIC_LABELS: dict[str, str] = {
     "ece": "ECE",
     "precision_at_capacity": "Precision at capacity",
     "recall_at_capacity": "Recall at capacity",
-    "expected_cost": "Expected cost",
+    "expected_cost": "Cost per decision, decline at 0.5",
     "card_precision_at_k": "Card precision at k",
 }
 _BASELINES = frozenset({"prior", "rules"})
@@ -128,7 +128,29 @@ def _with_interval(values: Record, name: str, signed: bool = False) -> str:
     low, high = values.number(f"{name}_low"), values.number(f"{name}_high")
     if low is None or high is None:
         return value
-    return f"{value} [{_fmt(low, signed)}, {_fmt(high, signed)}]"
+    point = values.number(name)
+    outside = point is not None and not low <= point <= high
+    return f"{value}{OUTSIDE if outside else ''} [{_fmt(low, signed)}, {_fmt(high, signed)}]"
+
+
+#: Marks a point estimate outside its own bootstrap interval (see the table caption).
+OUTSIDE = " †"
+
+
+def _choice(candidates: Record, listed: Sequence[str], best: str, headline: str,
+            baselines: set[str]) -> dict[str, Any] | None:
+    """Why ``best``: its headline metric on validation, and the cost per decision of each
+    model (decline at 0.5, validation and test), the cheapest named."""
+    models = [n for n in listed if n not in baselines]
+    rows = []
+    for name in models:
+        val, test = candidates.sub(name).sub("validation"), candidates.sub(name).sub("test")
+        rows.append({"name": name, "headline": val.get(headline),
+                     "cost_val": val.get("expected_cost"), "cost_test": test.get("expected_cost")})
+    costed = [r for r in rows if isinstance(r["cost_val"], int | float)]
+    cheapest = min(costed, key=lambda r: r["cost_val"])["name"] if costed else None
+    return {"rows": rows, "cheapest": cheapest, "best": best,
+            "headline": METRIC_LABELS.get(headline, headline)} if rows else None
 
 
 def _when(value: Any) -> str:
@@ -510,7 +532,24 @@ average precision
   {{- ';' if not loop.last else '.' }}
 {% endfor %}</p>{% endif %}
 
-<h3>Random split vs split by time</h3>
+{% if choice %}
+<h3>Why {{ choice.best }}</h3>
+<p data-key="train-choice">The run picks the model with the best <strong>{{ choice.headline }}</strong>
+on the validation period: a ranking measure, independent of the costs. In money, each model's cost
+per decision when every score of 0.5 or more is declined (no review, no capacity;
+<code>value.costs</code>):
+{% for r in choice.rows %}<strong>{{ r.name }}</strong> {{ fmt(r.headline) }} {{ choice.headline }},
+{{ fmt(r.cost_val) }} validation / {{ fmt(r.cost_test) }} test{{ "; " if not loop.last else "." }}
+{% endfor %}
+{% if choice.cheapest and choice.cheapest != choice.best %}By that cost
+<strong>{{ choice.cheapest }}</strong> is cheaper; the decision stage prices only
+{{ choice.best }}'s calibrated scores under the real three-band policy with review and capacity
+(the <a href="#decide">Decision policy</a> section), where the ranking quality AP measures is what
+fills the review queue with frauds. To choose by the spec's costs instead, compare the models with
+<code>valuechain decide</code> on each.{% else %}{{ choice.best }} is also the cheapest by that cost.{% endif %}</p>
+{% endif %}
+
+<h3>Random split vs split by time: how optimistic a random split is for {{ gap.candidate }}</h3>
 <div class="tiles">
   <div class="tile"><div class="value">{{ gap.time }}</div>
     <div class="label">ROC AUC, split by time ({{ gap.candidate }})</div></div>
@@ -523,7 +562,10 @@ average precision
 {% endif %}
 <p class="muted small">The time split is the honest number: it trains on the past and scores a
 later period, as production will. A random split lets the model see the same days, entities
-and campaigns on both sides, so it usually scores higher.</p>
+and campaigns on both sides, so it usually scores higher. This measures the <em>chosen
+candidate</em> on the run's periods; the Leakage audit's comparison is a different
+measurement (a quick model on every labelled row, split 70/30), used to detect leaks, so its
+numbers differ.</p>
 
 <h3>Periods</h3>
 <div class="scroll"><table class="data">
@@ -561,7 +603,14 @@ label from the evaluated period leaks into training.</p>
 {% endfor %}
 {% if tables %}<p class="muted small">Value [low, high]: the point estimate and its
 block-bootstrap interval (resampling whole days). The best value of each metric is in bold;
-↑ higher is better, ↓ lower is better.</p>{% endif %}
+↑ higher is better, ↓ lower is better. <em>Cost per decision, decline at 0.5</em> prices a
+simple decline-above-0.5 rule (for <code>rules</code>: decline every flagged payment) with the
+spec's costs; the Decision policy section prices today's rule as it works today (flagged
+payments go to review, within capacity), so its cost there differs. † the point estimate lies
+outside its bootstrap interval: this happens for ECE, whose binned absolute gaps are biased
+upward under resampling (a resample's noise only adds to |gap|), so the percentile interval
+describes resampled ECE and can sit above a small point estimate. Read the point as the
+period's ECE and the interval as its spread.</p>{% endif %}
 
 {% if verdicts %}
 <h3>Candidates against baselines</h3>
@@ -709,6 +758,7 @@ def evaluation_section(loaded: LoadedSpec, workspace: Path) -> Section:
         gap=_gap(metrics.sub("random_vs_time")), splits=splits, embargo=embargo,
         names=listed, baselines=baselines,
         tables=_candidate_tables(candidates, listed, headline),
+        choice=_choice(candidates, listed, best, headline, baselines),
         verdicts=verdicts, has_split=any(v["split"] for v in verdicts),
         curves=_curve_charts(metrics, names, colors, baselines),
         calibration=_calibration(candidates, names), reliability=reliability,

@@ -64,13 +64,25 @@ def nice_ticks(top: float, count: int = 4) -> list[float]:
     return ticks
 
 
-def _svg(width: int, height: int, label: str, body: list[str], css_class: str) -> Markup:
+#: Height of the visible title band above a chart.
+TITLE_BAND = 22
+
+
+def _svg(width: int, height: int, label: str, body: list[str], css_class: str,
+         *, show_title: bool = True) -> Markup:
+    """The ``<svg>`` element: ``label`` as its accessible title and, unless ``show_title`` is
+    false (tiny inline charts), printed as a visible title above the plot."""
+    band = TITLE_BAND if show_title and label else 0
     head = (
         f'<svg class="{css_class}" role="img" '
-        f'viewBox="0 0 {width} {height}" width="100%" preserveAspectRatio="xMinYMin meet" '
+        f'viewBox="0 0 {width} {height + band}" width="100%" preserveAspectRatio="xMinYMin meet" '
         f'{_FONT}><title>{escape(label)}</title>'
     )
-    return Markup(head + "".join(body) + "</svg>")
+    if band:
+        head += (f'<text class="chart-title" x="4" y="15" font-size="13" font-weight="600" '
+                 f'fill="{COLORS["ink"]}">{escape(label)}</text>'
+                 f'<g transform="translate(0 {band})">')
+    return Markup(head + "".join(body) + ("</g>" if band else "") + "</svg>")
 
 
 def hbar_chart(bars: Sequence[Bar], title: str, width: int = 640) -> Markup:
@@ -230,7 +242,7 @@ def histogram(
         f'stroke="{COLORS["neutral"]}"/>'
     )
     label = f"histogram from {fmt_num(lo)} to {fmt_num(hi - 1 if discrete else hi)}"
-    return _svg(width, height, label, body, "chart chart-hist")
+    return _svg(width, height, label, body, "chart chart-hist", show_title=False)
 
 
 # --- Line and scatter charts (evaluation curves, reliability, metrics over time) -------------
@@ -325,7 +337,10 @@ def xy_chart(
     ...                diagonal="chance")[:4])
     <svg
     """
-    left, top, bottom, gap = 56, 14, 44, 18
+    top, bottom, gap = 14, 44, 18
+    shown_y = [fmt_num(t, 3) for t in (y_ticks if y_ticks is not None
+                                       else axis_ticks(*y_range))]
+    left = max(56, 28 + 7 * max((len(t) for t in shown_y), default=0))
     width = left + plot_width + gap + legend_width
     entries = len(lines) + (diagonal is not None)
     height = max(top + plot_height + bottom, top + 20 * entries + 4)

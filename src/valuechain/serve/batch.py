@@ -38,15 +38,12 @@ import pandas as pd
 import pyarrow as pa
 
 from valuechain.errors import SpecError
-from valuechain.policy.capacity import limited_action
 from valuechain.serve.batch_features import BatchFeatures
-from valuechain.serve.decider import Decider
+from valuechain.serve.decider import REASONS, Decider
 from valuechain.serve.log import DecisionLog, DecisionRecord, iso_us
 
 __all__ = ["REASONS", "PlainRecord", "decide_batch", "event_rows"]
 
-#: Which decisions get their top reasons: every one, those not given the lowest action, none.
-REASONS = ("all", "flagged", "none")
 
 
 def event_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -128,8 +125,7 @@ def _contributions(decider: Decider, matrix: pd.DataFrame, actions: Sequence[str
         return None
     if reasons == "all":
         return np.asarray(decider.bundle.contributions(matrix), dtype=np.float64)
-    low = limited_action(decider.policy)[1]
-    chosen = [i for i, a in enumerate(actions) if a != low]
+    chosen = [i for i, a in enumerate(actions) if a != decider.lowest_action]
     if not chosen:
         return None
     out = np.full((len(actions), len(decider.feature_names)), np.nan)

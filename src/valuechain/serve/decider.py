@@ -31,6 +31,7 @@ True
 from __future__ import annotations
 
 import hashlib
+import inspect
 import math
 import time
 import uuid
@@ -48,6 +49,11 @@ from valuechain.policy.capacity import PERIOD_ANCHOR_US, capacity_period, limite
 from valuechain.policy.policies import Policy, TopN
 from valuechain.serve.log import DecisionLog, DecisionRecord, iso_us
 from valuechain.spec.durations import parse_duration, to_micros
+
+#: Which decisions get their top reasons: every one, those not given the policy's lowest
+#: action (reviewed and declined payments), none. TreeSHAP costs far more than the score.
+REASONS = ("all", "flagged", "none")
+_NO_CONTRIB: npt.NDArray[np.float64] = np.empty(0)
 
 __all__ = [
     "Capacity",
@@ -95,9 +101,10 @@ class Online(Protocol):
 
     def check_event(self, event: Mapping[str, Any]) -> dict[str, Any]: ...
 
-    def compute(self, event: Mapping[str, Any]) -> dict[str, Any]: ...
+    def compute(self, event: Mapping[str, Any], *, checked: bool = False
+                ) -> dict[str, Any]: ...
 
-    def apply_event(self, event: Mapping[str, Any]) -> Any: ...
+    def apply_event(self, event: Mapping[str, Any], *, checked: bool = False) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -226,6 +233,11 @@ def time_us(value: Any, field_name: str = "time") -> int:
 
 
 def _plain(value: Any) -> Any:
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:  # the common cases
+        return value
+    if kind is float:
+        return value if math.isfinite(value) else None
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
@@ -240,17 +252,31 @@ class _Scorer:
 
     :meth:`Bundle.score <valuechain.registry.Bundle.score>` and ``contributions`` take the
     feature mappings the online path computes (no pandas: bit for bit the DataFrame path).
+    With the bundle's :class:`~valuechain.registry.fast.RowScorer`, the arrays the model reads
+    are made once per decision and shared by the score and the reasons (same arithmetic,
+    same numbers).
     """
 
     def __init__(self, bundle: ScoringBundle) -> None:
+        from valuechain.registry.fast import RowScorer
+
         self.bundle = bundle
+        rows = getattr(bundle, "scorer", None)
+        self.rows: RowScorer | None = rows if isinstance(rows, RowScorer) and rows.fast \
+            else None
 
     def score(self, rows: Sequence[Mapping[str, Any]]) -> tuple[npt.NDArray[np.float64], Any]:
         """Calibrated scores ``(n,)`` and the inputs :meth:`contributions` reads."""
+        if self.rows is not None:
+            prepared = self.rows.prepare(rows)
+            if prepared is not None:
+                return self.rows.score_prepared(prepared), _Prepared(prepared)
         return np.asarray(self.bundle.score(rows), dtype=np.float64), rows
 
     def contributions(self, inputs: Any) -> npt.NDArray[np.float64]:
         """Per-feature contributions ``(n, n_features)``."""
+        if isinstance(inputs, _Prepared) and self.rows is not None:
+            return self.rows.reasons_prepared(inputs.arrays)
         return np.asarray(self.bundle.contributions(inputs), dtype=np.float64)
 
     def __call__(self, rows: Sequence[Mapping[str, Any]]
@@ -258,6 +284,14 @@ class _Scorer:
         """Calibrated scores ``(n,)`` and contributions ``(n, n_features)``."""
         scores, inputs = self.score(rows)
         return scores, self.contributions(inputs)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """The arrays a fast candidate reads (see :meth:`RowScorer.prepare
+    <valuechain.registry.fast.RowScorer.prepare>`)."""
+
+    arrays: tuple[np.ndarray, np.ndarray]
 
 
 def _capacity(bundle: ScoringBundle) -> Capacity | None:
@@ -320,12 +354,20 @@ class Decider:
     capacity_limit : int, optional
         Overrides the spec's capacity limit (e.g. fewer reviewers today); the action, the
         period and the overflow rule stay the spec's.
+    reasons : {"all", "flagged", "none"}, default "all"
+        Which decisions get their top reasons (:data:`REASONS`): ``"flagged"`` skips the
+        per-feature contributions for decisions given the policy's lowest action (approved
+        payments), which are most of them; their reasons are empty in the response and log.
     """
 
     def __init__(self, bundle: ScoringBundle, online: Online, log: DecisionLog | None, *,
                  state: CapacityState | None = None, time_column: str | None = None,
                  key_columns: Sequence[str] | None = None, top_reasons: int = 3,
-                 origin: str = "serve", capacity_limit: int | None = None) -> None:
+                 origin: str = "serve", capacity_limit: int | None = None,
+                 reasons: str = "all") -> None:
+        if reasons not in REASONS:
+            raise SpecError(f"`reasons` must be one of {', '.join(REASONS)}, got {reasons!r}.")
+        self.reasons = reasons
         self.bundle = bundle
         self.online = online
         self.log = log
@@ -341,6 +383,7 @@ class Decider:
         self.origin = origin
         self.policy = bundle.policy
         self.policy_version = policy_version(bundle.policy)
+        self.lowest_action = limited_action(bundle.policy)[1]
         self.capacity = _capacity(bundle)
         if capacity_limit is not None:
             if isinstance(capacity_limit, bool) or capacity_limit < 0:
@@ -355,12 +398,24 @@ class Decider:
                             "to count it in; pass `state`.")
         self.feature_names = tuple(bundle.feature_names)
         self.scorer = _Scorer(bundle)
+        # OnlineFeatures skips checking an event twice (``checked=True``); others may not
+        self._prechecked = all(
+            "checked" in inspect.signature(getattr(online, f)).parameters
+            for f in ("compute", "apply_event"))
+
+    def _apply(self, checked: dict[str, Any]) -> None:
+        if self._prechecked:
+            self.online.apply_event(checked, checked=True)
+        else:
+            self.online.apply_event(checked)
 
     # ------------------------------------------------------------------ stages
 
     def _features(self, event: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], int]:
         checked = self.online.check_event(event)
         t_us = time_us(checked.get(self.time_column), self.time_column)
+        if self._prechecked:
+            return checked, self.online.compute(checked, checked=True), t_us
         return checked, self.online.compute(checked), t_us
 
     def _reasons(self, features: Mapping[str, Any], contrib: npt.NDArray[np.float64]
@@ -372,9 +427,12 @@ class Decider:
         return tuple(Reason(self.feature_names[j], features.get(self.feature_names[j]),
                             float(contrib[j])) for j in order)
 
-    def _act(self, score: float, t_us: int) -> tuple[str, str, bool, str | None,
-                                                      tuple[str, int] | None]:
-        """Policy then capacity: (action, policy action, overflow, note, slot taken)."""
+    def act(self, score: float, t_us: int) -> tuple[str, str, bool, str | None,
+                                                     tuple[str, int] | None]:
+        """Policy then capacity for a calibrated ``score`` at ``t_us``: ``(action, policy
+        action, overflow, capacity note, slot taken)``. A slot taken (the capacity-limited
+        action counted in its period) is given back with ``state.release_capacity(*slot)``
+        when the decision is not logged."""
         policy_action = str(self.policy.apply(np.array([score]), np.zeros(1))[0])
         cap = self.capacity
         if cap is None or policy_action != cap.action:
@@ -388,6 +446,8 @@ class Decider:
                 f"`{cap.spill_to}`")
         return cap.spill_to, policy_action, True, note, None
 
+    _act = act  # the former name (batch scoring used it)
+
     def _key(self, event: Mapping[str, Any]) -> str:
         return "|".join(str(_plain(event.get(k))) for k in self.key_columns)
 
@@ -397,7 +457,7 @@ class Decider:
                    "model": (scored.model_ns + contrib_ns) // 1000,
                    "policy": scored.policy_ns // 1000}
         ordered = {n: _plain(scored.features.get(n)) for n in self.feature_names}
-        reasons = self._reasons(ordered, contrib)
+        reasons = self._reasons(ordered, contrib) if self.wants_reasons(scored) else ()
         checked = scored.event
         decision = Decision(
             decision_id=uuid.uuid4().hex, key=self._key(checked), time=iso_us(scored.t_us),
@@ -419,7 +479,7 @@ class Decider:
                 score: float, inputs: Any, started_ns: int, features_ns: int,
                 model_ns: int) -> Scored:
         t_policy = time.perf_counter_ns()
-        action, policy_action, overflow, note, slot = self._act(score, t_us)
+        action, policy_action, overflow, note, slot = self.act(score, t_us)
         return Scored(checked, features, t_us, score, inputs, action, policy_action,
                       overflow, note, slot, started_ns, features_ns, model_ns,
                       time.perf_counter_ns() - t_policy)
@@ -443,8 +503,16 @@ class Decider:
         return self._scored(checked, features, t_us, float(scores[0]), inputs, started,
                             t_features - started, t_model - t_features)
 
+    def wants_reasons(self, scored: Scored) -> bool:
+        """Whether this decision gets its reasons under the decider's ``reasons`` mode."""
+        return self.reasons == "all" or (self.reasons == "flagged"
+                                         and scored.action != self.lowest_action)
+
     def contributions(self, scored: Scored) -> npt.NDArray[np.float64]:
-        """The per-feature contributions of a started decision (thread-safe, GIL released)."""
+        """The per-feature contributions of a started decision (thread-safe, GIL released);
+        empty when :meth:`wants_reasons` says it gets none."""
+        if not self.wants_reasons(scored):
+            return _NO_CONTRIB
         out: npt.NDArray[np.float64] = self.scorer.contributions(scored.inputs)[0]
         return out
 
@@ -471,7 +539,7 @@ class Decider:
 
     def commit(self, pending: Pending, log_us: int) -> Decision:
         """Step 5, after the record is durable: apply the event to the feature state."""
-        self.online.apply_event(pending.event)
+        self._apply(pending.event)
         total = (time.perf_counter_ns() - pending.started_ns) // 1000
         return replace(pending.decision, latency_us={**pending.decision.latency_us,
                                                      "log": log_us, "total": total})
@@ -511,7 +579,7 @@ class Decider:
                 raise DataError(f"each event must be a mapping of fields, got "
                                 f"{type(event).__name__}.")
             checked, features, t_us = self._features(event)
-            self.online.apply_event(checked)
+            self._apply(checked)
             checked_rows.append(checked)
             feature_rows.append(features)
             times.append(t_us)

@@ -375,13 +375,15 @@ class OnlineFeatures:
             return self.event_id(event)
         return _bucket_key([event.get(a) for a, _ in self._label_pairs])
 
-    def compute(self, event: Mapping[str, Any]) -> dict[str, Any]:
+    def compute(self, event: Mapping[str, Any], *, checked: bool = False) -> dict[str, Any]:
         """The features of the decision ``event`` at its own time, in spec order.
 
         Pure: the state is read, never written (the event itself counts in windows over its
         own source as the definitions say, whether or not it was applied already).
+        ``checked``: the event is already what :meth:`check_event` returns (not checked
+        again).
         """
-        ev = self.check_event(event)
+        ev = event if checked else self.check_event(event)
         t = self.event_time_us(ev)
         uid = self.event_id(ev)
         o = order_of([ev[k] for k in self.keys])
@@ -409,6 +411,7 @@ class OnlineFeatures:
         got = self.state.read(buckets, after)
         self_payload = self._own_payload(ev) if any(
             g.source == self.own for g in self._groups) else None
+        reported: dict[int | None, dict[str, list[dict[str, Any]]]] = {}
         for g, entries in zip(self._groups, got, strict=False):
             own = g.source == self.own
             key = ev.get(g.key)
@@ -436,8 +439,9 @@ class OnlineFeatures:
                         members.append((t, True, self_payload))
                 if window.outcome:
                     at = outcome_at.get(g.key)
-                    self._outcome_feature(i, members, got[at] if at is not None else [], t,
-                                          out)
+                    if at not in reported:  # one index of the outcomes per group
+                        reported[at] = _by_decision(got[at] if at is not None else [])
+                    self._outcome_feature(i, members, reported[at], t, out)
                     continue
                 if window.value is None:
                     value = aggregate(window.agg, [], len(members))
@@ -463,19 +467,21 @@ class OnlineFeatures:
         return {name: out[name] for name in self.plan.feature_names}
 
     def _outcome_feature(self, i: int, members: list[tuple[int, bool, dict[str, Any]]],
-                         reported: list[Entry], t: int, out: dict[str, Any]) -> None:
-        """An outcome-derived window from its members and the outcomes reported on them."""
+                         by_decision: Mapping[str, list[dict[str, Any]]], t: int,
+                         out: dict[str, Any]) -> None:
+        """An outcome-derived window from its members and the outcomes reported on them
+        (``by_decision``: the reported outcome rows by the decision they are filed under)."""
         lab = self.plan.label
         window = self._windows[i]
-        by_decision: dict[str, list[dict[str, Any]]] = {}
-        for _, _, hit in reported:
-            by_decision.setdefault(hit["l"], []).append(hit)
         labels: list[tuple[Any, Any]] = []
+        # a member without any reported outcome: the label of no hits (same for every time)
+        nothing = outcome_label(lab.kind, lab.horizon_us, 0, [])
         for row_t, _, payload in members:
             hits = by_decision.get(payload["l"], [])
             if lab.source is not None:
                 labels.append(outcome_label(lab.kind, lab.horizon_us, row_t,
-                                            [(h["e"], h["a"], h.get("x")) for h in hits]))
+                                            [(h["e"], h["a"], h.get("x")) for h in hits])
+                              if hits else nothing)
             else:
                 y = payload.get("y")
                 if y is None and hits:
@@ -503,9 +509,12 @@ class OnlineFeatures:
             trims.append((bucket, t - g.span_us - self.slack_us))
         return items, trims
 
-    def apply_event(self, event: Mapping[str, Any]) -> None:
-        """Add a decision event to the state (idempotent: applying it twice changes nothing)."""
-        ev = self.check_event(event)
+    def apply_event(self, event: Mapping[str, Any], *, checked: bool = False) -> None:
+        """Add a decision event to the state (idempotent: applying it twice changes nothing).
+
+        ``checked``: the event is already what :meth:`check_event` returns.
+        """
+        ev = event if checked else self.check_event(event)
         items, trims = self._event_items(ev, self.event_time_us(ev))
         if items:
             self.state.write(items, trims)
@@ -731,3 +740,11 @@ class OnlineFeatures:
             raise DataError(f"source '{self.own}' has no rows with a time: nothing to warm "
                             "from.")
         return int(value)
+
+
+def _by_decision(reported: Sequence[Entry]) -> dict[str, list[dict[str, Any]]]:
+    """Outcome rows reported on a key, by the decision (label key) they are filed under."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for _, _, hit in reported:
+        out.setdefault(hit["l"], []).append(hit)
+    return out

@@ -137,6 +137,18 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), default=_json_default, allow_nan=False)
 
 
+def _dumps_clean(value: Any) -> str:
+    """``_dumps(_clean(value))``: JSON with non-finite floats as null.
+
+    Tries the C encoder first (it refuses NaN and ±inf); only a value holding one is
+    cleaned in Python. Same text either way for the string-keyed values logged here.
+    """
+    try:
+        return _dumps(value)
+    except ValueError:
+        return _dumps(_clean(value))
+
+
 def _json_default(value: Any) -> Any:
     """NumPy scalars, timestamps and other values as plain JSON (NaN -> null)."""
     item = getattr(value, "item", None)
@@ -151,8 +163,18 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+_SCALARS: Final = frozenset({str, int, bool, type(None)})
+
+
 def _clean(value: Any) -> Any:
     """Replace non-finite floats by None (JSON has no NaN), recursively for dicts and lists."""
+    kind = type(value)
+    if kind in _SCALARS:  # the common exact types first (no ABC checks)
+        return value
+    if kind is dict:
+        return {str(k): _clean(v) for k, v in value.items()}
+    if kind is list:
+        return [_clean(v) for v in value]
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, Mapping):
@@ -187,10 +209,10 @@ class DecisionRecord:
         """The values of one ``decisions`` row, in :data:`_COLUMNS` order."""
         created = self.created_at_us or time.time_ns() // 1000
         return (seq, self.decision_id, iso_us(self.time_us), int(self.time_us), self.key,
-                self.bundle_version, self.policy_version, _dumps(_clean(self.event)),
-                _dumps(_clean(self.features)), float(self.score), self.policy_action,
+                self.bundle_version, self.policy_version, _dumps_clean(self.event),
+                _dumps_clean(self.features), float(self.score), self.policy_action,
                 self.action, int(bool(self.overflow)), self.capacity_note,
-                _dumps(_clean(list(self.reasons))), _dumps(dict(self.latency_us)), self.origin,
+                _dumps_clean(list(self.reasons)), _dumps(dict(self.latency_us)), self.origin,
                 iso_us(created))
 
     @classmethod

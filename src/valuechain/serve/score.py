@@ -45,8 +45,8 @@ from valuechain.data.build import EngineChoice
 from valuechain.errors import DataError, SpecError
 from valuechain.io import atomic_path
 from valuechain.policy.capacity import PERIOD_ANCHOR_US, capacity_period
-from valuechain.serve.batch import REASONS, decide_batch, event_rows
-from valuechain.serve.decider import Decider, Pending, time_us
+from valuechain.serve.batch import decide_batch, event_rows
+from valuechain.serve.decider import REASONS, Decider, Pending, time_us
 from valuechain.serve.features import OnlineFeatures
 from valuechain.serve.log import DecisionLog
 from valuechain.spec.loader import LoadedSpec

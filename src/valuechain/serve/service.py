@@ -110,7 +110,7 @@ def open_service(spec: Path | str | LoadedSpec, *, version: str | None = None,
                  state: str = "memory", log_path: Path | None = None,
                  registry: Path | None = None, namespace: str | None = None,
                  model_threads: int | None = 1, capacity_limit: int | None = None,
-                 log_sync: str = "full") -> Service:
+                 log_sync: str = "full", reasons: str = "all") -> Service:
     """Load, warm and replay everything a decision service needs (see the module docstring).
 
     Parameters
@@ -134,6 +134,8 @@ def open_service(spec: Path | str | LoadedSpec, *, version: str | None = None,
         Override the spec's capacity limit (see :class:`~valuechain.serve.decider.Decider`).
     log_sync : {"full", "normal"}, default "full"
         The decision log's sync mode (see :class:`~valuechain.serve.log.DecisionLog`).
+    reasons : {"all", "flagged", "none"}, default "all"
+        Which decisions get their top reasons (see :class:`~valuechain.serve.decider.Decider`).
     """
     from valuechain.registry import Registry, default_registry
     from valuechain.serve.features import OnlineFeatures
@@ -153,7 +155,8 @@ def open_service(spec: Path | str | LoadedSpec, *, version: str | None = None,
         warmed = sum(online.warm().rows.values())
     log = DecisionLog(log_path or loaded.workspace / "serve" / "decisions.sqlite",
                       sync=log_sync)
-    decider = Decider(bundle, online, log, state=store, capacity_limit=capacity_limit)
+    decider = Decider(bundle, online, log, state=store, capacity_limit=capacity_limit,
+                      reasons=reasons)
     replayed = replay(log, decider, count_capacity=kind == "memory")
     closer = getattr(store, "close", None)
     return Service(decider=decider, online=online, log=log, state_kind=kind,
@@ -174,6 +177,7 @@ def app_from_env() -> Any:
                            log_path=Path(config["log"]) if config.get("log") else None,
                            registry=Path(config["registry"]) if config.get("registry")
                            else None, capacity_limit=config.get("capacity_limit"),
+                           reasons=config.get("reasons", "all"),
                            namespace=config.get("namespace"),
                            log_sync=config.get("log_sync", "full"))
     keys = read_api_keys(file=Path(config["api_keys_file"]) if config.get("api_keys_file")

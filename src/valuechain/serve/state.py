@@ -103,30 +103,40 @@ class StateStore(Protocol):
 
 
 class _Bucket:
-    __slots__ = ("order", "payloads")
+    """One key's entries in time order: ``order`` (time, uid) for searching, ``entries``
+    (time, uid, payload) in the same order, so a read is one slice."""
+
+    __slots__ = ("entries", "order", "payloads")
 
     def __init__(self) -> None:
         self.order: list[tuple[int, str]] = []
+        self.entries: list[Entry] = []
         self.payloads: dict[str, tuple[int, Any]] = {}
 
     def put(self, time: int, uid: str, payload: Any) -> None:
         old = self.payloads.get(uid)
         if old is not None:
-            del self.order[bisect.bisect_left(self.order, (old[0], uid))]
-        bisect.insort(self.order, (time, uid))
+            at = bisect.bisect_left(self.order, (old[0], uid))
+            del self.order[at]
+            del self.entries[at]
+        at = bisect.bisect_right(self.order, (time, uid))
+        self.order.insert(at, (time, uid))
+        self.entries.insert(at, (time, uid, payload))
         self.payloads[uid] = (time, payload)
 
     def trim(self, cutoff: int) -> list[str]:
         cut = bisect.bisect_right(self.order, (cutoff, "\U0010ffff"))
         gone = [uid for _, uid in self.order[:cut]]
         del self.order[:cut]
+        del self.entries[:cut]
         for uid in gone:
             del self.payloads[uid]
         return gone
 
     def after(self, time: int | None) -> list[Entry]:
-        start = 0 if time is None else bisect.bisect_right(self.order, (time, "\U0010ffff"))
-        return [(t, uid, self.payloads[uid][1]) for t, uid in self.order[start:]]
+        if time is None:
+            return self.entries[:]
+        return self.entries[bisect.bisect_right(self.order, (time, "\U0010ffff")):]
 
 
 _SCHEMA = """
