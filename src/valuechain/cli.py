@@ -517,7 +517,7 @@ def _seed(loaded: Any, seed: int | None) -> tuple[int, str]:
     from valuechain.train.runs import recorded_seed
 
     found = recorded_seed(loaded.workspace / "runs")
-    return (found, ", as the last run") if found is not None else (0, "")
+    return (found, ", reused from the last run") if found is not None else (0, "")
 
 
 def _duration(value: Any) -> str:
@@ -569,9 +569,13 @@ def _interval(metrics: Any, key: str, fmt: str = ".3f") -> str:
 
 
 def _best(values: dict[str, float | None], lower: bool) -> set[str]:
-    """Names holding the best finite value (ties share it)."""
+    """Names holding the best finite value (ties share it; none when all are equal).
+
+    >>> sorted(_best({"a": 0.5, "b": 0.7, "c": 0.7}, lower=False)), _best({"a": 1, "b": 1}, True)
+    (['b', 'c'], set())
+    """
     finite = {k: v for k, v in values.items() if v is not None and v == v}
-    if not finite:
+    if len(set(finite.values())) < 2:
         return set()
     target = min(finite.values()) if lower else max(finite.values())
     return {k for k, v in finite.items() if v == target}
@@ -682,14 +686,16 @@ def decide(
         table.add_column(column, justify="right")
     for name, summary in [("policy", result.test), *result.baselines.items()]:
         cap = summary.capacity
-        table.add_row(name, f"{summary.expected_cost:,.0f}", f"{summary.cost_per_1000:,.1f}",
+        table.add_row(_human(name), f"{summary.expected_cost:,.0f}",
+                      f"{summary.cost_per_1000:,.1f}",
                       f"{cap.max_used:.0f} / {cap.limit}", str(cap.periods_over_limit))
     console.print(table)
     savings = Table(title=f"Savings of the policy on test ({currency}, 95% day-block interval)")
     for column in ("against", "saved", "interval"):
         savings.add_column(column, justify="right")
     for name, s in (result.test.savings or {}).items():
-        savings.add_row(name, f"{s.value:,.0f}", f"[{_num(s.low, ',.0f')}, {_num(s.high, ',.0f')}]")
+        savings.add_row(_human(name), f"{s.value:,.0f}",
+                        f"[{_num(s.low, ',.0f')}, {_num(s.high, ',.0f')}]")
     console.print(savings)
     chain = Table(title="The value chain")
     for column in ("link", "owner", "what"):
