@@ -36,6 +36,8 @@ def test_help_shows_choices_examples_and_no_bool_placeholders() -> None:
         assert code == 0 and "<bool>" not in text, command
     code, text = _invoke("train", "--help")
     assert "prior,rules,logistic,lightgbm" in text and "Examples:" in text
+    code, text = _invoke("score", "--help")
+    assert code == 0 and "all|flagged|none" in text and "<bool>" not in text
 
 
 @pytest.mark.parametrize("args", [
