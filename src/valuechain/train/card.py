@@ -150,10 +150,10 @@ def model_card(run: TrainResult, loaded: LoadedSpec | None = None, *,
         lines += [f"Against the baselines ({run.headline_metric.replace('_', ' ')}, paired "
                   "difference on test):", ""]
         for v in run.verdicts:
-            d = v.difference
+            diff = v.difference
             lines.append(f"- {v.candidate} **{v.verdict}** {v.baseline}: "
-                         f"{_num(d.value, '+.4f')} [{_num(d.low, '+.4f')}, "
-                         f"{_num(d.high, '+.4f')}]")
+                         f"{_num(diff.value, '+.4f')} [{_num(diff.low, '+.4f')}, "
+                         f"{_num(diff.high, '+.4f')}]")
         lines.append("")
 
     lines += ["## Calibration", ""]
