@@ -25,8 +25,16 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+import typer.core
+import typer.rich_utils
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
@@ -47,6 +55,22 @@ app.add_typer(demo_app, name="demo")
 
 console = Console()
 err_console = Console(stderr=True)
+
+#: The heading of a mistake on the command line (an unknown flag or value, a bad type):
+#: click reports those itself, in a panel, with exit status 2.
+USAGE_MISTAKE = "Usage mistake"
+typer.rich_utils.ERRORS_PANEL_TITLE = USAGE_MISTAKE
+_display_type_rich = typer.core.TyperOption.display_type_rich
+
+
+def _flag_type(self: typer.core.TyperOption, ctx: Any) -> str | None:
+    """No ``<bool>`` placeholder in help for on/off flags (they take no value)."""
+    if getattr(self, "is_flag", False) and self.metavar is None:
+        return None
+    return _display_type_rich(self, ctx)
+
+
+typer.core.TyperOption.display_type_rich = _flag_type  # type: ignore[method-assign]
 
 SpecOpt = Annotated[
     Path, typer.Option("--spec", "-s", help="valuechain.yaml, or the directory holding it.")
@@ -155,6 +179,21 @@ def internal_error_message(err: BaseException, log: Path | None) -> str:
     )
 
 
+def _heading(err: ValuechainError, flags: dict[str, str]) -> str:
+    """The first line of a user error: its kind, or a usage mistake when it names a flag.
+
+    >>> from valuechain.errors import SpecError
+    >>> _heading(SpecError("`--kind` 'x': expected three_band."), {"kind": "--kind"})
+    '[bold red]Usage mistake[/] [dim](SpecError)[/]'
+    >>> _heading(SpecError("valuechain.yaml, field `label`: ..."), {"kind": "--kind"})
+    '[bold red]SpecError[/]'
+    """
+    text = str(err)
+    if any(f"`{flag}`" in text for flag in flags.values() if flag != "--spec"):
+        return f"[bold red]{USAGE_MISTAKE}[/] [dim]({type(err).__name__})[/]"
+    return f"[bold red]{type(err).__name__}[/]"
+
+
 def user_errors(fn: F) -> F:
     """Turn ValuechainError into a clear message and exit status 2 (no traceback).
 
@@ -173,7 +212,7 @@ def user_errors(fn: F) -> F:
             if kwargs.get("as_json"):
                 _emit({"error": str(err), "type": type(err).__name__})
             else:
-                err_console.print(f"[bold red]{type(err).__name__}[/]", highlight=False)
+                err_console.print(_heading(err, flags_of(fn)), highlight=False)
                 err_console.print(Text(str(err)), soft_wrap=True, highlight=False)
             raise typer.Exit(EXIT_USER_ERROR) from None
         except (typer.Exit, typer.Abort, typer.exceptions.TyperException, KeyboardInterrupt):
@@ -208,16 +247,27 @@ def _global_options(
 
 @contextmanager
 def _progress(enabled: bool, label: str) -> Iterator[Callable[[str, float], None] | None]:
+    """A progress bar on stderr (elapsed and remaining time) fed by ``update(step, fraction)``.
+
+    The stages call ``update`` before each step of their long loops (per candidate, per
+    bootstrap interval, per fold...), so the bar advances inside long steps. The step text
+    is cut to the terminal's width so the bar stays on one line.
+    """
     if not enabled:
         yield None
         return
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn(
-            "{task.percentage:>3.0f}%"), TimeElapsedColumn(), console=err_console,
-            transient=True) as bar:
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(bar_width=24),
+                  TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
+                  TextColumn("[dim]left[/]"), TimeRemainingColumn(), console=err_console,
+                  transient=True) as bar:
         task = bar.add_task(label, total=1.0)
+        room = max(err_console.width - 60, 20)
 
         def update(stage: str, fraction: float) -> None:
-            bar.update(task, completed=fraction, description=f"{label}: {stage}")
+            text = f"{label}: {stage}"
+            if len(text) > room:
+                text = text[:room - 1] + "…"
+            bar.update(task, completed=fraction, description=text)
 
         yield update
 
@@ -253,7 +303,7 @@ def schema(
         sys.stdout.write(text + "\n")
 
 
-@app.command()
+@app.command(epilog="Example: `valuechain check --spec examples/fraud`")
 @user_errors
 def check(spec: SpecOpt = Path("."), as_json: JsonOpt = False) -> None:
     """Validate the spec against its data and print the readiness checklist."""
@@ -286,7 +336,8 @@ def _mark(passed: bool) -> str:
     return "[green]pass[/]" if passed else "[red]FAIL[/]"
 
 
-@app.command()
+@app.command(epilog="Examples: `valuechain build --spec examples/fraud` · `valuechain "
+             "build -s examples/fraud --as-of 2025-09-01 --force`")
 @user_errors
 def build(
     spec: SpecOpt = Path("."),
@@ -335,7 +386,9 @@ def build(
     console.print(f"frame: {result.frame}\nmanifest: {result.manifest_path}")
 
 
-@app.command()
+@app.command(epilog="Examples: `valuechain audit --spec examples/fraud` · `valuechain "
+             "audit --explain leak-001` · `valuechain audit --frame table.parquet --time-col ts "
+             "--label-col is_fraud`")
 @user_errors
 def audit(
     spec: SpecOpt = Path("."),
@@ -387,45 +440,66 @@ def audit(
         raise typer.Exit(result.exit_code)
 
 
-@app.command()
+def _candidate_names(value: str | None) -> list[str] | None:
+    """``--candidates`` as a list; a name that is not a built-in candidate is a usage mistake.
+
+    >>> _candidate_names("prior, lightgbm")
+    ['prior', 'lightgbm']
+    """
+    if value is None:
+        return None
+    from valuechain.errors import ModelError
+    from valuechain.models import CANDIDATES
+
+    names = [c.strip() for c in value.split(",") if c.strip()]
+    unknown = [n for n in names if n not in CANDIDATES]
+    if unknown or not names:
+        what = ("unknown candidate " + ", ".join(map(repr, unknown))) if unknown else (
+            "no candidate named")
+        raise ModelError(
+            f"`--candidates` {value!r}: {what}. Expected a comma-separated list of "
+            f"{', '.join(CANDIDATES)} (e.g. prior,lightgbm).")
+    return names
+
+
+@app.command(epilog="Examples: `valuechain train --spec examples/fraud` (the last run's seed, "
+             "else 0) · `valuechain train -s examples/fraud --candidates "
+             "prior,rules,lightgbm --backtest 3` · `valuechain train --json > run.json`")
 @user_errors
 def train(
     spec: SpecOpt = Path("."),
-    seed: Annotated[int, typer.Option(help="Random seed (models, bootstrap).")] = 0,
-    candidates: Annotated[
-        str | None, typer.Option(help="Comma-separated: prior,rules,logistic,lightgbm.")
-    ] = None,
+    seed: Annotated[int | None, typer.Option(
+        help="Random seed (models, calibration, bootstrap); default the seed of the last "
+        "run of this spec (the demo's 7), else 0. Recorded in the run.")] = None,
+    candidates: Annotated[str | None, typer.Option(
+        metavar="<prior,rules,logistic,lightgbm>",
+        help="Comma-separated candidates to train; default all (rules when the spec has "
+        "value.baseline_policy).")] = None,
     backtest: Annotated[int, typer.Option(help="Rolling-origin folds (0: none).")] = 0,
     as_json: JsonOpt = False,
 ) -> None:
     """Train baselines and models on time periods; calibrate; evaluate with intervals."""
     from valuechain import api
 
-    names = [c.strip() for c in candidates.split(",") if c.strip()] if candidates else None
+    names = _candidate_names(candidates)
+    loaded = _load(spec)
+    seed, seed_from = _seed(loaded, seed)
     with _progress(not as_json, "train") as progress:
-        run = api.train(_load(spec), seed=seed, candidates=names, backtest=backtest,
+        run = api.train(loaded, seed=seed, candidates=names, backtest=backtest,
                         progress=progress)
     if as_json:
         _emit(run.to_json())
         return
-    shown = ("roc_auc", "average_precision", "precision_at_capacity", "expected_cost", "ece")
-    test_split = run.splits["test"]
-    table = Table(title=f"Candidates on test ({str(test_split['start'])[:10]} .. "
-                        f"{str(test_split['end'])[:10]}), 95% day-block intervals")
-    table.add_column("candidate")
-    for name in shown:
-        table.add_column(name, justify="right")
-    for name, entry in run.candidates.items():
-        test = entry.test
-        table.add_row(name, *[_interval(test, k) for k in shown])
-    console.print(table)
-    verdicts = Table(title=f"Against the baselines ({run.headline_metric}, paired difference)")
+    console.print(_candidates_table(run))
+    console.print(_calibration_table(run))
+    verdicts = Table(title=f"Against the baselines ({_human(run.headline_metric)}, paired "
+                     "difference on test)")
     for column in ("candidate", "baseline", "difference", "verdict"):
         verdicts.add_column(column)
     colours = {"beats": "green", "ties": "yellow", "loses": "red"}
     for v in run.verdicts:
         d = v.difference
-        verdicts.add_row(v.candidate, v.baseline,
+        verdicts.add_row(_human(v.candidate), _human(v.baseline),
                          f"{_num(d.value, '+.4f')} [{_num(d.low, '+.4f')}, "
                          f"{_num(d.high, '+.4f')}]",
                          f"[{colours[v.verdict]}]{v.verdict}[/]")
@@ -433,18 +507,119 @@ def train(
     rt = run.random_vs_time
     console.print(f"random split AUC {_num(rt.auc_random_split, '.4f')} vs time split "
                   f"{_num(rt.auc_time_split, '.4f')} ({rt.candidate}): {rt.explanation}")
-    console.print(f"run {run.run_id}: {run.run_dir}")
+    console.print(f"run {run.run_id} (seed {seed}{seed_from}): {run.run_dir}")
+
+
+def _seed(loaded: Any, seed: int | None) -> tuple[int, str]:
+    """``--seed``, else the seed recorded in the latest run, else 0; and where it came from."""
+    if seed is not None:
+        return seed, ""
+    from valuechain.train.runs import recorded_seed
+
+    found = recorded_seed(loaded.workspace / "runs")
+    return (found, ", reused from the last run") if found is not None else (0, "")
+
+
+def _duration(value: Any) -> str:
+    from datetime import timedelta
+
+    from valuechain.spec.durations import format_duration
+
+    return format_duration(value) if isinstance(value, timedelta) else str(value)
 
 
 def _num(value: float | None, spec: str) -> str:
     return "-" if value is None or value != value else format(value, spec)
 
 
-def _interval(metrics: dict[str, float | None], key: str) -> str:
-    if metrics.get(key) is None:
+#: Human names of metric keys and candidates in the terminal's tables.
+HUMAN = {
+    "roc_auc": "ROC AUC", "average_precision": "average precision",
+    "precision_at_capacity": "precision at capacity", "recall_at_capacity":
+    "recall at capacity", "expected_cost": "expected cost per decision",
+    "ece": "ECE (calibration)", "brier": "Brier score", "log_loss": "log loss",
+    "prior": "prior (base rate)", "rules": "today's rule", "logistic": "logistic",
+    "lightgbm": "LightGBM", "approve_all": "approve all", "threshold_0.5":
+    "threshold 0.5", "accuracy_optimal": "accuracy-optimal", "policy": "the policy",
+}
+#: Metrics where lower is better (the rest: higher is better).
+LOWER_IS_BETTER = frozenset({"expected_cost", "ece", "brier", "log_loss"})
+
+
+def _human(key: str) -> str:
+    """A metric or candidate key as people read it (unknown keys: underscores to spaces).
+
+    >>> _human("average_precision"), _human("my_model")
+    ('average precision', 'my model')
+    """
+    return HUMAN.get(key, key.replace("_", " "))
+
+
+def _interval(metrics: Any, key: str, fmt: str = ".3f") -> str:
+    """``value [low, high]`` on one line, or "-" when the metric is missing.
+
+    >>> _interval({"auc": 0.8774, "auc_low": 0.8612, "auc_high": 0.8931}, "auc")
+    '0.877 [0.861, 0.893]'
+    """
+    value = metrics.get(key)
+    if value is None or value != value:
         return "-"
-    return (f"{_num(metrics[key], '.4f')} [{_num(metrics.get(key + '_low'), '.3f')}, "
-            f"{_num(metrics.get(key + '_high'), '.3f')}]")
+    return (f"{_num(value, fmt)} [{_num(metrics.get(key + '_low'), fmt)}, "
+            f"{_num(metrics.get(key + '_high'), fmt)}]")
+
+
+def _best(values: dict[str, float | None], lower: bool) -> set[str]:
+    """Names holding the best finite value (ties share it; none when all are equal).
+
+    >>> sorted(_best({"a": 0.5, "b": 0.7, "c": 0.7}, lower=False)), _best({"a": 1, "b": 1}, True)
+    (['b', 'c'], set())
+    """
+    finite = {k: v for k, v in values.items() if v is not None and v == v}
+    if len(set(finite.values())) < 2:
+        return set()
+    target = min(finite.values()) if lower else max(finite.values())
+    return {k for k, v in finite.items() if v == target}
+
+
+def _candidates_table(run: Any) -> Table:
+    """Each candidate's test metrics with 95 % intervals on one line; the best marked."""
+    shown = ("roc_auc", "average_precision", "precision_at_capacity", "expected_cost")
+    fmt = {"expected_cost": ",.3f"}
+    test_split = run.splits["test"]
+    table = Table(title=f"Candidates on test ({str(test_split['start'])[:10]} .. "
+                        f"{str(test_split['end'])[:10]}), 95% day-block intervals",
+                  caption=f"* best on test in its column; chosen on validation by "
+                          f"{_human(run.headline_metric)}: {_human(run.best_candidate)}",
+                  caption_justify="left")
+    table.add_column("candidate", no_wrap=True)
+    headers = {"average_precision": "average\nprecision", "precision_at_capacity":
+               "precision\nat capacity", "expected_cost": "expected cost\nper decision"}
+    for key in shown:
+        table.add_column(headers.get(key, _human(key)), justify="right", no_wrap=True)
+    best = {k: _best({n: e.test.get(k) for n, e in run.candidates.items()},
+                     k in LOWER_IS_BETTER) for k in shown}
+    for name, entry in run.candidates.items():
+        cells = []
+        for key in shown:
+            text = _interval(entry.test, key, fmt.get(key, ".3f"))
+            cells.append(f"[bold green]*{text}[/]" if name in best[key] else text)
+        label = _human(name) + (" (chosen)" if name == run.best_candidate else "")
+        table.add_row(label, *cells)
+    return table
+
+
+def _calibration_table(run: Any) -> Table:
+    """How each candidate was calibrated and its ECE on test before and after."""
+    table = Table(title="Calibration on test (expected calibration error, lower is better)")
+    table.add_column("candidate", no_wrap=True)
+    table.add_column("method")
+    table.add_column("ECE before", justify="right")
+    table.add_column("ECE after [95% interval]", justify="right", no_wrap=True)
+    for name, entry in run.candidates.items():
+        cal = entry.calibration
+        table.add_row(_human(name), cal.method, _num(cal.ece_before, ".4f"),
+                      _interval(entry.test, "ece", ".4f"))
+    return table
 
 
 @app.command()
@@ -467,45 +642,60 @@ def runs(spec: SpecOpt = Path("."), as_json: JsonOpt = False) -> None:
     console.print(table)
 
 
-@app.command()
+@app.command(epilog="Examples: `valuechain decide --spec examples/fraud` · `valuechain "
+             "decide -s examples/fraud --kind threshold --objective realised` · `valuechain "
+             "decide --json`")
 @user_errors
 def decide(
     spec: SpecOpt = Path("."),
-    kind: Annotated[
-        str, typer.Option(help="three_band (approve/review/decline), threshold or top_n.")
-    ] = "three_band",
-    objective: Annotated[
-        str, typer.Option(help="expected (under calibrated scores) or realised (labels).")
-    ] = "expected",
-    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    # Choices are checked by the library (a SpecError naming the flag, exit 2, JSON with
+    # --json); the metavar shows them in help.
+    kind: Annotated[str, typer.Option(
+        metavar="<three_band|threshold|top_n>",
+        help="three_band (approve/review/decline), threshold or top_n.")] = "three_band",
+    objective: Annotated[str, typer.Option(
+        metavar="<expected|realised>",
+        help="expected (under calibrated scores) or realised (labels).")] = "expected",
+    seed: Annotated[int | None, typer.Option(
+        help="Bootstrap seed; default the seed the latest run was trained with.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Turn the latest run's scores into actions under costs and capacity; price them."""
     from valuechain import api
 
     loaded = _load(spec)
+    seed, _ = _seed(loaded, seed)
     with _progress(not as_json, "decide") as progress:
         result = api.decide(loaded, kind=kind, objective=objective,  # type: ignore[arg-type]
                             seed=seed, progress=progress)
     if as_json:
         _emit(result.to_json())
         return
+    from valuechain.policy import describe
+    from valuechain.train.context import spec_capacity
+
     currency = loaded.spec.value.currency if loaded.spec.value else ""
-    console.print(f"policy ({result.kind}, from run {result.run_id}, {result.candidate}): "
-                  f"{ {k: v for k, v in result.policy.items() if k != 'metadata'} }")
+    found = spec_capacity(loaded)
+    console.print(Text(describe(result.policy, per=_duration(found[1].per) if found else None,
+                                limited=found[0] if found else None)), soft_wrap=True,
+                  highlight=False)
+    console.print(f"[dim]{result.kind.replace('_', '-')} policy from run {result.run_id} "
+                  f"({result.candidate}), {objective} cost[/]", highlight=False)
     table = Table(title="Test period")
     for column in ("", "cost", "per 1,000", "reviews/period max", "over limit"):
         table.add_column(column, justify="right")
     for name, summary in [("policy", result.test), *result.baselines.items()]:
         cap = summary.capacity
-        table.add_row(name, f"{summary.expected_cost:,.0f}", f"{summary.cost_per_1000:,.1f}",
+        table.add_row(_human(name), f"{summary.expected_cost:,.0f}",
+                      f"{summary.cost_per_1000:,.1f}",
                       f"{cap.max_used:.0f} / {cap.limit}", str(cap.periods_over_limit))
     console.print(table)
     savings = Table(title=f"Savings of the policy on test ({currency}, 95% day-block interval)")
     for column in ("against", "saved", "interval"):
         savings.add_column(column, justify="right")
     for name, s in (result.test.savings or {}).items():
-        savings.add_row(name, f"{s.value:,.0f}", f"[{_num(s.low, ',.0f')}, {_num(s.high, ',.0f')}]")
+        savings.add_row(_human(name), f"{s.value:,.0f}",
+                        f"[{_num(s.low, ',.0f')}, {_num(s.high, ',.0f')}]")
     console.print(savings)
     chain = Table(title="The value chain")
     for column in ("link", "owner", "what"):
@@ -516,7 +706,7 @@ def decide(
     console.print(f"policy written to {result.policy_path}")
 
 
-@app.command()
+@app.command(epilog="Example: `valuechain report --spec examples/fraud --out report.html`")
 @user_errors
 def report(
     spec: SpecOpt = Path("."),

@@ -42,7 +42,7 @@ def serve(
     ] = None,
     max_body: Annotated[int, typer.Option(help="Largest request body in bytes.")] = 64 * 1024,
     log_sync: Annotated[str, typer.Option(
-        help="full: each decision is on disk before it is answered (survives power loss); "
+        metavar="<full|normal>", help="full: each decision is on disk before it is answered (survives power loss); "
         "normal: survives the process being killed, not an OS crash (faster fsync-bound "
         "disks).")] = "full",
     namespace: Annotated[str | None, typer.Option(
@@ -51,7 +51,7 @@ def serve(
         help="Override the spec's capacity limit per period (e.g. fewer reviewers today).")
     ] = None,
     reasons: Annotated[str, typer.Option(
-        help="Which decisions get their top reasons: all; flagged (not the policy's lowest "
+        metavar="<all|flagged|none>", help="Which decisions get their top reasons: all; flagged (not the policy's lowest "
         "action: reviews and declines; approvals answer with none and skip TreeSHAP, the "
         "costliest stage); none.")] = "all",
 ) -> None:
@@ -121,7 +121,7 @@ def score(
         "event at a time) instead of the vectorised batch path; same decisions, ~100x "
         "slower.")] = False,
     reasons: Annotated[str, typer.Option(
-        help="Which decisions get their top reasons: all (as the service), flagged (those "
+        metavar="<all|flagged|none>", help="Which decisions get their top reasons: all (as the service), flagged (those "
         "not given the policy's lowest action) or none. Reasons cost ~1 ms per row.")
     ] = "all",
     chunk: Annotated[int, typer.Option(

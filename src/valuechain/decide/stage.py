@@ -189,22 +189,23 @@ def decide_project(
         days=test.days, baselines={"rules": rule} if rule is not None else None, kind=kind,
         objective=objective, action=action, overflow=overflow,  # type: ignore[arg-type]
         percentile=percentile, per=per, seed=seed)
-    if progress:
-        progress("sensitivity", 0.6)
     sensitivity = []
-    for field in ("false_negative", "false_positive", "review"):
-        for factor in (0.5, 2.0):
-            moved_val, moved_test = validation.scaled(field, factor), test.scaled(field, factor)
-            opt = optimise(kind, moved_val, limit, overflow, percentile, per, objective)
-            cost = realised_cost(moved_test, apply(opt.policy, moved_test, limit, overflow))
-            entry: dict[str, Any] = {"cost": field, "factor": factor,
-                                     "policy": opt.policy.to_dict(),
-                                     "test_cost": float(cost.sum())}
-            for name in ("approve_all", "rules"):
-                if name in priced.baseline_actions:
-                    entry[f"savings_vs_{name}"] = float(realised_cost(
-                        moved_test, priced.baseline_actions[name]).sum() - cost.sum())
-            sensitivity.append(Sensitivity(**entry))
+    moves = [(f, x) for f in ("false_negative", "false_positive", "review") for x in (0.5, 2.0)]
+    for number, (field, factor) in enumerate(moves):
+        if progress:
+            progress(f"sensitivity {number + 1}/{len(moves)}: {field.replace('_', ' ')} "
+                     f"cost x{factor:g}", 0.6 + 0.35 * number / len(moves))
+        moved_val, moved_test = validation.scaled(field, factor), test.scaled(field, factor)
+        opt = optimise(kind, moved_val, limit, overflow, percentile, per, objective)
+        cost = realised_cost(moved_test, apply(opt.policy, moved_test, limit, overflow))
+        entry: dict[str, Any] = {"cost": field, "factor": factor,
+                                 "policy": opt.policy.to_dict(),
+                                 "test_cost": float(cost.sum())}
+        for name in ("approve_all", "rules"):
+            if name in priced.baseline_actions:
+                entry[f"savings_vs_{name}"] = float(realised_cost(
+                    moved_test, priced.baseline_actions[name]).sum() - cost.sum())
+        sensitivity.append(Sensitivity(**entry))
     policy_path = run_dir / "policy.yaml"
     # The policy names what it was made from, for the bundle and the decision log later.
     policy = replace(priced.policy, metadata={

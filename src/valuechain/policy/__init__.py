@@ -51,6 +51,7 @@ from valuechain.policy.policies import (
     load_policy,
     policy_from_dict,
 )
+from valuechain.policy.wording import describe
 
 __all__ = [
     "POLICY_VERSION",
@@ -63,6 +64,7 @@ __all__ = [
     "TopN",
     "apply_with_capacity",
     "capacity_period",
+    "describe",
     "limited_action",
     "load_policy",
     "optimize_three_band",

@@ -194,6 +194,7 @@ class TrainResult(_Part):
         out: dict[str, Any] = finite({
             "run_id": self.run_id,
             "run_dir": self.run_dir,
+            "seed": self.seed,
             "frame": self.frame.model_dump(),
             "best_candidate": self.best_candidate,
             "candidates": {name: {"validation": c.validation, "test": c.test}

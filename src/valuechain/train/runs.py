@@ -31,7 +31,7 @@ from valuechain.io import write_json, write_text
 from valuechain.models import Calibrator, Candidate
 from valuechain.train.result import TrainResult, finite
 
-__all__ = ["RunWriter", "finite", "latest_run", "list_runs"]
+__all__ = ["RunWriter", "finite", "latest_run", "list_runs", "recorded_seed"]
 
 #: The file in ``runs/`` naming the newest published run.
 LATEST = "latest"
@@ -157,3 +157,34 @@ def list_runs(runs: Path) -> list[dict[str, Any]]:
                     "headline_metric": headline, "test": test.get(headline),
                     "roc_auc": test.get("roc_auc"), "path": str(folder)})
     return out
+
+
+def recorded_seed(runs: Path) -> int | None:
+    """The seed of the latest run in ``runs`` (None when there is no readable run).
+
+    ``valuechain train`` and ``decide`` reuse it when ``--seed`` is not given, so the command
+    run after ``valuechain demo fraud`` (seed 7) reproduces the demo's numbers.
+
+    >>> import tempfile, json
+    >>> runs = Path(tempfile.mkdtemp())
+    >>> recorded_seed(runs) is None
+    True
+    >>> (runs / "20250101-000000-aaaaaa").mkdir()
+    >>> _ = (runs / "20250101-000000-aaaaaa" / "metrics.json").write_text(
+    ...     json.dumps({"run_id": "20250101-000000-aaaaaa", "seed": 7}))
+    >>> recorded_seed(runs)
+    7
+    """
+    try:
+        folder = latest_run(runs)
+    except ArtifactError:
+        return None
+    if folder is None:
+        return None
+    try:
+        metrics = open_artifact(folder / "metrics.json", "json", expect=dict,
+                                rebuild=fix_command(None))
+    except ArtifactError:
+        return None
+    seed = metrics.get("seed")
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,8 @@ __all__ = ["curves", "per_period", "scored"]
 
 F64 = npt.NDArray[np.float64]
 FAST = ("roc_auc", "average_precision", "brier", "log_loss", "ece")
+#: How many intervals :func:`scored` computes at most (one ``tick`` call before each).
+INTERVALS = len(FAST) + 3
 
 
 def _ratio_interval(num: F64, den: F64, days: npt.NDArray[np.int64], seed: int
@@ -31,21 +34,33 @@ def _ratio_interval(num: F64, den: F64, days: npt.NDArray[np.int64], seed: int
     return interval.low, interval.high
 
 
-def scored(scores: F64, labels: F64, ctx: EvaluationContext, seed: int = 0) -> dict[str, float]:
-    """Every metric the context allows, with ``<metric>_low``/``_high`` 95 % intervals."""
+def scored(scores: F64, labels: F64, ctx: EvaluationContext, seed: int = 0,
+           tick: Callable[[str], None] | None = None) -> dict[str, float]:
+    """Every metric the context allows, with ``<metric>_low``/``_high`` 95 % intervals.
+
+    ``tick(metric)`` is called before each bootstrap interval (for progress bars).
+    """
+    def step(name: str) -> None:
+        if tick is not None:
+            tick(name)
+
     out = all_metrics(scores, labels, periods=ctx.capacity_period, k=ctx.capacity_k,
                       entity=ctx.entity, days=ctx.days if ctx.entity is not None else None,
                       cost_fp=ctx.cost_fp, cost_fn=ctx.cost_fn)
     for name in FAST:
+        step(name)
         interval = block_bootstrap(name, ctx.days, scores, labels, seed=seed)
         out[f"{name}_low"], out[f"{name}_high"] = interval.low, interval.high
     if ctx.capacity_period is not None and ctx.capacity_k is not None:
+        step("precision_at_capacity")
         taken = _taken(scores, ctx.capacity_period, ctx.capacity_k)
         out["precision_at_capacity_low"], out["precision_at_capacity_high"] = _ratio_interval(
             taken * labels, taken.astype(np.float64), ctx.days, seed)
+        step("recall_at_capacity")
         out["recall_at_capacity_low"], out["recall_at_capacity_high"] = _ratio_interval(
             taken * labels, labels, ctx.days, seed)
     if ctx.cost_fp is not None and ctx.cost_fn is not None:
+        step("expected_cost")
         flagged = scores >= 0.5
         cost = np.where(flagged, (1 - labels) * ctx.cost_fp, labels * ctx.cost_fn)
         out["expected_cost_low"], out["expected_cost_high"] = _ratio_interval(

@@ -43,6 +43,7 @@ from valuechain.evaluate import (
 )
 from valuechain.evaluate import average_precision as ap_of
 from valuechain.evaluate import roc_auc as auc_of
+from valuechain.io import write_text
 from valuechain.models import (
     CANDIDATES,
     Calibrator,
@@ -54,17 +55,26 @@ from valuechain.models import (
 from valuechain.spec.durations import format_duration
 from valuechain.spec.loader import LoadedSpec
 from valuechain.spec.models import Period
+from valuechain.train.card import CARD_FILE, model_card
 from valuechain.train.context import EvaluationContext, value_columns
 from valuechain.train.provenance import FrameRef, current_frame
 from valuechain.train.result import TrainResult, ValueInputs
 from valuechain.train.runs import ID_COLUMN, RunWriter
-from valuechain.train.scoring import curves, per_period, scored
+from valuechain.train.scoring import INTERVALS, curves, per_period, scored
+from valuechain.train.steps import Steps
 
 __all__ = ["BASELINES", "TrainRun", "train_project"]
 
 BASELINES = ("prior", "rules")
 HEADLINE = "average_precision"
 Progress = Callable[[str, float], None]
+#: Rough relative cost of each step, for progress bars only (about seconds on the 1 M-row
+#: fraud demo on a busy 2-core host: LightGBM's fit dominates, an interval is ~0.1 s).
+FIT_WEIGHT = {"prior": 0.2, "rules": 3.0, "logistic": 15.0, "lightgbm": 150.0}
+OTHER_FIT_WEIGHT = 30.0
+INTERVAL_WEIGHT = 0.1
+VERDICT_WEIGHT = 0.3
+PREPARED_AT = 0.08  # share of the bar reached once the frame is read and priced
 F64 = npt.NDArray[np.float64]
 
 
@@ -217,7 +227,11 @@ def train_project(
     """
     started = time.perf_counter()
     spec = loaded.spec
+    if progress:
+        progress("checking the frame is current", 0.0)
     built = build_frame(loaded, as_of=as_of)
+    if progress:
+        progress("reading the frame", 0.02)
     frame_ref = current_frame(loaded.workspace, root=loaded.root, manifest=built.manifest)
     frame = open_artifact(built.frame, "parquet", what="the built frame",
                           rebuild=fix_command(loaded.root, "build", "--force"))
@@ -238,6 +252,8 @@ def train_project(
         raise SpecError(f"{loaded.where('value')}: candidate 'rules' needs "
                         "`value.baseline_policy` (the rule the business runs today).")
     make = _factories(names, features, rules, seed, estimators)
+    if progress:
+        progress("pricing every row (costs, today's rule)", 0.04)
     ids = _decision_ids(loaded, frame)
     columns = value_columns(loaded, frame, ids, roles["validation"] | roles["test"])
     ctx = EvaluationContext.of(loaded, frame, time_col, columns)
@@ -286,9 +302,10 @@ def _run(p: _Prepared, writer: RunWriter, backtest_folds: int, progress: Progres
     results: dict[str, Any] = {}
     test_scores: dict[str, F64] = {}
     predictions: dict[str, dict[str, F64]] = {"validation": {}, "test": {}}
+    steps = Steps(progress, _plan(names, backtest_folds), start=PREPARED_AT)
     for index, name in enumerate(names):
-        if progress:
-            progress(f"fitting {name}", 0.05 + 0.7 * index / len(names))
+        of = f"candidate {index + 1}/{len(names)} {name}"
+        steps(f"{of}: fitting", _fit_weight(name))
         model = _fit(p.make[name], frame, roles, y)
         raw = {role: model.predict(frame[roles[role]]) for role in ("validation", "test")}
         calibrator = (Calibrator.identity("the prior is its own calibration")
@@ -298,7 +315,8 @@ def _run(p: _Prepared, writer: RunWriter, backtest_folds: int, progress: Progres
         for role in ("validation", "test"):
             score = calibrator.apply(raw[role])
             mask = roles[role]
-            entry[role] = scored(score, y[mask], ctx.subset(mask), seed)
+            entry[role] = scored(score, y[mask], ctx.subset(mask), seed, tick=_ticker(
+                steps, f"{of}: {role} interval of"))
             predictions[role][f"score_{name}"] = score
             predictions[role][f"raw_{name}"] = raw[role]
         y_test = y[roles["test"]]
@@ -316,29 +334,29 @@ def _run(p: _Prepared, writer: RunWriter, backtest_folds: int, progress: Progres
         writer.save_candidate(name, model, calibrator)
         # described after saving: a saved candidate also says how (e.g. skops, checksum)
         results[name] = {"describe": model.describe(), **entry}
-    if progress:
-        progress("verdicts and random split", 0.8)
     test = roles["test"]
     days = ctx.days[test]
     verdicts = []
-    for name in names:
-        for baseline in (b for b in BASELINES if b in names and b != name):
-            if name in BASELINES and BASELINES.index(name) < BASELINES.index(baseline):
-                continue
-            diff = paired_difference(HEADLINE, days, test_scores[name], test_scores[baseline],
-                                     y[test], seed=seed)
-            a, b = results[name]["test"], results[baseline]["test"]
-            verdicts.append({
-                "candidate": name, "baseline": baseline, "metric": HEADLINE,
-                "difference": {"value": diff.value, "low": diff.low, "high": diff.high},
-                "verdict": verdict(diff),
-                "intervals_overlap": bool(a[f"{HEADLINE}_low"] <= b[f"{HEADLINE}_high"]),
-            })
+    pairs = _pairs(names)
+    for number, (name, baseline) in enumerate(pairs, start=1):
+        steps(f"verdict {number}/{len(pairs)}: {name} vs {baseline} (paired bootstrap)",
+              VERDICT_WEIGHT)
+        diff = paired_difference(HEADLINE, days, test_scores[name], test_scores[baseline],
+                                 y[test], seed=seed)
+        a, b = results[name]["test"], results[baseline]["test"]
+        verdicts.append({
+            "candidate": name, "baseline": baseline, "metric": HEADLINE,
+            "difference": {"value": diff.value, "low": diff.low, "high": diff.high},
+            "verdict": verdict(diff),
+            "intervals_overlap": bool(a[f"{HEADLINE}_low"] <= b[f"{HEADLINE}_high"]),
+        })
     # Chosen on validation: choosing on test would make the test score optimistic.
     best = max((n for n in names if n not in BASELINES), default=names[-1],
                key=lambda n: np.nan_to_num(results[n]["validation"][HEADLINE], nan=-1.0))
+    steps(f"refitting {best} on a random split", 1.5 * _fit_weight(best))
     random_vs_time = _random_vs_time(best, p.make[best], seed, frame, roles, y,
                                      auc_of(predictions["test"][f"raw_{best}"], y[test]))
+    steps("metrics per period and curves", 1.0 * len(names))
     freq = "W" if (times[test].max() - times[test].min()) > pd.Timedelta(days=21) else "D"
     value = loaded.spec.value
     metrics: dict[str, Any] = {
@@ -366,10 +384,9 @@ def _run(p: _Prepared, writer: RunWriter, backtest_folds: int, progress: Progres
         "backtest": None,
     }
     if backtest_folds:
-        if progress:
-            progress("backtest", 0.85)
         metrics["backtest"] = _backtest(loaded, frame, times, y, seed, backtest_folds,
-                                        embargo, roles, {n: p.make[n] for n in names})
+                                        embargo, roles, {n: p.make[n] for n in names}, steps)
+    steps("writing the run", 3.0)
     metrics["seconds"] = round(time.perf_counter() - started, 2)
     keep = [c for c in (*built.manifest["frame"]["id_columns"], time_col) if c != ID_COLUMN]
     for role in ("validation", "test"):
@@ -386,9 +403,38 @@ def _run(p: _Prepared, writer: RunWriter, backtest_folds: int, progress: Progres
     result = TrainResult(run_id=writer.run_id, created_at=writer.created_at,
                          spec_hash=writer.spec_hash, seed=seed, **metrics)
     _, run_dir = writer.finish(result, _relative_manifest(built.manifest, loaded.root))
-    if progress:
-        progress("done", 1.0)
-    return result.at(run_dir)
+    result = result.at(run_dir)
+    write_text(Path(run_dir) / CARD_FILE, model_card(result, loaded))
+    steps.done()
+    return result
+
+
+def _fit_weight(name: str) -> float:
+    return FIT_WEIGHT.get(name, OTHER_FIT_WEIGHT)
+
+
+def _pairs(names: list[str]) -> list[tuple[str, str]]:
+    """(candidate, baseline) pairs given a verdict: every candidate against every baseline."""
+    out = []
+    for name in names:
+        for baseline in (b for b in BASELINES if b in names and b != name):
+            if name in BASELINES and BASELINES.index(name) < BASELINES.index(baseline):
+                continue
+            out.append((name, baseline))
+    return out
+
+
+def _plan(names: list[str], backtest_folds: int) -> float:
+    """Total progress weight of a run with these candidates (see :data:`FIT_WEIGHT`)."""
+    fits = sum(_fit_weight(n) for n in names)
+    best = max((_fit_weight(n) for n in names if n not in BASELINES), default=1.0)
+    return (fits + 2 * INTERVALS * INTERVAL_WEIGHT * len(names)
+            + VERDICT_WEIGHT * len(_pairs(names)) + 1.5 * best + 1.0 * len(names)
+            + backtest_folds * fits + 3.0)
+
+
+def _ticker(steps: Steps, prefix: str) -> Callable[[str], None]:
+    return lambda metric: steps(f"{prefix} {metric.replace('_', ' ')}", INTERVAL_WEIGHT)
 
 
 def _describe(mask: npt.NDArray[np.bool_], times: pd.Series, y: F64) -> dict[str, Any]:
@@ -432,7 +478,7 @@ def _random_vs_time(name: str, make: Factory, seed: int, frame: pd.DataFrame,
 
 def _backtest(loaded: LoadedSpec, frame: pd.DataFrame, times: pd.Series, y: F64, seed: int,
               folds: int, embargo: timedelta, roles: dict[str, npt.NDArray[np.bool_]],
-              make: dict[str, Factory]) -> dict[str, Any]:
+              make: dict[str, Factory], steps: Steps | None = None) -> dict[str, Any]:
     """Rolling-origin folds (expanding window) with the test period's length."""
     test_times = times[roles["test"]]
     length = (test_times.max() - test_times.min()).to_pytimedelta() + timedelta(days=1)
@@ -449,6 +495,9 @@ def _backtest(loaded: LoadedSpec, frame: pd.DataFrame, times: pd.Series, y: F64,
         fold_roles = {"train": fit_rows, "validation": valid_rows, "test": test_rows}
         scores = {}
         for name in make:
+            if steps is not None:
+                steps(f"backtest fold {fold.index + 1}/{len(plan)}: fitting {name}",
+                      _fit_weight(name))
             model = _fit(make[name], frame, fold_roles, y)
             s = model.predict(frame[test_rows])
             scores[name] = {"roc_auc": auc_of(s, y[test_rows]),
