@@ -210,8 +210,6 @@ def test_missing_columns_are_a_data_error() -> None:
      "monitoring.alerts.0.severity", "'info', 'warning' or 'critical'"),
     ([{"name": "a", "metric": "psi", "above": 0.1, "windows": 0}],
      "monitoring.alerts.0.windows", "greater than or equal to 1"),
-    ([{"name": "a", "metric": "psi", "above": 0.1, "owner": "operations"}],
-     "monitoring.alerts.0.owner", "`owners.operations`, which is not set"),
     ([{"name": "a", "metric": "psi", "above": 0.1}, {"name": "a", "metric": "ks", "above": 1}],
      "monitoring", "two alert rules are named 'a'"),
     ([{"name": "a", "metric": "psi", "abov": 0.1}], "monitoring.alerts.0.abov",
@@ -261,3 +259,20 @@ def test_retrain_advice_from_kpi_alerts_and_missed_estimates() -> None:
     assert "(since 2025-08-05)" in reason
     once = signals([0.0, 1.0, 0.0], metric="covered", section="estimate", subject="precision")
     assert not retrain_advice([], once).recommend
+
+
+def test_an_alert_owned_by_an_unset_owner_fails_the_readiness_check(tmp_path: Path) -> None:
+    """Not a spec error: `check` names the gap (exit 1) and the alert names the role."""
+    from valuechain.spec.readiness import readiness
+
+    spec = yaml.safe_load((ROOT / "examples" / "fraud" / "valuechain.yaml").read_text())
+    spec["owners"].pop("operations")
+    spec["monitoring"]["alerts"] = [{"name": "a", "metric": "psi", "above": 0.1,
+                                     "owner": "operations"}]
+    (tmp_path / "valuechain.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    from valuechain.spec.loader import load_spec
+
+    loaded = load_spec(tmp_path)
+    item = {c.item: c for c in readiness(loaded.spec)}["operational_ownership"]
+    assert not item.passed
+    assert "alert rule 'a' is owned by `owners.operations`, which is not set" in item.reason

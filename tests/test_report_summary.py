@@ -39,11 +39,15 @@ def test_policy_in_words() -> None:
     band = {"kind": "three_band", "review_at": 0.18, "decline_at": 0.62,
             "actions": ["approve", "review", "decline"]}
     assert policy_in_words(band, limit=150, overflow="approve") == (
-        "decline at a score of 0.62 or above, send 0.18–0.62 to review (at most 150 a day; "
-        "beyond that approve), approve the rest")
+        "decline when the score is 0.62 or above; send 0.18–0.62 to review (at most 150 a "
+        "day, the rest approved); approve the rest")
     assert policy_in_words({"kind": "top_n", "n": 150, "per": "1d", "min_score": 0.0,
                             "action": "review", "other": "approve"}) == (
-        "review the 150 highest scores each 1d, approve the rest")
+        "review the 150 highest scores a day; approve the rest")
+    never = {**band, "decline_at": None}  # decide.json records an infinite threshold as null
+    assert policy_in_words(never, limit=150, overflow="approve") == (
+        "send scores of 0.18 or above to review (at most 150 a day, the rest approved); "
+        "approve the rest")
     text = policy_in_words({"kind": "threshold", "threshold": 0.5, "below": "approve",
                             "at_or_above": "decline"})
     assert "[" not in text and "(" not in text  # no Python reprs

@@ -28,7 +28,7 @@ from typing import Any, Self
 import numpy as np
 import pandas as pd
 
-from valuechain.errors import ArtifactError, DataError
+from valuechain.errors import ArtifactError, DataError, ModelError
 from valuechain.models.base import (
     FeatureSet,
     check_labels,
@@ -114,7 +114,7 @@ class _FastRow:
             self._handle, ctypes.c_void_p(row.ctypes.data), ctypes.byref(length),
             ctypes.c_void_p(out.ctypes.data)))
         if length.value != self.width:
-            raise TypeError("unexpected prediction length")  # -> the general path
+            raise ModelError("unexpected prediction length")  # -> the general path
         return out if self.width > 1 else out[:, 0]
 
 

@@ -63,17 +63,19 @@ MIN_SAMPLES: Final = 500
 
 def _numeric(values: Any, what: str) -> npt.NDArray[np.float64]:
     """Values as float64 (None / pandas NA -> NaN), without boxing numeric input."""
+    refused = DataError(f"`{what}`: expected numbers, got text or booleans; use js() or "
+                        "psi(categorical=True) for categories.")
+    if isinstance(values, pd.Series | pd.Index):
+        if not pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_bool_dtype(
+                values.dtype):
+            raise refused
+        return np.asarray(values.to_numpy(dtype=np.float64, na_value=np.nan)).ravel()
+    array = np.asarray(values)
+    if array.dtype.kind in "iuf":
+        return array.astype(np.float64).ravel()
+    if array.dtype.kind == "b" or any(isinstance(v, str) for v in array.ravel()):
+        raise refused
     try:
-        if isinstance(values, pd.Series | pd.Index):
-            if not pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_bool_dtype(
-                    values.dtype):
-                raise TypeError(f"dtype {values.dtype}")
-            return np.asarray(values.to_numpy(dtype=np.float64, na_value=np.nan)).ravel()
-        array = np.asarray(values)
-        if array.dtype.kind in "iuf":
-            return array.astype(np.float64).ravel()
-        if array.dtype.kind == "b" or any(isinstance(v, str) for v in array.ravel()):
-            raise TypeError("text or booleans")
         return np.asarray(pd.to_numeric(pd.Series(array.ravel(), dtype=object)),
                           dtype=np.float64)
     except (TypeError, ValueError) as err:

@@ -95,7 +95,7 @@ def describe(policy: Policy | Mapping[str, Any], capacity: int | None = None, *,
         return _limit(capacity, per, overflow) if action == limited else ""
 
     if isinstance(p, TopN):
-        floor = f" (only scores of {_score(p.min_score)} or above)" if p.min_score is not None \
+        floor = f" (only scores of {_score(p.min_score)} or above)" if p.min_score \
             else ""
         return (f"Policy: {p.action} the {p.n:,} highest scores {_period(per or p.per)}"
                 f"{floor}; {p.other} the rest.")

@@ -75,45 +75,37 @@ def _money(value: float | None) -> str:
     return f"{value:,.0f}"
 
 
-def _thr(value: Any) -> str:
-    return fmt_num(float(value), 3) if isinstance(value, int | float) else str(value)
+#: decide.json records infinite thresholds as null: a null review_at reviews every score
+#: below the decline band (-inf), a null decline_at or threshold never acts (+inf)
+_THRESHOLDS = {"review_at": -math.inf, "decline_at": math.inf, "threshold": math.inf}
 
 
-def policy_in_words(policy: dict[str, Any], *, limit: int | None = None, per: str = "day",
+def policy_in_words(policy: Any, *, limit: int | None = None, per: str = "day",
                     overflow: str | None = None) -> str:
-    """The chosen policy as a sentence.
+    """The chosen policy as a clause (:func:`valuechain.policy.describe` without its frame).
 
     >>> policy_in_words({"kind": "three_band", "review_at": 0.18, "decline_at": 0.62,
     ...                  "actions": ["approve", "review", "decline"]}, limit=150,
     ...                 overflow="approve")
-    'decline at a score of 0.62 or above, send 0.18–0.62 to review (at most 150 a day; beyond that approve), approve the rest'
-    >>> policy_in_words({"kind": "threshold", "threshold": 0.5, "below": "approve",
-    ...                  "at_or_above": "decline"})
-    'decline at a score of 0.5 or above, approve the rest'
+    'decline when the score is 0.62 or above; send 0.18–0.62 to review (at most 150 a day, the rest approved); approve the rest'
     """
-    kind = policy.get("kind")
-    cap = ""
-    if limit is not None:
-        cap = f" (at most {fmt_int(limit)} a {per}"
-        cap += f"; beyond that {overflow})" if overflow else ")"
-    if kind == "three_band":
-        named = [*(policy.get("actions") or []), "approve", "review", "decline"]
-        approve, review, decline = named[:3]
-        lo, hi = policy["review_at"], policy["decline_at"]
-        return (f"{decline} at a score of {_thr(hi)} or above, send {_thr(lo)}–{_thr(hi)} to "
-                f"{review}{cap}, {approve} the rest")
-    if kind == "threshold":
-        return (f"{policy.get('at_or_above', 'decline')} at a score of "
-                f"{_thr(policy['threshold'])} or above, {policy.get('below', 'approve')} "
-                "the rest")
-    if kind == "top_n":
-        floor = policy.get("min_score")
-        at_least = f" scoring at least {_thr(floor)}" if isinstance(floor, int | float) and \
-            floor > 0 else ""
-        return (f"{policy.get('action', 'review')} the {fmt_int(policy['n'])} highest scores"
-                f"{at_least} each {policy.get('per', per)}, {policy.get('other', 'approve')} "
-                "the rest")
-    return str(kind)
+    from valuechain.policy import describe
+
+    if isinstance(policy, dict):  # decide.json records an infinite threshold as null
+        policy = {k: _THRESHOLDS[k] if v is None and k in _THRESHOLDS else v
+                  for k, v in policy.items()}
+    unit = {"day": "1d", "week": "7d", "hour": "1h"}.get(per, per)
+    return describe(policy, limit, per=unit, overflow=overflow).removeprefix(
+        "Policy: ").removesuffix(".")
+
+
+def run_policy(workspace: Path, decided: DecideResult) -> Any:
+    """The decided policy as written to its run (``policy.yaml``; ``decide.json``'s copy
+    when the file is gone)."""
+    from valuechain.policy import load_policy, policy_from_dict
+
+    path = workspace / "runs" / decided.run_id / "policy.yaml"
+    return load_policy(path) if path.is_file() else policy_from_dict(decided.policy)
 
 
 @dataclass(frozen=True)
@@ -146,7 +138,6 @@ def recompute_kpis(loaded: LoadedSpec, decided: DecideResult) -> KpiFigures:
     """The KPI of the policy and of today's rule on test, and the spills (see the module)."""
     from valuechain.decide.price import apply, baseline_actions, realised_cost
     from valuechain.decide.stage import _capacity, run_decisions
-    from valuechain.policy import policy_from_dict
     from valuechain.train.result import TrainResult
 
     run_dir = loaded.workspace / "runs" / decided.run_id
@@ -154,7 +145,7 @@ def recompute_kpis(loaded: LoadedSpec, decided: DecideResult) -> KpiFigures:
     action, limit, per_us, overflow, _, _ = _capacity(loaded)
     validation, _ = run_decisions(loaded, run, run_dir, "validation", per_us)
     test, rule = run_decisions(loaded, run, run_dir, "test", per_us)
-    policy = policy_from_dict(decided.policy)
+    policy = run_policy(loaded.workspace, decided)
     acted = apply(policy, test, limit, overflow)
     asked = np.asarray(policy.apply(test.scores, test.periods), dtype=object) == action
     _, index = np.unique(test.periods, return_inverse=True)
@@ -292,7 +283,8 @@ def summary_section(loaded: LoadedSpec, workspace: Path) -> Section:
         from valuechain.spec.durations import format_duration
         text = format_duration(cap[1].per)
         per = "day" if text == "1d" else ("week" if text == "7d" else text)
-    context.update(policy_words=policy_in_words(decided.policy, limit=limit, per=per,
+    context.update(policy_words=policy_in_words(run_policy(workspace, decided), limit=limit,
+                                                per=per,
                                                 overflow=overflow),
                    candidate=decided.candidate, run_id=decided.run_id)
     if value is not None:

@@ -30,11 +30,9 @@ from pydantic import (
     Field,
     PlainSerializer,
     Tag,
-    ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from valuechain.errors import SpecError
 from valuechain.spec.durations import format_duration, parse_duration
@@ -497,7 +495,8 @@ class AlertRule(_Model):
             value = getattr(self, name)
             if value is not None:
                 return float(value)
-        raise AssertionError("validated: one threshold is set")  # pragma: no cover
+        raise SpecError(f"alert rule '{self.name}' sets no threshold; give one of above, "
+                        "below, above_reference, below_reference.")  # pragma: no cover
 
     @property
     def direction(self) -> Literal["above", "below"]:
@@ -631,16 +630,6 @@ class Spec(_Model):
         "`{type: duckdb, threads: 2, memory_limit: 8GB}`; `valuechain build --engine` "
         "overrides the type.",
     )
-
-    @model_validator(mode="after")
-    def _alert_owners(self) -> Spec:
-        problems = alert_owner_problems(self)
-        if problems:
-            raise ValidationError.from_exception_data("Spec", [
-                InitErrorDetails(type=PydanticCustomError("alert_owner", message),
-                                 loc=loc, input=value)
-                for loc, value, message in problems])
-        return self
 
     @property
     def event_source(self) -> str | None:

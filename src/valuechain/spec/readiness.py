@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from valuechain.spec.durations import format_duration as fmt
-from valuechain.spec.models import AggregateFeature, LookupFeature, Spec
+from valuechain.spec.models import AggregateFeature, LookupFeature, Spec, alert_owner_problems
 
 __all__ = ["ChecklistItem", "readiness"]
 
@@ -97,9 +97,12 @@ def _evaluation(spec: Spec) -> ChecklistItem:
 def _ownership(spec: Spec) -> ChecklistItem:
     owners = spec.owners.model_dump()
     missing = [role for role, who in owners.items() if not who]
-    ok = not missing
+    alerts = [message for _, _, message in alert_owner_problems(spec)]
+    ok = not missing and not alerts
     reason = ("every link has an owner: " + ", ".join(f"{r}: {w}" for r, w in owners.items())
-              + "." if ok else f"no owner for {', '.join(missing)} (set `owners.<role>`).")
+              + "." if ok else "; ".join(
+                  ([f"no owner for {', '.join(missing)} (set `owners.<role>`)"] if missing
+                   else []) + alerts) + ".")
     return ChecklistItem("operational_ownership", "Operational ownership", ok, reason)
 
 
