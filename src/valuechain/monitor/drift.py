@@ -44,8 +44,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from valuechain.errors import DataError
-from valuechain.monitor.inputs import Reference, window_signals
-from valuechain.policy.capacity import capacity_period
+from valuechain.monitor.inputs import Reference, window_index, window_signals
 
 if TYPE_CHECKING:
     from valuechain.registry.bundle import Bundle
@@ -284,14 +283,7 @@ def js(reference: npt.ArrayLike, current: npt.ArrayLike) -> float:
 
 def _windows(decisions: pd.DataFrame, window_us: int) -> tuple[npt.NDArray[np.int64],
                                                                 npt.NDArray[np.int64]]:
-    if window_us <= 0:
-        raise DataError(f"`window_us` must be > 0 (µs), got {window_us!r}.")
-    if "time_us" in decisions.columns:
-        t_us = decisions["time_us"].to_numpy(dtype=np.int64)
-    else:
-        t_us = (pd.to_datetime(decisions["time"], utc=True).to_numpy(dtype="datetime64[us]")
-                .astype(np.int64))
-    index = capacity_period(t_us, int(window_us))
+    index = window_index(decisions, window_us)
     windows, codes = np.unique(index, return_inverse=True)
     return windows.astype(np.int64), codes.astype(np.int64)
 

@@ -70,15 +70,16 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from valuechain.errors import ArtifactError
+from valuechain.errors import ArtifactError, DataError
 from valuechain.monitor.kpis import signals_frame
-from valuechain.policy.capacity import PERIOD_ANCHOR_US
+from valuechain.policy.capacity import PERIOD_ANCHOR_US, capacity_period
 from valuechain.sql import connect
 
 if TYPE_CHECKING:
     from valuechain.registry.bundle import Bundle
 
-__all__ = ["BASE_COLUMNS", "Reference", "load_reference", "read_decisions", "window_signals",
+__all__ = ["BASE_COLUMNS", "Reference", "load_reference", "read_decisions", "times_us",
+           "window_index", "window_signals",
            "window_start"]
 
 #: The fixed columns of the decisions table, before latencies, features and event fields.
@@ -100,6 +101,26 @@ _FIX = ("The log is written by `valuechain serve` and `valuechain score` "
 
 
 # ----------------------------------------------------------------------------- signals
+
+def window_index(decisions: pd.DataFrame, window_us: int) -> np.ndarray:
+    """Each decision's window (``capacity_period`` of its time in ``window_us`` windows).
+
+    >>> frame = pd.DataFrame({"time_us": [0, 86_400_000_000]})
+    >>> (window_index(frame, 86_400_000_000) - window_index(frame, 86_400_000_000)[0]).tolist()
+    [0, 1]
+    """
+    if window_us <= 0:
+        raise DataError(f"`window_us` must be > 0 (µs), got {window_us!r}.")
+    return np.asarray(capacity_period(times_us(decisions), int(window_us)), dtype=np.int64)
+
+
+def times_us(decisions: pd.DataFrame) -> np.ndarray:
+    """The decisions' times in µs since the epoch (``time_us``, else from ``time``)."""
+    if "time_us" in decisions.columns:
+        return decisions["time_us"].to_numpy(dtype=np.int64)
+    return (pd.to_datetime(decisions["time"], utc=True).to_numpy(dtype="datetime64[us]")
+            .astype(np.int64))
+
 
 def window_start(index: np.ndarray | Sequence[int], window_us: int) -> pd.Series:
     """The start of each window index as ``datetime64[us, UTC]`` (anchor Monday 1970-01-05).

@@ -48,8 +48,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from valuechain.errors import DataError
-from valuechain.monitor.inputs import window_signals
+from valuechain.monitor.inputs import times_us, window_index, window_signals
 from valuechain.policy.capacity import PERIOD_ANCHOR_US, capacity_period
 
 __all__ = ["MIN_HISTORY", "MIN_SAMPLES", "ops_signals", "robust_z", "wilson"]
@@ -124,16 +123,10 @@ def ops_signals(decisions: pd.DataFrame, *, window_us: int,
     min_samples, min_history : int
         See the module docstring.
     """
-    if window_us <= 0:
-        raise DataError(f"`window_us` must be > 0 (µs), got {window_us!r}.")
-    if "time_us" in decisions.columns:
-        t_us = decisions["time_us"].to_numpy(dtype=np.int64)
-    else:
-        t_us = (pd.to_datetime(decisions["time"], utc=True).to_numpy(dtype="datetime64[us]")
-                .astype(np.int64))
+    t_us = times_us(decisions)
     if len(t_us) == 0:
         return window_signals([])
-    index = capacity_period(t_us, int(window_us))
+    index = window_index(decisions, window_us)
     first, last = int(index.min()), int(index.max())
     windows = np.arange(first, last + 1, dtype=np.int64)
     codes = (index - first).astype(np.int64)
