@@ -79,7 +79,6 @@ lets a schedule's ``active_within`` select exactly the active customers.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -90,9 +89,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from valuechain.errors import ValuechainError
+from valuechain.io import write_parquet
 
 __all__ = [
     "RESPONSE_TYPES",
@@ -343,12 +342,7 @@ def _report(progress: Progress | None, stage: str, fraction: float) -> None:
 
 
 def _write(table: pa.Table, path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_parquet(path, table)
     return path
 
 

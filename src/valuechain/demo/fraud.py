@@ -32,7 +32,6 @@ Everything is vectorised numpy and deterministic for a seed.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,6 +46,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from valuechain.errors import ValuechainError
+from valuechain.io import write_parquet
 
 __all__ = [
     "COMPACT_STORY",
@@ -175,8 +175,8 @@ def generate_fraud(
 ) -> FraudWorldSummary:
     """Simulate the fraud world and write one Parquet file per table into ``out``.
 
-    Each file is written under a temporary name and moved into place with :func:`os.replace`,
-    so a reader never sees a half-written file. The same arguments give identical files.
+    Each file is written atomically (:func:`valuechain.io.write_parquet`: a temporary file moved
+    into place), so a reader never sees a half-written file. The same arguments give identical files.
 
     Parameters
     ----------
@@ -219,14 +219,8 @@ def generate_fraud(
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
     for index, name in enumerate(TABLES):
-        path = out / f"{name}.parquet"
-        tmp = out / f".{name}.parquet.tmp-{os.getpid()}"
-        try:
-            pq.write_table(world.tables[name], tmp, compression="zstd")
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        paths[name] = path
+        paths[name] = out / f"{name}.parquet"
+        write_parquet(paths[name], world.tables[name])
         _report(progress, "writing", 0.7 + 0.3 * (index + 1) / len(TABLES))
     tx = world.tables["transactions"]
     ts = tx.column("ts").to_numpy()
