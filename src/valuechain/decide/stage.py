@@ -38,7 +38,7 @@ from valuechain.decide.price import (
 from valuechain.decide.result import DecideResult, Sensitivity
 from valuechain.errors import ArtifactError, SpecError
 from valuechain.io import write_json
-from valuechain.policy import CostModel, capacity_period
+from valuechain.policy import CostModel, capacity_period, describe
 from valuechain.spec.durations import format_duration, to_micros
 from valuechain.spec.loader import LoadedSpec
 from valuechain.train.context import DAY_US, spec_capacity, times_us
@@ -255,14 +255,17 @@ def _value_chain(loaded: LoadedSpec, run: TrainResult, body: dict[str, Any],
     savings = summary["savings"]
     currency = spec.value.currency if spec.value else ""
     today = savings.get("rules") or savings["approve_all"]
-    rule_text = ", ".join(f"{k}={v:.4g}" for k, v in policy.items()
-                          if isinstance(v, float | int) and k not in ("version",))
+    capacity = next(iter(spec.value.capacity.values()), None) \
+        if spec.value and spec.value.capacity else None
+    rule_text = describe(policy, cap["limit"] if capacity else None,
+                         per=format_duration(capacity.per) if capacity else None,
+                         overflow=capacity.overflow if capacity else None)
     return [
         {"link": "model output", "owner": owners.data_science or "(no owner)",
          "what": f"{best}: test AUC {test['roc_auc']:.3f}, average precision "
                  f"{test['average_precision']:.3f}, calibrated ({metrics['candidates'][best]['calibration']['method']})"},
         {"link": "decision rule", "owner": spec.decision.owner,
-         "what": f"{policy['kind']} ({rule_text})"},
+         "what": rule_text.removeprefix("Policy: ")},
         {"link": "changed behaviour", "owner": owners.operations or "(no owner)",
          "what": f"per period: {acts['approve']['mean']:.0f} approved, "
                  f"{acts[action]['mean'] if action in acts else 0:.0f} to {action} (max "
