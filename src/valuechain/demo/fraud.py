@@ -907,7 +907,8 @@ class Story:
                 f"{k.get('campaign_realised', float('nan')):.2f} realised (matured) vs "
                 f"{k.get('campaign_estimate', float('nan')):.2f} estimated before labels")
         out.append("retraining recommended: " + ("yes" if self.retrain_recommended else "no")
-                   + (f" ({'; '.join(self.retrain_reasons)})" if self.retrain_reasons else ""))
+                   + (f" ({'; '.join(r.rstrip('.') for r in self.retrain_reasons)})"
+                      if self.retrain_reasons else ""))
         if self.retrain is not None:
             r = self.retrain
             c = r.comparison
