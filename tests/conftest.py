@@ -33,15 +33,24 @@ def fraud_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def train_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """examples/fraud over a 150k-transaction world (train/decide tests)."""
+    return small_fraud_project(tmp_path_factory.mktemp("train"), min_positives=10,
+                               rows=150_000, seed=5)
+
+
+def small_fraud_project(project: Path, *, min_positives: int, rows: int | None = None,
+                        seed: int = 5) -> Path:
+    """examples/fraud's spec in ``project`` with ``split.min_positives`` lowered for a small
+    world (few frauds per period), and with ``rows`` its generated data."""
     import yaml
 
     from valuechain.demo.fraud import generate_fraud
 
-    project = tmp_path_factory.mktemp("train")
+    project.mkdir(parents=True, exist_ok=True)
     spec = yaml.safe_load((ROOT / "examples" / "fraud" / "valuechain.yaml").read_text())
-    spec["split"]["min_positives"] = 10
+    spec["split"]["min_positives"] = min_positives
     (project / "valuechain.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    generate_fraud(project / "data", rows=150_000, seed=5)
+    if rows is not None:
+        generate_fraud(project / "data", rows=rows, seed=seed)
     return project
 
 

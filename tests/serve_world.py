@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 
+from .conftest import small_fraud_project
 from .redis_server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,14 +34,9 @@ def packaged_project(base: Path, rows: int = 60_000) -> Path:
         return project
     os.environ.setdefault("VALUECHAIN_THREADS", "1")
     import valuechain as vc
-    from valuechain.demo.fraud import generate_fraud
     from valuechain.registry import Registry, package
 
-    project.mkdir(parents=True, exist_ok=True)
-    spec = yaml.safe_load((ROOT / "examples" / "fraud" / "valuechain.yaml").read_text())
-    spec["split"]["min_positives"] = 10
-    (project / "valuechain.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    generate_fraud(project / "data", rows=rows, seed=5)
+    small_fraud_project(project, min_positives=10, rows=rows, seed=5)
     vc.build(project)
     vc.audit(project)
     vc.train(project, candidates=["prior", "rules", "lightgbm"])

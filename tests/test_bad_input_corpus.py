@@ -22,7 +22,7 @@ from typer.testing import CliRunner, Result
 
 from valuechain.cli import app
 
-from .conftest import ROOT
+from .conftest import small_fraud_project
 
 runner = CliRunner()
 
@@ -56,11 +56,7 @@ def assert_clear(result: Result, code: int, *needles: str) -> str:
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A trained and decided fraud project of 60,000 payments (its workspace kept as a copy)."""
     root = tmp_path_factory.mktemp("corpus")
-    project = root / "project"
-    project.mkdir()
-    spec = yaml.safe_load((ROOT / "examples" / "fraud" / "valuechain.yaml").read_text())
-    spec["split"]["min_positives"] = 3
-    (project / "valuechain.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    project = small_fraud_project(root / "project", min_positives=3)
     done = run("generate", "fraud", "--out", str(project / "data"), "--rows", "60000", "--json")
     assert done.exit_code == 0, done.output
     for args in (("build",), ("train", "--candidates", "prior,rules,logistic"), ("decide",)):

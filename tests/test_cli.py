@@ -6,19 +6,15 @@ import json
 import shutil
 from pathlib import Path
 
-import yaml
 from typer.testing import CliRunner
 
 from valuechain.cli import app
 
-from .conftest import ROOT
+from .conftest import small_fraud_project
 
 
 def test_demo_generates_checks_builds_and_reports(tmp_path: Path) -> None:
-    shutil.copy(ROOT / "examples" / "fraud" / "valuechain.yaml", tmp_path / "valuechain.yaml")
-    spec = yaml.safe_load((tmp_path / "valuechain.yaml").read_text())
-    spec["split"]["min_positives"] = 10  # a small world: few frauds per period
-    (tmp_path / "valuechain.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    small_fraud_project(tmp_path, min_positives=10)
     result = CliRunner().invoke(app, ["demo", "fraud", "--dir", str(tmp_path), "--rows",
                                       "150000", "--json"])
     assert result.exit_code == 0, result.output

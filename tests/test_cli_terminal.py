@@ -9,14 +9,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from valuechain import cli
 from valuechain.cli import app
 from valuechain.policy import ThreeBand, describe
 
-from .conftest import ROOT
+from .conftest import ROOT, small_fraud_project
 
 INTERVAL = re.compile(r"\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]")
 
@@ -81,13 +80,8 @@ def test_describe_names_every_band_and_the_capacity() -> None:
 @pytest.fixture(scope="module")
 def small_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """examples/fraud over a 40k-transaction world, trained once with seed 7 (as the demo)."""
-    from valuechain.demo.fraud import generate_fraud
-
-    project = tmp_path_factory.mktemp("terminal")
-    spec = yaml.safe_load((ROOT / "examples" / "fraud" / "valuechain.yaml").read_text())
-    spec["split"]["min_positives"] = 5
-    (project / "valuechain.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    generate_fraud(project / "data", rows=40_000, seed=5)
+    project = small_fraud_project(tmp_path_factory.mktemp("terminal"), min_positives=5,
+                                  rows=40_000, seed=5)
     code, text = _invoke("train", "--spec", str(project), "--seed", "7", "--candidates",
                          "prior,rules,logistic")
     assert code == 0, text

@@ -17,7 +17,7 @@ from valuechain.monitor import inputs
 from valuechain.monitor.inputs import BASE_COLUMNS, read_decisions
 from valuechain.serve.log import DecisionLog, DecisionRecord
 
-from .conftest import ROOT
+from .conftest import small_fraud_project
 
 T0 = 1_753_833_600_000_000  # 2025-07-30 00:00 UTC
 
@@ -212,16 +212,12 @@ def test_missing_damaged_and_empty_logs(tmp_path: Path) -> None:
 def packaged(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     """A small fraud project, trained (prior, rules, logistic), decided and packaged."""
     from valuechain.decide import decide_project
-    from valuechain.demo.fraud import generate_fraud
     from valuechain.registry import package
     from valuechain.spec import load_spec
     from valuechain.train import train_project
 
-    root = tmp_path_factory.mktemp("reference")
-    spec = yaml.safe_load((ROOT / "examples" / "fraud" / "valuechain.yaml").read_text())
-    spec["split"]["min_positives"] = 3
-    (root / "valuechain.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    generate_fraud(root / "data", rows=40_000, seed=11)
+    root = small_fraud_project(tmp_path_factory.mktemp("reference"), min_positives=3,
+                               rows=40_000, seed=11)
     loaded = load_spec(root)
     train_project(loaded, candidates=["prior", "rules", "logistic"])
     decide_project(loaded)

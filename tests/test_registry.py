@@ -35,7 +35,7 @@ from valuechain.registry.index import SCHEMA
 from valuechain.spec import load_spec
 from valuechain.train import train_project
 
-from .conftest import ROOT
+from .conftest import ROOT, small_fraud_project
 
 SRC = str(ROOT / "src")
 
@@ -44,13 +44,9 @@ SRC = str(ROOT / "src")
 def project(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     """A decided fraud project with two runs: A (best: logistic) and B (best: lightgbm)."""
     from valuechain import api
-    from valuechain.demo.fraud import generate_fraud
 
-    root = tmp_path_factory.mktemp("registry")
-    spec = yaml.safe_load((ROOT / "examples" / "fraud" / "valuechain.yaml").read_text())
-    spec["split"]["min_positives"] = 3
-    (root / "valuechain.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    generate_fraud(root / "data", rows=60_000, seed=7)
+    root = small_fraud_project(tmp_path_factory.mktemp("registry"), min_positives=3,
+                               rows=60_000, seed=7)
     loaded = load_spec(root)
     api.audit(loaded)
     run_a = train_project(loaded, candidates=["prior", "rules", "logistic"])

@@ -19,14 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from valuechain.cli import app
 from valuechain.report import render_report
 from valuechain.spec import load_spec
 
-from .conftest import ROOT
+from .conftest import small_fraud_project
 
 ROWS = 150_000
 
@@ -89,11 +88,7 @@ def _count(text: str) -> int:
 
 @pytest.mark.slow
 def test_report_shows_the_numbers_every_stage_printed(tmp_path: Path) -> None:
-    project = tmp_path / "fraud"
-    project.mkdir()
-    spec = yaml.safe_load((ROOT / "examples" / "fraud" / "valuechain.yaml").read_text())
-    spec["split"]["min_positives"] = 10  # a small world: few frauds per period
-    (project / "valuechain.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    project = small_fraud_project(tmp_path / "fraud", min_positives=10)
     _cli("generate", "fraud", "--out", str(project / "data"), "--rows", str(ROWS), "--seed", "5")
     where = ("--spec", str(project))
     check = _cli("check", *where)

@@ -29,7 +29,7 @@ from valuechain.report import render_report
 from valuechain.report.sections_summary import DAYS_PER_MONTH, DAYS_PER_YEAR, policy_in_words
 from valuechain.spec import load_spec
 
-from .conftest import ROOT
+from .conftest import small_fraud_project
 from .test_report_chain import Keyed
 
 ROWS = 150_000
@@ -82,11 +82,9 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     """A 150k-transaction world through check, build, train and decide, then the report."""
-    project = tmp_path_factory.mktemp("summary") / "fraud"
-    project.mkdir()
-    spec = yaml.safe_load((ROOT / "examples" / "fraud" / "valuechain.yaml").read_text())
-    spec["split"]["min_positives"] = 10
-    (project / "valuechain.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    project = small_fraud_project(tmp_path_factory.mktemp("summary") / "fraud",
+                                  min_positives=10)
+    spec = yaml.safe_load((project / "valuechain.yaml").read_text())
     _cli("generate", "fraud", "--out", str(project / "data"), "--rows", str(ROWS), "--seed", "5")
     where = ("--spec", str(project))
     check = _cli("check", *where)

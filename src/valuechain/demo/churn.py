@@ -80,7 +80,6 @@ lets a schedule's ``active_within`` select exactly the active customers.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -90,8 +89,8 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from valuechain.demo.tables import Progress, report, table_lines, write_tables
 from valuechain.errors import ValuechainError
-from valuechain.io import write_parquet
 
 __all__ = [
     "RESPONSE_TYPES",
@@ -104,7 +103,6 @@ __all__ = [
 ]
 
 Arr = npt.NDArray[Any]
-Progress = Callable[[str, float], None]
 
 TABLES = ("customers", "subscriptions", "plan_changes", "usage_events", "support_tickets",
           "payments", "active_subscribers", "outreach", "cancellation_requests")
@@ -202,8 +200,7 @@ class ChurnWorldSummary:
 
     def lines(self) -> list[str]:
         """Human-readable summary lines (the CLI renders them)."""
-        out = [f"{name:<22} {count:>11,} rows  {self.paths[name].name}"
-               for name, count in self.rows.items()]
+        out = table_lines(self.rows, self.paths)
         out.append(f"{self.cancel_share:.1%} of customers cancel; {self.cancel_30d_rate:.2%} of "
                    "active customers cancel within 30 days of a Monday")
         out.append(f"outreach: {self.capacity:,} listed per week, {self.control_share:.1%} "
@@ -261,15 +258,10 @@ def generate_churn(
     world = simulate_churn(customers=customers, months=months, seed=seed, start=start,
                            progress=progress)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths: dict[str, Path] = {}
-    for index, name in enumerate(TABLES):
-        paths[name] = _write(world.tables[name], out / f"{name}.parquet")
-        _report(progress, "writing", 0.8 + 0.2 * (index + 1) / len(TABLES))
+    paths = write_tables(out, world.tables, TABLES, progress)
     if truth:
-        (out / "truth").mkdir(exist_ok=True)
-        _write(world.truth, out / "truth" / "customers.parquet")
-        _write(world.uplift, out / "truth" / "uplift.parquet")
+        write_tables(out / "truth", {"customers": world.truth, "uplift": world.uplift},
+                     ("customers", "uplift"))
     subs = world.tables["subscriptions"]
     upl = world.uplift
     cancels = world.tables["subscriptions"].column("cancelled_at").null_count
@@ -322,28 +314,20 @@ def simulate_churn(
     end = round(months * 30.44) * DAY - (monday - t0).days * DAY  # seconds from monday
     weeks = -(-end // WEEK)
     e = _customers(rng, customers, end)
-    _report(progress, "customers", 0.05)
+    report(progress, "customers", 0.05)
     hz, obs = _hazards(rng, e, weeks, end)
-    _report(progress, "hazards", 0.25)
+    report(progress, "hazards", 0.25)
     capacity = outreach_capacity(customers)
     cancel, listing = _weekly(rng, e, hz, obs, weeks, end, capacity)
-    _report(progress, "weeks", 0.45)
+    report(progress, "weeks", 0.45)
     epoch = int((monday - datetime(1970, 1, 1)).total_seconds())
     tables = _tables(rng, e, obs, cancel, listing, end, epoch)
-    _report(progress, "tables", 0.7)
+    report(progress, "tables", 0.7)
     truth, uplift = _truth(e, listing, cancel, weeks, epoch)
     return ChurnWorld(tables, truth, uplift, t0, monday, monday + timedelta(seconds=end),
                       monday + timedelta(seconds=end), capacity, seed)
 
 
-def _report(progress: Progress | None, stage: str, fraction: float) -> None:
-    if progress is not None:
-        progress(stage, fraction)
-
-
-def _write(table: pa.Table, path: Path) -> Path:
-    write_parquet(path, table)
-    return path
 
 
 def _customers(rng: np.random.Generator, n: int, end: int) -> dict[str, Arr]:

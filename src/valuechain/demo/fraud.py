@@ -33,7 +33,6 @@ Everything is vectorised numpy and deterministic for a seed.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -45,8 +44,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
+from valuechain.demo.tables import Progress, report, table_lines, write_tables
 from valuechain.errors import ValuechainError
-from valuechain.io import write_parquet
 
 __all__ = [
     "COMPACT_STORY",
@@ -66,7 +65,6 @@ __all__ = [
 ]
 
 Arr = npt.NDArray[Any]
-Progress = Callable[[str, float], None]
 
 _DIMENSIONS = ("customers", "customer_profiles", "cards", "terminals", "devices")
 TABLES = (*_DIMENSIONS, "transactions", "chargebacks", "disputes")
@@ -151,10 +149,7 @@ class FraudWorldSummary:
 
     def lines(self) -> list[str]:
         """Human-readable summary lines (the CLI renders them)."""
-        out = [
-            f"{name:<18} {count:>10,} rows  {self.paths[name].name}"
-            for name, count in self.rows.items()
-        ]
+        out = table_lines(self.rows, self.paths)
         out.append(f"fraud rate {self.fraud_rate:.3%}, chargeback rate {self.chargeback_rate:.3%}")
         out.append(
             f"transactions {self.first_transaction_at} .. {self.last_transaction_at}, "
@@ -216,12 +211,7 @@ def generate_fraud(
     world = simulate_fraud(rows=rows, seed=seed, days=days, start=start, progress=progress,
                            campaign_days=campaign_days, campaign_scale=campaign_scale)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths: dict[str, Path] = {}
-    for index, name in enumerate(TABLES):
-        paths[name] = out / f"{name}.parquet"
-        write_parquet(paths[name], world.tables[name])
-        _report(progress, "writing", 0.7 + 0.3 * (index + 1) / len(TABLES))
+    paths = write_tables(out, world.tables, TABLES, progress, start=0.7)
     tx = world.tables["transactions"]
     ts = tx.column("ts").to_numpy()
     fraud = world.truth.column("is_fraud").to_numpy()
@@ -274,22 +264,22 @@ def simulate_fraud(
     rng = np.random.default_rng(seed)
     horizon = days * DAY
     ent = _entities(rng, rows, horizon)
-    _report(progress, "entities", 0.05)
+    report(progress, "entities", 0.05)
     cards = _card_bursts(rng, ent, rows, horizon)
     campaign = _campaign(rng, ent, rows, horizon, campaign_days, campaign_scale)
-    _report(progress, "fraud", 0.15)
+    report(progress, "fraud", 0.15)
     n_genuine = rows - len(cards["ts"]) - len(campaign["ts"])
     genuine = _genuine(rng, ent, n_genuine, days, t0.weekday())
     _compromise_terminals(rng, ent, genuine, rows, horizon)
     tx = {k: np.concatenate([genuine[k], cards[k], campaign[k]]) for k in genuine}
     order = np.lexsort((rng.random(rows), tx["ts"]))  # ties in random order, then ids
     tx = {k: v[order] for k, v in tx.items()}
-    _report(progress, "transactions", 0.35)
+    report(progress, "transactions", 0.35)
     as_of = int(tx["ts"].max()) + DAY
     out = _outcomes(rng, tx, as_of)
-    _report(progress, "outcomes", 0.55)
+    report(progress, "outcomes", 0.55)
     profiles = _profiles(rng, ent, tx, out, as_of)
-    _report(progress, "profiles", 0.65)
+    report(progress, "profiles", 0.65)
     epoch = int((t0 - datetime(1970, 1, 1)).total_seconds())
     tables = _tables(ent, tx, out, profiles, epoch)
     truth = pa.table(
@@ -364,10 +354,6 @@ def ship(spec: Any, project: Path | str) -> Shipped:
     return Shipped(result.version, result.path, result.created, promoted, failing, command,
                    time.perf_counter() - began)
 
-
-def _report(progress: Progress | None, stage: str, fraction: float) -> None:
-    if progress is not None:
-        progress(stage, fraction)
 
 
 def _owned(counts: Arr) -> tuple[Arr, Arr]:
@@ -996,9 +982,9 @@ def monitor_story(spec: Any, *, campaign_start: datetime, alert_days: int = 14,
     log = folder / "decisions.sqlite"
     for stale in folder.glob("decisions.sqlite*"):
         stale.unlink()
-    _report(progress, "replay", 0.1)
+    report(progress, "replay", 0.1)
     scored = score_file(loaded, replay, out=folder / "replay.decisions.parquet", log_path=log)
-    _report(progress, "monitor", 0.5)
+    report(progress, "monitor", 0.5)
     # Drift signals of a day never change later, so one pass over the replayed days finds the
     # streaks daily passes would; a streak fires on its `windows`-th consecutive day.
     alert_day, alert, days_to = None, "", None
@@ -1019,9 +1005,9 @@ def monitor_story(spec: Any, *, campaign_start: datetime, alert_days: int = 14,
     final = monitor(loaded, log=log, as_of=last)
     final.save(monitor_folder(loaded))  # the report's Monitoring section reads it
     kpi = _kpi_means(final.signals, start, end, campaign_start)
-    _report(progress, "retrain", 0.7)
+    report(progress, "retrain", 0.7)
     result = retrain(loaded) if retrain_at_end else None
-    _report(progress, "report", 0.95)
+    report(progress, "report", 0.95)
     reported = api.report(loaded)
     return Story(campaign_start, scored.rows, scored.seconds, (start, end), alert_day, alert,
                  days_to, kpi, bool(final.retrain.recommend), tuple(final.retrain.reasons),
