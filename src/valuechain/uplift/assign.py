@@ -220,7 +220,8 @@ def join_assignment(
     merged = merged.sort_values("__row", kind="stable")
     share = merged["propensity"]
     single = (share <= 0) | (share >= 1)
-    kept = merged[~single].drop(columns=["__t", "__row"]).reset_index(drop=True)
+    kept = merged[~single].drop(columns=["__t"]).rename(columns={"__row": "frame_row"})
+    kept = kept.reset_index(drop=True)
     return Assignment(frame=kept, frame_rows=len(frame), source_rows=len(history),
                       unmatched_source=len(h) - len(merged),
                       dropped_single_group=int(single.sum()))
