@@ -39,7 +39,7 @@ def test_qini_curve_by_hand() -> None:
 
 def test_gain_curve_and_auuc_by_hand() -> None:
     # k=2: 2 * (1/1 - 0/1) = 2; k=3: 3 * (1/1 - 1/2) = 1.5; k=4: 4 * (1/2 - 1/2) = 0
-    k, g = gain_curve(S, T, Y)
+    _, g = gain_curve(S, T, Y)
     assert g.tolist() == [0, 0, 2, 1.5, 0]
     # area of g/4 over k/4: (0 + 1/2)/2/4 + (1/2 + 3/8)/2/4 + (3/8 + 0)/2/4 = 0.21875
     assert auuc(S, T, Y) == pytest.approx(0.21875)
@@ -75,7 +75,7 @@ def test_weights_equal_repeated_rows(rows: list[tuple[float, int, int, int]]) ->
     rep = np.repeat(np.arange(len(s)), w.astype(int))
     for curve in (qini_curve, gain_curve):
         k, v = curve(s, t, y, sample_weight=w)
-        k2, v2 = curve(s[rep], t[rep], y[rep])
+        _, v2 = curve(s[rep], t[rep], y[rep])
         np.testing.assert_allclose(v, v2[k.astype(int)], atol=1e-12)
 
 

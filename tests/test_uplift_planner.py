@@ -33,7 +33,7 @@ def test_planner_monotone_and_edge_cases() -> None:
     more_control = plan_holdout(base=0.1, effect=0.02, list_size=200, control_share=0.5)
     assert more_control.weeks < weeks[1]  # type: ignore[operator]
     assert plan_holdout(effect=0.0, **base).weeks is None  # type: ignore[arg-type]
-    with pytest.raises(DataError, match="`base`.*`control_share`"):
+    with pytest.raises(DataError, match=r"`base`.*`control_share`"):
         plan_holdout(base=1.5, effect=0.01, list_size=200, control_share=1.0)
     with pytest.raises(DataError, match="treated rate"):
         plan_holdout(base=0.05, effect=0.2, list_size=200, control_share=0.2)
