@@ -102,3 +102,20 @@ def test_spec_without_treatment_exits_2(project: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["uplift", "--spec", str(tmp_path)])
     assert result.exit_code == 2, result.output
     assert "no `treatment:` block" in result.output.replace("\n", " ")
+
+
+def test_report_section_draws_curves_lists_and_planner(project: Path,
+                                                       summary: dict[str, object]) -> None:
+    from valuechain.report.sections_churn import uplift_section
+
+    loaded = load_spec(project / "valuechain.yaml")
+    section = uplift_section(loaded, loaded.workspace)
+    assert section is not None and section.id == "uplift"
+    html = str(section.html)
+    assert html.count("<svg") == 3  # Qini, gain vs budget, control vs treated per week
+    for key in ("uplift-summary", "uplift-verdict", "uplift-lists", "uplift-learners",
+                "uplift-truth", "uplift-planner"):
+        assert f'data-key="{key}"' in html
+    assert "95 % band" in html and "risk_then_uplift" in html
+    # no card without an uplift run
+    assert uplift_section(loaded, project / "elsewhere") is None
