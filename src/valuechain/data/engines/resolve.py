@@ -136,6 +136,13 @@ def _check_types(plan: Plan, catalog: Catalog) -> None:
         if w.of is None:
             continue
         kind = catalog.columns(w.source)[w.of]
+        if w.agg == "last" and w.fill is not None and not _is_number(kind):
+            raise DataError(
+                f"{plan.where('features', w.index, 'fill')}: feature '{w.name}' is the last "
+                f"'{w.of}' of source '{w.source}' ({catalog.display_path(w.source)}), of type "
+                f"{kind}, but `fill` is the number {w.fill!r}. Expected no `fill` for a "
+                "non-numeric column (an empty window stays null); remove `fill`."
+            )
         if w.agg in ("sum", "mean", "std", "rate") and not _is_number(kind):
             detail = (_text_values(catalog, w.source, w.of) if "VARCHAR" in kind else
                       f"column '{w.of}' of source '{w.source}' "
