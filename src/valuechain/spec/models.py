@@ -65,6 +65,7 @@ __all__ = [
     "Source",
     "Spec",
     "TimeSplit",
+    "Treatment",
     "Value",
     "alert_owner_problems",
     "default_alert_rules",
@@ -614,6 +615,36 @@ class AuditSettings(_Model):
     accept: list[AuditAcceptance] = Field(default_factory=list)
 
 
+class Treatment(_Model):
+    """The randomized history of an action: who was treated and who held out, at which t.
+
+    Rows of ``source`` whose ``key`` matches a decision point's key and whose ``time`` equals
+    its decision time are that decision point's assignment (``column`` = ``treated`` or
+    ``control``); only those rows train and evaluate uplift (``docs/uplift.md``).
+    """
+
+    source: str = Field(description="Source holding the assignment history, e.g. `outreach`.")
+    key: str = Field(description="Entity key column, in the source and in the frame.")
+    time: str = Field(description="Source column equal to the decision time of the listing.")
+    column: str = Field(description="Source column holding the group of each row.")
+    treated: str = Field("treated", description="Value of `column` for treated rows.")
+    control: str = Field("control", description="Value of `column` for held-out rows.")
+    strata: list[str] = Field(
+        default_factory=list,
+        description="Source columns the randomization was stratified by (e.g. "
+        "`risk_decile`): the known propensity is the treated share within each (time, "
+        "strata) cell; default the share within each time.",
+    )
+
+    @model_validator(mode="after")
+    def _two_groups(self) -> Treatment:
+        if self.treated == self.control:
+            raise SpecError(f"treatment: `treated` and `control` are both {self.treated!r}; "
+                            "name the two group values, e.g. treated: treated, control: "
+                            "control")
+        return self
+
+
 class EngineSettings(BaseModel):
     """Which engine builds the frame, with its options (checked by the engine's own config)."""
 
@@ -651,6 +682,7 @@ class Spec(_Model):
         "`{type: duckdb, threads: 2, memory_limit: 8GB}`; `valuechain build --engine` "
         "overrides the type.",
     )
+    treatment: Treatment | None = None
 
     @property
     def event_source(self) -> str | None:
