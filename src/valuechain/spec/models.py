@@ -105,7 +105,8 @@ class Decision(_Model):
     actions: list[str] = Field(min_length=1, description="The actions the decision can take.")
     latency_budget_ms: float | None = Field(
         None, gt=0, allow_inf_nan=False,
-        description="Time allowed to decide one case online, in milliseconds (finite).",
+        description="Time allowed to decide one case online, in milliseconds (finite); "
+        "not needed for a batch decision (scheduled decision points).",
     )
     kpi: str | None = Field(None, description="The business KPI the decision should move.")
 
@@ -140,6 +141,17 @@ class Schedule(_Model):
         None,
         description="Only entities with a population event in (t - active_within, t]; "
         "default: every entity seen at or before t.",
+    )
+    active_from: str | None = Field(
+        None,
+        description="Column of the population source: from when a row's entity is active "
+        "(included). With it, an entity is a decision point at t when some population row "
+        "has active_from <= t and (active_until is null or active_until > t).",
+    )
+    active_until: str | None = Field(
+        None,
+        description="Column of the population source: when a row's activity ends (excluded; "
+        "null while active). Only ever excludes: a later end is never seen at t.",
     )
 
 
@@ -217,6 +229,11 @@ class Label(_Model):
         description="Without `source`: a column of the decision source recording the outcome "
         "within the horizon, known at t + horizon. With `source` and kind amount: the amount.",
     )
+    absent: bool = Field(
+        False,
+        description="Label 1 when NO outcome of `source` falls in (t, t + horizon] (e.g. "
+        "'no purchase within 13 weeks'); binary labels from an outcome source only.",
+    )
 
     @field_validator("horizon")
     @classmethod
@@ -232,6 +249,9 @@ class Label(_Model):
             raise SpecError("a label needs `source` (an outcome table) or `column`")
         if self.kind == "amount" and self.source is not None and self.column is None:
             raise SpecError("an amount label from an outcome source needs `column` (the amount)")
+        if self.absent and (self.kind != "binary" or self.source is None):
+            raise SpecError("`absent: true` labels the absence of an outcome event: it needs "
+                            "`kind: binary` and an outcome `source` (not `column`)")
         return self
 
 
@@ -248,7 +268,8 @@ class RowFeature(_Model):
         return "row"
 
 
-AggregateName = Literal["count", "sum", "mean", "min", "max", "std", "distinct_count", "rate"]
+AggregateName = Literal["count", "sum", "mean", "min", "max", "std", "distinct_count", "rate",
+                        "since_first", "since_last", "last"]
 
 
 class AggregateFeature(_Model):
@@ -285,7 +306,7 @@ class AggregateFeature(_Model):
 
     @model_validator(mode="after")
     def _needs_column(self) -> AggregateFeature:
-        if self.aggregate != "count" and self.of is None:
+        if self.aggregate not in ("count", "since_first", "since_last") and self.of is None:
             raise SpecError(f"aggregate '{self.aggregate}' needs `of` (the column aggregated)")
         if self.window <= timedelta(0):
             raise SpecError("`window` must be longer than zero")
