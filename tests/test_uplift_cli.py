@@ -54,7 +54,9 @@ def test_uplift_run_writes_artifacts_and_loads(project: Path, summary: dict[str,
 
 def test_lists_respect_capacity_and_truth_checks(summary: dict[str, object]) -> None:
     lists = {o["name"]: o for o in summary["lists"]}  # type: ignore[attr-defined]
-    assert set(lists) == {"risk", "uplift", "risk_then_uplift", "random", "rule"}
+    assert set(lists) == {"risk", "uplift", "risk_then_uplift", "random", "rule", "oracle"}
+    assert lists["oracle"]["true_saves"]["value"] >= max(
+        o["true_saves"]["value"] for o in lists.values()) - 1e-9
     weeks = summary["weeks_test"]
     for o in lists.values():
         assert o["listed"] <= summary["capacity"] * weeks  # type: ignore[operator]

@@ -322,6 +322,11 @@ def run_uplift(
                                    where=loaded.where("value", "baseline_policy")))
         flag = np.nan_to_num(flag.astype(np.float64))
         lists["rule"] = top_per_period(flag, period, cap.limit, seed)
+    true_test = None if true_all is None else true_all[test_rows]
+    if true_test is not None:
+        # the best list there is: the largest true effects (known only on a generated world)
+        lists["oracle"] = top_per_period(np.nan_to_num(true_test, nan=-np.inf), period,
+                                         cap.limit, seed)
     value = row_costs(loaded, test_frame, "false_negative")
     cost = row_costs(loaded, test_frame, "review")
     value = np.zeros(len(test_rows)) if value is None else np.nan_to_num(value)
@@ -332,7 +337,6 @@ def run_uplift(
     full_t[at] = t[te]
     full_e = np.full(len(test_rows), 0.5)
     full_e[at] = e[te]
-    true_test = None if true_all is None else true_all[test_rows]
     outcomes: list[ListOutcome] = compare_lists(
         lists, customers=test_frame[key].to_numpy(), value=value, cost=cost,
         assigned=assigned_mask, outcome=y_all[test_rows], treated=full_t, propensity=full_e,
