@@ -345,7 +345,7 @@ def run_uplift(
     # 5. truth checks (generated worlds)
     checks: dict[str, Any] = {}
     pooled = pooled_estimate(y, t, _week_labels(a[time_col]), a[key].to_numpy(),
-                             n_boot=max(n_boot, 200), seed=seed)
+                             n_boot=max(n_boot, 500), seed=seed)
     if true_all is not None:
         true_listed = true_all[rows]
         checks["pooled_vs_true_mean"] = {
