@@ -51,6 +51,7 @@ __all__ = [
     "EngineSettings",
     "EventPoints",
     "Feature",
+    "Forecast",
     "Label",
     "Lookup",
     "LookupFeature",
@@ -593,6 +594,29 @@ class AuditSettings(_Model):
     accept: list[AuditAcceptance] = Field(default_factory=list)
 
 
+class Forecast(_Model):
+    """`forecast:` how many will churn per future period (``valuechain forecast``)."""
+
+    horizon: Duration | None = Field(
+        None, description="How far ahead each origin forecasts, e.g. '28d' (4 weekly "
+        "periods); default: the label horizon.")
+    origins: int = Field(8, ge=1, le=200, description="Rolling origins of the backtest: "
+                         "the latest decision times whose labels have matured.")
+    methods: list[Literal["individual", "seasonal_naive", "ets", "arima"]] = Field(
+        ["individual", "seasonal_naive", "ets", "arima"], min_length=1, description="Sum of calibrated probabilities (individual) and "
+        "time-series baselines on the aggregate history.")
+    season: Duration = Field(timedelta(days=364), description="Length of the seasonal "
+                             "cycle of the seasonal naive forecast, e.g. '364d' (52 weeks).")
+    level: float = Field(0.9, gt=0, lt=1, description="Coverage of the intervals.")
+    candidate: str = Field("logistic", description="Built-in candidate of the individual "
+                           "method (prior, logistic, lightgbm).")
+    train_window: Duration | None = Field(
+        timedelta(days=182), description="Mature history the individual model is trained "
+        "on before each origin; null: all of it.")
+    balanced: bool = Field(False, description="Train the individual model on balanced "
+                           "classes (shows what calibration repairs in the totals).")
+
+
 class EngineSettings(BaseModel):
     """Which engine builds the frame, with its options (checked by the engine's own config)."""
 
@@ -624,6 +648,7 @@ class Spec(_Model):
     value: Value | None = None
     monitoring: Monitoring | None = None
     owners: Owners = Field(default_factory=Owners)
+    forecast: Forecast | None = None
     audit: AuditSettings = Field(default_factory=AuditSettings)
     engine: Annotated[EngineSettings, BeforeValidator(_engine_settings)] | None = Field(
         None, description="Engine that builds the frame: `duckdb` (default) or "
