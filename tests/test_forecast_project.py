@@ -1,0 +1,137 @@
+"""valuechain forecast on a small churn world: the three ways, the backtest, the artifacts."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from valuechain import api
+from valuechain.cli import app
+from valuechain.demo.churn import generate_churn, outreach_capacity
+from valuechain.errors import SpecError
+from valuechain.forecast.individual import individual_forecast
+from valuechain.forecast.project import churn_series, forecast_project, read_forecast
+
+CUSTOMERS = 2_000
+SEED = 11
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "churn" / "valuechain.yaml"
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("forecast-churn")
+    generate_churn(root / "data", customers=CUSTOMERS, months=18, seed=SEED, truth=False)
+    spec = yaml.safe_load(EXAMPLE.read_text())
+    spec["value"]["capacity"]["review"]["limit"] = outreach_capacity(CUSTOMERS)
+    # a light feature set keeps the build quick; the forecast reads whatever the frame has
+    keep = {"sessions_14d", "sessions_prior_28d", "tickets_28d", "failed_payments_28d",
+            "tenure_weeks", "plan", "billing"}
+    spec["features"] = [f for f in spec["features"] if f["name"] in keep]
+    spec["value"]["baseline_policy"] = "tickets_28d + failed_payments_28d > 0"
+    spec["forecast"] = {"origins": 3, "methods": ["individual", "seasonal_naive", "ets"],
+                        "horizon": "14d", "train_window": "91d"}
+    (root / "valuechain.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    api.build(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def frame(project: Path) -> pd.DataFrame:
+    return pd.read_parquet(project / ".valuechain" / "build" / "frame.parquet")
+
+
+FEATURES = ["sessions_14d", "sessions_prior_28d", "tickets_28d", "failed_payments_28d",
+            "tenure_weeks", "plan", "billing"]
+
+
+def test_forecast_project_three_ways_with_backtest_and_artifacts(project: Path,
+                                                                  frame: pd.DataFrame) -> None:
+    result = forecast_project(api.load_spec(project))
+    s = result.settings
+    assert s["horizon_periods"] == 2 and s["period"] == "1w" and len(s["origins"]) == 3
+    # the series is the label summed per decision time
+    series = result.series.set_index("time")
+    by_time = frame.groupby("decision_time")["cancels_30d"].sum()
+    assert (series.loc[by_time.index, "churners"] == by_time).all()
+    assert (series["known_at"] - series.index == pd.Timedelta(days=30)).all()
+    # pending: schedule times after the last mature one, never scored
+    pending = series[series["churners"].isna()]
+    assert len(pending) >= 4 and pending.index.min() > by_time.index.max()
+    latest = result.points[result.points["origin"] == pd.Timestamp(s["latest_origin"])]
+    assert latest["actual"].isna().all() and set(latest["method"]) == {"seasonal_naive", "ets"}
+    # the three ways side by side, scored on the mature origins
+    m = result.metrics.set_index(["method", "step"])
+    assert {"individual", "individual_raw", "seasonal_naive", "ets"} <= set(
+        result.metrics["method"])
+    assert m.loc[("individual", 1), "n"] == 3 and m.loc[("ets", 1), "n"] == 3
+    for one in result.individual:
+        assert one.low <= one.expected <= one.high
+        assert abs(one.expected - one.actual) < 0.5 * one.actual  # same order as the truth
+        assert one.auc > 0.5
+    # artifacts
+    data, points = read_forecast(project / ".valuechain")  # type: ignore[misc]
+    assert data["settings"]["origins"] == s["origins"] and len(points) == len(result.points)
+    assert json.dumps(data)  # plain JSON
+
+
+def test_balanced_training_ranks_well_but_inflates_totals_calibration_fixes_them(
+    frame: pd.DataFrame,
+) -> None:
+    origin = sorted(frame["decision_time"].unique())[-4]
+    common = dict(time_column="decision_time", label="cancels_30d", features=FEATURES,
+                  horizon=timedelta(days=30), origin=origin, train_window=timedelta(days=182))
+    balanced = individual_forecast(frame, balanced=True, **common)  # type: ignore[arg-type]
+    plain = individual_forecast(frame, **common)  # type: ignore[arg-type]
+    assert balanced.auc > 0.55 and abs(balanced.auc - plain.auc) < 0.05  # ranks as well
+    assert balanced.raw_expected > 4 * balanced.actual  # totals far too high
+    assert not balanced.raw_low <= balanced.actual <= balanced.raw_high
+    assert abs(balanced.expected - balanced.actual) < 0.5 * balanced.actual  # calibrated
+
+
+def test_individual_forecast_never_reads_after_its_origin(frame: pd.DataFrame) -> None:
+    times = sorted(frame["decision_time"].unique())
+    origin = pd.Timestamp(times[-6])
+    common = dict(time_column="decision_time", label="cancels_30d", features=FEATURES,
+                  horizon=timedelta(days=30), origin=origin, train_window=timedelta(days=91))
+    before = individual_forecast(frame, **common)  # type: ignore[arg-type]
+    rng = np.random.default_rng(0)
+    noisy = frame.copy()
+    # every label not known at the origin, and every feature row after it, is scrambled
+    unknown = (noisy["decision_time"] + pd.Timedelta(days=30)) > origin
+    noisy.loc[unknown, "cancels_30d"] = rng.integers(0, 2, int(unknown.sum())).astype("int8")
+    later = noisy["decision_time"] > origin
+    noisy.loc[later, "sessions_14d"] = rng.integers(0, 500, int(later.sum())).astype(noisy["sessions_14d"].dtype)
+    after = individual_forecast(noisy, **common)  # type: ignore[arg-type]
+    assert (after.expected, after.low, after.high, after.raw_expected) == (
+        before.expected, before.low, before.high, before.raw_expected)
+
+
+def test_churn_series_pending_rows_and_errors(project: Path) -> None:
+    f = pd.DataFrame({"t": pd.to_datetime(["2025-01-06", "2025-01-13"]), "y": [1, 0]})
+    s = churn_series(f, time_column="t", label="y", horizon=timedelta(days=30),
+                     every=timedelta(days=7), until="2025-01-20")
+    assert s["churners"].isna().tolist() == [False, False, True]
+    with pytest.raises(SpecError, match="unknown method"):
+        forecast_project(api.load_spec(project), methods=["prophet"], write=False)
+
+
+def test_cli_json_and_user_mistakes_exit_2(project: Path) -> None:
+    runner = CliRunner()
+    out = runner.invoke(app, ["forecast", "--spec", str(project), "--methods",
+                              "seasonal_naive", "--origins", "2", "--horizon", "1m", "--json"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.stdout)
+    assert data["settings"]["horizon_periods"] == 4 and data["settings"]["methods"] == [
+        "seasonal_naive"]
+    bad = runner.invoke(app, ["forecast", "--spec", str(project), "--horizon", "3x"])
+    assert bad.exit_code == 2 and "--horizon" in bad.output
+    bad = runner.invoke(app, ["forecast", "--spec", str(project), "--origins", "500",
+                              "--methods", "seasonal_naive"])
+    assert bad.exit_code == 2 and "origins" in bad.output
