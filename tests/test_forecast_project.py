@@ -135,3 +135,17 @@ def test_cli_json_and_user_mistakes_exit_2(project: Path) -> None:
     bad = runner.invoke(app, ["forecast", "--spec", str(project), "--origins", "500",
                               "--methods", "seasonal_naive"])
     assert bad.exit_code == 2 and "origins" in bad.output
+
+
+def test_report_section_draws_forecast_and_backtest_only_when_present(project: Path,
+                                                                      tmp_path: Path) -> None:
+    from valuechain.report.sections_forecast import forecast_section
+
+    loaded = api.load_spec(project)
+    assert forecast_section(loaded, tmp_path) is None  # no forecast yet: no card
+    forecast_project(loaded, methods=["seasonal_naive", "individual"], origins=2)
+    section = forecast_section(loaded, project / ".valuechain")
+    assert section is not None and section.status == "ok"
+    html = str(section.html)
+    assert 'data-key="forecast-backtest"' in html and "<svg" in html
+    assert "pending" in html and "seasonal_naive" in html and "individual_raw" in html
