@@ -65,13 +65,17 @@ def test_forecast_project_three_ways_with_backtest_and_artifacts(project: Path,
     pending = series[series["churners"].isna()]
     assert len(pending) >= 4 and pending.index.min() > by_time.index.max()
     latest = result.points[result.points["origin"] == pd.Timestamp(s["latest_origin"])]
-    assert latest["actual"].isna().all() and set(latest["method"]) == {"seasonal_naive", "ets"}
+    assert latest["actual"].isna().all()
+    assert set(latest["method"]) == {"seasonal_naive", "ets", "individual", "individual_raw"}
+    now = result.individual[-1]  # the customers active at the latest scheduled time
+    assert now.origin == pd.Timestamp(s["latest_origin"]) and np.isnan(now.actual)
+    assert now.customers > 0 and now.low <= now.expected <= now.high
     # the three ways side by side, scored on the mature origins
     m = result.metrics.set_index(["method", "step"])
     assert {"individual", "individual_raw", "seasonal_naive", "ets"} <= set(
         result.metrics["method"])
     assert m.loc[("individual", 1), "n"] == 3 and m.loc[("ets", 1), "n"] == 3
-    for one in result.individual:
+    for one in result.individual[:-1]:
         assert one.low <= one.expected <= one.high
         assert abs(one.expected - one.actual) < 0.5 * one.actual  # same order as the truth
         assert one.auc > 0.5
@@ -143,9 +147,29 @@ def test_report_section_draws_forecast_and_backtest_only_when_present(project: P
 
     loaded = api.load_spec(project)
     assert forecast_section(loaded, tmp_path) is None  # no forecast yet: no card
-    forecast_project(loaded, methods=["seasonal_naive", "individual"], origins=2)
+    forecast_project(loaded, methods=["seasonal_naive", "individual"], origins=2, live=False)
     section = forecast_section(loaded, project / ".valuechain")
     assert section is not None and section.status == "ok"
     html = str(section.html)
     assert 'data-key="forecast-backtest"' in html and "<svg" in html
     assert "pending" in html and "seasonal_naive" in html and "individual_raw" in html
+
+
+def test_live_rows_equal_the_built_frame_at_a_mature_time(project: Path,
+                                                          frame: pd.DataFrame) -> None:
+    from valuechain.forecast.project import live_rows
+
+    loaded = api.load_spec(project)
+    manifest = json.loads((project / ".valuechain" / "build" / "manifest.json").read_text())
+    at = pd.Timestamp(sorted(frame["decision_time"].unique())[-3])
+    rows = live_rows(loaded, at.to_pydatetime(),
+                     pd.Timestamp(manifest["as_of"]).to_pydatetime())
+    want = frame[frame["decision_time"] == at].sort_values("customer_id")
+    got = rows.sort_values("customer_id")
+    assert len(got) == len(want) > 0
+    for column in FEATURES:
+        a, b = want[column].to_numpy(), got[column].to_numpy()
+        if a.dtype.kind in "fi":
+            np.testing.assert_allclose(a.astype(float), b.astype(float), rtol=1e-9)
+        else:
+            assert (a == b).all(), column

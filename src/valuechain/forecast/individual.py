@@ -111,6 +111,7 @@ def individual_forecast(
     balanced: bool = False,
     seed: int = 0,
     labels_known: bool = True,
+    score: pd.DataFrame | None = None,
 ) -> IndividualForecast:
     """Forecast the churners among the customers active at ``origin``.
 
@@ -139,6 +140,10 @@ def individual_forecast(
         Seed of the candidate, the calibration folds and the negative sample.
     labels_known : bool, default True
         Whether the rows at the origin carry known labels (``actual`` is NaN otherwise).
+    score : DataFrame, optional
+        The customers to score, when they are not in ``frame`` (the latest decision time,
+        whose labels are immature: see :func:`valuechain.forecast.project.live_rows`);
+        their labels are not used (``actual`` is NaN).
 
     Returns
     -------
@@ -154,7 +159,9 @@ def individual_forecast(
     y = (pd.to_numeric(frame[label], errors="coerce").to_numpy(dtype=np.float64) > 0).astype(
         np.float64)
     target = (times == at).to_numpy()
-    if not target.any():
+    if score is not None:
+        labels_known = False
+    elif not target.any():
         raise DataError(f"origin {at}: no decision point in column {time_column!r} at that "
                         "time; choose origins among the schedule's decision times")
     cutoff = at - pd.Timedelta(horizon)
@@ -175,14 +182,15 @@ def individual_forecast(
     model = make_candidate(candidate, feature_set, seed=seed).fit(
         frame.iloc[fit_idx], y[fit_idx], frame.iloc[cal_idx], y[cal_idx])
     calibrator = fit_calibrator(model.predict(frame.iloc[cal_idx]), y[cal_idx], seed=seed)
-    raw = np.clip(model.predict(frame[target]), 0.0, 1.0)
+    scored = score if score is not None else frame[target]
+    raw = np.clip(model.predict(scored), 0.0, 1.0)
     calibrated = calibrator.apply(raw)
     low, high = poisson_binomial_interval(calibrated, level)
     raw_low, raw_high = poisson_binomial_interval(raw, level)
     actual = float(y[target].sum()) if labels_known else float("nan")
     auc = roc_auc(raw, y[target]) if labels_known else float("nan")
     return IndividualForecast(
-        origin=at.to_pydatetime(), customers=int(target.sum()),
+        origin=at.to_pydatetime(), customers=len(scored),
         expected=float(calibrated.sum()), low=float(low), high=float(high),
         raw_expected=float(raw.sum()), raw_low=float(raw_low), raw_high=float(raw_high),
         actual=actual, auc=float(auc), train_rows=len(fit_idx),

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,8 @@ import pandas as pd
 import pyarrow as pa
 
 from valuechain.artifacts import fix_command, open_artifact
-from valuechain.data.build import build_frame
+from valuechain.data.build import build_frame, select_engine
+from valuechain.data.plan import make_plan
 from valuechain.errors import DataError, SpecError
 from valuechain.forecast.backtest import (
     Forecaster,
@@ -54,7 +55,7 @@ from valuechain.spec.durations import format_duration
 from valuechain.spec.loader import LoadedSpec
 from valuechain.spec.models import Forecast, SchedulePoints
 
-__all__ = ["FORECAST_DIR", "ForecastResult", "churn_series", "forecast_project",
+__all__ = ["FORECAST_DIR", "ForecastResult", "churn_series", "forecast_project", "live_rows",
            "read_forecast"]
 
 FORECAST_DIR = "forecast"
@@ -198,6 +199,7 @@ def forecast_project(
     seed: int = 0,
     progress: Progress | None = None,
     write: bool = True,
+    live: bool = True,
 ) -> ForecastResult:
     """Backtest and forecast the churners per period; write ``<workspace>/forecast/``.
 
@@ -222,6 +224,10 @@ def forecast_project(
         Called as ``progress(step, fraction)``.
     write : bool, default True
         Write the artifacts.
+    live : bool, default True
+        Also score the customers active at the latest scheduled time (their features are
+        computed by the engine for that one time: :func:`live_rows`), so the sum of
+        probabilities forecasts the pending period too.
 
     Returns
     -------
@@ -275,7 +281,7 @@ def forecast_project(
                                          backtest_origins else [])]
     points: list[ForecastPoint] = []
     total = len(all_origins) * (len(series_methods) + (2 if "individual" in config.methods
-                                                        else 0))
+                                                        else 0)) + 2
     done = 0
     for origin in all_origins:
         if progress:
@@ -303,13 +309,31 @@ def forecast_project(
                     method=name, origin=one.origin, target=one.origin, step=1,
                     forecast=point, low=low, high=high, actual=one.actual, scale=scale))
             done += 2
+        if live and latest_origin not in backtest_origins:
+            if progress:
+                progress(f"origin {latest_origin:%Y-%m-%d}: the customers active now",
+                         done / max(total, 1))
+            rows = live_rows(loaded, latest_origin.to_pydatetime(), as_of.to_pydatetime())
+            if len(rows):
+                now = individual_forecast(
+                    frame, time_column=time_col, label=spec.label.name, features=features,
+                    horizon=label_horizon + delay, origin=latest_origin,
+                    candidate=config.candidate, train_window=config.train_window,
+                    level=config.level, balanced=config.balanced, seed=seed, score=rows)
+                individual.append(now)
+                for name, (point, low, high) in (
+                        ("individual", (now.expected, now.low, now.high)),
+                        ("individual_raw", (now.raw_expected, now.raw_low, now.raw_high))):
+                    points.append(ForecastPoint(
+                        method=name, origin=now.origin, target=now.origin, step=1,
+                        forecast=point, low=low, high=high, actual=float("nan"),
+                        scale=_scale_at(values, known, latest_origin)))
     table = points_frame(points)
     metrics = backtest_metrics(table)
     notes = []
     if "individual" in config.methods:
-        notes.append("individual: the customers active at the latest scheduled time are not "
-                     "in the built frame (their labels are immature), so the sum of "
-                     "probabilities covers the backtest origins only")
+        notes.append("individual: the sum of probabilities forecasts the customers active at "
+                     "each origin (step 1) only; later periods are the time-series methods'")
     settings = {
         "period": format_duration(every), "horizon": format_duration(periods * every),
         "horizon_periods": periods, "label_horizon": format_duration(label_horizon),
@@ -332,6 +356,29 @@ def forecast_project(
     if progress:
         progress("done", 1.0)
     return result
+
+
+def live_rows(loaded: LoadedSpec, at: datetime, as_of: datetime) -> pd.DataFrame:
+    """The features of the customers active at ``at``, as the frame builder computes them.
+
+    The built frame keeps only mature rows, so the latest decision times (whose labels end
+    after ``as_of``) are not in it. This runs the spec's engine on a copy of the spec whose
+    schedule starts and ends at ``at``, with the build's ``as_of``: the same point-in-time
+    rules, for one decision time. Returns the id columns, the time column and the features.
+    """
+    spec = loaded.spec
+    points = spec.decision_points
+    if not isinstance(points, SchedulePoints):
+        raise SpecError(f"{loaded.where('decision_points')}: live rows need a schedule")
+    one = points.schedule.model_copy(update={"start": at, "end": at})
+    copy = replace(loaded, spec=spec.model_copy(
+        update={"decision_points": SchedulePoints(schedule=one)}))
+    plan = make_plan(copy, as_of)
+    out = select_engine(copy).execute(plan, None)
+    frame: pd.DataFrame = out.frame.drop_columns(
+        [c for c in out.frame.column_names if c.startswith("__")]).to_pandas()
+    keep = (pd.to_datetime(frame[plan.time_column]) == pd.Timestamp(at)).to_numpy()
+    return frame.loc[keep].reset_index(drop=True)
 
 
 def _scale_at(values: pd.Series, known: pd.DatetimeIndex, origin: Any) -> float:

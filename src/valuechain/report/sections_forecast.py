@@ -113,6 +113,10 @@ def _chart(data: dict[str, Any], points: pd.DataFrame) -> Markup:
             lines.append(Line("individual interval (upper)", [], aligned(rows, "high"),
                               COLORS["secondary"], dashed=True))
     ahead = points[points["origin"] == latest]
+    now = ahead[ahead["method"] == "individual"]
+    if not now.empty:
+        lines.append(Line(f"individual at {latest:%d %b} (pending)", [],
+                          aligned(now, "forecast"), PALETTE[0], joined=False, hollow=True))
     for method in ("ets", "seasonal_naive", "arima"):
         rows = ahead[ahead["method"] == method]
         if rows.empty:
