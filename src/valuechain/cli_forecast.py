@@ -65,6 +65,9 @@ def forecast_command(
         help="Comma-separated methods: individual, seasonal_naive, ets, arima.")] = None,
     level: Annotated[float | None, typer.Option(
         help="Coverage of the intervals (default 0.9).")] = None,
+    live: Annotated[bool, typer.Option(
+        help="Also score the customers active at the latest scheduled time (one extra "
+        "engine pass).")] = True,
     seed: Annotated[int, typer.Option(help="Seed of the individual models.")] = 0,
     as_json: JsonOpt = False,
 ) -> None:
@@ -76,7 +79,7 @@ def forecast_command(
     loaded = _load(spec)
     with _progress(not as_json, "forecast") as progress:
         result = forecast_project(loaded, horizon=span, origins=origins, methods=chosen,
-                                  level=level, seed=seed, progress=progress)
+                                  level=level, seed=seed, progress=progress, live=live)
     if as_json:
         _emit({**result.to_json(), "path": str(result.path) if result.path else None})
         return
