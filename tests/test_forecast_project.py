@@ -173,3 +173,16 @@ def test_live_rows_equal_the_built_frame_at_a_mature_time(project: Path,
             np.testing.assert_allclose(a.astype(float), b.astype(float), rtol=1e-9)
         else:
             assert (a == b).all(), column
+
+
+def test_spec_forecast_block_defaults_and_mistakes(tmp_path: Path) -> None:
+    spec = yaml.safe_load(EXAMPLE.read_text())
+    spec["forecast"] = {"horizon": "28d", "methods": ["ets", "individual"]}
+    (tmp_path / "valuechain.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    block = api.load_spec(tmp_path).spec.forecast
+    assert block is not None and block.horizon == timedelta(days=28)
+    assert block.origins == 8 and block.level == 0.9 and block.methods == ["ets", "individual"]
+    spec["forecast"] = {"methods": ["prophet"]}
+    (tmp_path / "valuechain.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    with pytest.raises(SpecError, match=r"forecast\.methods"):
+        api.load_spec(tmp_path)
