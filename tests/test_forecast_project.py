@@ -186,3 +186,9 @@ def test_spec_forecast_block_defaults_and_mistakes(tmp_path: Path) -> None:
     (tmp_path / "valuechain.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     with pytest.raises(SpecError, match=r"forecast\.methods"):
         api.load_spec(tmp_path)
+
+
+def test_event_decision_points_are_refused_with_the_fix() -> None:
+    fraud = Path(__file__).resolve().parents[1] / "examples" / "fraud"
+    with pytest.raises(SpecError, match="schedule"):
+        forecast_project(api.load_spec(fraud), write=False)
