@@ -123,7 +123,7 @@ def churn_series(frame: pd.DataFrame, *, time_column: str, label: str, horizon: 
 
     ``known_at = time + horizon + delay``. With ``every`` and ``until``, the schedule's later
     decision times (not in the frame: their labels had not matured) are appended as pending
-    rows (``churners`` NaN, ``customers`` 0).
+    rows (``churners`` and ``customers`` NaN: not in the frame).
 
     Examples
     --------
@@ -132,7 +132,7 @@ def churn_series(frame: pd.DataFrame, *, time_column: str, label: str, horizon: 
     >>> s = churn_series(f, time_column="t", label="y", horizon=timedelta(days=30),
     ...                  every=timedelta(days=7), until="2025-01-27")
     >>> s[["customers", "churners"]].values.tolist()
-    [[3.0, 2.0], [2.0, 0.0], [0.0, nan], [0.0, nan]]
+    [[3.0, 2.0], [2.0, 0.0], [nan, nan], [nan, nan]]
     """
     times = pd.to_datetime(frame[time_column])
     y = pd.to_numeric(frame[label], errors="coerce")
@@ -146,7 +146,7 @@ def churn_series(frame: pd.DataFrame, *, time_column: str, label: str, horizon: 
             extra.append(t)
             t += step
         if extra:
-            out = pd.concat([out, pd.DataFrame({"customers": 0.0, "churners": np.nan},
+            out = pd.concat([out, pd.DataFrame({"customers": np.nan, "churners": np.nan},
                                                index=pd.DatetimeIndex(extra))])
     out.index.name = "time"
     out = out.reset_index()
