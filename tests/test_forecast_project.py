@@ -36,7 +36,10 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     spec["features"] = [f for f in spec["features"] if f["name"] in keep]
     spec["value"]["baseline_policy"] = "tickets_28d + failed_payments_28d > 0"
     spec["forecast"] = {"origins": 3, "methods": ["individual", "seasonal_naive", "ets"],
-                        "horizon": "14d", "train_window": "91d"}
+                        "horizon": "14d", "train_window": "91d",
+                        # payments as a purchase log: exercises the BG/NBD path end to end
+                        "purchases": {"source": "payments", "customer": "customer_id",
+                                      "time": "ts"}}
     (root / "valuechain.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     api.build(root)
     return root
@@ -83,6 +86,8 @@ def test_forecast_project_three_ways_with_backtest_and_artifacts(project: Path,
     data, points = read_forecast(project / ".valuechain")  # type: ignore[misc]
     assert data["settings"]["origins"] == s["origins"] and len(points) == len(result.points)
     assert json.dumps(data)  # plain JSON
+    assert result.purchases is not None and "bgnbd" in set(result.purchases.metrics["method"])
+    assert data["purchases"]["origins"] == [o.isoformat() for o in result.purchases.origins]
 
 
 def test_balanced_training_ranks_well_but_inflates_totals_calibration_fixes_them(
@@ -153,6 +158,7 @@ def test_report_section_draws_forecast_and_backtest_only_when_present(project: P
     html = str(section.html)
     assert 'data-key="forecast-backtest"' in html and "<svg" in html
     assert "pending" in html and "seasonal_naive" in html and "individual_raw" in html
+    assert 'data-key="forecast-purchases"' in html and "bgnbd" in html
 
 
 def test_live_rows_equal_the_built_frame_at_a_mature_time(project: Path,
@@ -192,3 +198,25 @@ def test_event_decision_points_are_refused_with_the_fix() -> None:
     fraud = Path(__file__).resolve().parents[1] / "examples" / "fraud"
     with pytest.raises(SpecError, match="schedule"):
         forecast_project(api.load_spec(fraud), write=False)
+
+
+def test_purchases_block_reads_the_source_and_adds_bgnbd(project: Path) -> None:
+    from valuechain.forecast.project import _purchases
+    from valuechain.spec.models import Forecast
+
+    loaded = api.load_spec(project)
+    config = Forecast.model_validate({"origins": 2, "purchases": {
+        "source": "payments", "customer": "customer_id", "time": "ts"}})
+    pays = pd.read_parquet(project / "data" / "payments.parquet")
+    as_of = pd.Timestamp(pays["ts"].max())
+    got = _purchases(loaded, config, as_of, timedelta(days=7), 2, 52, ["seasonal_naive"])
+    assert set(got.metrics["method"]) == {"bgnbd", "seasonal_naive"}
+    assert len(got.origins) == 2 and got.latest_origin > got.origins[-1]
+    days = pd.DataFrame({"c": pays["customer_id"], "d": pays["ts"].dt.normalize()})
+    days = days.drop_duplicates()
+    # repeat purchases: customer-days after each customer's first (pending periods unknown)
+    assert 0 < got.series["repeats"].sum() <= len(days) - days["c"].nunique()
+    bad = Forecast.model_validate({"purchases": {"source": "payments",
+                                                 "customer": "customer_id", "time": "when"}})
+    with pytest.raises(SpecError, match="when"):
+        _purchases(loaded, bad, as_of, timedelta(days=7), 2, 52, [])

@@ -78,3 +78,19 @@ def test_cdnow_weekly_series_and_the_39_week_holdout(raw: pd.DataFrame) -> None:
     assert total["bgnbd"] == pytest.approx(1653.4, abs=0.1)
     m = backtest_metrics(pts).set_index(["method", "step"])
     assert m.loc[("bgnbd", 0), "n"] == 39
+
+
+@needs_cdnow
+def test_purchase_forecast_origins_and_pending(raw: pd.DataFrame) -> None:
+    from valuechain.forecast.purchases import purchase_forecast
+
+    got = purchase_forecast(raw, customer="id", time="date", as_of="1998-06-20", origins=2,
+                            horizon=3, methods=("bgnbd", "seasonal_naive"))
+    # periods start on the first purchase day (1997-01-01); the one holding 20 June is open
+    assert got.latest_origin == pd.Timestamp("1998-06-17")
+    assert [o.date().isoformat() for o in got.origins] == ["1998-05-20", "1998-05-27"]
+    latest = got.points[got.points["origin"] == got.latest_origin]
+    assert latest["actual"].isna().all() and len(latest) == 6
+    scored = got.points[got.points["origin"] != got.latest_origin]
+    assert scored["actual"].notna().all()
+    assert got.metrics.set_index(["method", "step"]).loc[("bgnbd", 0), "n"] == 6

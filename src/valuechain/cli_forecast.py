@@ -118,6 +118,17 @@ def forecast_command(
                       f"{row.forecast:,.1f} [{row.low:,.0f}, {row.high:,.0f}]",
                       "pending" if not math.isfinite(row.actual) else f"{row.actual:,.0f}")
     console.print(ahead)
+    if result.purchases is not None:
+        bought = Table(title="Repeat purchases per period (BG/NBD and baselines, all steps)")
+        for column in ("method", "n", "MAE", "MAPE", "MASE", "bias", "coverage", "revision"):
+            bought.add_column(column, justify="left" if column == "method" else "right")
+        rows = result.purchases.metrics
+        for row in rows[rows["step"] == 0].itertuples():
+            bought.add_row(str(row.method), str(row.n), _fmt(row.mae),
+                           _fmt(row.mape, pct=True), _fmt(row.mase, 2),
+                           _fmt(row.bias_pct, -1, pct=True), _fmt(row.coverage, pct=True),
+                           _fmt(row.revision_pct, pct=True))
+        console.print(bought)
     for note in result.notes:
         console.print(f"[dim]{note}[/]")
     if result.path is not None:

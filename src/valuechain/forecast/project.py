@@ -38,6 +38,7 @@ import pyarrow as pa
 from valuechain.artifacts import fix_command, open_artifact
 from valuechain.data.build import build_frame, select_engine
 from valuechain.data.plan import make_plan
+from valuechain.data.sources import Catalog
 from valuechain.errors import DataError, SpecError
 from valuechain.forecast.backtest import (
     Forecaster,
@@ -49,6 +50,7 @@ from valuechain.forecast.backtest import (
     series_forecaster,
 )
 from valuechain.forecast.individual import IndividualForecast, individual_forecast
+from valuechain.forecast.purchases import PurchaseForecast, purchase_forecast
 from valuechain.forecast.series import SERIES_METHODS
 from valuechain.io import write_json, write_parquet
 from valuechain.spec.durations import format_duration
@@ -95,6 +97,7 @@ class ForecastResult:
     seconds: float
     path: Path | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    purchases: PurchaseForecast | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (what ``forecast.json`` holds, points excepted)."""
@@ -107,7 +110,15 @@ class ForecastResult:
             return out
 
         latest = self.points[self.points["origin"] == self.points["origin"].max()]
-        return {
+        extra: dict[str, Any] = {}
+        if self.purchases is not None:
+            p = self.purchases
+            extra["purchases"] = {
+                "origins": [o.isoformat() for o in p.origins],
+                "latest_origin": p.latest_origin.isoformat(),
+                "series": clean(p.series), "metrics": clean(p.metrics),
+                "latest": clean(p.points[p.points["origin"] == p.latest_origin])}
+        return {**extra,
             "settings": self.settings, "as_of": self.as_of.isoformat(),
             "series": clean(self.series), "metrics": clean(self.metrics),
             "individual": [i.to_json() for i in self.individual],
@@ -330,6 +341,11 @@ def forecast_project(
                         scale=_scale_at(values, known, latest_origin)))
     table = points_frame(points)
     metrics = backtest_metrics(table)
+    bought = None
+    if config.purchases is not None:
+        if progress:
+            progress("repeat purchases: BG/NBD and the time-series methods", 0.95)
+        bought = _purchases(loaded, config, as_of, every, periods, season, series_methods)
     notes = []
     if "individual" in config.methods:
         notes.append("individual: the sum of probabilities forecasts the customers active at "
@@ -346,16 +362,52 @@ def forecast_project(
     }
     result = ForecastResult(settings=settings, series=series, points=table, metrics=metrics,
                             individual=tuple(individual), as_of=as_of.to_pydatetime(),
-                            seconds=time.perf_counter() - started, notes=tuple(notes))
+                            seconds=time.perf_counter() - started, notes=tuple(notes),
+                            purchases=bought)
     if write:
         folder = loaded.workspace / FORECAST_DIR
         folder.mkdir(parents=True, exist_ok=True)
         write_parquet(folder / "points.parquet", pa.Table.from_pandas(table, preserve_index=False))
+        if bought is not None:
+            write_parquet(folder / "purchase_points.parquet",
+                          pa.Table.from_pandas(bought.points, preserve_index=False))
         write_json(folder / "forecast.json", result.to_json())
         result = ForecastResult(**{**result.__dict__, "path": folder})
     if progress:
         progress("done", 1.0)
     return result
+
+
+def _purchases(loaded: LoadedSpec, config: Forecast, as_of: pd.Timestamp, every: timedelta,
+               periods: int, season: int, series_methods: Sequence[str]) -> PurchaseForecast:
+    """Repeat purchases per period of ``forecast.purchases`` (BG/NBD beside the baselines)."""
+    block = config.purchases
+    assert block is not None
+    where = loaded.where("forecast", "purchases")
+    if block.source not in loaded.spec.sources:
+        raise SpecError(f"{where}: source {block.source!r} is not in `sources` "
+                        f"({', '.join(loaded.spec.sources)}); name the purchase log's source")
+    if every.total_seconds() % 86400:
+        raise SpecError(f"{where}: repeat purchases are counted per whole days; the "
+                        f"schedule's every is {format_duration(every)}")
+    catalog = Catalog(loaded, open_all=False)
+    try:
+        catalog.open(block.source)
+        columns = catalog.con.execute(f"select * from src_{block.source} limit 0").df().columns
+        missing = [c for c in (block.customer, block.time) if c not in columns]
+        if missing:
+            raise SpecError(f"{where}: source {block.source!r} has no column(s) {missing} "
+                            f"(columns: {list(columns)}); name its customer and time columns")
+        log = catalog.con.execute(
+            f'select "{block.customer}" as customer, "{block.time}" as time '
+            f"from src_{block.source}").df()
+    finally:
+        catalog.con.close()
+    return purchase_forecast(log, customer="customer", time="time", as_of=as_of,
+                             period=f"{int(every.total_seconds() // 86400)}D",
+                             origins=config.origins, horizon=periods,
+                             methods=["bgnbd", *series_methods], season=season,
+                             level=config.level)
 
 
 def live_rows(loaded: LoadedSpec, at: datetime, as_of: datetime) -> pd.DataFrame:

@@ -26,6 +26,7 @@ arriving it undercounts by their repeat purchases.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,10 +34,17 @@ import numpy.typing as npt
 import pandas as pd
 
 from valuechain.errors import DataError
-from valuechain.forecast.backtest import Forecaster
+from valuechain.forecast.backtest import (
+    Forecaster,
+    backtest_metrics,
+    points_frame,
+    series_backtest,
+    series_forecaster,
+)
 from valuechain.forecast.bgnbd import _days, fit_bgnbd, period_days, rfm_summary
 
-__all__ = ["bgnbd_forecaster", "repeat_purchase_series"]
+__all__ = ["PurchaseForecast", "bgnbd_forecaster", "purchase_forecast",
+           "repeat_purchase_series"]
 
 F64 = npt.NDArray[np.float64]
 
@@ -104,3 +112,71 @@ def bgnbd_forecaster(purchases: pd.DataFrame, *, customer: str, time: str,
         return point, np.maximum(point - half, 0.0), point + half
 
     return run
+
+
+@dataclass(frozen=True)
+class PurchaseForecast:
+    """Repeat purchases per period: the series, every forecast point, the backtest errors.
+
+    ``origins`` are the backtest origins (every target known) and ``latest_origin`` the
+    start of the first period not complete at ``as_of`` (its forecasts are pending).
+    """
+
+    series: pd.DataFrame
+    points: pd.DataFrame
+    metrics: pd.DataFrame
+    origins: tuple[pd.Timestamp, ...]
+    latest_origin: pd.Timestamp
+
+
+def purchase_forecast(purchases: pd.DataFrame, *, customer: str, time: str, as_of: Any,
+                      period: str = "7D", origins: int = 8, horizon: int = 4,
+                      methods: Sequence[str] = ("bgnbd", "seasonal_naive", "ets", "arima"),
+                      season: int = 52, level: float = 0.9) -> PurchaseForecast:
+    """Backtest and forecast repeat purchases per period from a purchase log.
+
+    Periods start on the first purchase day and are ``period`` long; a period is known at
+    its end. The backtest origins are the latest ``origins`` period starts whose ``horizon``
+    following periods are all complete by ``as_of``; the latest origin (the first period
+    not complete) forecasts the ``horizon`` periods from it (pending, never scored).
+
+    Raises
+    ------
+    DataError
+        Too few complete periods for the origins and horizon asked for.
+    """
+    days = _purchase_days(purchases, customer, time)
+    start = days["day"].min()
+    end = _days(pd.Series([as_of]), "as_of").iloc[0]
+    series = repeat_purchase_series(purchases, customer=customer, time=time, start=start,
+                                    end=end, period=period)
+    unit = pd.Timedelta(days=period_days(period))
+    extracted = pd.Timestamp(as_of)
+    complete = int((series["known_at"] <= extracted).sum())
+    first = complete - horizon - origins + 1
+    if first < 2:
+        raise DataError(
+            f"purchases: {complete} complete periods of {period} from {start.date()} to "
+            f"{end.date()}; {origins} origins {horizon} periods ahead need at least "
+            f"{origins + horizon + 1}. Use fewer origins or a shorter horizon")
+    extra = pd.DataFrame({"time": series["time"].iloc[-1] + unit * np.arange(1, horizon + 1)})
+    extra["repeats"] = np.nan
+    extra["known_at"] = extra["time"] + unit
+    series = pd.concat([series, extra], ignore_index=True)
+    series.loc[series["known_at"] > extracted, "repeats"] = np.nan
+    values = pd.Series(series["repeats"].to_numpy(dtype=float),
+                       index=pd.DatetimeIndex(series["time"]))
+    known = pd.DatetimeIndex(series["known_at"])
+    forecasters: dict[str, Forecaster] = {}
+    for method in methods:
+        if method == "bgnbd":
+            forecasters[method] = bgnbd_forecaster(purchases, customer=customer, time=time,
+                                                   period=period)
+        else:
+            forecasters[method] = series_forecaster(method, season=season, level=level)
+    backtest = tuple(pd.Timestamp(t) for t in series["time"].iloc[first:first + origins])
+    latest = pd.Timestamp(series["time"].iloc[complete])
+    points = points_frame(series_backtest(values, known, [*backtest, latest], horizon,
+                                          forecasters, as_of=extracted))
+    return PurchaseForecast(series=series, points=points, metrics=backtest_metrics(points),
+                            origins=backtest, latest_origin=latest)

@@ -55,6 +55,18 @@ sum before calibration. Time-series methods see only counts known at the origin.
 <p class="muted small">MASE below 1 beats the typical one-period change of the history;
 coverage should be near the interval level; revision is how much the forecast of the same
 period moves between consecutive origins (in % of the mean actual).</p>
+{% if purchases %}<h3>Repeat purchases per period</h3>
+<p class="muted small">BG/NBD fitted on the purchases before each origin, beside the
+time-series methods; origins {{ purchases.origins[0][:10] }} ..
+{{ purchases.origins[-1][:10] }}.</p>
+<div class="scroll"><table class="data" data-key="forecast-purchases">
+<thead><tr><th>Method</th><th>n</th><th>MAE</th><th>MAPE</th><th>MASE</th><th>Bias</th>
+<th>Coverage</th><th>Revision</th></tr></thead><tbody>
+{% for m in purchases.metrics if m.step == 0 %}<tr><td>{{ m.method }}</td><td>{{ m.n }}</td>
+<td>{{ m.mae|num }}</td><td>{{ pct(m.mape) }}</td><td>{{ m.mase|num }}</td>
+<td>{{ pct(m.bias_pct, True) }}</td><td>{{ pct(m.coverage) }}</td>
+<td>{{ pct(m.revision_pct) }}</td></tr>
+{% endfor %}</tbody></table></div>{% endif %}
 {% if individual %}<h3>Sum of individual probabilities</h3>
 <div class="scroll"><table class="data" data-key="forecast-individual">
 <thead><tr><th>Origin</th><th>Customers</th><th>Calibrated [interval]</th>
@@ -145,5 +157,6 @@ def forecast_section(loaded: LoadedSpec, workspace: Path) -> Section | None:
     html = fragment(_BODY, s=data["settings"], as_of=str(data.get("as_of", "")),
                     chart=_chart(data, points), metrics=metrics,
                     individual=data.get("individual", []), notes=data.get("notes", []),
-                    pct=_pct, stale=data["settings"].get("spec_hash") != loaded.hash)
+                    pct=_pct, stale=data["settings"].get("spec_hash") != loaded.hash,
+                    purchases=data.get("purchases"))
     return Section("forecast", TITLE, html, "ok")

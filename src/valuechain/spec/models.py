@@ -52,6 +52,7 @@ __all__ = [
     "EventPoints",
     "Feature",
     "Forecast",
+    "ForecastPurchases",
     "Label",
     "Lookup",
     "LookupFeature",
@@ -616,6 +617,14 @@ class AuditSettings(_Model):
     accept: list[AuditAcceptance] = Field(default_factory=list)
 
 
+class ForecastPurchases(_Model):
+    """`forecast.purchases:` repeat purchases per period from a purchase log (BG/NBD)."""
+
+    source: str = Field(description="Source with one row per purchase.")
+    customer: str = Field(description="Customer id column of that source.")
+    time: str = Field(description="Purchase time column (only the day is used).")
+
+
 class Forecast(_Model):
     """`forecast:` how many will churn per future period (``valuechain forecast``)."""
 
@@ -638,6 +647,9 @@ class Forecast(_Model):
         "on before each origin; null: all of it.")
     balanced: bool = Field(False, description="Train the individual model on balanced "
                            "classes (shows what calibration repairs in the totals).")
+    purchases: ForecastPurchases | None = Field(
+        None, description="Non-contractual data: also forecast repeat purchases per period "
+        "with BG/NBD beside the time-series methods.")
 
 
 class Treatment(_Model):
