@@ -69,7 +69,7 @@ def planted(data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path,
 
 def test_planted_personas_are_found_stable_and_named(planted: tuple[Path, SegmentResult],
                                                      data: Path) -> None:
-    root, result = planted
+    _, result = planted
     assert result.verdict == "segments" and result.k == 3, result.message
     assert result.hopkins.clustered
     chosen = next(s for s in result.stability if s.k == 3)
