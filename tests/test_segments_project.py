@@ -25,10 +25,10 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "churn" / "valuecha
 ACTIONS = {"creators": {"high": ["editor_28d"], "action": "editor onboarding flow"},
            "collaborators": {"high": ["sharing_28d"], "action": "invite-your-team message"},
            "analysts": {"high": ["reports_28d"], "action": "reports webinar"}}
-PLANTED = {"features": ["editor_28d", "sharing_28d", "reports_28d"], "k": [2, 4],
+PLANTED: dict[str, Any] = {"features": ["editor_28d", "sharing_28d", "reports_28d"], "k": [2, 4],
            "methods": ["kmeans"], "actions": ACTIONS}
-CONTINUUM = {"features": ["mean_seconds_28d", "mean_items_28d"], "k": [2, 4],
-             "methods": ["kmeans"]}
+CONTINUOUS = ["mean_seconds_28d", "mean_items_28d"]
+CONTINUUM: dict[str, Any] = {"features": CONTINUOUS, "k": [2, 4], "methods": ["kmeans"]}
 
 
 @pytest.fixture(scope="module")
@@ -120,8 +120,8 @@ def test_continuum_gets_no_structure_and_bands(data: Path, tmp_path: Path) -> No
     assert not got["hopkins"]["clustered"] and 0.35 < got["hopkins"]["h"] < 0.65
     assert got["message"].startswith("No structure") and "quantile bands" in got["message"]
     bands = got["bands"]
-    assert {b["feature"] for b in bands} == set(CONTINUUM["features"])
-    for feature in CONTINUUM["features"]:
+    assert {b["feature"] for b in bands} == set(CONTINUOUS)
+    for feature in CONTINUOUS:
         sizes = [b["size"] for b in bands if b["feature"] == feature]
         assert len(sizes) == 3 and sum(sizes) == got["rows"]
         assert max(sizes) - min(sizes) <= 0.05 * got["rows"]
