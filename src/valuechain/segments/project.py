@@ -58,7 +58,8 @@ from valuechain.segments.frame import PointFrame, data_as_of, features_at, sched
 from valuechain.spec.loader import LoadedSpec
 from valuechain.spec.models import Segments
 
-__all__ = ["Band", "SegmentProfile", "SegmentResult", "Verdict", "segment_project"]
+__all__ = ["Band", "SegmentProfile", "SegmentResult", "Verdict", "outcome_differs",
+           "segment_project"]
 
 F64 = npt.NDArray[np.float64]
 Verdict = Literal["segments", "no_structure", "unstable"]
@@ -400,7 +401,8 @@ def segment_project(
                                            both["b"].to_numpy(np.int64), best.k)
     else:
         bands = _bands(complete, cfg, x, point.mature, key, 10 * n_boot)
-    message = _message(verdict, tendency, bic, best, over_time, bands, len(complete))
+    message = _message(verdict, tendency, best, over_time, bands, len(complete), profiles,
+                       label)
     result = SegmentResult(
         verdict, message, t, next_t, tuple(cfg.features), len(complete), dropped, tendency,
         bic, tuple(results), best.method if best else None, best.k if best else None,
@@ -424,8 +426,9 @@ def segment_project(
     return result
 
 
-def _message(verdict: Verdict, h: Hopkins, bic: dict[int, float], best: KStability | None,
-             over_time: TimeStability | None, bands: tuple[Band, ...], rows: int) -> str:
+def _message(verdict: Verdict, h: Hopkins, best: KStability | None,
+             over_time: TimeStability | None, bands: tuple[Band, ...], rows: int,
+             profiles: Sequence[SegmentProfile], label: str) -> str:
     if verdict == "no_structure":
         why = (f"the Hopkins statistic is {h.h:.2f}, p = {h.p_value:.2g}: uniform data give "
                "0.5, clear groups 0.7 and more" if not h.clustered else
@@ -445,4 +448,26 @@ def _message(verdict: Verdict, h: Hopkins, bic: dict[int, float], best: KStabili
         text += (f" Refit on the next period: {over_time.kept:.1%} of "
                  f"{over_time.customers:,} customers keep their segment (adjusted Rand "
                  f"{over_time.ari:.2f}).")
+    differs = outcome_differs(profiles)
+    if differs is not None:
+        text += (f" The segments differ in {label}: some 95 % intervals do not overlap." if differs
+                 else f" The segments do not differ in {label} (every 95 % interval overlaps "
+                 "another's): they describe behaviour, not risk.")
     return text
+
+
+def outcome_differs(profiles: Sequence[SegmentProfile]) -> bool | None:
+    """Whether two segments' outcome intervals are disjoint (None when not all are mature).
+
+    >>> p = lambda lo, hi: SegmentProfile(0, "a", 1, 1.0, {}, {}, (), (lo + hi) / 2, lo, hi,
+    ...                                   None, 1.0)
+    >>> outcome_differs([p(0.01, 0.03), p(0.02, 0.05)]), outcome_differs([p(0.01, 0.02),
+    ...                                                                    p(0.03, 0.05)])
+    (False, True)
+    """
+    bounds = [(p.rate_low, p.rate_high) for p in profiles]
+    if len(bounds) < 2 or any(lo is None or hi is None for lo, hi in bounds):
+        return None
+    lows = [float(lo) for lo, _ in bounds if lo is not None]
+    highs = [float(hi) for _, hi in bounds if hi is not None]
+    return max(lows) > min(highs)
