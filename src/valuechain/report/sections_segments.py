@@ -48,8 +48,10 @@ def heatmap(rows: list[str], columns: list[str], values: list[list[float | None]
     >>> print(heatmap(["k=2"], ["1", "2"], [[0.9, None]], "Jaccard")[:4])
     <svg
     """
-    cell_w, cell_h, left, top = 64, 26, 120, 22
-    width = left + cell_w * max(len(columns), 1) + 8
+    cell_h, top = 26, 22
+    cell_w = max(64, 7 * max((len(c) for c in columns), default=0) + 12)
+    left = max(60, 7 * max((len(r) for r in rows), default=0) + 16)
+    width = max(left + cell_w * max(len(columns), 1) + 8, 640)  # small maps do not blow up
     height = top + cell_h * len(rows) + 6
     body: list[str] = []
     for j, col in enumerate(columns):
@@ -144,8 +146,8 @@ def _over_time_map(over: dict[str, Any], names: list[str]) -> Markup | None:
         text.append([f"{100 * v / total:.0f} %" for v in row])
     labels = names if len(names) == len(matrix) else [f"segment {i + 1}" for i in
                                                       range(len(matrix))]
-    return heatmap([f"{n} (then)" for n in labels], [f"{n} (next)" for n in labels], share,
-                   "Where each segment's customers are one period later", text=text)
+    return heatmap(labels, labels, share, "Segment at as_of (rows) and one period later "
+                   "(columns), share of the row", text=text)
 
 
 @register_section(order=96, id="segments", title=TITLE)
