@@ -89,6 +89,7 @@ def test_planted_personas_are_found_stable_and_named(planted: tuple[Path, Segmen
         assert members["persona"].value_counts(normalize=True).iloc[0] > 0.9
         assert members["persona"].mode().iloc[0] == persona_of[p.name]
         assert p.action == ACTIONS[p.name]["action"]
+        assert p.trust == "highly stable"
         assert any(w.startswith(f"high {ACTIONS[p.name]['high'][0]}") for w in p.words)
         assert p.rate is not None and p.rate_low is not None and p.rate_high is not None
         assert p.rate_low <= p.rate <= p.rate_high

@@ -95,12 +95,14 @@ def segment_command(
         console.print(table)
     if result.profiles:
         table = Table(title=f"Segments ({result.label} rate over the horizon, matured)")
-        for col in ("segment", "size", "what sets it apart", f"{result.label}", "action"):
+        for col in ("segment", "size", "what sets it apart", f"{result.label}", "action",
+                    "Jaccard"):
             table.add_column(col)
         for p in result.profiles:
             table.add_row(p.name, f"{p.size:,} ({p.share:.0%})", "; ".join(p.words),
                           _pct(p.rate, p.rate_low, p.rate_high),
-                          p.action or "[dim]none in the spec[/]")
+                          p.action or "[dim]none in the spec[/]",
+                          f"{p.jaccard:.2f} {p.trust}")
         console.print(table)
     if result.over_time is not None:
         o = result.over_time

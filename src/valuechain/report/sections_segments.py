@@ -109,7 +109,8 @@ keep their segment; adjusted Rand index {{ '%.2f'|format(over.ari) }}.</p>
 <td class="small">{{ p.words|join('; ') }}</td>
 <td>{% if p.rate is none %}pending{% else %}{{ '%.1f'|format(100 * p.rate) }} %
 [{{ '%.1f'|format(100 * p.rate_low) }}, {{ '%.1f'|format(100 * p.rate_high) }}]{% endif %}</td>
-<td>{{ p.action or '–' }}</td><td>{{ '%.2f'|format(p.jaccard) }}</td></tr>{% endfor %}
+<td>{{ p.action or '–' }}</td><td>{{ '%.2f'|format(p.jaccard) }}
+{% if p.get('trust') %}<span class="muted small">{{ p.get('trust') }}</span>{% endif %}</td></tr>{% endfor %}
 </tbody></table></div>{% endif %}
 {% if bands %}<h3>Quantile bands instead</h3>
 <div class="scroll"><table class="data" data-key="segments-bands"><thead><tr><th>Feature</th>

@@ -72,6 +72,7 @@ __all__ = [
     "match_segments",
     "prediction_strength",
     "stability_by_k",
+    "trust",
 ]
 
 F64 = npt.NDArray[np.float64]
@@ -85,6 +86,21 @@ PREDICTION_STRENGTH = 0.8
 #: Hopkins verdict: clustered when p < ALPHA and H >= H_MIN (a large sample makes a tiny,
 #: meaningless departure from uniformity significant; H >= 0.7 asks for a real one).
 ALPHA, H_MIN = 0.05, 0.7
+
+
+def trust(jaccard: float) -> str:
+    """Hennig's reading of a cluster's mean bootstrap Jaccard, in words.
+
+    >>> [trust(j) for j in (0.9, 0.8, 0.65, 0.4)]
+    ['highly stable', 'stable', 'a pattern, membership doubtful', 'not trusted']
+    """
+    if jaccard >= HIGHLY_STABLE:
+        return "highly stable"
+    if jaccard >= STABLE:
+        return "stable"
+    if jaccard >= NOT_TRUSTED:
+        return "a pattern, membership doubtful"
+    return "not trusted"
 
 
 @dataclass(frozen=True)

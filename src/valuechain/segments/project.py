@@ -53,6 +53,7 @@ from valuechain.segments.cluster import (
     hopkins,
     match_segments,
     stability_by_k,
+    trust,
 )
 from valuechain.segments.frame import PointFrame, data_as_of, features_at, schedule_times
 from valuechain.spec.loader import LoadedSpec
@@ -85,8 +86,13 @@ class SegmentProfile:
     action: str | None
     jaccard: float
 
+    @property
+    def trust(self) -> str:
+        """Hennig's reading of the segment's bootstrap Jaccard (``highly stable``...)."""
+        return trust(self.jaccard)
+
     def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__, words=list(self.words))
+        return dict(self.__dict__, words=list(self.words), trust=self.trust)
 
 
 @dataclass(frozen=True)
