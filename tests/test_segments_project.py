@@ -5,12 +5,16 @@ the CLI's JSON, artifacts, report section and user mistakes (exit 2)."""
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.metrics import adjusted_rand_score
 from typer.testing import CliRunner
 
@@ -18,7 +22,7 @@ from valuechain.cli import app
 from valuechain.demo.churn import generate_churn
 from valuechain.errors import SpecError
 from valuechain.report.sections_segments import segments_section
-from valuechain.segments import SegmentResult, segment_project
+from valuechain.segments import SegmentResult, features_at, match_segments, segment_project
 from valuechain.spec import load_spec
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "churn" / "valuechain.yaml"
@@ -148,3 +152,43 @@ def test_user_mistakes_exit_2(data: Path, tmp_path: Path) -> None:
     assert out.exit_code == 2 and "2 <= smallest" in out.output
     with pytest.raises(SpecError, match="k"):
         load_spec(_project(tmp_path / "k", data, {**CONTINUUM, "k": [5, 3]}))
+
+
+def test_features_at_are_point_in_time(data: Path, tmp_path: Path) -> None:
+    """The features at t count exactly the events in (t - 28d, t] of the active customers."""
+    root = _project(tmp_path / "pit", data, CONTINUUM)
+    t = datetime(2024, 5, 6)
+    point = features_at(load_spec(root), t, ["editor_28d", "mean_seconds_28d"])
+    events = pd.read_parquet(data / "feature_events.parquet")
+    window = events[(events["ts"] > t - timedelta(days=28)) & (events["ts"] <= t)]
+    editor = window[window["area"] == "editor"].groupby("customer_id").size()
+    seconds = window.groupby("customer_id")["seconds"].mean()
+    active = pd.read_parquet(data / "active_subscribers.parquet")
+    assert set(point.frame["customer_id"]) == set(
+        active.loc[active["snapshot_at"] == t, "customer_id"])
+    got = point.frame.set_index("customer_id")
+    assert (got["editor_28d"] == editor.reindex(got.index).fillna(0)).all()
+    both = got["mean_seconds_28d"].dropna()
+    assert np.allclose(both, seconds.reindex(both.index))
+    assert got["mean_seconds_28d"].isna().sum() == (~got.index.isin(seconds.index)).sum()
+    assert point.mature and point.t == t
+
+
+def test_default_time_leaves_room_for_the_label_and_the_next_period(
+        planted: tuple[Path, SegmentResult], data: Path) -> None:
+    _, result = planted
+    latest = max(pd.read_parquet(data / "usage_events.parquet")["ts"].max(),
+                 pd.read_parquet(data / "feature_events.parquet")["ts"].max())
+    assert result.next_time == result.as_of + timedelta(days=28)
+    assert result.as_of + timedelta(days=30) <= latest < result.as_of + timedelta(days=37)
+    assert result.as_of.weekday() == 0
+
+
+@given(st.lists(st.integers(0, 3), min_size=1, max_size=40), st.permutations([0, 1, 2, 3]))
+@settings(max_examples=60, deadline=None)
+def test_matching_undoes_any_relabelling(labels: list[int], perm: list[int]) -> None:
+    first = np.array(labels, np.int64)
+    second = np.array(perm, np.int64)[first]
+    m = match_segments(first, second, 4)
+    assert m.kept == 1.0
+    assert all(m.mapping[perm[c]] == c for c in set(labels))
