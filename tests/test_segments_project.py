@@ -150,6 +150,8 @@ def test_user_mistakes_exit_2(data: Path, tmp_path: Path) -> None:
     assert out.exit_code == 2 and "not a decision time" in out.output
     out = runner.invoke(app, ["segment", "--spec", str(good), "--k", "1-3"])
     assert out.exit_code == 2 and "2 <= smallest" in out.output
+    out = runner.invoke(app, ["segment", "--spec", str(good), "--methods", "kmeans,dbscan"])
+    assert out.exit_code == 2 and "'dbscan' is not a method" in out.output
     with pytest.raises(SpecError, match="k"):
         load_spec(_project(tmp_path / "k", data, {**CONTINUUM, "k": [5, 3]}))
 

@@ -38,6 +38,9 @@ def segment_command(
         "segments.as_of, else the latest with a mature label and a next period.")] = None,
     k: Annotated[str | None, typer.Option(
         "--k", help="Range of k tried, e.g. 2-6; default segments.k.")] = None,
+    methods: Annotated[str | None, typer.Option(
+        "--methods", help="Clustering methods, comma-separated: kmeans, gmm; default "
+        "segments.methods.")] = None,
     n_boot: Annotated[int, typer.Option(
         "--n-boot", help="Bootstrap resamples per k (cluster Jaccard).")] = 20,
     seed: Annotated[int, typer.Option(help="Seed of every random draw.")] = 0,
@@ -49,6 +52,7 @@ def segment_command(
     """
     from valuechain.errors import SpecError
     from valuechain.segments import segment_project
+    from valuechain.segments.cluster import Method
 
     moment = None
     if as_of is not None:
@@ -64,12 +68,22 @@ def segment_command(
             ks = (int(lo), int(hi or lo))
         except ValueError:
             raise SpecError(f"`k`: {k!r} is not a range; e.g. 2-6.") from None
+    chosen: list[Method] | None = None
+    if methods is not None:
+        chosen = []
+        for name in (m.strip() for m in methods.split(",") if m.strip()):
+            if name not in ("kmeans", "gmm"):
+                raise SpecError(f"`methods`: {name!r} is not a method; use kmeans and/or gmm, "
+                                "e.g. kmeans,gmm.")
+            chosen.append("kmeans" if name == "kmeans" else "gmm")
+        if not chosen:
+            raise SpecError("`methods`: name at least one of kmeans, gmm.")
     if n_boot < 2:
         raise SpecError(f"`n_boot`: {n_boot} is too few; use at least 2 (default 20).")
     loaded = _load(spec)
     with _progress(not as_json, "segment") as progress:
-        result = segment_project(loaded, as_of=moment, k=ks, n_boot=n_boot, seed=seed,
-                                 progress=progress)
+        result = segment_project(loaded, as_of=moment, k=ks, methods=chosen, n_boot=n_boot,
+                                 seed=seed, progress=progress)
     if as_json:
         _emit(result.to_json())
         return
@@ -87,11 +101,11 @@ def segment_command(
                     "silhouette", "stable"):
             table.add_column(col)
         for s in result.stability:
-            chosen = s.method == result.method and s.k == result.k
+            picked = s.method == result.method and s.k == result.k
             table.add_row(s.method, str(s.k), f"{s.min_jaccard:.2f}",
                           " ".join(f"{v:.2f}" for v in s.jaccard),
                           f"{s.prediction_strength:.2f}", f"{s.silhouette:.2f}",
-                          ("[bold green]chosen[/]" if chosen else "yes") if s.stable else "no")
+                          ("[bold green]chosen[/]" if picked else "yes") if s.stable else "no")
         console.print(table)
     if result.profiles:
         table = Table(title=f"Segments ({result.label} rate over the horizon, matured)")
