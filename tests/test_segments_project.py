@@ -29,8 +29,13 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "churn" / "valuecha
 ACTIONS = {"creators": {"high": ["editor_28d"], "action": "editor onboarding flow"},
            "collaborators": {"high": ["sharing_28d"], "action": "invite-your-team message"},
            "analysts": {"high": ["reports_28d"], "action": "reports webinar"}}
-PLANTED: dict[str, Any] = {"features": ["editor_28d", "sharing_28d", "reports_28d"], "k": [2, 4],
-           "methods": ["kmeans"], "actions": ACTIONS}
+AREAS = [{"name": f"{area}_28d", "aggregate": "count", "source": "feature_events",
+          "key": "customer_id", "window": "28d", "where": f"area = '{area}'"}
+         for area in ("editor", "sharing", "reports")]
+#: The personas' features are defined for segments only (the model's features stay as they are).
+PLANTED: dict[str, Any] = {"features": ["editor_28d", "sharing_28d", "reports_28d"],
+                           "define": AREAS, "k": [2, 4], "methods": ["kmeans"],
+                           "actions": ACTIONS}
 CONTINUOUS = ["mean_seconds_28d", "mean_items_28d"]
 CONTINUUM: dict[str, Any] = {"features": CONTINUOUS, "k": [2, 4], "methods": ["kmeans"]}
 
@@ -47,10 +52,8 @@ def _project(root: Path, data: Path, segments: dict[str, Any] | None) -> Path:
     spec["sources"]["feature_events"] = {"path": "data/feature_events.parquet",
                                          "role": "events", "keys": ["event_id"],
                                          "event_time": "ts"}
-    for area in ("editor", "sharing", "reports"):
-        spec["features"].append({"name": f"{area}_28d", "aggregate": "count",
-                                 "source": "feature_events", "key": "customer_id",
-                                 "window": "28d", "where": f"area = '{area}'"})
+    if segments is None or "define" not in segments:
+        spec["features"].extend(AREAS)
     for name, column in (("mean_seconds_28d", "seconds"), ("mean_items_28d", "items")):
         spec["features"].append({"name": name, "aggregate": "mean", "of": column,
                                  "source": "feature_events", "key": "customer_id",
@@ -73,8 +76,9 @@ def planted(data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path,
 
 def test_planted_personas_are_found_stable_and_named(planted: tuple[Path, SegmentResult],
                                                      data: Path) -> None:
-    _, result = planted
+    root, result = planted
     assert result.verdict == "segments" and result.k == 3, result.message
+    assert "editor_28d" not in {f.name for f in load_spec(root).spec.features}
     assert result.hopkins.clustered
     chosen = next(s for s in result.stability if s.k == 3)
     assert chosen.min_jaccard >= 0.85 and chosen.prediction_strength >= 0.8
@@ -145,6 +149,11 @@ def test_user_mistakes_exit_2(data: Path, tmp_path: Path) -> None:
     bad = _project(tmp_path / "bad", data, {"features": ["editor_28d", "nope"]})
     out = runner.invoke(app, ["segment", "--spec", str(bad)])
     assert out.exit_code == 2 and "'nope' is not a feature" in out.output
+    twice = _project(tmp_path / "twice", data, {**PLANTED, "define": [
+        {**AREAS[0], "name": "mean_items_28d"}]})
+    out = runner.invoke(app, ["segment", "--spec", str(twice)])
+    assert out.exit_code == 2 and "segments.define.0.name" in out.output
+    assert "already a feature" in out.output
     good = _project(tmp_path / "good", data, CONTINUUM)
     out = runner.invoke(app, ["segment", "--spec", str(good), "--as-of", "2024-03-05"])
     assert out.exit_code == 2 and "not a decision time" in out.output

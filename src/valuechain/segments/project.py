@@ -162,10 +162,16 @@ def _config(loaded: LoadedSpec) -> Segments:
             f"{loaded.path.name}: no `segments:` block. Add one naming at least two features, "
             "e.g. `segments: {features: [sessions_28d, tickets_90d]}` (docs/segments.md).")
     names = {f.name for f in loaded.spec.features}
+    for i, extra in enumerate(cfg.define):
+        if extra.name in names:
+            raise SpecError(f"{loaded.where('segments', 'define', i, 'name')}: '{extra.name}' "
+                            "is already a feature; give the segment feature another name.")
+        names.add(extra.name)
     for i, name in enumerate(cfg.features):
         if name not in names:
             raise SpecError(f"{loaded.where('segments', 'features', i)}: '{name}' is not a "
-                            f"feature of the spec; use one of {sorted(names)}.")
+                            f"feature of the spec; use one of {sorted(names)} or define it "
+                            "under `segments.define`.")
     for i, name in enumerate(cfg.log):
         if name not in cfg.features:
             raise SpecError(f"{loaded.where('segments', 'log', i)}: '{name}' is not among "
@@ -178,6 +184,20 @@ def _config(loaded: LoadedSpec) -> Segments:
                         f"{loaded.where('segments', 'actions', seg, side, i)}: '{name}' is "
                         f"not among `segments.features` {cfg.features}.")
     return cfg
+
+
+def _with_defined(loaded: LoadedSpec, cfg: Segments) -> LoadedSpec:
+    """``loaded`` with the ``segments.define`` features appended to ``features`` (messages
+    about them still point at their lines under ``segments.define``)."""
+    if not cfg.define:
+        return loaded
+    first = len(loaded.spec.features)
+    spec = loaded.spec.model_copy(update={"features": [*loaded.spec.features, *cfg.define]})
+    lines = dict(loaded.lines)
+    for loc, line in loaded.lines.items():
+        if loc[:2] == ("segments", "define") and len(loc) >= 3 and isinstance(loc[2], int):
+            lines[("features", first + loc[2], *loc[3:])] = line
+    return LoadedSpec(spec, loaded.path, lines)
 
 
 def _pick_time(loaded: LoadedSpec, cfg: Segments, as_of: datetime | None) -> datetime:
@@ -347,10 +367,11 @@ def segment_project(
         raise SpecError(f"--k {list(ks)}: use two numbers with 2 <= smallest <= largest <= 12.")
     chosen_methods: list[Method] = list(methods or cfg.methods)
     where = loaded.where("segments", "features")
-    t = _pick_time(loaded, cfg, as_of)
+    framed = _with_defined(loaded, cfg)
+    t = _pick_time(framed, cfg, as_of)
     if progress:
         progress("features", 0.05)
-    point = features_at(loaded, t, cfg.features, engine=engine)
+    point = features_at(framed, t, cfg.features, engine=engine)
     complete, x, dropped = _matrix(point, cfg, where)
     key = point.key
     if progress:
@@ -397,7 +418,7 @@ def segment_project(
         if next_t is not None:
             if progress:
                 progress("next period", 0.8)
-            later = features_at(loaded, next_t, cfg.features, engine=engine)
+            later = features_at(framed, next_t, cfg.features, engine=engine)
             complete2, x2, _ = _matrix(later, cfg, where)
             labels2, _ = fit_labels(x2, best.k, method, seed)
             both = complete[[key]].assign(a=labels).merge(

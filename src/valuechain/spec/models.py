@@ -610,7 +610,11 @@ class Segments(_Model):
     """Behavioural segments (`valuechain segment`, docs/segments.md)."""
 
     features: list[Identifier] = Field(
-        min_length=2, description="Features of the spec to segment on (at least two).")
+        min_length=2, description="Features to segment on (at least two): names from "
+        "`features` or `segments.define`.")
+    define: list[Feature] = Field(
+        default_factory=list, description="Features used only for segments, not by the "
+        "model; written as in `features`.")
     as_of: datetime | None = Field(
         None, description="Decision time to segment at (on the schedule); default the latest "
         "one whose label is mature and whose next period is in the data.")
