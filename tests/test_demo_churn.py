@@ -61,6 +61,7 @@ def test_written_files_match_the_world_and_truth_is_apart(world: ChurnWorld, dat
     for name in TABLES:
         assert pq.read_table(data / f"{name}.parquet").equals(world.tables[name]), name
     assert sorted(p.name for p in (data / "truth").iterdir()) == ["customers.parquet",
+                                                                  "segments.parquet",
                                                                   "uplift.parquet"]
     assert not list(data.glob(".*tmp*"))
 
