@@ -64,6 +64,8 @@ __all__ = [
     "RowFeature",
     "Schedule",
     "SchedulePoints",
+    "SegmentAction",
+    "Segments",
     "Source",
     "Spec",
     "TimeSplit",
@@ -595,6 +597,52 @@ class Monitoring(_Model):
         return tuple(self.alerts)
 
 
+class SegmentAction(_Model):
+    """What to do with one named segment, and how to recognise it by its profile."""
+
+    high: list[Identifier] = Field(
+        default_factory=list, description="Features the segment is high on (its profile).")
+    low: list[Identifier] = Field(
+        default_factory=list, description="Features the segment is low on.")
+    action: str = Field(description="The action for the segment: an onboarding flow, a "
+                        "message, an experiment.")
+
+
+class Segments(_Model):
+    """Behavioural segments (`valuechain segment`, docs/segments.md)."""
+
+    features: list[Identifier] = Field(
+        min_length=2, description="Features to segment on (at least two): names from "
+        "`features` or `segments.define`.")
+    define: list[Feature] = Field(
+        default_factory=list, description="Features used only for segments, not by the "
+        "model; written as in `features`.")
+    as_of: datetime | None = Field(
+        None, description="Decision time to segment at (on the schedule); default the latest "
+        "one whose label is mature and whose next period is in the data.")
+    period: Duration = Field(
+        timedelta(days=28), description="Refit this long after `as_of` to check stability "
+        "over time.")
+    k: tuple[int, int] = Field((2, 6), description="Smallest and largest number of segments "
+                               "tried, e.g. `[2, 6]`.")
+    methods: list[Literal["kmeans", "gmm"]] = Field(
+        ["kmeans", "gmm"], min_length=1,
+        description="Clustering methods: `kmeans`, `gmm` (Gaussian mixture).")
+    log: list[Identifier] = Field(
+        default_factory=list, description="Features log1p-transformed before scaling "
+        "(skewed counts).")
+    actions: dict[Identifier, SegmentAction] = Field(
+        default_factory=dict, description="Named segments: profile and action.")
+
+    @field_validator("k")
+    @classmethod
+    def _k_range(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if not 2 <= value[0] <= value[1] <= 12:
+            raise SpecError(f"`k` {list(value)} must be [smallest, largest] with "
+                            "2 <= smallest <= largest <= 12, e.g. [2, 6]")
+        return value
+
+
 class Owners(_Model):
     """Who owns each link of the value chain."""
 
@@ -712,6 +760,7 @@ class Spec(_Model):
     split: TimeSplit | None = None
     value: Value | None = None
     monitoring: Monitoring | None = None
+    segments: Segments | None = None
     owners: Owners = Field(default_factory=Owners)
     forecast: Forecast | None = None
     audit: AuditSettings = Field(default_factory=AuditSettings)
