@@ -32,7 +32,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     spec["value"]["capacity"]["review"]["limit"] = outreach_capacity(CUSTOMERS)
     # a light feature set keeps the build quick; the forecast reads whatever the frame has
     keep = {"sessions_14d", "sessions_prior_28d", "tickets_28d", "failed_payments_28d",
-            "tenure_weeks", "plan", "billing"}
+            "tenure_days", "plan", "billing"}
     spec["features"] = [f for f in spec["features"] if f["name"] in keep]
     spec["value"]["baseline_policy"] = "tickets_28d + failed_payments_28d > 0"
     spec["forecast"] = {"origins": 3, "methods": ["individual", "seasonal_naive", "ets"],
@@ -51,7 +51,7 @@ def frame(project: Path) -> pd.DataFrame:
 
 
 FEATURES = ["sessions_14d", "sessions_prior_28d", "tickets_28d", "failed_payments_28d",
-            "tenure_weeks", "plan", "billing"]
+            "tenure_days", "plan", "billing"]
 
 
 def test_forecast_project_three_ways_with_backtest_and_artifacts(project: Path,
