@@ -54,7 +54,8 @@ def test_uplift_run_writes_artifacts_and_loads(project: Path, summary: dict[str,
 
 def test_lists_respect_capacity_and_truth_checks(summary: dict[str, object]) -> None:
     lists = {o["name"]: o for o in summary["lists"]}  # type: ignore[attr-defined]
-    assert set(lists) == {"risk", "uplift", "risk_then_uplift", "random", "rule", "oracle"}
+    assert set(lists) == {"risk", "uplift", "uplift_value", "risk_then_uplift", "random",
+                          "rule", "oracle"}
     assert lists["oracle"]["true_saves"]["value"] >= max(
         o["true_saves"]["value"] for o in lists.values()) - 1e-9
     weeks = summary["weeks_test"]
@@ -87,6 +88,8 @@ def test_plan_holdout_with_and_without_spec(project: Path) -> None:
     (["plan-holdout", "--base", "2", "--effect", "0.01", "--list", "200",
       "--control-share", "0.2"], "`--base`"),
     (["uplift", "--learners", "three_model_logistic"], "is not a learner"),
+    (["uplift", "--learners", "two_model_logistic", "--blocks", "year"],
+     "`--blocks` must be 'customer' or 'week'"),
 ])
 def test_user_errors_exit_2(project: Path, args: list[str], message: str) -> None:
     if args[0] == "uplift":

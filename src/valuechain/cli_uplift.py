@@ -113,6 +113,8 @@ def uplift_command(
              "class_transformation_lightgbm (default: all four).")] = None,
     n_boot: Annotated[int, typer.Option(help="Bootstrap resamples per interval.")] = 200,
     seed: Annotated[int, typer.Option(help="Seed of the learners and the resamples.")] = 0,
+    blocks: Annotated[str, typer.Option(
+        help="What the bootstrap resamples: customer (default) or week.")] = "customer",
     as_json: JsonOpt = False,
 ) -> None:
     """Learn the effect of the action from the randomized history; compare lists."""
@@ -137,7 +139,7 @@ def uplift_command(
     loaded = _load(spec)
     with _progress(not as_json, "uplift") as progress:
         run = run_uplift(loaded, truth=truth, learners=chosen, n_boot=n_boot, seed=seed,
-                         progress=progress)
+                         blocks=blocks, progress=progress)
     if as_json:
         _emit({**run.summary, "path": str(run.path)})
     else:
