@@ -117,7 +117,8 @@ def test_report_section_draws_curves_lists_and_planner(project: Path,
     section = uplift_section(loaded, loaded.workspace)
     assert section is not None and section.id == "uplift"
     html = str(section.html)
-    assert html.count("<svg") == 3  # Qini, gain vs budget, control vs treated per week
+    # Qini, gain vs budget, control vs treated per week, pooled effect after each week
+    assert html.count("<svg") == 4
     for key in ("uplift-summary", "uplift-verdict", "uplift-lists", "uplift-learners",
                 "uplift-truth", "uplift-planner"):
         assert f'data-key="{key}"' in html

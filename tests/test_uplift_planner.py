@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 
 from valuechain.errors import DataError
-from valuechain.uplift.planner import plan_holdout, pooled_estimate, weekly_rates
+from valuechain.uplift.planner import (
+    cumulative_effect,
+    plan_holdout,
+    pooled_estimate,
+    weekly_rates,
+)
 
 
 def test_weeks_by_hand() -> None:
@@ -70,3 +75,8 @@ def test_pooled_estimate_by_hand_and_weekly_rates() -> None:
     rates = weekly_rates(y, t, w)
     assert rates["control_rate"].tolist() == [0.5, 0.0]
     assert rates["treated_rate"].tolist() == pytest.approx([0.0, 1 / 3])
+    # the pooled effect after the last week is the pooled estimate
+    cumulative = cumulative_effect(rates)
+    assert cumulative["effect"].tolist() == pytest.approx([0.5, 1 / 3 - 1 / 5])
+    assert cumulative["weeks"].tolist() == [1, 2]
+    assert (cumulative["low"] <= cumulative["effect"]).all()

@@ -127,6 +127,23 @@ def _weekly_chart(weekly: list[dict[str, Any]]) -> Markup | None:
         "Churn within the horizon, control vs treated, per matured week", "churn rate")
 
 
+def _cumulative_chart(rows: list[dict[str, Any]], needed: int | None) -> Markup | None:
+    if not rows:
+        return None
+    periods = [date.fromisoformat(str(r["week"])[:10]) for r in rows]
+    lines = [Line("pooled effect so far", [], [r["effect"] for r in rows], PALETTE[0]),
+             Line("95 % interval", [], [r["low"] for r in rows], PALETTE[0], dashed=True),
+             Line("(interval)", [], [r["high"] for r in rows], PALETTE[0], dashed=True),
+             Line("no effect", [], [0.0] * len(rows), "#9ca3af", dashed=True)]
+    if needed is not None and needed <= len(rows):
+        lines.append(Line(f"week {needed}: planned power reached", [],
+                          [rows[needed - 1]["effect"] if i == needed - 1 else None
+                           for i in range(len(rows))], PALETTE[3], joined=False,
+                          markers=True))
+    return period_chart(periods, lines, "Pooled effect of the action after each matured week",
+                        "control - treated churn")
+
+
 @register_section(order=85, id="uplift", title=TITLE)
 def uplift_section(loaded: LoadedSpec, workspace: Path) -> Section | None:
     """The latest ``valuechain uplift`` run; ``None`` (no card) when there is none."""
@@ -160,6 +177,12 @@ def uplift_section(loaded: LoadedSpec, workspace: Path) -> Section | None:
             and 0 < base < 1 and 0 < share < 1 and base - effect >= 0):
         plan = plan_holdout(base=base, effect=effect, list_size=max(2, int(s["capacity"])),
                             control_share=share)
+    cumulative = _cumulative_chart(s.get("cumulative", []), plan.weeks if plan else None)
+    if cumulative is not None:
+        charts.append(("The effect as the weeks mature", cumulative,
+                       "Pooled control - treated churn over the weeks so far (normal "
+                       "interval; the headline figure above resamples customers). The "
+                       "marker: the week the planner says 80 % power is reached."))
     truth = any("true_saves" in o for o in s.get("lists", []))
     html = fragment(_BODY, s=s, a=a, p=p, charts=charts, truth=truth, iv=_iv,
                     checks=s.get("truth_checks"), plan=plan, share=share)

@@ -60,7 +60,12 @@ from valuechain.uplift.learners import (
     save_learner,
 )
 from valuechain.uplift.metrics import curve_band, uplift_intervals
-from valuechain.uplift.planner import PooledEstimate, pooled_estimate, weekly_rates
+from valuechain.uplift.planner import (
+    PooledEstimate,
+    cumulative_effect,
+    pooled_estimate,
+    weekly_rates,
+)
 
 __all__ = ["DEFAULT_LEARNERS", "UpliftRun", "mature_mask", "pooled_estimate_for", "read_truth",
            "run_uplift"]
@@ -395,6 +400,8 @@ def run_uplift(
         "weeks_test": len(np.unique(period)),
         "pooled": pooled.to_json(),
         "weekly": weekly.assign(week=weekly["week"].astype(str)).to_dict(orient="records"),
+        "cumulative": cumulative_effect(weekly).assign(
+            week=lambda d: d["week"].astype(str)).to_dict(orient="records"),
         "truth": str(truth) if truth is not None else None, "truth_checks": checks or None,
     }
     summary["verdict"] = _verdict(outcomes)
