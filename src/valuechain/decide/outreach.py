@@ -33,14 +33,14 @@ week, so rows are not independent) and, as a second view, **weeks**
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from valuechain.decide.price import Decisions, Objective, realised_cost, summarise
+from valuechain.decide.price import Decisions, Objective, apply, realised_cost, summarise
 from valuechain.decide.result import ActionCounts, PeriodSummary, Savings
 from valuechain.evaluate.bootstrap import block_sum_interval
 from valuechain.policy import Optimum, TopN, optimize_top_n
@@ -172,14 +172,14 @@ def price_outreach(
     target = validation.scores if objective == "expected" else validation.labels
     optimum = optimize_top_n(validation.scores, validation.costs, target, validation.periods,
                              limit, per=per, action=names[0], other=names[1])
-    policy = optimum.policy
-    assert isinstance(policy, TopN)
+    chosen = optimum.policy
+    assert isinstance(chosen, TopN)
+    policy = replace(chosen, metadata={**chosen.metadata, "cooldown_periods": cooldown_periods})
     top_role = policy.roles[names[0]]
 
     def listed(rows: Decisions, entity: npt.ArrayLike) -> Bool:
-        floor = rows.scores >= policy.min_score if policy.min_score is not None else None
-        return select_weekly(rows.scores, rows.periods, entity, min(policy.n, limit),
-                             cooldown_periods=cooldown_periods, eligible=floor)
+        with_entity = replace(rows, entity=np.asarray(entity))
+        return np.asarray(apply(policy, with_entity, limit, "approve") == top_role)
 
     val_mask, test_mask = listed(validation, entity_validation), listed(test, entity_test)
     acted = _roles(test_mask, top_role)

@@ -126,7 +126,21 @@ def run_decisions(loaded: LoadedSpec, run: TrainResult, run_dir: Path, role: str
                      labels=table["label"].to_numpy(dtype=np.float64), costs=costs,
                      periods=capacity_period(us, per_us), days=(us - origin) // DAY_US)
     rule = table["rule"].to_numpy(dtype=bool) if "rule" in table.columns else None
+    key = _outreach_key(loaded)
+    if key is not None:  # a weekly list: the customer of each row, for the cooldown
+        entity = _read_predictions(run_dir, role, [ID_COLUMN, key], loaded.root)[key]
+        rows = replace(rows, entity=entity.astype(str).to_numpy())
     return rows, rule
+
+
+def _outreach_key(loaded: LoadedSpec) -> str | None:
+    """The schedule's entity key when the spec has ``outreach`` (else None)."""
+    from valuechain.spec.models import SchedulePoints
+
+    dp = loaded.spec.decision_points
+    if loaded.spec.outreach is None or not isinstance(dp, SchedulePoints):
+        return None
+    return dp.schedule.key
 
 
 def decide_project(
@@ -240,16 +254,16 @@ def _decide_outreach(loaded: LoadedSpec, run: TrainResult, run_dir: Path,
     """``decide --kind top_n`` for a spec with ``outreach``: a weekly list (see
     :mod:`valuechain.decide.outreach`)."""
     from valuechain.lists import list_actions
-    from valuechain.spec.models import SchedulePoints
 
     outreach = loaded.spec.outreach
     assert outreach is not None
     names = list_actions(loaded)
-    assert names is not None
-    dp = loaded.spec.decision_points
-    key = dp.schedule.key if isinstance(dp, SchedulePoints) else (run.frame.id_column or "")
-    entity = {role: _read_predictions(run_dir, role, [ID_COLUMN, key], loaded.root)[key]
-              .astype(str).to_numpy() for role in ("validation", "test")}
+    key = _outreach_key(loaded)
+    if names is None or key is None or validation.entity is None or test.entity is None:
+        raise SpecError(f"{loaded.where('decision_points')}: a weekly outreach list needs "
+                        "scheduled decision points (`decision_points.schedule`): the cooldown "
+                        "follows each customer from week to week.")
+    entity = {"validation": validation.entity, "test": test.entity}
     cooldown_us = to_micros(outreach.cooldown)
     cooldown_periods = -(-cooldown_us // per_us)
     per_days = per_us / DAY_US

@@ -26,7 +26,9 @@
 6. **output** — the assignment is logged (one transaction; the same week again is
    idempotent, a different draw refused), then the list is written atomically as Parquet
    and CSV: ``week``, the key, ``rank``, ``score``, ``uplift``, ``expected_value``,
-   ``score_bin``, ``group``, ``action`` and ``reasons`` (the model's top three contributions,
+   ``score_bin`` (the stratum: bin among the listed), ``population_decile`` (decile of the
+   risk among every active customer that Monday, 1 = riskiest), ``group``, ``action`` and
+   ``reasons`` (the model's top three contributions,
    when the candidate gives contributions).
 """
 
@@ -379,10 +381,14 @@ def week_list(
     control = stratified_control(n, block.control_share, block.stratify_bins,
                                  np.random.default_rng(control_seed(block.seed, week_iso)))
     bins = control_bins(n, block.stratify_bins) + 1
+    # decile of each score among every active customer of the week (1 = the riskiest tenth)
+    population = np.empty(len(score), dtype=np.int64)
+    population[np.lexsort((keys, -score))] = control_bins(len(score), 10) + 1
     table = pd.DataFrame({
         "week": week_iso, key: frame[key].to_numpy()[order],
         "rank": np.arange(1, n + 1, dtype=np.int64), "score": score[order],
         "uplift": effect[order], "expected_value": ev[order], "score_bin": bins,
+        "population_decile": population[order],
         "group": np.where(control, "control", "treated"),
         "action": np.where(control, actions[1], actions[0]),
         "reasons": _reasons(m, frame.iloc[order]) if n else []})
