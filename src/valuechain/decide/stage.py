@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -300,7 +301,7 @@ def _decide_outreach(loaded: LoadedSpec, run: TrainResult, run_dir: Path,
         "sensitivity": sensitivity, "frontier": list(priced.optimum.frontier),
         "threshold_curve": _threshold_curve(test), "frame": run.frame,
         "policy_file": policy_path.relative_to(loaded.workspace).as_posix(),
-        "outreach": outreach_block(priced, format_duration(outreach.cooldown), key),
+        "outreach": outreach_block(priced, _days(outreach.cooldown), key),
     }
     body["value_chain"] = _outreach_chain(loaded, run, body, names, per)
     result = DecideResult(**body).at(loaded.workspace)
@@ -309,6 +310,12 @@ def _decide_outreach(loaded: LoadedSpec, run: TrainResult, run_dir: Path,
     if progress:
         progress("done", 1.0)
     return result
+
+
+def _days(span: timedelta) -> str:
+    """A duration in whole days when it is one (``35d`` rather than ``5w``)."""
+    whole = span.total_seconds() % 86_400 == 0
+    return f"{span.days}d" if whole else format_duration(span)
 
 
 def _outreach_chain(loaded: LoadedSpec, run: TrainResult, body: dict[str, Any],

@@ -261,8 +261,15 @@ def load_latest_uplift(loaded: LoadedSpec) -> tuple[UpliftLike, str] | None:
 
 
 def _cooldown_start(at: datetime, cooldown: timedelta) -> str:
-    return (at - cooldown + timedelta(microseconds=1)).date().isoformat() \
-        if cooldown > timedelta(0) else at.date().isoformat()
+    """The first listing date still in cooldown at ``at``: lists dated after
+    ``at - cooldown`` (a list exactly ``cooldown`` before is over it).
+
+    >>> _cooldown_start(datetime(2025, 6, 16), timedelta(days=35))
+    '2025-05-13'
+    """
+    if cooldown <= timedelta(0):
+        return at.date().isoformat()
+    return ((at - cooldown).date() + timedelta(days=1)).isoformat()
 
 
 def _policy_size(m: _Model, capacity: int) -> tuple[int, float | None, str]:
