@@ -684,7 +684,7 @@ def decide(
     table = Table(title="Test period")
     outreach = result.outreach or {}
     limited = outreach.get("action") or "reviews"
-    per_word = {"1d": "day", "7d": "week", "1h": "hour"}.get(
+    per_word = {"1d": "day", "7d": "week", "1w": "week", "1h": "hour"}.get(
         _duration(found[1].per) if found else "", "period")
     for column in ("", "cost", "per 1,000", f"{limited} per {per_word} max", "over limit"):
         table.add_column(column, justify="right")

@@ -103,7 +103,7 @@ def outreach_card(loaded: LoadedSpec, workspace: Path, result: DecideResult, sec
     value = loaded.spec.value
     cap = next(iter(value.capacity.values()), None) if value and value.capacity else None
     per = format_duration(cap.per) if cap is not None else "7d"
-    unit = {"1d": "day", "7d": "week", "1h": "hour"}.get(per, per)
+    unit = {"1d": "day", "7d": "week", "1w": "week", "1h": "hour"}.get(per, per)
     action = outreach["action"]
     words = describe(body["policy"], per=per).removeprefix("Policy: ")
     rows = []
