@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from valuechain.cli import app
 from valuechain.demo.churn_chain import run_churn_demo
-from valuechain.lists import AssignmentLog, control_bins, week_list
+from valuechain.lists import Assignment, AssignmentLog, control_bins, week_list
 from valuechain.lists.week import week_frame
 from valuechain.spec import load_spec
 
@@ -50,8 +50,8 @@ def test_the_chain_runs_and_prints_each_step(chain: tuple[Path, dict[str, Any], 
     assert decided["test"]["capacity"]["max_used"] <= LIMIT
     assert decided["test"]["savings"]["no_outreach"]["blocks"] == "customers"
     assert any("a week" in line for line in lines if line.startswith("decide"))
-    assert Path(out["report"]["path"]).is_file()
-    html = Path(out["report"]["path"]).read_text(encoding="utf-8")
+    assert out["report"]["ok"], out["report"]
+    html = Path(out["report"]["report"]).read_text(encoding="utf-8")
     assert "Lists handed out" in html and "per week" in html
 
 
@@ -59,7 +59,7 @@ def test_decide_never_evaluates_immature_weeks(chain: tuple[Path, dict[str, Any]
                                                ) -> None:
     project, out, _ = chain
     loaded = load_spec(project)
-    as_of = datetime.fromisoformat(str(out["build"]["manifest"]["as_of"])).replace(tzinfo=None)
+    as_of = datetime.fromisoformat(str(out["build"]["as_of"])).replace(tzinfo=None)
     run_dir = loaded.workspace / "runs" / out["train"]["run_id"]
     for role in ("validation", "test"):
         times = pd.read_parquet(run_dir / f"predictions_{role}.parquet",
@@ -114,12 +114,23 @@ def test_cooldown_keeps_last_weeks_customers_off_this_weeks_list(
 
 def test_list_cli_prints_json_and_refuses_a_week_off_the_schedule(
         chain: tuple[Path, dict[str, Any], list[str]]) -> None:
-    project, out, _ = chain
+    project, _, _ = chain
     runner = CliRunner()
-    ok = runner.invoke(app, ["list", "--spec", str(project), "--week", out["list"]["week"],
+    ok = runner.invoke(app, ["list", "--spec", str(project), "--week", "2025-04-07",
                              "--json"])
     assert ok.exit_code == 0, ok.output
-    assert json.loads(ok.output)["rows"] == out["list"]["rows"]
+    first = json.loads(ok.output)
+    assert first["rows"] <= LIMIT and first["logged"] == first["rows"]
+    again = runner.invoke(app, ["list", "--spec", str(project), "--week", "2025-04-07",
+                                "--json"])
+    assert again.exit_code == 0 and json.loads(again.output)["logged"] == 0
+    text = runner.invoke(app, ["list", "--spec", str(project), "--week", "2025-04-07"])
+    assert "held out as control" in text.output
+    # a week already handed out with another draw (here: written by hand) is refused
+    AssignmentLog(load_spec(project).workspace / "lists" / "assignments.sqlite").record(
+        [Assignment("no-such-customer", "2025-03-24", "treated", 1, 0.5)])
+    changed = runner.invoke(app, ["list", "--spec", str(project), "--week", "2025-03-24"])
+    assert changed.exit_code == 2 and "already has a list" in changed.output
     bad = runner.invoke(app, ["list", "--spec", str(project), "--week", "2025-06-04"])
     assert bad.exit_code == 2
     assert "not a decision time of the schedule" in bad.output
