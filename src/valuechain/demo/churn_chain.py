@@ -12,6 +12,7 @@ figures; the result is one JSON-ready dict.
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -154,9 +155,9 @@ def decide_lines(decided: Any, currency: str) -> list[str]:
 
 def _uplift(loaded: Any, project: Path, seed: int, say: Callable[[str], None]
             ) -> dict[str, Any]:
-    try:
-        from valuechain.uplift.run import run_uplift  # type: ignore[import-not-found]
-    except ImportError:
+    try:  # the uplift stage, when this installation has it
+        run_uplift = importlib.import_module("valuechain.uplift.run").run_uplift
+    except (ImportError, AttributeError):
         say("uplift: skipped (valuechain.uplift is not part of this installation); the list "
             "ranks by risk")
         return {"skipped": "valuechain.uplift not installed"}

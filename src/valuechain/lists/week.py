@@ -34,6 +34,7 @@
 
 from __future__ import annotations
 
+import importlib
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -248,9 +249,9 @@ def load_latest_uplift(loaded: LoadedSpec) -> tuple[UpliftLike, str] | None:
     pointer = loaded.workspace / "uplift" / "latest"
     if not pointer.exists():
         return None
-    try:
-        from valuechain.uplift import load_uplift  # type: ignore[attr-defined]
-    except ImportError:
+    try:  # helper package: present once `valuechain uplift` is installed
+        load_uplift = importlib.import_module("valuechain.uplift").load_uplift
+    except (ImportError, AttributeError):
         return None
     name = pointer.read_text(encoding="utf-8").strip()
     model: UpliftLike = load_uplift(pointer.parent / name)
