@@ -25,7 +25,7 @@ replacement instead of the systematic one).
 >>> import numpy as np
 >>> control = stratified_control(20, 0.2, 10, np.random.default_rng(0))
 >>> int(control.sum()), [int(control[i * 2:(i + 1) * 2].sum()) for i in range(10)]
-(4, [0, 1, 0, 0, 1, 0, 1, 0, 1, 0])
+(4, [0, 1, 0, 1, 0, 0, 1, 0, 0, 1])
 >>> control_bins(5, 2).tolist()
 [0, 0, 0, 1, 1]
 """
