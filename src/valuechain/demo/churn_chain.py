@@ -147,9 +147,11 @@ def decide_lines(decided: Any, currency: str) -> list[str]:
              + (f" (risk >= {policy['min_score']:.3f})" if policy.get("min_score") else "")
              + f", {cap.mean_used:.0f} to {action} a week on test on average (max "
              f"{cap.max_used:.0f} of {cap.limit}), cooldown {names.get('cooldown', '-')}"]
+    against = {"no_outreach": "calling nobody", "random_list": "a random list of the same size",
+               "rules": "today's rule"}
     for name, s in (decided.test.savings or {}).items():
         lines.append(f"  saves {currency} {s.value:,.0f} [{s.low:,.0f}, {s.high:,.0f}] vs "
-                     f"{name.replace('_', ' ')} (interval resampling customers)")
+                     f"{against.get(name, name)} (interval resampling customers)")
     return lines
 
 
