@@ -168,6 +168,8 @@ def _uplift(loaded: Any, project: Path, seed: int, say: Callable[[str], None]
         return {"skipped": "no treatment block"}
     run = run_uplift(loaded, truth=project / "data" / "truth", n_boot=50, seed=seed)
     summary: dict[str, Any] = dict(getattr(run, "summary", {}))
-    say(f"uplift: run written to {getattr(run, 'path', '?')}; the list ranks by the expected "
-        "value of a call")
+    verdict = summary.get("verdict")
+    say(f"uplift: chosen learner {summary.get('chosen_learner', '?')}"
+        + (f"; {verdict}" if isinstance(verdict, str) else "")
+        + f" (run {summary.get('run_id', '?')}); the list ranks by the expected value of a call")
     return summary
