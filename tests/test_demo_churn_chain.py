@@ -176,6 +176,8 @@ def test_with_an_uplift_model_the_list_ranks_by_expected_value_of_a_call(
     features = ["sessions_14d", "sessions_prior_28d", "tickets_28d", "failed_payments_28d"]
     model = _TwoLogistic(features).fit(joined, (joined["group"] == "treated").to_numpy(int),
                                        joined["cancels_30d"].to_numpy(int))
+    by_risk = week_list(loaded, "2025-02-24", uplift=model, rank="risk")
+    assert by_risk.ranked_by == "risk" and by_risk.uplift is None
     result = week_list(loaded, "2025-03-03", uplift=model)
     table = result.table
     assert result.ranked_by == "expected_value" and result.uplift == "two_model"

@@ -25,6 +25,10 @@ def list_command(
     out: Annotated[Path | None, typer.Option(help="List file (.parquet or .csv; the other "
                                              "format is written beside it); default "
                                              "<workspace>/lists/<week>.*")] = None,
+    rank: Annotated[str, typer.Option(
+        metavar="<auto|risk|value>",
+        help="auto: by the expected value of a call when an uplift model exists, else by "
+             "risk; risk; value (needs `valuechain uplift`).")] = "auto",
     as_json: JsonOpt = False,
 ) -> None:
     """Write the week's list: the customers most worth the action, with a random control."""
@@ -33,7 +37,7 @@ def list_command(
 
     if not week:
         raise DataError("`week` is required: the Monday of the list, e.g. `--week 2025-06-02`.")
-    result = week_list(_load(spec), week, out=out)
+    result = week_list(_load(spec), week, out=out, rank=rank)
     if as_json:
         _emit(result.to_json())
         return

@@ -293,6 +293,7 @@ def week_list(
     out: Path | None = None,
     uplift: UpliftLike | None = None,
     use_policy: bool = True,
+    rank: str = "auto",
 ) -> WeekList:
     """Make, log and write the list of ``week`` (a Monday of the schedule).
 
@@ -311,6 +312,11 @@ def week_list(
     use_policy : bool, default True
         Ranked by risk, apply the run's decided top-N policy (size, minimum score) when
         there is one; otherwise list up to the capacity.
+    rank : {"auto", "risk", "value"}
+        ``auto``: by the expected value of a call when an uplift model is available, else by
+        risk; ``risk``: by risk even with an uplift model (e.g. when ``valuechain uplift``
+        finds its list worse than the risk-ranked one); ``value``: an uplift model is
+        required.
 
     Returns
     -------
@@ -350,13 +356,20 @@ def week_list(
                         f"`{dp.schedule.population}`.")
     score = np.asarray(m.calibrator.apply(np.asarray(m.model.predict(frame), np.float64)),
                        dtype=np.float64)
+    if rank not in ("auto", "risk", "value"):
+        raise DataError(f"`rank` {rank!r}: expected auto, risk or value.")
     uplift_name: str | None = None
-    if uplift is None:
+    if rank == "risk":
+        uplift = None
+    elif uplift is None:
         latest = load_latest_uplift(loaded)
         if latest is not None:
             uplift, uplift_name = latest
     else:
         uplift_name = getattr(uplift, "learner", "given")
+    if rank == "value" and uplift is None:
+        raise ArtifactError(f"{loaded.workspace / 'uplift'}: `rank` value needs an uplift "
+                            "model; run `valuechain uplift --spec DIR` first (or rank by risk).")
     effect: F64 = np.full(len(frame), np.nan)
     ev: F64 = np.full(len(frame), np.nan)
     if uplift is not None:
