@@ -38,7 +38,7 @@ def test_the_chain_runs_and_prints_each_step(chain: tuple[Path, dict[str, Any], 
     _, out, lines = chain
     steps = [line.split(":", 1)[0] for line in lines]
     for step in ("generate", "check", "build", "audit", "train", "decide", "uplift", "list",
-                 "report"):
+                 "forecast", "segments", "report"):
         assert step in steps, (step, lines)
     assert out["check"]["passed"]
     assert out["audit"]["counts"]["critical"] == 0

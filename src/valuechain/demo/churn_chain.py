@@ -4,15 +4,15 @@ Generate the world (:func:`valuechain.demo.churn.generate_churn`, 10,000 custome
 default so the chain runs in minutes), write the example spec with the capacity scaled to
 the world (``max(10, round(20 * customers / 1000))`` calls a week, as the world's outreach
 history), then check, build, audit, train, ``decide --kind top_n`` (the weekly list priced
-with the cooldown and outreach baselines), uplift (``valuechain.uplift``, when installed and
-the spec can declare the randomized history; skipped with a note otherwise), the list of the
-last Monday of the data with its control group, and the report. Each step prints its
-figures; the result is one JSON-ready dict.
+with the cooldown and outreach baselines), uplift (learned from the randomized history and
+checked against the generator's true effects), the list of the last Monday of the data with
+its control group, the forecast of churners per week (three methods, backtested), the
+behavioural segments, and the report. Each step prints its figures; the result is one
+JSON-ready dict.
 """
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -26,16 +26,6 @@ __all__ = ["demo_spec_text", "last_week", "run_churn_demo"]
 #: The candidates the demo trains (the logistic regression adds minutes, not insight here).
 DEMO_CANDIDATES = ("prior", "rules", "lightgbm")
 
-_TREATMENT = """
-# The randomized history of past lists (valuechain uplift learns the effect of a call on it).
-treatment:
-  source: outreach
-  key: customer_id
-  time: week
-  column: group
-  treated: treated
-  control: control
-"""
 
 
 def _example_spec() -> Path:
@@ -47,10 +37,8 @@ def _example_spec() -> Path:
 
 
 def demo_spec_text(customers: int) -> str:
-    """The example spec with the weekly capacity scaled to ``customers`` (and the
-    ``treatment`` block when this valuechain's spec knows it)."""
+    """The example spec with the weekly capacity scaled to ``customers``."""
     from valuechain.demo.churn import outreach_capacity
-    from valuechain.spec.models import Spec
 
     text = _example_spec().read_text(encoding="utf-8")
     limit = outreach_capacity(customers)
@@ -58,8 +46,6 @@ def demo_spec_text(customers: int) -> str:
     if count != 1:
         raise ArtifactError(f"{_example_spec()}: expected one weekly `limit` under "
                             "`value.capacity`; the example spec changed shape.")
-    if "treatment" in Spec.model_fields and "\ntreatment:" not in text:
-        text = text.replace("\nvalue:\n", _TREATMENT + "\nvalue:\n", 1)
     return text
 
 
@@ -130,6 +116,8 @@ def run_churn_demo(project: Path, *, customers: int = 10_000, seed: int = 7,
     out["list"] = listed.to_json()
     for line in listed.lines():
         say("list: " + line.strip())
+    out["forecast"] = _forecast(loaded, seed, say)
+    out["segments"] = _segments(loaded, seed, say)
     reported = api.report(loaded)
     out["report"] = reported.to_json()
     say(f"report: {reported.path}" + ("" if reported.ok else " (with problems: run "
@@ -157,19 +145,40 @@ def decide_lines(decided: Any, currency: str) -> list[str]:
 
 def _uplift(loaded: Any, project: Path, seed: int, say: Callable[[str], None]
             ) -> dict[str, Any]:
-    try:  # the uplift stage, when this installation has it
-        run_uplift = importlib.import_module("valuechain.uplift.run").run_uplift
-    except (ImportError, AttributeError):
-        say("uplift: skipped (valuechain.uplift is not part of this installation); the list "
-            "ranks by risk")
-        return {"skipped": "valuechain.uplift not installed"}
-    if getattr(loaded.spec, "treatment", None) is None:
-        say("uplift: skipped (the spec has no `treatment` block)")
-        return {"skipped": "no treatment block"}
+    from valuechain.uplift.run import run_uplift
+
     run = run_uplift(loaded, truth=project / "data" / "truth", n_boot=50, seed=seed)
-    summary: dict[str, Any] = dict(getattr(run, "summary", {}))
-    verdict = summary.get("verdict")
-    say(f"uplift: chosen learner {summary.get('chosen_learner', '?')}"
-        + (f"; {verdict}" if isinstance(verdict, str) else "")
-        + f" (run {summary.get('run_id', '?')}); the list ranks by the expected value of a call")
+    summary: dict[str, Any] = dict(run.summary)
+    pooled = summary.get("pooled") or {}
+    effect = pooled.get("effect") if isinstance(pooled, dict) else None
+    say(f"uplift: chosen learner {summary.get('chosen_learner', '?')} (run "
+        f"{summary.get('run_id', '?')})"
+        + (f"; a call lowers 30-day churn by {effect['value']:.2%} [{effect['low']:.2%}, "
+           f"{effect['high']:.2%}] over the matured randomized weeks"
+           if isinstance(effect, dict) and "value" in effect else ""))
+    say(f"  {summary.get('verdict', '')}")
     return summary
+
+
+def _forecast(loaded: Any, seed: int, say: Callable[[str], None]) -> dict[str, Any]:
+    from valuechain.forecast.project import forecast_project
+
+    result = forecast_project(loaded, origins=4, methods=["individual", "seasonal_naive",
+                                                          "ets"], seed=seed, live=False)
+    rows = result.metrics[result.metrics["step"] == 0]
+    parts = [f"{r.method} MAPE {r.mape:.1%}" for r in rows.itertuples()
+             if isinstance(r.mape, float) and r.mape == r.mape]
+    say(f"forecast: churners per week, {len(result.individual)} origins backtested: "
+        + ", ".join(parts) + f" ({result.seconds:.0f}s)")
+    return dict(result.to_json())
+
+
+def _segments(loaded: Any, seed: int, say: Callable[[str], None]) -> dict[str, Any]:
+    from valuechain.segments import segment_project
+
+    if loaded.spec.segments is None:
+        say("segments: skipped (the spec has no `segments` block)")
+        return {"skipped": "no segments block"}
+    result = segment_project(loaded, n_boot=10, methods=["kmeans"], seed=seed)
+    say(f"segments: {result.message}")
+    return dict(result.to_json())

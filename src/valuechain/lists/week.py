@@ -34,7 +34,7 @@
 
 from __future__ import annotations
 
-import importlib
+import json
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -121,6 +121,7 @@ class WeekList:
     seconds: float
     by_bin: list[dict[str, int]] = field(default_factory=list)
     table: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False, compare=False)
+    rank_note: str | None = None  # why `auto` ranked by risk although an uplift model exists
 
     def to_json(self) -> dict[str, Any]:
         """Plain data (``valuechain list --json``)."""
@@ -131,7 +132,8 @@ class WeekList:
                 "sized_by": self.sized_by, "run_id": self.run_id,
                 "candidate": self.candidate, "uplift": self.uplift, "logged": self.logged,
                 "parquet": str(self.parquet), "csv": str(self.csv),
-                "seconds": round(self.seconds, 2), "by_bin": self.by_bin}
+                "seconds": round(self.seconds, 2), "by_bin": self.by_bin,
+                "rank_note": self.rank_note}
 
     def lines(self) -> list[str]:
         """What ``valuechain list`` prints."""
@@ -146,6 +148,8 @@ class WeekList:
                    f"{b['bin']}: {b['treated']}/{b['control']}" for b in self.by_bin),
                f"  written: {self.parquet} and {self.csv}"
                + ("" if self.logged else " (assignment already logged: unchanged)")]
+        if self.rank_note:
+            out.insert(1, f"  ranked by risk, not by the uplift model: {self.rank_note}")
         return out
 
 
@@ -245,17 +249,36 @@ def _reasons(m: _Model, frame: pd.DataFrame, top: int = 3) -> list[str]:
 
 
 def load_latest_uplift(loaded: LoadedSpec) -> tuple[UpliftLike, str] | None:
-    """The latest uplift model of the workspace, or None (no run, or no uplift package)."""
+    """The latest uplift model of the workspace (``valuechain uplift``), or None."""
+    from valuechain.uplift import load_uplift
+
     pointer = loaded.workspace / "uplift" / "latest"
     if not pointer.exists():
-        return None
-    try:  # helper package: present once `valuechain uplift` is installed
-        load_uplift = importlib.import_module("valuechain.uplift").load_uplift
-    except (ImportError, AttributeError):
         return None
     name = pointer.read_text(encoding="utf-8").strip()
     model: UpliftLike = load_uplift(pointer.parent / name)
     return model, name
+
+
+def _uplift_loses(run_dir: Path) -> str | None:
+    """Why an uplift run's own evaluation advises against ranking by it, or None.
+
+    The run compares the uplift-ranked list with the risk-ranked one on the test weeks; when
+    the uplift list saved measurably fewer (its difference's interval below zero), ``auto``
+    keeps ranking by risk.
+    """
+    try:
+        summary = json.loads((run_dir / "uplift.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    for outcome in summary.get("lists", []) if isinstance(summary, dict) else []:
+        diff = outcome.get("true_saves_vs_risk") if isinstance(outcome, dict) else None
+        if outcome.get("name") == "uplift" and isinstance(diff, dict) and (
+                isinstance(diff.get("high"), int | float) and diff["high"] < 0):
+            return (f"uplift run {run_dir.name} found the uplift-ranked list saves fewer "
+                    f"churners than the risk-ranked list on test ({diff['value']:+.1f} "
+                    f"[{diff['low']:+.1f}, {diff['high']:+.1f}]); `--rank value` overrides")
+    return None
 
 
 # ---------------------------------------------------------------- the list
@@ -359,12 +382,16 @@ def week_list(
     if rank not in ("auto", "risk", "value"):
         raise DataError(f"`rank` {rank!r}: expected auto, risk or value.")
     uplift_name: str | None = None
+    rank_note: str | None = None
     if rank == "risk":
         uplift = None
     elif uplift is None:
         latest = load_latest_uplift(loaded)
         if latest is not None:
             uplift, uplift_name = latest
+            rank_note = _uplift_loses(loaded.workspace / "uplift" / uplift_name)
+            if rank == "auto" and rank_note is not None:
+                uplift, uplift_name = None, None
     else:
         uplift_name = getattr(uplift, "learner", "given")
     if rank == "value" and uplift is None:
@@ -435,7 +462,7 @@ def week_list(
         in_cooldown=int(cooling.sum()), capacity=capacity, ranked_by=ranked_by,
         sized_by=sized_by, run_id=m.run_id, candidate=m.candidate, uplift=uplift_name,
         logged=logged, parquet=parquet, csv=csv, seconds=time.perf_counter() - started,
-        by_bin=by_bin, table=table)
+        by_bin=by_bin, table=table, rank_note=rank_note if ranked_by == "risk" else None)
 
 
 def _paths(loaded: LoadedSpec, week: str, out: Path | None) -> tuple[Path, Path]:
