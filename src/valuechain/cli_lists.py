@@ -27,8 +27,9 @@ def list_command(
                                              "<workspace>/lists/<week>.*")] = None,
     rank: Annotated[str, typer.Option(
         metavar="<auto|risk|value>",
-        help="auto: by the expected value of a call when an uplift model exists, else by "
-             "risk; risk; value (needs `valuechain uplift`).")] = "auto",
+        help="auto: by the expected value of a call when an uplift model exists and its run "
+             "did not find it losing to risk, else by risk; risk; value (needs `valuechain "
+             "uplift`).")] = "auto",
     as_json: JsonOpt = False,
 ) -> None:
     """Write the week's list: the customers most worth the action, with a random control."""

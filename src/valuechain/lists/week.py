@@ -336,7 +336,8 @@ def week_list(
         Ranked by risk, apply the run's decided top-N policy (size, minimum score) when
         there is one; otherwise list up to the capacity.
     rank : {"auto", "risk", "value"}
-        ``auto``: by the expected value of a call when an uplift model is available, else by
+        ``auto``: by the expected value of a call when an uplift model is available (and its
+        run did not find the uplift-ranked list saving fewer churners than risk), else by
         risk; ``risk``: by risk even with an uplift model (e.g. when ``valuechain uplift``
         finds its list worse than the risk-ranked one); ``value``: an uplift model is
         required.
