@@ -3,6 +3,9 @@ cooldown, intervals that resample customers (valuechain.decide.outreach)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 
 from valuechain.decide.outreach import price_outreach, select_weekly
@@ -88,3 +91,22 @@ def test_customer_intervals_are_wider_than_row_intervals_when_customers_recur() 
     rows = block_sum_interval(values, np.arange(len(values)), seed=1)
     customers = block_sum_interval(values, who, seed=1)
     assert customers.high - customers.low > 2 * (rows.high - rows.low)
+
+
+def test_auto_ranking_keeps_risk_when_the_uplift_run_found_its_list_losing(tmp_path: Path
+                                                                           ) -> None:
+    from valuechain.lists.week import _uplift_loses
+
+    run = tmp_path / "20261201-000000-abcdef"
+    run.mkdir()
+    losing = {"name": "uplift", "true_saves_vs_risk": {"value": -11.6, "low": -17.7,
+                                                       "high": -6.6}}
+    (run / "uplift.json").write_text(json.dumps({"lists": [{"name": "risk"}, losing]}))
+    note = _uplift_loses(run)
+    assert note is not None and "saves fewer churners" in note and "-11.6" in note
+    tie = {**losing, "true_saves_vs_risk": {"value": -2.0, "low": -9.0, "high": 4.0}}
+    (run / "uplift.json").write_text(json.dumps({"lists": [tie]}))
+    assert _uplift_loses(run) is None  # not measurably worse: the uplift model is used
+    (run / "uplift.json").write_text(json.dumps({"lists": [{"name": "uplift"}]}))
+    assert _uplift_loses(run) is None  # no truth, nothing known: the uplift model is used
+    assert _uplift_loses(tmp_path / "missing") is None
