@@ -306,8 +306,12 @@ class Catalog:
                     "BIGINT" if not not_int else "DOUBLE")
             select.append(quote_ident(c) if kind == "VARCHAR" else
                           f"CAST({quote_ident(c)} AS {kind}) AS {quote_ident(c)}")
-        self.con.execute(f"CREATE VIEW {self.view(name)} AS SELECT {', '.join(select)} "
+        # Read once into a temporary table: the engines join a source many times (as-of
+        # joins over a view that splits text lines are orders of magnitude slower).
+        table = quote_ident(f"text_{name}")
+        self.con.execute(f"CREATE TEMP TABLE {table} AS SELECT {', '.join(select)} "
                          f"FROM {typed}")
+        self.con.execute(f"CREATE VIEW {self.view(name)} AS SELECT * FROM {table}")
 
     def _derive_times(self, name: str) -> None:
         """Rewrite the declared time columns of ``name`` as timestamps: parsed with
