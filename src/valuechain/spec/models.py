@@ -65,6 +65,7 @@ __all__ = [
     "Source",
     "Spec",
     "TimeSplit",
+    "Treatment",
     "Value",
     "alert_owner_problems",
     "default_alert_rules",
@@ -104,7 +105,8 @@ class Decision(_Model):
     actions: list[str] = Field(min_length=1, description="The actions the decision can take.")
     latency_budget_ms: float | None = Field(
         None, gt=0, allow_inf_nan=False,
-        description="Time allowed to decide one case online, in milliseconds (finite).",
+        description="Time allowed to decide one case online, in milliseconds (finite); "
+        "not needed for a batch decision (scheduled decision points).",
     )
     kpi: str | None = Field(None, description="The business KPI the decision should move.")
 
@@ -139,6 +141,17 @@ class Schedule(_Model):
         None,
         description="Only entities with a population event in (t - active_within, t]; "
         "default: every entity seen at or before t.",
+    )
+    active_from: str | None = Field(
+        None,
+        description="Column of the population source: from when a row's entity is active "
+        "(included). With it, an entity is a decision point at t when some population row "
+        "has active_from <= t and (active_until is null or active_until > t).",
+    )
+    active_until: str | None = Field(
+        None,
+        description="Column of the population source: when a row's activity ends (excluded; "
+        "null while active). Only ever excludes: a later end is never seen at t.",
     )
 
 
@@ -240,6 +253,11 @@ class Label(_Model):
         description="Without `source`: a column of the decision source recording the outcome "
         "within the horizon, known at t + horizon. With `source` and kind amount: the amount.",
     )
+    absent: bool = Field(
+        False,
+        description="Label 1 when NO outcome of `source` falls in (t, t + horizon] (e.g. "
+        "'no purchase within 13 weeks'); binary labels from an outcome source only.",
+    )
 
     @field_validator("horizon")
     @classmethod
@@ -255,6 +273,9 @@ class Label(_Model):
             raise SpecError("a label needs `source` (an outcome table) or `column`")
         if self.kind == "amount" and self.source is not None and self.column is None:
             raise SpecError("an amount label from an outcome source needs `column` (the amount)")
+        if self.absent and (self.kind != "binary" or self.source is None):
+            raise SpecError("`absent: true` labels the absence of an outcome event: it needs "
+                            "`kind: binary` and an outcome `source` (not `column`)")
         return self
 
 
@@ -271,7 +292,8 @@ class RowFeature(_Model):
         return "row"
 
 
-AggregateName = Literal["count", "sum", "mean", "min", "max", "std", "distinct_count", "rate"]
+AggregateName = Literal["count", "sum", "mean", "min", "max", "std", "distinct_count", "rate",
+                        "since_first", "since_last", "last"]
 
 
 class AggregateFeature(_Model):
@@ -308,7 +330,7 @@ class AggregateFeature(_Model):
 
     @model_validator(mode="after")
     def _needs_column(self) -> AggregateFeature:
-        if self.aggregate != "count" and self.of is None:
+        if self.aggregate not in ("count", "since_first", "since_last") and self.of is None:
             raise SpecError(f"aggregate '{self.aggregate}' needs `of` (the column aggregated)")
         if self.window <= timedelta(0):
             raise SpecError("`window` must be longer than zero")
@@ -617,6 +639,36 @@ class AuditSettings(_Model):
     accept: list[AuditAcceptance] = Field(default_factory=list)
 
 
+class Treatment(_Model):
+    """The randomized history of an action: who was treated and who held out, at which t.
+
+    Rows of ``source`` whose ``key`` matches a decision point's key and whose ``time`` equals
+    its decision time are that decision point's assignment (``column`` = ``treated`` or
+    ``control``); only those rows train and evaluate uplift (``docs/uplift.md``).
+    """
+
+    source: str = Field(description="Source holding the assignment history, e.g. `outreach`.")
+    key: str = Field(description="Entity key column, in the source and in the frame.")
+    time: str = Field(description="Source column equal to the decision time of the listing.")
+    column: str = Field(description="Source column holding the group of each row.")
+    treated: str = Field("treated", description="Value of `column` for treated rows.")
+    control: str = Field("control", description="Value of `column` for held-out rows.")
+    strata: list[str] = Field(
+        default_factory=list,
+        description="Source columns the randomization was stratified by (e.g. "
+        "`risk_decile`): the known propensity is the treated share within each (time, "
+        "strata) cell; default the share within each time.",
+    )
+
+    @model_validator(mode="after")
+    def _two_groups(self) -> Treatment:
+        if self.treated == self.control:
+            raise SpecError(f"treatment: `treated` and `control` are both {self.treated!r}; "
+                            "name the two group values, e.g. treated: treated, control: "
+                            "control")
+        return self
+
+
 class EngineSettings(BaseModel):
     """Which engine builds the frame, with its options (checked by the engine's own config)."""
 
@@ -654,6 +706,7 @@ class Spec(_Model):
         "`{type: duckdb, threads: 2, memory_limit: 8GB}`; `valuechain build --engine` "
         "overrides the type.",
     )
+    treatment: Treatment | None = None
 
     @property
     def event_source(self) -> str | None:
