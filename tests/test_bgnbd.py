@@ -219,10 +219,51 @@ def test_cdnow_holdout_figures_as_measured(cdnow: tuple[pd.DataFrame, BGNBD]) ->
 
 
 @needs_cdnow
+def test_cdnow_holdout_shortfall_is_the_model_not_the_counting(
+    cdnow: tuple[pd.DataFrame, BGNBD],
+) -> None:
+    """Why the 39-week holdout total is -12.1 %: not a bug in the counting or the formula.
+
+    - Counting transactions (rows) instead of customer-days makes the actual larger (1,959),
+      the gap wider; the published calibration counts (2,457 repeat purchases, the
+      parameters) are reproduced with customer-days, so days are the paper's unit.
+    - The unconditional cohort expectation (equation 9 per customer from their first
+      purchase, as the paper's tracking figure) falls short of the holdout's increment by
+      the same order (-11.4 %): the conditional formula (equation 10) is not at fault.
+    - The shortfall sits in the first 26 holdout weeks (October to March: the holiday
+      season and its aftermath), not in the last 13 (-2.6 %): a stationary purchase rate
+      cannot follow seasonal buying.
+    """
+    s, m = cdnow
+    assert CDNOW is not None
+    raw = pd.read_csv(CDNOW / "CDNOW_sample.txt", sep=r"\s+", header=None,
+                      names=["orig_id", "id", "date", "cds", "dollars"])
+    assert int((raw["date"] > 19970930).sum()) == 1959  # rows: the gap would be wider
+    track = cumulative_tracking(m, s["first"], [272 / 7, 545 / 7])
+    increment = float(track[1] - track[0])
+    actual = float(s["frequency_holdout"].sum())
+    assert (increment - actual) / actual == pytest.approx(-0.114, abs=0.002)
+    ce = [float(m.conditional_expected(t, s["frequency"], s["recency"], s["T"]).sum())
+          for t in (0.0, 13.0, 26.0, 39.0)]
+    days = (pd.to_datetime(raw["date"].astype(str), format="%Y%m%d")
+            - pd.Timestamp("1997-01-01")).dt.days
+    held = pd.DataFrame({"id": raw["id"], "day": days}).drop_duplicates()
+    held = held[held["day"] >= 273]["day"]
+    errors = []
+    for k in range(3):
+        got = int(((held >= 273 + 91 * k) & (held < 273 + 91 * (k + 1))).sum())
+        errors.append((ce[k + 1] - ce[k] - got) / got)
+    assert errors[0] < -0.12 and errors[1] < -0.15 and abs(errors[2]) < 0.05
+
+
+@needs_cdnow
 @pytest.mark.xfail(
     strict=True,
-    reason="measured: the BG/NBD conditional expectation predicts 1653 repeat transactions in "
-    "the 39-week holdout against 1882 actual (-12.1 %), outside the issue's ±5 %",
+    reason="measured, and not a bug (see test_cdnow_holdout_shortfall_is_the_model_not_the_"
+    "counting): BG/NBD's conditional expectation predicts 1653 repeat transactions in the "
+    "39-week holdout against 1882 actual (-12.1 %); the shortfall is seasonal (holdout weeks "
+    "1-26), outside the issue's ±5 %. The cumulative tracking to week 78 (the weekly tracking "
+    "the paper draws) is within it (-4.1 %)",
 )
 def test_cdnow_holdout_total_within_5_percent(cdnow: tuple[pd.DataFrame, BGNBD]) -> None:
     s, m = cdnow

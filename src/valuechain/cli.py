@@ -846,10 +846,12 @@ def _print_demo(checked: Any, built: Any, audited: Any, run: Any, decided: Any,
 # --- command modules (each registers its commands on `app` when imported)
 # (one import line per module, alphabetical)
 from valuechain import cli_churn as _cli_churn  # noqa: E402, F401  (registers commands)
+from valuechain import cli_forecast as _cli_forecast  # noqa: E402, F401  (registers commands)
 from valuechain import cli_monitor as _cli_monitor  # noqa: E402, F401  (registers commands)
 from valuechain import cli_parity as _cli_parity  # noqa: E402, F401  (registers commands)
 from valuechain import cli_registry as _cli_registry  # noqa: E402, F401  (registers commands)
 from valuechain import cli_retrain as _cli_retrain  # noqa: E402, F401  (registers commands)
+from valuechain import cli_segment as _cli_segment  # noqa: E402, F401  (registers commands)
 from valuechain import cli_serve as _cli_serve  # noqa: E402, F401  (registers commands)
 from valuechain import cli_uplift as _cli_uplift  # noqa: E402, F401  (registers commands)
 

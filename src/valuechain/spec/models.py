@@ -51,6 +51,8 @@ __all__ = [
     "EngineSettings",
     "EventPoints",
     "Feature",
+    "Forecast",
+    "ForecastPurchases",
     "Label",
     "Lookup",
     "LookupFeature",
@@ -62,6 +64,8 @@ __all__ = [
     "RowFeature",
     "Schedule",
     "SchedulePoints",
+    "SegmentAction",
+    "Segments",
     "Source",
     "Spec",
     "TimeSplit",
@@ -617,6 +621,52 @@ class Monitoring(_Model):
         return tuple(self.alerts)
 
 
+class SegmentAction(_Model):
+    """What to do with one named segment, and how to recognise it by its profile."""
+
+    high: list[Identifier] = Field(
+        default_factory=list, description="Features the segment is high on (its profile).")
+    low: list[Identifier] = Field(
+        default_factory=list, description="Features the segment is low on.")
+    action: str = Field(description="The action for the segment: an onboarding flow, a "
+                        "message, an experiment.")
+
+
+class Segments(_Model):
+    """Behavioural segments (`valuechain segment`, docs/segments.md)."""
+
+    features: list[Identifier] = Field(
+        min_length=2, description="Features to segment on (at least two): names from "
+        "`features` or `segments.define`.")
+    define: list[Feature] = Field(
+        default_factory=list, description="Features used only for segments, not by the "
+        "model; written as in `features`.")
+    as_of: datetime | None = Field(
+        None, description="Decision time to segment at (on the schedule); default the latest "
+        "one whose label is mature and whose next period is in the data.")
+    period: Duration = Field(
+        timedelta(days=28), description="Refit this long after `as_of` to check stability "
+        "over time.")
+    k: tuple[int, int] = Field((2, 6), description="Smallest and largest number of segments "
+                               "tried, e.g. `[2, 6]`.")
+    methods: list[Literal["kmeans", "gmm"]] = Field(
+        ["kmeans", "gmm"], min_length=1,
+        description="Clustering methods: `kmeans`, `gmm` (Gaussian mixture).")
+    log: list[Identifier] = Field(
+        default_factory=list, description="Features log1p-transformed before scaling "
+        "(skewed counts).")
+    actions: dict[Identifier, SegmentAction] = Field(
+        default_factory=dict, description="Named segments: profile and action.")
+
+    @field_validator("k")
+    @classmethod
+    def _k_range(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if not 2 <= value[0] <= value[1] <= 12:
+            raise SpecError(f"`k` {list(value)} must be [smallest, largest] with "
+                            "2 <= smallest <= largest <= 12, e.g. [2, 6]")
+        return value
+
+
 class Owners(_Model):
     """Who owns each link of the value chain."""
 
@@ -637,6 +687,41 @@ class AuditAcceptance(_Model):
 
 class AuditSettings(_Model):
     accept: list[AuditAcceptance] = Field(default_factory=list)
+
+
+class ForecastPurchases(_Model):
+    """`forecast.purchases:` repeat purchases per period from a purchase log (BG/NBD)."""
+
+    source: str = Field(description="Source with one row per purchase.")
+    customer: str = Field(description="Customer id column of that source.")
+    time: str = Field(description="Purchase time column (only the day is used).")
+
+
+class Forecast(_Model):
+    """`forecast:` how many will churn per future period (``valuechain forecast``)."""
+
+    horizon: Duration | None = Field(
+        None, description="How far ahead each origin forecasts, e.g. '28d' (4 weekly "
+        "periods); default: the label horizon.")
+    origins: int = Field(8, ge=1, le=200, description="Rolling origins of the backtest: "
+                         "the latest decision times whose labels have matured.")
+    methods: list[Literal["individual", "seasonal_naive", "ets", "arima"]] = Field(
+        ["individual", "seasonal_naive", "ets", "arima"], min_length=1,
+        description="Sum of calibrated probabilities (individual) and time-series "
+        "baselines on the aggregate history.")
+    season: Duration = Field(timedelta(days=364), description="Length of the seasonal "
+                             "cycle of the seasonal naive forecast, e.g. '364d' (52 weeks).")
+    level: float = Field(0.9, gt=0, lt=1, description="Coverage of the intervals.")
+    candidate: str = Field("logistic", description="Built-in candidate of the individual "
+                           "method (prior, logistic, lightgbm).")
+    train_window: Duration | None = Field(
+        timedelta(days=182), description="Mature history the individual model is trained "
+        "on before each origin; null: all of it.")
+    balanced: bool = Field(False, description="Train the individual model on balanced "
+                           "classes (shows what calibration repairs in the totals).")
+    purchases: ForecastPurchases | None = Field(
+        None, description="Non-contractual data: also forecast repeat purchases per period "
+        "with BG/NBD beside the time-series methods.")
 
 
 class Treatment(_Model):
@@ -699,7 +784,9 @@ class Spec(_Model):
     split: TimeSplit | None = None
     value: Value | None = None
     monitoring: Monitoring | None = None
+    segments: Segments | None = None
     owners: Owners = Field(default_factory=Owners)
+    forecast: Forecast | None = None
     audit: AuditSettings = Field(default_factory=AuditSettings)
     engine: Annotated[EngineSettings, BeforeValidator(_engine_settings)] | None = Field(
         None, description="Engine that builds the frame: `duckdb` (default) or "

@@ -36,7 +36,8 @@ from valuechain.errors import DataError, SpecError
 from valuechain.expressions import Expression
 from valuechain.sql import quote_ident, quote_literal
 
-__all__ = ["Resolved", "awareness", "missing_reason", "output", "resolve"]
+__all__ = ["Resolved", "awareness", "missing_reason", "output", "resolve",
+           "schedule_points_sql"]
 
 _INTS = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER")
 _NUMERIC = ("INT", "DOUBLE", "FLOAT", "DECIMAL", "REAL", "BOOLEAN", "NUMERIC")
@@ -472,6 +473,21 @@ def _schedule_sql(plan: Plan, catalog: Catalog, points: SchedulePlan,
 
 
 _BIG = 9_223_372_036_854_775_807
+
+
+def schedule_points_sql(plan: Plan, catalog: Catalog) -> str:
+    """DuckDB SQL of ``plan``'s scheduled decision points (columns ``__row``, the key,
+    ``__t``, ``__o``, ``decision_time``) up to the schedule's end, else the latest time in
+    the sources: the build's own definition, for checks that need the points (the audit)."""
+    assert isinstance(plan.points, SchedulePlan)
+    aware, tsql = awareness(catalog)
+    if plan.as_of is not None:
+        as_of_us = check_moment(plan, plan.as_of, aware, "the `as_of` argument")
+    else:
+        parts = [f"SELECT max({expr}) AS m FROM {catalog.view(src)}"
+                 for (src, _), expr in tsql.items()]
+        as_of_us = int(catalog.scalar(f"SELECT max(m) FROM ({' UNION ALL '.join(parts)})"))
+    return _schedule_sql(plan, catalog, plan.points, tsql, aware, as_of_us, False)
 
 
 def resolve(plan: Plan, catalog: Catalog | None = None,
