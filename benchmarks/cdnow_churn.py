@@ -28,14 +28,15 @@ The label is the spec's ``lapses_13w`` (no purchase dated ``t``'s day .. 90 days
 script checks it against the purchases (``rfm_summary``'s holdout count) on every test row.
 AUC and average precision come with 95 % intervals that resample **customers** (the same
 customer recurs every Monday: ``valuechain.evaluate.bootstrap`` with customers as blocks),
-and each row's difference to the best candidate is a paired interval over the same
-resamples. There is no outreach history in CDNOW (nobody was contacted), so no uplift can be
+and each row's difference to the run's best candidate (chosen on validation) is a paired
+interval over the same resamples. There is no outreach history in CDNOW (nobody was contacted), so no uplift can be
 estimated: the comparison is of risk rankings only.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from dataclasses import dataclass
@@ -136,7 +137,9 @@ def compare(loaded: LoadedSpec, run_dir: Path, *, n_boot: int, seed: int
                                                 both["bgnbd_lapse"].to_numpy())
     aucs = {name: block_bootstrap("roc_auc", blocks, s, y, n_boot=n_boot, seed=seed)
             for name, (_, s) in scorers.items()}
-    best = max((n for n in scorers if n.startswith("valuechain")), key=lambda n: aucs[n].value)
+    # The run's choice, made on validation (never the best on test).
+    chosen = json.loads((run_dir / "metrics.json").read_text())["best_candidate"]
+    best = f"valuechain {chosen}"
     rows = []
     for name, (what, s) in scorers.items():
         ap = block_bootstrap("average_precision", blocks, s, y, n_boot=n_boot, seed=seed)
@@ -162,7 +165,8 @@ def markdown(rows: list[Row], context: dict[str, object]) -> str:
         f"{context['customers']:,} customers; label `lapses_13w` (no purchase in the next 13 "
         f"weeks) = {context['lapse_rate']:.1%}. 95 % intervals resample customers "
         f"({context['n_boot']} resamples); the last column is the paired AUC difference of "
-        f"the best candidate ({context['best']}) minus the row.", "",
+        f"the run's best candidate ({context['best']}, chosen on validation by `valuechain "
+        f"train`) minus the row.", "",
         "| scorer | what | test AUC | test AP | best − row (AUC) |",
         "|---|---|---:|---:|---:|"]
     for r in rows:
