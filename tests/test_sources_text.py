@@ -198,3 +198,15 @@ def test_date_only_decision_source_is_refused(tmp_path: Path) -> None:
         build_frame(load_spec(project), as_of=datetime(2025, 2, 1))
     assert "sources.buys.date_only" in str(err.value)
     assert "decide on a schedule" in str(err.value)
+
+
+def test_check_counts_repeated_lines_of_a_source_without_keys(tmp_path: Path) -> None:
+    from valuechain.data.validate import check_project
+
+    project = _project(tmp_path, lines=[*LINES, LINES[0], LINES[0]])
+    report = check_project(load_spec(project))
+    buys = next(c for c in report.data_checks if c.name == "source 'buys'")
+    assert buys.passed
+    assert buys.message == ("5 rows, 4 columns; declared columns exist; 2 rows repeat another "
+                            "row exactly (no `keys` tell them apart; each counts in the "
+                            "features)")
