@@ -59,6 +59,7 @@ def _project(root: Path, data: Path, segments: dict[str, Any] | None) -> Path:
                                  "source": "feature_events", "key": "customer_id",
                                  "window": "28d"})
     spec.pop("split", None)
+    spec.pop("segments", None)  # the example's own block; each test states its own
     if segments is not None:
         spec["segments"] = segments
     root.mkdir(parents=True, exist_ok=True)

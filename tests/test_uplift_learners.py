@@ -204,3 +204,14 @@ def test_load_uplift_missing_and_damaged(tmp_path: Path) -> None:
     (tmp_path / "model" / "uplift_model.json").write_text('{"format_version": 1}')
     with pytest.raises(ArtifactError, match="lacks"):
         load_uplift(tmp_path)
+
+
+def test_mature_mask_uses_horizon_delay_and_as_of(tmp_path: Path) -> None:
+    from valuechain.uplift.run import mature_mask
+
+    loaded = load_spec(_spec(tmp_path, BLOCK))  # horizon 7d
+    manifest = {"as_of": "2024-01-10T00:00:00", "label_delay": {"seconds": 0.0}}
+    times = pd.Series([T0, T1, pd.Timestamp("2024-01-03")])
+    assert mature_mask(manifest, loaded, times).tolist() == [True, False, True]
+    late = {"as_of": "2024-01-10T00:00:00", "label_delay": {"seconds": 2 * 86400.0}}
+    assert mature_mask(late, loaded, times).tolist() == [True, False, False]

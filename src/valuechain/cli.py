@@ -682,7 +682,11 @@ def decide(
     console.print(f"[dim]{result.kind.replace('_', '-')} policy from run {result.run_id} "
                   f"({result.candidate}), {objective} cost[/]", highlight=False)
     table = Table(title="Test period")
-    for column in ("", "cost", "per 1,000", "reviews/period max", "over limit"):
+    outreach = result.outreach or {}
+    limited = outreach.get("action") or "reviews"
+    per_word = {"1d": "day", "7d": "week", "1w": "week", "1h": "hour"}.get(
+        _duration(found[1].per) if found else "", "period")
+    for column in ("", "cost", "per 1,000", f"{limited} per {per_word} max", "over limit"):
         table.add_column(column, justify="right")
     for name, summary in [("policy", result.test), *result.baselines.items()]:
         cap = summary.capacity
@@ -690,7 +694,8 @@ def decide(
                       f"{summary.cost_per_1000:,.1f}",
                       f"{cap.max_used:.0f} / {cap.limit}", str(cap.periods_over_limit))
     console.print(table)
-    savings = Table(title=f"Savings of the policy on test ({currency}, 95% day-block interval)")
+    blocks = "resampling customers" if outreach else "day-block"
+    savings = Table(title=f"Savings of the policy on test ({currency}, 95% {blocks} interval)")
     for column in ("against", "saved", "interval"):
         savings.add_column(column, justify="right")
     for name, s in (result.test.savings or {}).items():
@@ -847,6 +852,7 @@ def _print_demo(checked: Any, built: Any, audited: Any, run: Any, decided: Any,
 # (one import line per module, alphabetical)
 from valuechain import cli_churn as _cli_churn  # noqa: E402, F401  (registers commands)
 from valuechain import cli_forecast as _cli_forecast  # noqa: E402, F401  (registers commands)
+from valuechain import cli_lists as _cli_lists  # noqa: E402, F401  (registers commands)
 from valuechain import cli_monitor as _cli_monitor  # noqa: E402, F401  (registers commands)
 from valuechain import cli_parity as _cli_parity  # noqa: E402, F401  (registers commands)
 from valuechain import cli_registry as _cli_registry  # noqa: E402, F401  (registers commands)

@@ -47,14 +47,17 @@ def _print_run(summary: dict[str, Any], path: Path) -> None:
     if truth:
         learners.add_column("corr. with truth", justify="right")
     for name, s in summary["learners"].items():
-        mark = " (chosen)" if name == summary["chosen_learner"] else ""
-        row = [name + mark, _num(s["fit_seconds"], 1), _iv(s["validation"]["qini"], 4),
+        mark = " *" if name == summary["chosen_learner"] else ""
+        short = name.replace("two_model_", "T-").replace("class_transformation_", "CT-")
+        row = [short + mark, _num(s["fit_seconds"], 1), _iv(s["validation"]["qini"], 4),
                _iv(s["test"]["qini"], 4), _iv(s["test"]["auuc"], 4),
                _iv(s["test"]["uplift_at_k"])]
         if truth:
             row.append(_num(s.get("test_truth", {}).get("corr_listed")))
         learners.add_row(*row)
     console.print(learners)
+    console.print("T = two-model, CT = class transformation; * chosen (highest validation "
+                  "Qini)", style="dim", highlight=False)
     risk = summary["ranking_on_randomized_test_rows"].get("risk")
     if risk:
         console.print(f"risk score ({summary['risk_source']}) on the same rows: Qini "
@@ -110,6 +113,8 @@ def uplift_command(
              "class_transformation_lightgbm (default: all four).")] = None,
     n_boot: Annotated[int, typer.Option(help="Bootstrap resamples per interval.")] = 200,
     seed: Annotated[int, typer.Option(help="Seed of the learners and the resamples.")] = 0,
+    blocks: Annotated[str, typer.Option(
+        help="What the bootstrap resamples: customer (default) or week.")] = "customer",
     as_json: JsonOpt = False,
 ) -> None:
     """Learn the effect of the action from the randomized history; compare lists."""
@@ -134,7 +139,7 @@ def uplift_command(
     loaded = _load(spec)
     with _progress(not as_json, "uplift") as progress:
         run = run_uplift(loaded, truth=truth, learners=chosen, n_boot=n_boot, seed=seed,
-                         progress=progress)
+                         blocks=blocks, progress=progress)
     if as_json:
         _emit({**run.summary, "path": str(run.path)})
     else:

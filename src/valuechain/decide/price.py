@@ -60,6 +60,7 @@ from valuechain.policy import (
     CostModel,
     Optimum,
     Policy,
+    TopN,
     apply_with_capacity,
     optimize_three_band,
     optimize_threshold,
@@ -102,6 +103,9 @@ class Decisions:
     days : array-like, optional
         Block of each row for the bootstrap intervals (e.g. the decision day); default the
         periods.
+    entity : array-like, optional
+        The customer of each row, for a weekly list with a cooldown (a top-N policy whose
+        ``metadata`` holds ``cooldown_periods``, see :mod:`valuechain.decide.outreach`).
 
     Examples
     --------
@@ -116,6 +120,7 @@ class Decisions:
     costs: CostModel
     periods: I64
     days: I64 | None = None
+    entity: npt.NDArray[Any] | None = None
 
     def __post_init__(self) -> None:
         s = _vector("scores", self.scores, np.float64)
@@ -138,6 +143,12 @@ class Decisions:
         object.__setattr__(self, "periods", _codes("periods", self.periods, n))
         if self.days is not None:
             object.__setattr__(self, "days", _codes("days", self.days, n))
+        if self.entity is not None:
+            entity = np.asarray(self.entity)
+            if entity.shape != (n,):
+                raise DataError(f"`entity` has shape {entity.shape}, `scores` {n} rows; give "
+                                "one customer per decision, in the same order.")
+            object.__setattr__(self, "entity", entity)
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -266,7 +277,23 @@ def optimise(kind: Kind, rows: Decisions, limit: int | None, overflow: str,
 
 
 def apply(policy: Policy, rows: Decisions, limit: int | None, overflow: str) -> Actions:
-    """The policy's actions on ``rows`` after the capacity overflow rule."""
+    """The policy's actions on ``rows`` after the capacity overflow rule.
+
+    A weekly list (a top-N policy with ``metadata['cooldown_periods']``, rows with an
+    ``entity``) is applied week by week with its cooldown; its actions are given by cost
+    role (``review`` for the listed, ``approve`` for the others) so they price directly.
+    """
+    cooldown = policy.metadata.get("cooldown_periods") if isinstance(policy, TopN) else None
+    if isinstance(policy, TopN) and cooldown is not None and rows.entity is not None:
+        from valuechain.decide.outreach import select_weekly
+
+        floor = rows.scores >= policy.min_score if policy.min_score is not None else None
+        size = policy.n if limit is None else min(policy.n, limit)
+        listed = select_weekly(rows.scores, rows.periods, rows.entity, size,
+                               cooldown_periods=int(cooldown), eligible=floor)
+        out = np.full(len(rows), "approve", dtype=object)
+        out[listed] = policy.roles[policy.action]
+        return out
     return np.asarray(apply_with_capacity(policy, rows.scores, rows.periods, limit, overflow),
                       dtype=object)
 

@@ -78,7 +78,9 @@ class Savings(_Part):
 
     ``low``/``high``: 95 % interval resampling whole decision days
     (:func:`~valuechain.evaluate.block_sum_interval`); ``per_day``: the total over the days
-    with decisions.
+    with decisions. A weekly outreach list (:mod:`valuechain.decide.outreach`) resamples
+    customers instead (``blocks: customers``; ``low_weeks``/``high_weeks`` resample weeks),
+    gives ``per_period`` (per week) and ``per_day`` per calendar day.
     """
 
     value: float
@@ -128,6 +130,9 @@ class DecideResult(_Part):
         Each baseline on test.
     sensitivity, frontier, threshold_curve, value_chain
         Tables for the report.
+    outreach : dict or None
+        For a weekly list (``--kind top_n`` with the spec's ``outreach``): the action names,
+        the cooldown and how the intervals resample (customers); ``None`` otherwise.
     """
 
     run_id: str
@@ -144,6 +149,7 @@ class DecideResult(_Part):
     value_chain: list[dict[str, str]]
     frame: FrameRef | None = None
     policy_file: str | None = None
+    outreach: dict[str, Any] | None = None
     _workspace: Path | None = PrivateAttr(default=None)
 
     def at(self, workspace: Path) -> DecideResult:
@@ -160,6 +166,8 @@ class DecideResult(_Part):
     def to_json(self) -> dict[str, Any]:
         """``decide.json`` / ``valuechain decide --json`` (strict JSON: NaN as null)."""
         out: dict[str, Any] = finite(self.model_dump(mode="python"))
+        if out.get("outreach") is None:  # only a weekly outreach list has it
+            out.pop("outreach", None)
         for summary in (out["validation"], out["test"], *out["baselines"].values()):
             if summary.get("savings") is None:  # only the policy on test has savings
                 summary.pop("savings", None)

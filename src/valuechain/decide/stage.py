@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from valuechain.artifacts import damaged, open_artifact
+from valuechain.decide.outreach import outreach_block, price_outreach
 from valuechain.decide.price import (
     Decisions,
     Kind,
@@ -125,7 +127,21 @@ def run_decisions(loaded: LoadedSpec, run: TrainResult, run_dir: Path, role: str
                      labels=table["label"].to_numpy(dtype=np.float64), costs=costs,
                      periods=capacity_period(us, per_us), days=(us - origin) // DAY_US)
     rule = table["rule"].to_numpy(dtype=bool) if "rule" in table.columns else None
+    key = _outreach_key(loaded)
+    if key is not None:  # a weekly list: the customer of each row, for the cooldown
+        entity = _read_predictions(run_dir, role, [ID_COLUMN, key], loaded.root)[key]
+        rows = replace(rows, entity=entity.astype(str).to_numpy())
     return rows, rule
+
+
+def _outreach_key(loaded: LoadedSpec) -> str | None:
+    """The schedule's entity key when the spec has ``outreach`` (else None)."""
+    from valuechain.spec.models import SchedulePoints
+
+    dp = loaded.spec.decision_points
+    if loaded.spec.outreach is None or not isinstance(dp, SchedulePoints):
+        return None
+    return dp.schedule.key
 
 
 def decide_project(
@@ -184,6 +200,9 @@ def decide_project(
     if progress:
         progress("optimising on validation", 0.2)
     (validation, _), (test, rule) = data["validation"], data["test"]
+    if kind == "top_n" and loaded.spec.outreach is not None:
+        return _decide_outreach(loaded, run, run_dir, validation, test, rule, limit, per,
+                                per_us, objective, seed, progress)
     priced = price_policy(
         test.scores, test.labels, test.costs, test.periods, limit, validation=validation,
         days=test.days, baselines={"rules": rule} if rule is not None else None, kind=kind,
@@ -226,6 +245,110 @@ def decide_project(
     if progress:
         progress("done", 1.0)
     return result
+
+
+def _decide_outreach(loaded: LoadedSpec, run: TrainResult, run_dir: Path,
+                     validation: Decisions, test: Decisions,
+                     rule: npt.NDArray[np.bool_] | None, limit: int, per: str, per_us: int,
+                     objective: Objective, seed: int,
+                     progress: Callable[[str, float], None] | None) -> DecideResult:
+    """``decide --kind top_n`` for a spec with ``outreach``: a weekly list (see
+    :mod:`valuechain.decide.outreach`)."""
+    from valuechain.lists import list_actions
+
+    outreach = loaded.spec.outreach
+    assert outreach is not None
+    names = list_actions(loaded)
+    key = _outreach_key(loaded)
+    if names is None or key is None or validation.entity is None or test.entity is None:
+        raise SpecError(f"{loaded.where('decision_points')}: a weekly outreach list needs "
+                        "scheduled decision points (`decision_points.schedule`): the cooldown "
+                        "follows each customer from week to week.")
+    entity = {"validation": validation.entity, "test": test.entity}
+    cooldown_us = to_micros(outreach.cooldown)
+    cooldown_periods = -(-cooldown_us // per_us)
+    per_days = per_us / DAY_US
+
+    def priced_with(val: Decisions, tst: Decisions) -> Any:
+        return price_outreach(tst, val, entity_test=entity["test"],
+                              entity_validation=entity["validation"], limit=limit,
+                              names=names, per=per, per_days=per_days,
+                              cooldown_periods=int(cooldown_periods), rule=rule,
+                              objective=objective, seed=seed)
+
+    priced = priced_with(validation, test)
+    sensitivity = []
+    moves = [(f, x) for f in ("false_negative", "false_positive", "review") for x in (0.5, 2.0)]
+    for number, (field, factor) in enumerate(moves):
+        if progress:
+            progress(f"sensitivity {number + 1}/{len(moves)}: {field.replace('_', ' ')} "
+                     f"cost x{factor:g}", 0.6 + 0.35 * number / len(moves))
+        moved = priced_with(validation.scaled(field, factor), test.scaled(field, factor))
+        entry: dict[str, Any] = {"cost": field, "factor": factor,
+                                 "policy": moved.policy.to_dict(),
+                                 "test_cost": moved.test.expected_cost}
+        for name, s in (moved.test.savings or {}).items():
+            entry[f"savings_vs_{name}"] = s.value
+        sensitivity.append(Sensitivity(**entry))
+    policy_path = run_dir / "policy.yaml"
+    policy = replace(priced.policy, metadata={
+        **priced.policy.metadata, "run_id": run.run_id, "candidate": run.best_candidate,
+        "frame_fingerprint": run.frame.fingerprint, "spec_hash": run.spec_hash})
+    body: dict[str, Any] = {
+        "run_id": run.run_id, "candidate": run.best_candidate, "kind": "top_n",
+        "objective": objective, "policy": policy.to_dict(),
+        "validation": priced.validation, "test": priced.test, "baselines": priced.baselines,
+        "sensitivity": sensitivity, "frontier": list(priced.optimum.frontier),
+        "threshold_curve": _threshold_curve(test), "frame": run.frame,
+        "policy_file": policy_path.relative_to(loaded.workspace).as_posix(),
+        "outreach": outreach_block(priced, _days(outreach.cooldown), key),
+    }
+    body["value_chain"] = _outreach_chain(loaded, run, body, names, per)
+    result = DecideResult(**body).at(loaded.workspace)
+    policy.save(policy_path)
+    write_json(loaded.workspace / "decide.json", result.to_json())
+    if progress:
+        progress("done", 1.0)
+    return result
+
+
+def _days(span: timedelta) -> str:
+    """A duration in whole days when it is one (``35d`` rather than ``5w``)."""
+    whole = span.total_seconds() % 86_400 == 0
+    return f"{span.days}d" if whole else format_duration(span)
+
+
+def _outreach_chain(loaded: LoadedSpec, run: TrainResult, body: dict[str, Any],
+                    names: tuple[str, str], per: str) -> list[dict[str, str]]:
+    spec = loaded.spec
+    owners = spec.owners
+    best = run.best_candidate
+    test = run.candidates[best].model_dump()["test"]
+    summary = body["test"].model_dump()
+    acts = summary["actions_per_period"]
+    cap = summary["capacity"]
+    savings = summary["savings"]
+    currency = spec.value.currency if spec.value else ""
+    period = describe(body["policy"], per=per).split(" highest scores ", 1)[-1].split(" ")[:2]
+    when = " ".join(period) if period else "a period"
+    today = savings.get("rules") or savings["no_outreach"]
+    today_name = "today's rule" if "rules" in savings else "contacting nobody"
+    return [
+        {"link": "model output", "owner": owners.data_science or "(no owner)",
+         "what": f"{best}: test AUC {test['roc_auc']:.3f}, average precision "
+                 f"{test['average_precision']:.3f}, calibrated"},
+        {"link": "decision rule", "owner": spec.decision.owner,
+         "what": describe(body["policy"], per=per).removeprefix("Policy: ")},
+        {"link": "changed behaviour", "owner": owners.operations or "(no owner)",
+         "what": f"{acts[names[0]]['mean']:.0f} customers to {names[0]} {when} on average "
+                 f"(max {cap['max_used']:.0f} of {cap['limit']}), a listed customer not "
+                 f"listed again for {body['outreach']['cooldown']}"},
+        {"link": "KPI", "owner": owners.product or spec.decision.owner,
+         "what": f"{spec.decision.kpi or 'expected cost'}: {currency} "
+                 f"{savings['no_outreach']['value']:,.0f} saved vs contacting nobody, "
+                 f"{currency} {today['value']:,.0f} vs {today_name} over the test period "
+                 "(intervals resample customers)"},
+    ]
 
 
 def _threshold_curve(rows: Decisions, points: int = 60) -> list[dict[str, float]]:

@@ -830,6 +830,10 @@ def decide_section(loaded: LoadedSpec, workspace: Path) -> Section:
                            "No decision policy has been chosen yet (it needs a training run, "
                            "`value.costs` and `value.capacity`).")
     result = DecideResult.load(workspace, root=loaded.root)  # validated: a DataError if damaged
+    if result.outreach is not None:  # a weekly list: its own card (per week, no declines)
+        from valuechain.report.sections_lists import outreach_card
+
+        return outreach_card(loaded, workspace, result, SECTION_ID, TITLE)
     body = Record(result.to_json(), "decide.json", DECIDE)
     policy = _policy(body)
     kind = body.text("kind")

@@ -339,7 +339,9 @@ def _write_top(target: Path, top: int, decider: Decider, time_column: str) -> Pa
     table = (pd.read_csv(target) if target.suffix.lower() == ".csv" else
              pd.read_parquet(target))
     per_us = decider.capacity.per_us if decider.capacity is not None else DAY_US
-    t_us = pd.to_datetime(table[time_column], utc=True).astype("int64") // 1000
+    # whatever unit pandas chose (ns in pandas 2, often us in pandas 3): microseconds
+    t_us = (pd.to_datetime(table[time_column], utc=True)
+            .astype("datetime64[us, UTC]").astype("int64"))
     start = PERIOD_ANCHOR_US + capacity_period(t_us.to_numpy(dtype=np.int64), per_us) * per_us
     table.insert(0, "period_start", pd.to_datetime(start, unit="us", utc=True))
     ranked = table.assign(__rank=table.groupby("period_start")["score"].rank(

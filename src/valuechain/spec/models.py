@@ -57,6 +57,7 @@ __all__ = [
     "Lookup",
     "LookupFeature",
     "Monitoring",
+    "Outreach",
     "Owners",
     "Period",
     "Project",
@@ -466,6 +467,34 @@ class Value(_Model):
     )
 
 
+class Outreach(_Model):
+    """A weekly outreach list: the action the capacity limits and its random control group.
+
+    Each list (one per capacity period) holds out ``control_share`` of its customers at
+    random, stratified by score bin (``stratify_bins`` equal-count bins of the listed, by
+    rank); a customer listed (treated or control) is not listed again for ``cooldown``
+    (see docs/churn.md, "The week's list").
+    """
+
+    action: str = Field(description="The action the capacity limits (one of "
+                        "`decision.actions`, e.g. `call`).")
+    control_share: float = Field(0.2, ge=0, lt=1, description="Share of each list held out "
+                                 "at random as a control (not acted on).")
+    stratify_bins: int = Field(10, ge=1, le=1000, description="Score bins of the listed the "
+                               "control is stratified by (10: deciles).")
+    cooldown: Duration = Field(timedelta(0), description="Minimum time before a listed "
+                               "customer may be listed again, e.g. '35d'.")
+    seed: int = Field(0, ge=0, description="Seed of the control draw (with the week, it "
+                      "makes the draw reproducible).")
+
+    @field_validator("cooldown")
+    @classmethod
+    def _cooldown(cls, value: timedelta) -> timedelta:
+        if value < timedelta(0):
+            raise SpecError("`outreach.cooldown` must be zero or longer, e.g. '35d'")
+        return value
+
+
 #: The severities an alert rule may carry, mildest first.
 SEVERITIES = ("info", "warning", "critical")
 #: Metric names the monitor's components emit (``docs/monitoring.md``); a rule may name
@@ -786,6 +815,7 @@ class Spec(_Model):
     monitoring: Monitoring | None = None
     segments: Segments | None = None
     owners: Owners = Field(default_factory=Owners)
+    outreach: Outreach | None = None
     forecast: Forecast | None = None
     audit: AuditSettings = Field(default_factory=AuditSettings)
     engine: Annotated[EngineSettings, BeforeValidator(_engine_settings)] | None = Field(

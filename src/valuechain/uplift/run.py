@@ -60,7 +60,12 @@ from valuechain.uplift.learners import (
     save_learner,
 )
 from valuechain.uplift.metrics import curve_band, uplift_intervals
-from valuechain.uplift.planner import PooledEstimate, pooled_estimate, weekly_rates
+from valuechain.uplift.planner import (
+    PooledEstimate,
+    cumulative_effect,
+    pooled_estimate,
+    weekly_rates,
+)
 
 __all__ = ["DEFAULT_LEARNERS", "UpliftRun", "mature_mask", "pooled_estimate_for", "read_truth",
            "run_uplift"]
@@ -188,6 +193,7 @@ def run_uplift(
     learners: Sequence[tuple[str, str]] = DEFAULT_LEARNERS,
     n_boot: int = 200,
     seed: int = 0,
+    blocks: str = "customer",
     progress: Progress | None = None,
 ) -> UpliftRun:
     """Run the whole uplift stage and publish ``<workspace>/uplift/<run_id>/``.
@@ -200,6 +206,9 @@ def run_uplift(
         The history does not join, a group lacks both classes, the truth is unreadable.
     """
     started = time.perf_counter()
+    if blocks not in ("customer", "week"):
+        raise DataError(f"`blocks` must be 'customer' or 'week' (what the bootstrap "
+                        f"resamples), got {blocks!r}.")
 
     def step(what: str, share: float) -> None:
         if progress:
@@ -232,6 +241,12 @@ def run_uplift(
     arole = {name: mask[rows] for name, mask in roles.items()}
     features = FeatureSet.infer(frame, [f.name for f in spec.features])
     key = block.key
+
+    def block_of(rows_frame: pd.DataFrame) -> npt.NDArray[Any]:
+        """The bootstrap block of each row: its customer (entity key) or its week."""
+        if blocks == "week":
+            return np.asarray(_week_labels(rows_frame[time_col]))
+        return rows_frame[key].to_numpy()
     truth_frame = read_truth(truth, key) if truth is not None else None
     true_all: F64 | None = None
     if truth_frame is not None:
@@ -252,7 +267,7 @@ def run_uplift(
                             t[va], e[va], base=base, seed=seed)
         fitted[name] = model
         valid_pred, test_pred = model.predict(a[va]), model.predict(a[te])
-        blocks_v, blocks_t = a.loc[va, key].to_numpy(), a.loc[te, key].to_numpy()
+        blocks_v, blocks_t = block_of(a.loc[va]), block_of(a.loc[te])
         weeks_t = a.loc[te, time_col].to_numpy()
         k_share = 0.3
         scores[name] = {
@@ -283,7 +298,7 @@ def run_uplift(
         "decision_id" in test_frame.columns else (None, None)
     uplift_test = model.predict(test_frame)
     assigned_test = a[te]
-    blocks_t = assigned_test[key].to_numpy()
+    blocks_t = block_of(assigned_test)
     pos_in_test = pd.Series(np.arange(len(test_rows)), index=test_rows)
     at = pos_in_test.reindex(assigned_test["frame_row"].to_numpy()).to_numpy()
     curves = {"uplift": {kind: curve_band(kind, uplift_test[at], t[te], y[te], blocks_t,
@@ -304,10 +319,18 @@ def run_uplift(
     per_us = to_micros(cap.per)
     t_us = test_frame[time_col].to_numpy().astype("datetime64[us]").astype(np.int64)
     period = capacity_period(t_us, per_us)
+    raw_value = row_costs(loaded, test_frame, "false_negative")
+    cost = row_costs(loaded, test_frame, "review")
+    value = np.zeros(len(test_rows)) if raw_value is None else np.nan_to_num(raw_value)
+    cost = np.zeros(len(test_rows)) if cost is None else np.nan_to_num(cost)
     lists: dict[str, npt.NDArray[np.bool_]] = {}
     if risk_test is not None:
         lists["risk"] = top_per_period(risk_test, period, cap.limit, seed)
     lists["uplift"] = top_per_period(uplift_test, period, cap.limit, seed)
+    # what `valuechain list` ranks by: the expected value of a call, only where it pays
+    ev = uplift_test * value - cost
+    lists["uplift_value"] = top_per_period(np.where(ev > 0, ev, -np.inf), period, cap.limit,
+                                           seed) & (ev > 0)
     if risk_test is not None:
         # the uplift model only saw customers today's rule listed (high risk): rank by
         # uplift within the riskiest 2 x capacity, where its training data lies
@@ -322,26 +345,26 @@ def run_uplift(
                                    where=loaded.where("value", "baseline_policy")))
         flag = np.nan_to_num(flag.astype(np.float64))
         lists["rule"] = top_per_period(flag, period, cap.limit, seed)
-    value = row_costs(loaded, test_frame, "false_negative")
-    cost = row_costs(loaded, test_frame, "review")
-    value = np.zeros(len(test_rows)) if value is None else np.nan_to_num(value)
-    cost = np.zeros(len(test_rows)) if cost is None else np.nan_to_num(cost)
+    true_test = None if true_all is None else true_all[test_rows]
+    if true_test is not None:
+        # the best list there is: the largest true effects (known only on a generated world)
+        lists["oracle"] = top_per_period(np.nan_to_num(true_test, nan=-np.inf), period,
+                                         cap.limit, seed)
     assigned_mask = np.zeros(len(test_rows), dtype=bool)
     assigned_mask[at] = True
     full_t = np.zeros(len(test_rows))
     full_t[at] = t[te]
     full_e = np.full(len(test_rows), 0.5)
     full_e[at] = e[te]
-    true_test = None if true_all is None else true_all[test_rows]
     outcomes: list[ListOutcome] = compare_lists(
-        lists, customers=test_frame[key].to_numpy(), value=value, cost=cost,
+        lists, customers=block_of(test_frame), value=value, cost=cost,
         assigned=assigned_mask, outcome=y_all[test_rows], treated=full_t, propensity=full_e,
         true_uplift=true_test, reference="risk", n_boot=n_boot, seed=seed)
 
     # 5. truth checks (generated worlds)
     checks: dict[str, Any] = {}
-    pooled = pooled_estimate(y, t, _week_labels(a[time_col]), a[key].to_numpy(),
-                             n_boot=max(n_boot, 200), seed=seed)
+    pooled = pooled_estimate(y, t, _week_labels(a[time_col]), block_of(a),
+                             n_boot=max(n_boot, 500), seed=seed)
     if true_all is not None:
         true_listed = true_all[rows]
         checks["pooled_vs_true_mean"] = {
@@ -366,7 +389,7 @@ def run_uplift(
 
     summary: dict[str, Any] = {
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "spec_hash": loaded.hash, "seed": seed, "n_boot": n_boot,
+        "spec_hash": loaded.hash, "seed": seed, "n_boot": n_boot, "blocks": blocks,
         "treatment": block.model_dump(mode="json"), "assignment": assignment.to_json(),
         "label": spec.label.name, "action": action, "capacity": cap.limit,
         "capacity_per": str(cap.per),
@@ -377,6 +400,8 @@ def run_uplift(
         "weeks_test": len(np.unique(period)),
         "pooled": pooled.to_json(),
         "weekly": weekly.assign(week=weekly["week"].astype(str)).to_dict(orient="records"),
+        "cumulative": cumulative_effect(weekly).assign(
+            week=lambda d: d["week"].astype(str)).to_dict(orient="records"),
         "truth": str(truth) if truth is not None else None, "truth_checks": checks or None,
     }
     summary["verdict"] = _verdict(outcomes)
