@@ -292,17 +292,38 @@ def _hygiene(data: AuditFrame, periods: Sequence[tuple[str, int, int]],
              horizon_us: int | None) -> Iterator[Finding]:
     frame = data.frame
     cols = [data.time_col, *data.features, data.label_col]
-    dup = int(frame.duplicated(subset=cols).sum())
+    # What a duplicate is depends on the key. When it names each decision (a transaction
+    # id: unique per row), two rows alike in time, features and label are one event
+    # recorded twice under two ids. When it names an entity that recurs (a customer on a
+    # weekly schedule), different customers with the same quiet history at the same
+    # Monday are alike by design; a duplicate is then the same entity, time, features and
+    # label twice, and the look-alikes are only counted (info).
+    entity = data.key_col is not None and bool(frame[data.key_col].duplicated().any())
+    dup = int(frame.duplicated(subset=[data.key_col, *cols] if entity else cols).sum())
     if dup:
+        what = "key, time, features, label" if entity else "time, features, label"
         yield Finding(
             id="duplicates", check="split_hygiene", severity="warning", features=(),
             evidence={"duplicate_rows": dup, "share": round(dup / len(frame), 6)},
-            explanation=f"{dup:,} rows repeat another row exactly (time, features, label); "
+            explanation=f"{dup:,} rows repeat another row exactly ({what}); "
             "duplicates inflate any score computed on them and can sit on both sides of a "
             "random split.",
             fix="deduplicate the source, or add the column that tells the rows apart to the "
             "source's `keys`.",
         )
+    if entity:
+        alike = int(frame.duplicated(subset=cols).sum()) - dup
+        if alike:
+            yield Finding(
+                id="identical_histories", check="split_hygiene", severity="info",
+                features=(),
+                evidence={"rows": alike, "share": round(alike / len(frame), 6)},
+                explanation=f"{alike:,} rows of different '{data.key_col}' values share "
+                "their time, features and label with another entity's row: entities with "
+                "the same history (often a quiet one: no recent events) at the same "
+                "decision time. Expected with scheduled decision points; not duplicates.",
+                fix="nothing to do; richer features tell such entities apart if needed.",
+            )
     if data.key_col is not None:
         same = int(frame.duplicated(subset=[data.key_col, data.time_col]).sum())
         if same:

@@ -95,7 +95,7 @@ class SourceRef:
     """One source: where it is, how to read it, its keys and time columns."""
 
     name: str
-    format: Literal["parquet", "csv", "duckdb"]
+    format: Literal["parquet", "csv", "duckdb", "text"]
     path: Path | None  # absolute; a file, a directory of Parquet files, or a DuckDB database
     written: str | None  # the path as the spec writes it (for messages)
     table: str | None = None  # the table inside a DuckDB database
@@ -105,6 +105,9 @@ class SourceRef:
     valid_from: str | None = None
     role: str = "events"
     reporting_delay_us: int | None = None  # declared `reporting_delay`
+    columns: tuple[str, ...] | None = None  # names for a headerless csv/text file
+    time_format: str | None = None  # strftime pattern of time columns written as text
+    date_only: bool = False  # times are dates: a row is known at the end of its day
 
     def time_fields(self) -> list[tuple[str, str]]:
         """``(field, column)`` for every declared time column."""
@@ -374,7 +377,8 @@ class Plan:
         require_columns(expr, columns, where=self.where(*loc), rows="the rows it reads")
 
 
-def _format(loaded: LoadedSpec, name: str, src: Source) -> Literal["parquet", "csv", "duckdb"]:
+def _format(loaded: LoadedSpec, name: str, src: Source
+            ) -> Literal["parquet", "csv", "duckdb", "text"]:
     if src.format is not None:
         return src.format
     if src.table is not None:
@@ -388,7 +392,7 @@ def _format(loaded: LoadedSpec, name: str, src: Source) -> Literal["parquet", "c
         return "duckdb"
     raise SpecError(
         f"{loaded.where('sources', name, 'path')}: cannot tell the format of "
-        f"'{src.path}' from its suffix. Set `format: parquet|csv|duckdb`."
+        f"'{src.path}' from its suffix. Set `format: parquet|csv|duckdb|text`."
     )
 
 
@@ -401,7 +405,9 @@ def source_refs(loaded: LoadedSpec) -> dict[str, SourceRef]:
             table=src.table, keys=tuple(src.keys), event_time=src.event_time,
             available_at=src.available_at, valid_from=src.valid_from, role=src.role,
             reporting_delay_us=(to_micros(src.reporting_delay) if src.reporting_delay is not None
-                                else None))
+                                else None),
+            columns=tuple(src.columns) if src.columns is not None else None,
+            time_format=src.time_format, date_only=src.date_only)
         for name, src in loaded.spec.sources.items()
     }
 

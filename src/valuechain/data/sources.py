@@ -17,7 +17,7 @@ from typing import Any
 import duckdb
 
 from valuechain.data.plan import Locator, Plan, SourceRef, locator, source_refs
-from valuechain.errors import DataError
+from valuechain.errors import DataError, SpecError
 from valuechain.spec.loader import LoadedSpec
 from valuechain.sql import connect, quote_ident, quote_literal
 
@@ -78,6 +78,14 @@ class SourceInfo:
 
 
 
+def _example(pattern: str) -> str:
+    """``pattern`` applied to 2025-03-01 14:05:00, e.g. '%Y%m%d' -> '20250301'."""
+    try:
+        return repr(datetime(2025, 3, 1, 14, 5).strftime(pattern))
+    except ValueError:  # pragma: no cover - strftime accepts almost anything
+        return repr(pattern)
+
+
 def _looks_like_a_value(name: str) -> bool:
     """Whether a CSV column name reads as a number or a date (a data row taken as header)."""
     text = name.strip()
@@ -106,9 +114,11 @@ class Catalog:
         if isinstance(loaded, Plan):
             self.sources: Mapping[str, SourceRef] = loaded.sources
             self.locator: Locator = loaded.locator
+            self._own = loaded.own
         else:
             self.sources = source_refs(loaded)
             self.locator = locator(loaded)
+            self._own = loaded.spec.event_source
         self.con = con or connect()
         self.con.execute("SET enable_progress_bar = false")
         # Text with an offset converts to a UTC instant whatever the machine's time zone.
@@ -130,6 +140,17 @@ class Catalog:
         src = self.sources[name]
         where = self.where("sources", name, "path")
         fmt, path = src.format, src.path
+        if src.date_only and name == self._own:
+            raise SpecError(
+                f"{self.where('sources', name, 'date_only')}: '{name}' is the decision "
+                "source, whose rows are decisions at their own time; a date-only time does "
+                "not say when in the day the decision was taken. Expected timestamps on the "
+                "decision source; decide on a schedule (`decision_points.schedule`) over "
+                "date-only data, or remove `date_only`.")
+        if src.columns is not None and fmt not in ("csv", "text"):
+            raise SpecError(f"{self.where('sources', name, 'columns')}: `columns` names the "
+                            f"fields of a headerless csv or text file; '{name}' is read as "
+                            f"{fmt}. Remove `columns` or set `format: text` (or csv).")
         if path is not None and not path.exists():
             raise DataError(
                 f"{where}: source '{name}' points to {path}, which does not exist. Fix `path` "
@@ -151,10 +172,12 @@ class Catalog:
             elif fmt == "csv":
                 assert path is not None
                 self._files[name] = [path]
-                self.con.execute(
-                    f"CREATE VIEW {quote_ident(view)} AS SELECT * FROM "
-                    f"read_csv({quote_literal(path)}, header=true)"
-                )
+                self.con.execute(f"CREATE VIEW {quote_ident(view)} AS SELECT * FROM "
+                                 f"{self._csv_call(name)}")
+            elif fmt == "text":
+                assert path is not None
+                self._files[name] = [path]
+                self._open_text(name)
             else:
                 if path is None or src.table is None:
                     raise DataError(
@@ -177,8 +200,197 @@ class Catalog:
             ) from None
         self._types[name] = {row[0]: str(row[1]) for row in described}
         if fmt == "csv":
-            self._check_header(name)
+            if src.columns is None:
+                self._check_header(name)
             self._csv_offsets(name)
+        if src.time_format is not None or src.date_only:
+            self._derive_times(name)
+
+    # -- text, headerless files and written times ----------------------------------------
+    def _header_skip(self, name: str) -> int:
+        """Lines to skip before the data: 1 when the file has a header row (always without
+        `columns`; with `columns`, when the first line repeats those names)."""
+        src = self.sources[name]
+        if src.columns is None:
+            return 1
+        first = self._first_line(name)
+        sep = "," if src.format == "csv" else None
+        tokens = [t.strip().strip('"').lower() for t in first.split(sep)]
+        return int(tokens == [c.lower() for c in src.columns])
+
+    def _first_line(self, name: str) -> str:
+        with self._files[name][0].open(encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if line.strip():
+                    return line.strip()
+        return ""
+
+    def _csv_call(self, name: str, all_varchar: bool = False,
+                  types: Mapping[str, str] | None = None) -> str:
+        """``read_csv(...)`` of a CSV source: with a header row, or named by `columns`;
+        time columns with a `time_format` are read as text (parsed by the pattern later)."""
+        src = self.sources[name]
+        path = self._files[name][0]
+        opts = ["all_varchar=true"] if all_varchar else []
+        if src.columns is not None:
+            names = ", ".join(quote_literal(c) for c in src.columns)
+            opts += ["header=false", f"names=[{names}]", f"skip={self._header_skip(name)}"]
+        else:
+            opts.append("header=true")
+        typed = dict(types or {})
+        if src.time_format is not None and not all_varchar:
+            for _, column in src.time_fields():
+                typed.setdefault(column, "VARCHAR")
+        if typed:
+            listing = ", ".join(f"{quote_literal(c)}: {quote_literal(t)}"
+                                for c, t in typed.items())
+            opts.append(f"types={{{listing}}}")
+        return f"read_csv({quote_literal(path)}, {', '.join(opts)})"
+
+    def _open_text(self, name: str) -> None:
+        """View ``src_<name>`` over a whitespace-delimited file (fields separated by runs of
+        spaces or tabs, surrounding blanks ignored). Keys, time columns with a
+        `time_format` and integers with leading zeros stay text; other columns become
+        BIGINT or DOUBLE when every value reads as one."""
+        src = self.sources[name]
+        path = self._files[name][0]
+        where = self.where("sources", name, "path")
+        skip = self._header_skip(name)
+        names = list(src.columns) if src.columns is not None else self._first_line(name).split()
+        if not names:
+            raise DataError(f"{where}: source '{name}' ({path}) is empty. Expected a header "
+                            "line naming the columns, or `columns` and data lines.")
+        bad_names = [c for c in names if _looks_like_a_value(c)]
+        if src.columns is None and bad_names:
+            raise DataError(
+                f"{where}: source '{name}' ({path}) seems to have no header row: its first "
+                f"line reads {' '.join(names[:6])!r}, which looks like values, not column "
+                f"names. Expected a header line, or name the columns in the spec: "
+                f"`columns: [{', '.join(f'col{i + 1}' for i in range(len(names)))}]`."
+            )
+        lines = (f"read_csv({quote_literal(path)}, columns={{'line': 'VARCHAR'}}, "
+                 f"delim={quote_literal(chr(31))}, quote='', escape='', header=false, "
+                 f"auto_detect=false, skip={skip})")
+        fields = (r"string_split_regex(regexp_replace(line, '^\s+|\s+$', '', 'g'), "
+                  r"'\s+')")
+        raw = quote_ident(f"raw_{name}")
+        self.con.execute(
+            f"CREATE VIEW {raw} AS SELECT {fields} AS f, row_number() OVER () + {skip} AS n "
+            rf"FROM {lines} WHERE regexp_matches(line, '\S')")
+        wrong = self.first(f"SELECT count(*), min(n), any_value(array_to_string(f, ' ')) "
+                           f"FROM {raw} WHERE len(f) <> {len(names)}")
+        if wrong is not None and wrong[0]:
+            raise DataError(
+                f"{where}: source '{name}' ({path}) has {wrong[0]:,} lines without "
+                f"{len(names)} whitespace-separated fields (the columns {names}); the first "
+                f"is line {wrong[1]}, e.g. {wrong[2]!r}. Expected one value per column on "
+                "every line (no blanks inside values); fix those lines, or correct "
+                "`columns`."
+            )
+        keep_text = {*src.keys, *(c for _, c in src.time_fields() if src.time_format)}
+        parts = [f"f[{i + 1}] AS {quote_ident(c)}" for i, c in enumerate(names)]
+        self.con.execute(f"CREATE VIEW {quote_ident(f'typed_{name}')} AS SELECT "
+                         f"{', '.join(parts)} FROM {raw}")
+        typed = quote_ident(f"typed_{name}")
+        probes = []
+        for c in names:
+            col = quote_ident(c)
+            probes += [f"count(*) FILTER (WHERE NOT regexp_matches({col}, '^[+-]?[0-9]{{1,18}}$'))",
+                       f"count(*) FILTER (WHERE try_cast({col} AS DOUBLE) IS NULL)",
+                       f"count(*) FILTER (WHERE regexp_matches({col}, '^[+-]?0[0-9]'))"]
+        counts = self.first(f"SELECT {', '.join(probes)} FROM {typed}") or ()
+        select = []
+        for i, c in enumerate(names):
+            not_int, not_num, zeros = counts[3 * i: 3 * i + 3]
+            kind = ("VARCHAR" if c in keep_text or zeros or not_num else
+                    "BIGINT" if not not_int else "DOUBLE")
+            select.append(quote_ident(c) if kind == "VARCHAR" else
+                          f"CAST({quote_ident(c)} AS {kind}) AS {quote_ident(c)}")
+        # Read once into a temporary table: the engines join a source many times (as-of
+        # joins over a view that splits text lines are orders of magnitude slower).
+        table = quote_ident(f"text_{name}")
+        self.con.execute(f"CREATE TEMP TABLE {table} AS SELECT {', '.join(select)} "
+                         f"FROM {typed}")
+        self.con.execute(f"CREATE VIEW {self.view(name)} AS SELECT * FROM {table}")
+
+    def _derive_times(self, name: str) -> None:
+        """Rewrite the declared time columns of ``name`` as timestamps: parsed with
+        `time_format`, and with `date_only` moved to the end of their day.
+
+        The date-only rule lives here once, at load time, so every engine, the audit and
+        the online history read the same instants: a row dated ``D`` is known at
+        ``D + 1 day, 00:00`` (the end of its day). A decision at ``D 00:00`` does not see it
+        (nor a decision at any time of ``D``); a decision at ``D + 1 00:00`` does. An
+        outcome dated ``D`` falls in ``(t, t + horizon]`` for ``t`` in ``[D - horizon + 1
+        day, D)``: a purchase on the decision's own day is after the decision.
+        """
+        src = self.sources[name]
+        path = self.display_path(name)
+        view = self.view(name)
+        replaced: dict[str, str] = {}
+        for fld, column in src.time_fields():
+            if column in replaced:
+                continue
+            kind = self.require_column(name, column, "sources", name, fld)
+            col = quote_ident(column)
+            at = self.where("sources", name, "time_format" if src.time_format else fld)
+            if src.time_format is not None:
+                if kind in _TIME_TYPES:
+                    raise DataError(
+                        f"{at}: column '{column}' of source '{name}' ({path}) already holds "
+                        f"{kind} values, but `time_format` {src.time_format!r} says it is "
+                        "written as text or integers. Remove `time_format`.")
+                pattern = quote_literal(src.time_format)
+                text = f"trim(CAST({col} AS VARCHAR))"
+                bad = self.first(f"SELECT {text}, count(*) OVER () FROM {view} WHERE {col} IS "
+                                 f"NOT NULL AND try_strptime({text}, {pattern}) IS NULL LIMIT 1")
+                if bad is not None:
+                    raise DataError(
+                        f"{at}: column '{column}' of source '{name}' ({path}) holds "
+                        f"{bad[1]:,} values that do not match `time_format` "
+                        f"{src.time_format!r} (e.g. {bad[0]!r}). Expected every value "
+                        f"written as {_example(src.time_format)}; fix `time_format` (strftime "
+                        "directives such as %Y%m%d, %d/%m/%Y %H:%M) or those values.")
+                stamp = f"strptime({text}, {pattern})"
+            elif kind in _TIME_TYPES:
+                stamp = (col if kind.startswith("TIMESTAMP WITH") else
+                         f"CAST({col} AS TIMESTAMP)")
+            elif kind == "VARCHAR":
+                bad = self.first(f"SELECT {col} FROM {view} WHERE {col} IS NOT NULL AND "
+                                 f"try_cast({col} AS TIMESTAMP) IS NULL LIMIT 1")
+                if bad is not None:
+                    raise DataError(
+                        f"{at}: column '{column}' of source '{name}' ({path}) holds text that "
+                        f"is not a date (e.g. {bad[0]!r}). Expected ISO dates such as "
+                        "'2025-03-01'; or declare how they are written with `time_format`, "
+                        "e.g. '%Y%m%d'.")
+                stamp = f"CAST({col} AS TIMESTAMP)"
+            else:
+                self.time_us(name, column, "sources", name, fld)  # names the problem
+                raise AssertionError("unreachable")  # pragma: no cover
+            if src.date_only:
+                timed = self.first(f"SELECT CAST({stamp} AS VARCHAR), count(*) OVER () FROM "
+                                   f"{view} WHERE {stamp} <> date_trunc('day', {stamp}) "
+                                   "LIMIT 1")
+                if timed is not None:
+                    raise DataError(
+                        f"{self.where('sources', name, 'date_only')}: source '{name}' "
+                        f"({path}) says its times are dates (`date_only: true`), but column "
+                        f"'{column}' has {timed[1]:,} values with a time of day (e.g. "
+                        f"{timed[0]!r}). Expected midnight for every value; remove "
+                        "`date_only` (the times are then used as they are).")
+                stamp = f"date_trunc('day', {stamp}) + INTERVAL 1 DAY"
+                if kind.startswith("TIMESTAMP WITH"):
+                    stamp = f"CAST({stamp} AS TIMESTAMP WITH TIME ZONE)"
+            replaced[column] = f"{stamp} AS {col}"
+        if not replaced:
+            return
+        base = quote_ident(f"read_{name}")
+        self.con.execute(f"ALTER VIEW {view} RENAME TO {base}")
+        self.con.execute(f"CREATE VIEW {view} AS SELECT * REPLACE ({', '.join(replaced.values())}) "
+                         f"FROM {base}")
+        described = self.con.execute(f"DESCRIBE {view}").fetchall()
+        self._types[name] = {row[0]: str(row[1]) for row in described}
 
     def _offset_kinds(self, relation: str, column: str) -> tuple[int, int, list[str]]:
         """Non-null text values of ``column`` with and without a UTC offset, and examples
@@ -197,10 +409,10 @@ class Catalog:
         also mixed: converted to UTC instants), none, or a DataError for a mix."""
         src = self.sources[name]
         path = self._files[name][0]
-        raw = f"read_csv({quote_literal(path)}, header=true, all_varchar=true)"
+        raw = self._csv_call(name, all_varchar=True)
         retype: dict[str, str] = {}
         for fld, column in src.time_fields():
-            if column not in self._types[name] or column in retype:
+            if column not in self._types[name] or column in retype or src.time_format:
                 continue
             aware, naive, examples = self._offset_kinds(raw, column)
             if aware and naive:
@@ -217,12 +429,9 @@ class Catalog:
                 retype[column] = "TIMESTAMP WITH TIME ZONE"
         if retype:
             view = quote_ident(f"src_{name}")
-            types = ", ".join(f"{quote_literal(c)}: {quote_literal(t)}"
-                              for c, t in retype.items())
             try:
                 self.con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM "
-                                 f"read_csv({quote_literal(path)}, header=true, "
-                                 f"types={{{types}}})")
+                                 f"{self._csv_call(name, types=retype)}")
                 described = self.con.execute(f"DESCRIBE {view}").fetchall()
             except duckdb.Error as err:
                 raise DataError(
@@ -325,6 +534,16 @@ class Catalog:
         if row is None or row[0] is None:
             return ""
         typical = float(row[0])
+        if float(row[1]) >= 1e7 and float(row[2]) < 1e8:
+            try:
+                first = datetime.strptime(str(row[1]), "%Y%m%d")
+                last = datetime.strptime(str(row[2]), "%Y%m%d")
+                return (f"; its values look like dates written as integers ({row[1]} .. "
+                        f"{row[2]} would be {first.date()} .. {last.date()}): declare "
+                        f"`time_format: '%Y%m%d'` on the source (and `date_only: true` when "
+                        "they are days)")
+            except ValueError:
+                pass
         for name, per_second, code in _EPOCH_UNITS:
             seconds = typical / per_second
             if 3e8 <= seconds <= 5e9:  # 1979 .. 2128

@@ -76,7 +76,15 @@ def check_project(loaded: LoadedSpec) -> CheckReport:
             for key in src.keys:
                 catalog.require_column(name, key, "sources", name, "keys")
             rows = catalog.scalar(f"SELECT count(*) FROM {catalog.view(name)}")
-            return f"{rows:,} rows, {len(catalog.columns(name))} columns; declared columns exist"
+            note = ""
+            if not src.keys:  # nothing tells repeated lines apart: say how many there are
+                same = rows - catalog.scalar(
+                    f"SELECT count(*) FROM (SELECT DISTINCT * FROM {catalog.view(name)})")
+                if same:
+                    note = (f"; {same:,} rows repeat another row exactly (no `keys` tell them "
+                            "apart; each counts in the features)")
+            return (f"{rows:,} rows, {len(catalog.columns(name))} columns; declared columns "
+                    f"exist{note}")
         return fn
 
     def engine() -> str:

@@ -185,8 +185,20 @@ class Source(_Model):
         None, description="Parquet/CSV file or directory (relative to the spec), or DuckDB file."
     )
     table: str | None = Field(None, description="Table name when `path` is a DuckDB database.")
-    format: Literal["parquet", "csv", "duckdb"] | None = Field(
-        None, description="Inferred from the path suffix when omitted."
+    format: Literal["parquet", "csv", "duckdb", "text"] | None = Field(
+        None, description="Inferred from the path suffix when omitted; `text` is "
+        "whitespace-delimited (never inferred)."
+    )
+    columns: list[str] | None = Field(
+        None, description="Column names for a `csv` or `text` file without a header row."
+    )
+    time_format: str | None = Field(
+        None, description="How the time columns are written when not timestamps, as a "
+        "strftime pattern, e.g. '%Y%m%d' for 19970101."
+    )
+    date_only: bool = Field(
+        False, description="Times are dates: a row is known at the end of its day (read as "
+        "the next day's 00:00)."
     )
     keys: list[str] = Field(
         default_factory=list, description="Columns that identify a row (also order tied events)."
@@ -214,6 +226,18 @@ class Source(_Model):
     def _located(self) -> Source:
         if self.path is None and self.table is None:
             raise SpecError("a source needs `path` (a file) or `table` (in a DuckDB database)")
+        if self.columns is not None and self.format in ("parquet", "duckdb"):
+            raise SpecError(f"`columns` names the columns of a headerless `csv` or `text` "
+                            f"file; a {self.format} source has its own names. Remove "
+                            "`columns`.")
+        if self.columns is not None and (not self.columns or len(set(self.columns))
+                                         < len(self.columns)):
+            raise SpecError(f"`columns` must name each column once, got {self.columns}. Fix "
+                            "the list (one name per whitespace- or comma-separated field).")
+        if self.time_format is not None and "%" not in self.time_format:
+            raise SpecError(f"`time_format` is a strftime pattern such as '%Y%m%d' (for "
+                            f"19970101) or '%d/%m/%Y %H:%M', got {self.time_format!r}. Write "
+                            "the pattern with % directives.")
         return self
 
 
