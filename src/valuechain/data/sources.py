@@ -367,7 +367,9 @@ class Catalog:
                 stamp = f"CAST({col} AS TIMESTAMP)"
             else:
                 self.time_us(name, column, "sources", name, fld)  # names the problem
-                raise AssertionError("unreachable")  # pragma: no cover
+                raise DataError(f"{at}: column '{column}' of source '{name}' ({path}) is not "
+                                "a time column; declare `time_format` for dates written as "
+                                "numbers or text.")  # pragma: no cover (time_us raised)
             if src.date_only:
                 timed = self.first(f"SELECT CAST({stamp} AS VARCHAR), count(*) OVER () FROM "
                                    f"{view} WHERE {stamp} <> date_trunc('day', {stamp}) "

@@ -38,7 +38,7 @@ import numpy.typing as npt
 import pandas as pd
 from scipy.stats import norm
 
-from valuechain.errors import DataError
+from valuechain.errors import DataError, ModelError
 
 __all__ = ["SERIES_METHODS", "SeriesForecast", "forecast_series"]
 
@@ -132,7 +132,8 @@ def _arima(y: F64, steps: Sequence[int], level: float) -> SeriesForecast:
             if math.isfinite(fit.aic) and (best is None or fit.aic < best.aic):
                 best, best_order = fit, order
         if best is None:
-            raise ValueError("no ARIMA order could be fitted")
+            raise ModelError("ARIMA: no order could be fitted to this series (too short or "
+                             "constant); forecast with `seasonal_naive` or `ets` instead.")
         pred = best.get_forecast(max(steps))
         mean = np.asarray(pred.predicted_mean, dtype=np.float64)
         conf = np.asarray(pred.conf_int(alpha=1 - level), dtype=np.float64)
@@ -194,5 +195,5 @@ def forecast_series(method: str, history: npt.ArrayLike, steps: Sequence[int], *
                       f"{MIN_HISTORY}")
     try:
         return _ets(y, steps, level) if method == "ets" else _arima(y, steps, level)
-    except (ValueError, np.linalg.LinAlgError) as exc:
+    except (ValueError, ModelError, np.linalg.LinAlgError) as exc:
         return _naive(y, steps, 1, level, method, f"naive: the {method} fit failed ({exc})")

@@ -134,7 +134,8 @@ def hopkins_from_distances(u: npt.ArrayLike, w: npt.ArrayLike, d: int) -> Hopkin
     """
     uu, ww = np.asarray(u, float), np.asarray(w, float)
     if len(uu) != len(ww) or len(uu) == 0 or d < 1:
-        raise ValueError("hopkins: u and w need the same positive length and d >= 1")
+        raise DataError("hopkins: `u` and `w` need the same positive length and `d` >= 1; "
+                        f"got {len(uu)} and {len(ww)} distances, d = {d}.")
     with np.errstate(divide="ignore"):
         lu, lw = logsumexp(d * np.log(uu)), logsumexp(d * np.log(ww))
     if np.isneginf(lu) and np.isneginf(lw):
