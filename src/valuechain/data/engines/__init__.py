@@ -4,7 +4,7 @@ See :mod:`valuechain.data.engines.base` for the interface and the registry, and
 ``docs/engines.md`` for how to write and register an engine.
 
 >>> sorted(ENGINES)
-['duckdb', 'reference']
+['duckdb', 'reference', 'spark']
 >>> get_engine("duckdb").name
 'duckdb'
 """
