@@ -36,6 +36,7 @@ options (:class:`SparkConfig`); a missing Java runtime or a bad master URL is an
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -62,6 +63,10 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["SparkConfig", "SparkEngine", "SparkKernel", "spark_session"]
 
 _BIG = 9_223_372_036_854_775_807
+_LOCAL_ROWS = 50_000
+# the master URLs Spark accepts (SparkContext.createTaskScheduler), checked before the JVM starts
+_MASTER = re.compile(r"^(local(\[(\*|\d+)(,\s*\d+)?\])?|local-cluster\[.+\]|"
+                     r"(spark|mesos|k8s)://.+|yarn)$")
 MASTER_ENV = "VALUECHAIN_SPARK_MASTER"
 
 
@@ -77,10 +82,10 @@ class SparkConfig(EngineConfig):
     """
 
     type: str = "spark"
-    master: str | None = Field(None, description="Spark master URL; default "
+    master: str | None = Field(default=None, description="Spark master URL; default "
                                "VALUECHAIN_SPARK_MASTER or local[2].")
-    shuffle_partitions: int = Field(4, ge=1, description="spark.sql.shuffle.partitions.")
-    app_name: str = Field("valuechain", min_length=1)
+    shuffle_partitions: int = Field(default=4, ge=1, description="spark.sql.shuffle.partitions.")
+    app_name: str = Field(default="valuechain", min_length=1)
     conf: dict[str, str] = Field(default_factory=dict, description="Extra Spark settings.")
 
     def resolved_master(self) -> str:
@@ -136,6 +141,8 @@ def spark_session(config: SparkConfig | None = None) -> SparkSession:
             active.conf.set("spark.sql.shuffle.partitions", str(config.shuffle_partitions))
             return active
         active.stop()
+    if not _MASTER.match(master):
+        raise EngineError(_setup_help(master, ValueError(f"unknown master URL '{master}'")))
     java_home = os.environ.get("JAVA_HOME")
     if (java_home and not Path(java_home, "bin", "java").exists()) or (
             not java_home and shutil.which("java") is None):
@@ -253,9 +260,13 @@ class SparkKernel:
         frames: dict[str, DataFrame] = {}
         for name, columns in _needed(problem).items():
             table = problem.points if name == "" else problem.table(name)
-            keep = [c for c in table.column_names if c in columns]
+            part = table.select([c for c in table.column_names if c in columns])
+            if part.num_rows <= _LOCAL_ROWS:
+                # a small table travels in the plan (no file scan); big ones as Parquet
+                frames[name] = self.spark.createDataFrame(part)
+                continue
             path = folder / f"t{len(frames)}.parquet"
-            pq.write_table(table.select(keep), path)
+            pq.write_table(part, path)
             frames[name] = self.spark.read.parquet(str(path))
         return frames
 
@@ -357,16 +368,14 @@ class SparkKernel:
             u = rows.unionByName(probes)
 
         by_time = W.partitionBy("__k").orderBy("__tm")
-        parts: list[tuple[Any, ...]] = []  # (frame spec) for the member parts
+        parts: list[tuple[Any, ...]] = []  # per window: the frames whose union are members
         if own and lag == 0:
             end = W.currentRow if first.include_current else -1
             ties = W.partitionBy("__k", "__tm").orderBy("__tie").rowsBetween(
                 W.unboundedPreceding, end)
             for w in windows:
-                specs = [ties]
-                if w.window_us > 1:
-                    specs.insert(0, by_time.rangeBetween(-(w.window_us - 1), -1))
-                parts.append(tuple(specs))
+                parts.append((by_time.rangeBetween(-(w.window_us - 1), -1), ties)
+                             if w.window_us > 1 else (ties,))
         else:
             for w in windows:
                 parts.append((by_time.rangeBetween(-(w.window_us + lag - 1), -lag),))
