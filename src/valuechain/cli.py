@@ -851,6 +851,7 @@ from valuechain import cli_parity as _cli_parity  # noqa: E402, F401  (registers
 from valuechain import cli_registry as _cli_registry  # noqa: E402, F401  (registers commands)
 from valuechain import cli_retrain as _cli_retrain  # noqa: E402, F401  (registers commands)
 from valuechain import cli_serve as _cli_serve  # noqa: E402, F401  (registers commands)
+from valuechain import cli_spark as _cli_spark  # noqa: E402, F401  (registers commands)
 
 
 def main() -> None:

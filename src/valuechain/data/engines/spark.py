@@ -135,14 +135,14 @@ def spark_session(config: SparkConfig | None = None) -> SparkSession:
         raise EngineError(
             "The Spark engine needs pyspark 4: `pip install 'pyspark>=4.0,<5'` (and a Java 17 "
             "or 21 runtime), or build with another engine: `--engine duckdb`.") from None
+    if not _MASTER.match(master):
+        raise EngineError(_setup_help(master, ValueError(f"unknown master URL '{master}'")))
     active = SparkSession.getActiveSession()
     if active is not None:
         if active.sparkContext.master == master:
             active.conf.set("spark.sql.shuffle.partitions", str(config.shuffle_partitions))
             return active
         active.stop()
-    if not _MASTER.match(master):
-        raise EngineError(_setup_help(master, ValueError(f"unknown master URL '{master}'")))
     java_home = os.environ.get("JAVA_HOME")
     if (java_home and not Path(java_home, "bin", "java").exists()) or (
             not java_home and shutil.which("java") is None):
