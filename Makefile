@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[ml,dev]"
+	$(BIN)/pip install --quiet -e ".[ml,dev,spark]"
 	touch $(STAMP)
 
 .PHONY: install demo test test-fast lint bench clean
@@ -29,7 +29,7 @@ test-fast: $(STAMP)
 	$(BIN)/pytest -n 2 -q -m "not slow" tests src/valuechain --doctest-modules
 
 bench: $(STAMP)
-	$(BIN)/pip install --quiet -e ".[ml,dev,bench]"
+	$(BIN)/pip install --quiet -e ".[ml,dev,spark,bench]"
 	$(BIN)/python benchmarks/build_features.py --write-results
 
 clean:

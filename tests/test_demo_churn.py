@@ -61,6 +61,7 @@ def test_written_files_match_the_world_and_truth_is_apart(world: ChurnWorld, dat
     for name in TABLES:
         assert pq.read_table(data / f"{name}.parquet").equals(world.tables[name]), name
     assert sorted(p.name for p in (data / "truth").iterdir()) == ["customers.parquet",
+                                                                  "segments.parquet",
                                                                   "uplift.parquet"]
     assert not list(data.glob(".*tmp*"))
 
@@ -231,6 +232,15 @@ def test_example_spec_checks_builds_and_uses_no_leaky_source(data: Path, tmp_pat
     assert len(frame) + built.rows.immature == len(snap)
     assert 0.025 <= built.rows.positive / built.rows.mature <= 0.05
     assert (frame["decision_time"].dt.day_of_week == 0).all()
+    # the population is the subscriptions active at t (active_from / active_until): exactly
+    # the customers of the weekly snapshot; tenure is t - started_at in days
+    assert set(zip(frame["customer_id"], frame["decision_time"], strict=True)) <= set(
+        zip(snap["customer_id"], snap["snapshot_at"], strict=True))
+    subs = pd.read_parquet(data / "subscriptions.parquet").set_index("customer_id")
+    started = frame["customer_id"].map(subs["started_at"])
+    tenure = (frame["decision_time"] - started).dt.total_seconds() / 86_400
+    assert (frame["tenure_days"] - tenure).abs().max() < 1e-9
+    assert frame["days_since_session"].between(0, 90).all()
 
 
 def test_naive_spec_with_the_leaks_is_flagged_critical(data: Path, tmp_path: Path) -> None:

@@ -173,7 +173,7 @@ def test_full_report_has_every_section_and_fact(built: LoadedSpec) -> None:
     assert result.path == built.workspace / "report.html" and result.ok
     assert [s.id for s in result.sections] == [
         "summary", "framing", "readiness", "provenance", "lineage", "label-maturity", "features",
-        "audit", "evaluation", "decide"]
+        "audit", "evaluation", "model-card", "decide"]
     assert result.section("readiness").status == "fail"  # the checklist fails: not an error
     html = result.path.read_text(encoding="utf-8")
     for title in TITLES:

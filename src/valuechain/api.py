@@ -289,18 +289,14 @@ def audit(
         with _boundary("audit"):
             source = "frame" if isinstance(frame, pd.DataFrame) else str(frame)
             table = frame if isinstance(frame, pd.DataFrame) else load_flat(Path(frame))
-            if progress:
-                progress("checks", 0.2)
             result, _ = audit_frame(table, time_col, label_col, key_col, source=source,
-                                    seed=seed)
+                                    seed=seed, progress=progress)
         return result
     if spec is None:
         raise SpecError("pass `spec` (a project) or `frame` (a flat table) to audit.")
     loaded = _loaded(spec)
     with _boundary("audit"):
-        if progress:
-            progress("build, then checks", 0.2)
-        result, _ = audit_project(loaded, seed=seed, as_of=as_of)
+        result, _ = audit_project(loaded, seed=seed, as_of=as_of, progress=progress)
         write_json(loaded.workspace / "audit.json", result.to_json())
     return result
 

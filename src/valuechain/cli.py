@@ -850,8 +850,10 @@ from valuechain import cli_monitor as _cli_monitor  # noqa: E402, F401  (registe
 from valuechain import cli_parity as _cli_parity  # noqa: E402, F401  (registers commands)
 from valuechain import cli_registry as _cli_registry  # noqa: E402, F401  (registers commands)
 from valuechain import cli_retrain as _cli_retrain  # noqa: E402, F401  (registers commands)
+from valuechain import cli_segment as _cli_segment  # noqa: E402, F401  (registers commands)
 from valuechain import cli_serve as _cli_serve  # noqa: E402, F401  (registers commands)
 from valuechain import cli_spark as _cli_spark  # noqa: E402, F401  (registers commands)
+from valuechain import cli_uplift as _cli_uplift  # noqa: E402, F401  (registers commands)
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ a sample. Thresholds are module constants so the docs can quote them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
@@ -335,16 +335,31 @@ def empirical_findings(
     periods: Sequence[tuple[str, int, int]] = (),
     horizon_us: int | None = None,
     seed: int = 0,
+    progress: Callable[[str, float], None] | None = None,
 ) -> tuple[list[Finding], dict[str, Any]]:
-    """Every empirical finding, and the context numbers (AUCs, sizes) for the report."""
+    """Every empirical finding, and the context numbers (AUCs, sizes) for the report.
+
+    ``progress(step, fraction)`` is told each step (per feature, then each probe model),
+    with ``fraction`` of this function's work done, from 0 to 1.
+    """
+    def tell(step: str, done: float) -> None:
+        if progress is not None:
+            progress(step, done)
+
     findings: list[Finding] = []
     findings += list(_later_values(data))
     findings += list(_identifiers(data))
-    powers = [feature_power(data, name) for name in data.features]
+    powers: list[FeaturePower] = []
+    for i, name in enumerate(data.features):
+        tell(f"feature {i + 1}/{len(data.features)}: {name}", 0.5 * i / len(data.features))
+        powers.append(feature_power(data, name))
+    tell("probe model, split by time", 0.5)
     time_auc = _full_model_auc(data, data.train, data.test, seed)
+    tell("probe model, random split", 0.75)
     rng = np.random.default_rng(seed)
     random_test = rng.random(len(data.t)) < 0.3
     random_auc = _full_model_auc(data, ~random_test, random_test, seed)
+    tell("duplicates, periods and hygiene", 0.95)
     findings += list(_power_findings(data, powers, time_auc))
     findings += list(_signatures(data, powers))
     gap = random_auc - time_auc

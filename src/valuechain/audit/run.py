@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -27,13 +28,21 @@ DECISION_ID = "decision_id"
 """The decision identity column `valuechain build` writes first; never audited as a feature."""
 
 
-def audit_project(loaded: LoadedSpec, *, seed: int = 0, as_of: datetime | None = None
+def audit_project(loaded: LoadedSpec, *, seed: int = 0, as_of: datetime | None = None,
+                  progress: Callable[[str, float], None] | None = None,
                   ) -> tuple[AuditResult, AuditFrame]:
     """Static checks on the spec and its sources, empirical checks on the built frame.
 
     ``as_of``: the frame built as of that time (default: the latest time in the sources).
+    ``progress(step, fraction)`` is told each step (the build, the static checks, each
+    feature and probe model of the empirical checks), ``fraction`` from 0 to 1.
     """
+    def tell(step: str, done: float) -> None:
+        if progress is not None:
+            progress(step, done)
+
     spec = loaded.spec
+    tell("build (or reuse) the frame", 0.0)
     built = build_frame(loaded, as_of=as_of)
     frame = open_artifact(built.frame, "parquet", what="the built frame",
                           rebuild=fix_command(loaded.root, "build", "--force"))
@@ -45,9 +54,12 @@ def audit_project(loaded: LoadedSpec, *, seed: int = 0, as_of: datetime | None =
                               embargo_us=horizon)
     periods = [(p.name, datetime_to_us(p.start), datetime_to_us(p.end))
                for p in (spec.split.periods if spec.split else [])]
+    tell("static checks on the spec and sources", 0.1)
     catalog = Catalog(loaded)
     found = static_findings(loaded, catalog)
-    empirical, context = empirical_findings(data, periods=periods, horizon_us=horizon, seed=seed)
+    empirical, context = empirical_findings(
+        data, periods=periods, horizon_us=horizon, seed=seed,
+        progress=lambda step, done: tell(step, 0.2 + 0.8 * done))
     result = AuditResult.of(found + empirical, spec.audit.accept, {
         **context, "mode": "project", "frame": project_relative(built.frame, loaded.root),
         "frame_fingerprint": getattr(built, "fingerprint", None),
@@ -84,6 +96,7 @@ def audit_frame(
     *,
     source: str = "frame",
     seed: int = 0,
+    progress: Callable[[str, float], None] | None = None,
 ) -> tuple[AuditResult, AuditFrame]:
     """Audit a pre-joined table: every column but time, label, key and ``decision_id``
     (the identity `valuechain build` gives each decision row) is a feature."""
@@ -104,7 +117,7 @@ def audit_frame(
     features = [c for c in frame.columns
                 if c not in (time_col, label_col, key_col, DECISION_ID)]
     data = AuditFrame.prepare(frame, time_col, label_col, features, key_col=key_col)
-    found, context = empirical_findings(data, seed=seed)
+    found, context = empirical_findings(data, seed=seed, progress=progress)
     result = AuditResult.of(found, (), {**context, "mode": "frame", "frame": source})
     return replace(result, data=data), data
 

@@ -11,7 +11,10 @@ from collections.abc import Iterator
 from sqlglot import exp
 
 from valuechain.audit.findings import Finding
+from valuechain.data.engines.resolve import schedule_points_sql
+from valuechain.data.plan import make_plan
 from valuechain.data.sources import Catalog
+from valuechain.errors import ValuechainError
 from valuechain.expressions import parse_expression
 from valuechain.spec.durations import format_duration as fmt
 from valuechain.spec.loader import LoadedSpec
@@ -110,12 +113,29 @@ def _lag_vs_delay(loaded: LoadedSpec) -> Iterator[Finding]:
             )
 
 
-def _unversioned_lookups(loaded: LoadedSpec, catalog: Catalog) -> Iterator[Finding]:
+def _decision_times(loaded: LoadedSpec, catalog: Catalog) -> str | None:
+    """SQL of the decision points as ``(key column..., tp)``: the decision source's rows at
+    their event time, or the scheduled points at their decision time (None when the
+    schedule's points cannot be made from the data; the build reports why)."""
     spec = loaded.spec
     own = spec.event_source
-    if own is None:
+    if own is not None:
+        t_dec, _ = catalog.time_us(own, spec.sources[own].event_time or "", "sources", own)
+        return f"SELECT *, {t_dec} AS tp FROM {catalog.view(own)}"
+    try:
+        sql = schedule_points_sql(make_plan(loaded), catalog)
+    except ValuechainError:
+        return None
+    return f"SELECT *, __t AS tp FROM ({sql})"
+
+
+def _unversioned_lookups(loaded: LoadedSpec, catalog: Catalog) -> Iterator[Finding]:
+    spec = loaded.spec
+    if not any(isinstance(f, LookupFeature) for f in spec.features):
         return
-    decision_src = spec.sources[own]
+    points = _decision_times(loaded, catalog)
+    if points is None:
+        return
     for f in spec.features:
         if not isinstance(f, LookupFeature):
             continue
@@ -135,14 +155,12 @@ def _unversioned_lookups(loaded: LoadedSpec, catalog: Catalog) -> Iterator[Findi
                 "confirm the attribute never changes and accept this finding.",
             )
             continue
-        t_dec, _ = catalog.time_us(own, decision_src.event_time or "", "sources", own)
         on = f.lookup.on or f.lookup.key
         worst: tuple[float, str, int, int] | None = None
         for column in times:
             t_dim, _ = catalog.time_us(f.lookup.source, column, "sources", f.lookup.source)
             sql = (f"SELECT count(*), count(*) FILTER (WHERE d.td > p.tp) "
-                   f"FROM (SELECT {quote_ident(f.lookup.key)} AS k, {t_dec} AS tp "
-                   f"FROM {catalog.view(own)}) p "
+                   f"FROM (SELECT {quote_ident(f.lookup.key)} AS k, tp FROM ({points})) p "
                    f"JOIN (SELECT {quote_ident(on)} AS k, {t_dim} AS td FROM "
                    f"{catalog.view(f.lookup.source)}) d USING (k)")
             matched, later = catalog.con.execute(sql).fetchall()[0]

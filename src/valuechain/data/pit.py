@@ -26,6 +26,11 @@ Aggregates over the members' non-null values
     count (rows, or non-null values of ``of``), sum (0 when empty), mean, min, max,
     std (sample, null below 2 values), distinct_count, rate (mean of a 0/1 column).
     Empty windows give null for mean/min/max/std/rate; ``fill`` replaces nulls.
+Recency aggregates (:func:`recency`)
+    over the members (with ``of``: those whose value is not null), ordered by
+    ``(a_j, o_j)`` (the decision event itself at ``(t_i, o_i)``): since_first / since_last =
+    ``(t_i - a_j) / 1 day`` (float days) for the first / last of them; last = the value of
+    ``of`` in the last of them. Null when there is none (``fill`` replaces it).
 Outcome-derived aggregates (``of: label``)
     count the members whose label is positive (> 0) *and known* by ``t_i`` (``known_j <= t_i``):
     count = such members, sum = their label values, rate/mean = sum / members.
@@ -38,7 +43,8 @@ Label
     = any outcome row with matching keys, event time in ``(t, t + horizon]`` *and known by
     the extraction time* (``a_j <= as_of``); amount = the sum of their amounts. It is known
     (for outcome-derived features) at the earliest availability of such rows (binary) or the
-    latest (amount).
+    latest (amount). An ``absent`` label is the negation of the binary one: 1 when no such
+    row exists (known at ``t + horizon``), else 0.
 Outcome delay ``d``
     how long after it happens an outcome becomes known (:func:`label_delay`): the outcome
     source's declared ``reporting_delay``; else, when it declares ``available_at``, the
@@ -91,11 +97,17 @@ __all__ = [
     "lookup_rank",
     "outcome_aggregate",
     "outcome_label",
+    "recency",
+    "scheduled_members",
 ]
 
-Agg = Literal["count", "sum", "mean", "min", "max", "std", "distinct_count", "rate"]
+Agg = Literal["count", "sum", "mean", "min", "max", "std", "distinct_count", "rate",
+              "since_first", "since_last", "last"]
 AGGREGATES: tuple[str, ...] = ("count", "sum", "mean", "min", "max", "std", "distinct_count",
-                               "rate")
+                               "rate", "since_first", "since_last", "last")
+#: Aggregates that read the members' times and tie order, not only their values.
+RECENCY = frozenset({"since_first", "since_last", "last"})
+DAY_US = 86_400_000_000
 EMPTY_ZERO = frozenset({"count", "sum", "distinct_count"})
 OUTCOME_AGGREGATES = frozenset({"count", "sum", "rate", "mean"})
 LABEL = "__label"
@@ -146,6 +158,7 @@ class LabelPlan:
     outcome: str | None = None
     keys: tuple[tuple[str, str], ...] = ()
     known_by_us: int | None = None  # as_of: outcome rows known later do not count
+    absent: bool = False  # binary: 1 when NO outcome falls in the horizon
 
 
 @dataclass(frozen=True)
@@ -253,11 +266,20 @@ def in_window(window: Window, *, own: bool, t: int, o: Any, row_t: int | None, r
 
 
 def outcome_label(kind: str, horizon_us: int, t: int,
-                  hits: list[tuple[int, int, Any]]) -> tuple[Any, Any]:
+                  hits: list[tuple[int, int, Any]], absent: bool = False) -> tuple[Any, Any]:
     """``(label, known time)`` of the decision at ``t`` from the outcome rows with matching
     keys, each ``(event time, availability, amount)``: only those with event time in
-    ``(t, t + horizon]`` count; binary: known at the earliest, amount: at the latest."""
+    ``(t, t + horizon]`` count; binary: known at the earliest, amount: at the latest.
+    ``absent``: 1 (known at ``t + horizon``) when none counts, else 0.
+
+    >>> outcome_label("binary", 10, 0, [(5, 6, None)]), outcome_label("binary", 10, 0, [])
+    ((1, 6), (0, None))
+    >>> outcome_label("binary", 10, 0, [(11, 11, None)], absent=True)
+    (1, 10)
+    """
     inside = [h for h in hits if h[0] is not None and t < h[0] <= t + horizon_us]
+    if absent:
+        return (0, min(h[1] for h in inside)) if inside else (1, t + horizon_us)
     if kind == "binary":
         if not inside:
             return 0, None
@@ -279,6 +301,72 @@ def outcome_aggregate(agg: str, labels: list[tuple[Any, Any]], t: int) -> Any:
     if agg == "sum":
         return total
     return total / len(labels) if labels else None
+
+
+def recency(agg: str, members: list[tuple[int, Any, Any]], t: int) -> Any:
+    """A recency aggregate (``since_first``, ``since_last``, ``last``) of the decision at
+    ``t`` over its members ``(availability, tie order, value)`` (with ``of``: only members
+    whose value is not null): float days from the first / last member to ``t``, or the value
+    of the last; None without members. The last member is the latest by ``(availability,
+    tie order)``, the order in which an online system would have seen them.
+
+    >>> day = DAY_US
+    >>> rows = [(0, 2, "a"), (day, 1, "b"), (day, 0, "c")]
+    >>> recency("since_first", rows, 3 * day), recency("since_last", rows, 3 * day)
+    (3.0, 2.0)
+    >>> recency("last", rows, 3 * day), recency("last", [], 0)
+    ('b', None)
+    """
+    if not members:
+        return None
+    if agg == "since_first":
+        return (t - min(m[0] for m in members)) / DAY_US
+    if agg == "since_last":
+        return (t - max(m[0] for m in members)) / DAY_US
+    if agg == "last":
+        return max(members, key=lambda m: (m[0], m[1]))[2]
+    raise EngineError(f"unknown recency aggregate '{agg}'")
+
+
+def scheduled_members(times: Iterable[int],
+                      rows: Iterable[tuple[Any, int | None, int | None, int | None]],
+                      active_within_us: int | None = None,
+                      intervals: bool = False) -> list[tuple[Any, int]]:
+    """The scheduled decision points ``(key, t)``, in ``(t, key)`` order.
+
+    ``rows`` are the population rows ``(key, seen, active_from, active_until)``: ``seen`` is
+    when the row became known (its availability; without one, its ``active_from``);
+    ``active_from`` None means "from ``seen``", ``active_until`` None "still open". Rows with
+    a null key or ``seen`` never count (nor, when the schedule declares ``active_from``, rows
+    where it is null: the caller leaves them out). An entity is a decision point at ``t``
+    when it has a row known at ``t`` (``seen <= t``) and, with ``active_within``, a row seen
+    in ``(t - active_within, t]``, and, with ``intervals`` (the schedule declares
+    ``active_from`` or ``active_until``), a row known at ``t`` that is active at ``t``:
+    ``active_from <= t`` and (``active_until`` null or ``active_until > t``).
+
+    >>> scheduled_members([0, 10, 20], [("a", 0, 0, 10), ("b", 5, 5, None)], intervals=True)
+    [('a', 0), ('b', 10), ('b', 20)]
+    """
+    by_key: dict[Any, list[tuple[int, int | None, int | None]]] = {}
+    for key, seen, start, until in rows:
+        if key is None or seen is None:
+            continue
+        by_key.setdefault(key, []).append((seen, start, until))
+    out: list[tuple[Any, int]] = []
+    for t in sorted(set(times)):
+        for key in sorted(by_key):
+            known = [r for r in by_key[key] if r[0] <= t]
+            if not known:
+                continue
+            if active_within_us is not None and not any(
+                    seen > t - active_within_us for seen, _, _ in known):
+                continue
+            if intervals and not any(
+                    (seen if start is None else start) <= t and (until is None or until > t)
+                    for seen, start, until in known):
+                continue
+            out.append((key, t))
+    return out
 
 
 def lookup_rank(known: int | None, o: Any) -> tuple[int, Any]:
@@ -350,7 +438,7 @@ class ReferenceKernel:
             and row["__t"] is not None
             and (plan.known_by_us is None or row["__t"] <= plan.known_by_us)
         ]
-        return outcome_label(plan.kind, plan.horizon_us, t, hits)
+        return outcome_label(plan.kind, plan.horizon_us, t, hits, absent=plan.absent)
 
     def _window(
         self,
@@ -371,6 +459,10 @@ class ReferenceKernel:
                     members.append(row)
         if window.outcome:
             value = outcome_aggregate(window.agg, [labels[r["__row"]] for r in members], t)
+        elif window.agg in RECENCY:
+            value = recency(window.agg, [
+                (r["__t"], r["__o"], None if window.value is None else r[window.value])
+                for r in members if window.value is None or r[window.value] is not None], t)
         else:
             if window.value is None:
                 values: list[Any] = []

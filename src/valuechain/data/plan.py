@@ -68,7 +68,8 @@ __all__ = [
 ID_COLUMN = "decision_id"
 """The frame's first column: one identity per decision row (a reserved name)."""
 
-Agg = Literal["count", "sum", "mean", "min", "max", "std", "distinct_count", "rate"]
+Agg = Literal["count", "sum", "mean", "min", "max", "std", "distinct_count", "rate",
+              "since_first", "since_last", "last"]
 OUTCOME_AGGREGATES = ("count", "sum", "rate", "mean")
 
 
@@ -135,6 +136,8 @@ class SchedulePlan:
     every_us: int
     end: datetime | None = None  # default: as_of
     active_within_us: int | None = None
+    active_from: str | None = None  # population column: active from (included)
+    active_until: str | None = None  # population column: active until (excluded; null: open)
 
 
 @dataclass(frozen=True)
@@ -182,6 +185,7 @@ class LabelRule:
     column: str | None = None
     source: str | None = None
     keys: tuple[tuple[str, str], ...] | None = None  # None: shared key names (see pair_keys)
+    absent: bool = False  # 1 when NO outcome falls in the horizon
 
 
 @dataclass(frozen=True)
@@ -257,6 +261,8 @@ class Plan:
         own = self.own
         if isinstance(self.points, SchedulePlan):
             out[self.points.population].add(self.points.key)
+            out[self.points.population].update(
+                c for c in (self.points.active_from, self.points.active_until) if c)
         else:
             out[self.points.source].update(self.points.keep)
         if own:
@@ -322,6 +328,10 @@ class Plan:
         else:
             pop = self.points.population
             need(pop, self.points.key, "decision_points", "schedule", "key")
+            for fld in ("active_from", "active_until"):
+                column = getattr(self.points, fld)
+                if column:
+                    need(pop, column, "decision_points", "schedule", fld)
             point_columns = [self.points.key, "decision_time"]
         for f in self.row_features:
             self._expression_columns(f.expr, point_columns, "features", f.index, "expr")
@@ -426,15 +436,17 @@ def make_plan(loaded: LoadedSpec, as_of: datetime | None = None, *,
     else:
         assert isinstance(dp, SchedulePoints)
         sched = dp.schedule
-        if sources[sched.population].availability is None:
+        if sources[sched.population].availability is None and sched.active_from is None:
             raise SpecError(
                 f"{loaded.where('sources', sched.population)}: the population source needs "
-                "`event_time` (when each entity was seen)."
+                "`event_time` (when each entity was seen), or the schedule "
+                "`active_from` (the column from which each row's entity is active)."
             )
         points = SchedulePlan(
             population=sched.population, key=sched.key, start=sched.start,
             every_us=to_micros(sched.every), end=sched.end,
-            active_within_us=to_micros(sched.active_within) if sched.active_within else None)
+            active_within_us=to_micros(sched.active_within) if sched.active_within else None,
+            active_from=sched.active_from, active_until=sched.active_until)
     rows: list[RowFeaturePlan] = []
     windows: list[WindowPlan] = []
     lookups: list[LookupFeaturePlan] = []
@@ -488,9 +500,19 @@ def make_plan(loaded: LoadedSpec, as_of: datetime | None = None, *,
             f"{loaded.where('sources', lab.source)}: the outcome source needs `event_time` "
             "(when the outcome happened); the label counts outcomes in (t, t + horizon]."
         )
+    if lab.absent:
+        for w in windows:
+            if w.outcome:
+                raise SpecError(
+                    f"{loaded.where('features', w.index, 'of')}: feature '{w.name}' is "
+                    "outcome-derived (`of: label`) but the label is `absent: true`: the absence "
+                    "of an outcome is known only once the horizon (and any reporting delay) "
+                    "has passed, which outcome-derived features do not model. Aggregate the "
+                    "outcome source itself instead (e.g. `since_last` over it)."
+                )
     label = LabelRule(name=lab.name, kind=lab.kind, horizon_us=to_micros(lab.horizon),
                       column=lab.column, source=lab.source,
-                      keys=tuple(lab.keys.items()) if lab.keys else None)
+                      keys=tuple(lab.keys.items()) if lab.keys else None, absent=lab.absent)
     return Plan(locator=locator(loaded), sources=sources, points=points,
                 row_features=tuple(rows), windows=tuple(windows), lookups=tuple(lookups),
                 label=label, as_of=as_of, feature_names=tuple(f.name for f in spec.features),

@@ -70,6 +70,19 @@ ignoring later calls. This is what a randomized listing at ``t`` measures. It is
 The weekly snapshot ``active_subscribers`` (one row per customer active at each Monday 00:00)
 lets a schedule's ``active_within`` select exactly the active customers.
 
+**Planted segments and a continuum** (for ``valuechain segment``). Each customer has a fixed
+*persona* (``truth/segments``): ``creator`` 40 %, ``collaborator`` 35 %, ``analyst`` 25 %.
+``feature_events`` logs every use of a product area (``editor``, ``sharing``, ``reports``);
+the weekly uses per area are Poisson with the persona's rates (:data:`PERSONA_RATES`: creators
+5 / 0.6 / 0.4, collaborators 0.8 / 4 / 0.6, analysts 0.6 / 0.8 / 4) times the customer's
+engagement ``g``, so counts per area over 28 days form three real groups. How long one use
+lasts (``seconds``, gamma with shape 16 around the customer's own mean, uniform in 60-300 s)
+and how many items it touches (``items``, Poisson around the customer's own mean, uniform in
+2-20) vary *continuously* between customers: their 28-day means have no groups. Neither
+changes any hazard. These columns and tables come from a second random stream
+(``default_rng([seed, 13])``): every other table, column and truth value is the same as
+without them.
+
 >>> world = simulate_churn(customers=2_000, months=6, seed=1)
 >>> sorted(world.tables)[:3]
 ['active_subscribers', 'cancellation_requests', 'customers']
@@ -93,6 +106,8 @@ from valuechain.demo.tables import Progress, report, table_lines, write_tables
 from valuechain.errors import ValuechainError
 
 __all__ = [
+    "PERSONAS",
+    "PERSONA_RATES",
     "RESPONSE_TYPES",
     "TABLES",
     "ChurnWorld",
@@ -105,7 +120,8 @@ __all__ = [
 Arr = npt.NDArray[Any]
 
 TABLES = ("customers", "subscriptions", "plan_changes", "usage_events", "support_tickets",
-          "payments", "active_subscribers", "outreach", "cancellation_requests")
+          "payments", "active_subscribers", "outreach", "cancellation_requests",
+          "feature_events")
 DAY = 86_400
 WEEK = 7 * DAY
 PLANS = ("basic", "standard", "premium")
@@ -133,6 +149,12 @@ COOLDOWN_WEEKS = 5  # a listed customer (called or held out) is not listed again
 CONTROL_SHARE = 0.2
 CALL_WEEKS = 30 / 7  # a call's effect lasts 30 days
 ID_BASE = 10**6
+#: Planted segments: personas, their shares, and weekly uses of each product area.
+PERSONAS = ("creator", "collaborator", "analyst")
+PERSONA_P = (0.40, 0.35, 0.25)
+AREAS = ("editor", "sharing", "reports")
+PERSONA_RATES = np.array([[5.0, 0.6, 0.4], [0.8, 4.0, 0.6], [0.6, 0.8, 4.0]])
+SEGMENT_STREAM = 13  # the personas' random stream: default_rng([seed, SEGMENT_STREAM])
 
 
 def outreach_capacity(customers: int) -> int:
@@ -151,8 +173,9 @@ class ChurnWorld:
     ``truth`` has one row per customer (``customer_id``, ``response_type``,
     ``call_multiplier``, ``onset_at`` (null when never disengaging)); ``uplift`` one row per
     customer active at a listing Monday (``customer_id``, ``decision_time``, ``p_cancel_30d``,
-    ``p_cancel_30d_called``, ``uplift`` = the first minus the second). Neither is exported as
-    a source.
+    ``p_cancel_30d_called``, ``uplift`` = the first minus the second); ``segments`` one row per
+    customer (``customer_id``, ``persona``, ``mean_seconds``, ``mean_items``: the planted
+    segment and the two continuous traits). None is exported as a source.
     """
 
     tables: dict[str, pa.Table]
@@ -164,6 +187,7 @@ class ChurnWorld:
     as_of: datetime
     capacity: int
     seed: int
+    segments: pa.Table | None = None
 
 
 @dataclass(frozen=True)
@@ -224,7 +248,8 @@ def generate_churn(
 
     Files are written under a temporary name and moved into place (a reader never sees a
     half-written file). The same arguments give identical files. With ``truth``, the ground
-    truth goes to ``out/truth/`` (``customers.parquet``, ``uplift.parquet``): not a source.
+    truth goes to ``out/truth/`` (``customers.parquet``, ``uplift.parquet``,
+    ``segments.parquet``): not a source.
 
     Parameters
     ----------
@@ -260,8 +285,10 @@ def generate_churn(
     out = Path(out)
     paths = write_tables(out, world.tables, TABLES, progress)
     if truth:
-        write_tables(out / "truth", {"customers": world.truth, "uplift": world.uplift},
-                     ("customers", "uplift"))
+        assert world.segments is not None
+        write_tables(out / "truth", {"customers": world.truth, "uplift": world.uplift,
+                                     "segments": world.segments},
+                     ("customers", "uplift", "segments"))
     subs = world.tables["subscriptions"]
     upl = world.uplift
     cancels = world.tables["subscriptions"].column("cancelled_at").null_count
@@ -324,8 +351,11 @@ def simulate_churn(
     tables = _tables(rng, e, obs, cancel, listing, end, epoch)
     report(progress, "tables", 0.7)
     truth, uplift = _truth(e, listing, cancel, weeks, epoch)
+    events, segments = _personas(np.random.default_rng([seed, SEGMENT_STREAM]), e, obs["g"],
+                                 cancel, end, epoch)
+    tables["feature_events"] = events
     return ChurnWorld(tables, truth, uplift, t0, monday, monday + timedelta(seconds=end),
-                      monday + timedelta(seconds=end), capacity, seed)
+                      monday + timedelta(seconds=end), capacity, seed, segments)
 
 
 
@@ -710,3 +740,48 @@ def _truth(e: dict[str, Arr], listing: dict[str, Arr], cancel: Arr, weeks: int,
         "cancelled_30d": pa.array((cancel[cu] > t) & (cancel[cu] <= t + 30 * DAY)),
     })
     return truth, uplift
+
+
+def _personas(rng: np.random.Generator, e: dict[str, Arr], g: Arr, cancel: Arr, end: int,
+              epoch: int) -> tuple[pa.Table, pa.Table]:
+    """Planted segments (personas: uses per product area) and a continuum (seconds, items).
+
+    Draws only from its own generator ``rng`` and reads ``e``, ``g`` and ``cancel`` without
+    changing them, so the rest of the world is the same with or without it.
+    """
+    n = len(e["start"])
+    persona = rng.choice(len(PERSONAS), n, p=PERSONA_P)
+    mean_seconds = rng.uniform(60.0, 300.0, n)
+    mean_items = rng.uniform(2.0, 20.0, n)
+    lo = np.maximum(e["start"], 0)
+    stop = np.minimum(cancel, end)
+    custs: list[Arr] = []
+    times: list[Arr] = []
+    areas: list[Arr] = []
+    for a in range(len(AREAS)):
+        counts = rng.poisson(PERSONA_RATES[persona, a][:, None] * g).astype(np.int32)
+        c, t = _expand(rng, counts, lo, stop)
+        custs.append(c)
+        times.append(t)
+        areas.append(np.full(len(c), a))
+    cust, ts, area = (np.concatenate(x) for x in (custs, times, areas))
+    order = np.lexsort((area, cust, ts))
+    cust, ts, area = cust[order], ts[order], area[order]
+    seconds = np.round(rng.gamma(16.0, mean_seconds[cust] / 16.0), 1)
+    items = rng.poisson(mean_items[cust]).astype(np.int64)
+    ids = pa.array(ID_BASE + 1 + np.arange(n, dtype=np.int64))
+    events = pa.table({
+        "event_id": pa.array(np.arange(1, len(cust) + 1, dtype=np.int64)),
+        "customer_id": pa.array(ID_BASE + 1 + cust.astype(np.int64)),
+        "ts": pa.array((ts.astype(np.int64) + epoch) * 1_000_000, pa.timestamp("us")),
+        "area": _strings(area, AREAS),
+        "seconds": pa.array(seconds),
+        "items": pa.array(items),
+    })
+    truth = pa.table({
+        "customer_id": ids,
+        "persona": _strings(persona, PERSONAS),
+        "mean_seconds": pa.array(mean_seconds),
+        "mean_items": pa.array(mean_items),
+    })
+    return events, truth

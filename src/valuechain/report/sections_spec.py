@@ -30,6 +30,7 @@ _FRAMING = """
   <tr><th>Actions</th><td class="chips">
     {% for a in d.actions %}<span class="chip">{{ a }}</span>{% endfor %}</td></tr>
   <tr><th>Latency budget</th><td>{% if d.latency_budget_ms %}{{ d.latency_budget_ms|num }} ms
+    {% elif batch %}<span class="muted">not needed: a batch decision on a schedule</span>
     {% else %}<span class="badge warn">not stated</span>
     <span class="muted">set <code>decision.latency_budget_ms</code></span>{% endif %}</td></tr>
   <tr><th>KPI</th><td>{% if d.kpi %}{{ d.kpi }}{% else %}<span class="badge warn">not stated</span>
@@ -74,11 +75,13 @@ def framing_section(loaded: LoadedSpec, workspace: Path) -> Section:
     spec = loaded.spec
     owners = spec.owners.model_dump()
     missing = [key for key, _, _ in OWNER_LINKS if not owners.get(key)]
+    batch = isinstance(spec.decision_points, SchedulePoints)
     html = fragment(
         _FRAMING, project=spec.project, d=spec.decision, label=spec.label, owners=owners,
-        links=OWNER_LINKS, missing=missing, points=_points(loaded),
+        links=OWNER_LINKS, missing=missing, points=_points(loaded), batch=batch,
     )
-    incomplete = missing or not spec.decision.kpi or spec.decision.latency_budget_ms is None
+    no_budget = spec.decision.latency_budget_ms is None and not batch
+    incomplete = missing or not spec.decision.kpi or no_budget
     return Section("framing", "Framing", html, "warn" if incomplete else "ok")
 
 

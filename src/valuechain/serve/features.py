@@ -41,12 +41,14 @@ from typing import Any
 import pyarrow as pa
 
 from valuechain.data.pit import (
+    RECENCY,
     Window,
     aggregate,
     in_window,
     lookup_rank,
     outcome_aggregate,
     outcome_label,
+    recency,
 )
 from valuechain.data.plan import EventPointsPlan, Plan
 from valuechain.data.sources import Catalog, datetime_to_us, us_to_datetime
@@ -443,7 +445,12 @@ class OnlineFeatures:
                         reported[at] = _by_decision(got[at] if at is not None else [])
                     self._outcome_feature(i, members, reported[at], t, out)
                     continue
-                if window.value is None:
+                if window.agg in RECENCY:  # reads the members' times and tie order
+                    value = recency(window.agg, [
+                        (row_t, p["o"], None if window.value is None else p["v"][window.value])
+                        for row_t, _, p in members
+                        if window.value is None or p["v"].get(window.value) is not None], t)
+                elif window.value is None:
                     value = aggregate(window.agg, [], len(members))
                 else:
                     values = [p["v"][window.value] for _, _, p in members

@@ -56,7 +56,10 @@ class LoadedSpec:
 
     @property
     def hash(self) -> str:
-        payload = json.dumps(self.spec.model_dump(mode="json"), sort_keys=True)
+        """The spec's content hash; fields left at their defaults are not part of it, so a
+        later version adding an optional field does not change every spec's hash."""
+        payload = json.dumps(self.spec.model_dump(mode="json", exclude_defaults=True),
+                             sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     def line_of(self, *loc: str | int) -> int | None:

@@ -62,9 +62,12 @@ __all__ = [
     "RowFeature",
     "Schedule",
     "SchedulePoints",
+    "SegmentAction",
+    "Segments",
     "Source",
     "Spec",
     "TimeSplit",
+    "Treatment",
     "Value",
     "alert_owner_problems",
     "default_alert_rules",
@@ -104,7 +107,8 @@ class Decision(_Model):
     actions: list[str] = Field(min_length=1, description="The actions the decision can take.")
     latency_budget_ms: float | None = Field(
         None, gt=0, allow_inf_nan=False,
-        description="Time allowed to decide one case online, in milliseconds (finite).",
+        description="Time allowed to decide one case online, in milliseconds (finite); "
+        "not needed for a batch decision (scheduled decision points).",
     )
     kpi: str | None = Field(None, description="The business KPI the decision should move.")
 
@@ -139,6 +143,17 @@ class Schedule(_Model):
         None,
         description="Only entities with a population event in (t - active_within, t]; "
         "default: every entity seen at or before t.",
+    )
+    active_from: str | None = Field(
+        None,
+        description="Column of the population source: from when a row's entity is active "
+        "(included). With it, an entity is a decision point at t when some population row "
+        "has active_from <= t and (active_until is null or active_until > t).",
+    )
+    active_until: str | None = Field(
+        None,
+        description="Column of the population source: when a row's activity ends (excluded; "
+        "null while active). Only ever excludes: a later end is never seen at t.",
     )
 
 
@@ -216,6 +231,11 @@ class Label(_Model):
         description="Without `source`: a column of the decision source recording the outcome "
         "within the horizon, known at t + horizon. With `source` and kind amount: the amount.",
     )
+    absent: bool = Field(
+        False,
+        description="Label 1 when NO outcome of `source` falls in (t, t + horizon] (e.g. "
+        "'no purchase within 13 weeks'); binary labels from an outcome source only.",
+    )
 
     @field_validator("horizon")
     @classmethod
@@ -231,6 +251,9 @@ class Label(_Model):
             raise SpecError("a label needs `source` (an outcome table) or `column`")
         if self.kind == "amount" and self.source is not None and self.column is None:
             raise SpecError("an amount label from an outcome source needs `column` (the amount)")
+        if self.absent and (self.kind != "binary" or self.source is None):
+            raise SpecError("`absent: true` labels the absence of an outcome event: it needs "
+                            "`kind: binary` and an outcome `source` (not `column`)")
         return self
 
 
@@ -247,7 +270,8 @@ class RowFeature(_Model):
         return "row"
 
 
-AggregateName = Literal["count", "sum", "mean", "min", "max", "std", "distinct_count", "rate"]
+AggregateName = Literal["count", "sum", "mean", "min", "max", "std", "distinct_count", "rate",
+                        "since_first", "since_last", "last"]
 
 
 class AggregateFeature(_Model):
@@ -284,7 +308,7 @@ class AggregateFeature(_Model):
 
     @model_validator(mode="after")
     def _needs_column(self) -> AggregateFeature:
-        if self.aggregate != "count" and self.of is None:
+        if self.aggregate not in ("count", "since_first", "since_last") and self.of is None:
             raise SpecError(f"aggregate '{self.aggregate}' needs `of` (the column aggregated)")
         if self.window <= timedelta(0):
             raise SpecError("`window` must be longer than zero")
@@ -571,6 +595,52 @@ class Monitoring(_Model):
         return tuple(self.alerts)
 
 
+class SegmentAction(_Model):
+    """What to do with one named segment, and how to recognise it by its profile."""
+
+    high: list[Identifier] = Field(
+        default_factory=list, description="Features the segment is high on (its profile).")
+    low: list[Identifier] = Field(
+        default_factory=list, description="Features the segment is low on.")
+    action: str = Field(description="The action for the segment: an onboarding flow, a "
+                        "message, an experiment.")
+
+
+class Segments(_Model):
+    """Behavioural segments (`valuechain segment`, docs/segments.md)."""
+
+    features: list[Identifier] = Field(
+        min_length=2, description="Features to segment on (at least two): names from "
+        "`features` or `segments.define`.")
+    define: list[Feature] = Field(
+        default_factory=list, description="Features used only for segments, not by the "
+        "model; written as in `features`.")
+    as_of: datetime | None = Field(
+        None, description="Decision time to segment at (on the schedule); default the latest "
+        "one whose label is mature and whose next period is in the data.")
+    period: Duration = Field(
+        timedelta(days=28), description="Refit this long after `as_of` to check stability "
+        "over time.")
+    k: tuple[int, int] = Field((2, 6), description="Smallest and largest number of segments "
+                               "tried, e.g. `[2, 6]`.")
+    methods: list[Literal["kmeans", "gmm"]] = Field(
+        ["kmeans", "gmm"], min_length=1,
+        description="Clustering methods: `kmeans`, `gmm` (Gaussian mixture).")
+    log: list[Identifier] = Field(
+        default_factory=list, description="Features log1p-transformed before scaling "
+        "(skewed counts).")
+    actions: dict[Identifier, SegmentAction] = Field(
+        default_factory=dict, description="Named segments: profile and action.")
+
+    @field_validator("k")
+    @classmethod
+    def _k_range(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if not 2 <= value[0] <= value[1] <= 12:
+            raise SpecError(f"`k` {list(value)} must be [smallest, largest] with "
+                            "2 <= smallest <= largest <= 12, e.g. [2, 6]")
+        return value
+
+
 class Owners(_Model):
     """Who owns each link of the value chain."""
 
@@ -591,6 +661,36 @@ class AuditAcceptance(_Model):
 
 class AuditSettings(_Model):
     accept: list[AuditAcceptance] = Field(default_factory=list)
+
+
+class Treatment(_Model):
+    """The randomized history of an action: who was treated and who held out, at which t.
+
+    Rows of ``source`` whose ``key`` matches a decision point's key and whose ``time`` equals
+    its decision time are that decision point's assignment (``column`` = ``treated`` or
+    ``control``); only those rows train and evaluate uplift (``docs/uplift.md``).
+    """
+
+    source: str = Field(description="Source holding the assignment history, e.g. `outreach`.")
+    key: str = Field(description="Entity key column, in the source and in the frame.")
+    time: str = Field(description="Source column equal to the decision time of the listing.")
+    column: str = Field(description="Source column holding the group of each row.")
+    treated: str = Field("treated", description="Value of `column` for treated rows.")
+    control: str = Field("control", description="Value of `column` for held-out rows.")
+    strata: list[str] = Field(
+        default_factory=list,
+        description="Source columns the randomization was stratified by (e.g. "
+        "`risk_decile`): the known propensity is the treated share within each (time, "
+        "strata) cell; default the share within each time.",
+    )
+
+    @model_validator(mode="after")
+    def _two_groups(self) -> Treatment:
+        if self.treated == self.control:
+            raise SpecError(f"treatment: `treated` and `control` are both {self.treated!r}; "
+                            "name the two group values, e.g. treated: treated, control: "
+                            "control")
+        return self
 
 
 class EngineSettings(BaseModel):
@@ -623,6 +723,7 @@ class Spec(_Model):
     split: TimeSplit | None = None
     value: Value | None = None
     monitoring: Monitoring | None = None
+    segments: Segments | None = None
     owners: Owners = Field(default_factory=Owners)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     engine: Annotated[EngineSettings, BeforeValidator(_engine_settings)] | None = Field(
@@ -630,6 +731,7 @@ class Spec(_Model):
         "`{type: duckdb, threads: 2, memory_limit: 8GB}`; `valuechain build --engine` "
         "overrides the type.",
     )
+    treatment: Treatment | None = None
 
     @property
     def event_source(self) -> str | None:

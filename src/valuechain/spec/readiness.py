@@ -11,7 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from valuechain.spec.durations import format_duration as fmt
-from valuechain.spec.models import AggregateFeature, LookupFeature, Spec, alert_owner_problems
+from valuechain.spec.models import (
+    AggregateFeature,
+    LookupFeature,
+    SchedulePoints,
+    Spec,
+    alert_owner_problems,
+)
 
 __all__ = ["ChecklistItem", "readiness"]
 
@@ -53,13 +59,21 @@ def _parity(spec: Spec) -> ChecklistItem:
             if src is not None and not (src.valid_from or src.available_at):
                 static.append(f"'{f.name}'")
     budget = spec.decision.latency_budget_ms
-    if budget is None:
+    points = spec.decision_points
+    if budget is None and not isinstance(points, SchedulePoints):
         gaps.append("no latency budget: state how fast a decision must be served")
     ok = not gaps
+    if budget is not None:
+        serving = f"latency budget {budget:g} ms"
+    elif isinstance(points, SchedulePoints):  # a batch decision: a list, not one case online
+        serving = ("a batch decision on a schedule, every "
+                   f"{fmt(points.schedule.every)}: no millisecond latency budget needed")
+    else:
+        serving = "no latency budget"
     reason = (
         f"all {len(spec.features)} features use only data known at decision time, defined once "
-        f"for training and serving (latency budget {budget:g} ms)."
-        if budget is not None and ok else "; ".join(gaps) + "."
+        f"for training and serving ({serving})."
+        if ok else "; ".join(gaps) + "."
     )
     if static:
         reason += (f" Static lookups {', '.join(static)} assume their dimension never changes; "

@@ -28,7 +28,7 @@ from valuechain.data.engines.prefix import (
     window_values,
 )
 from valuechain.data.engines.resolve import output, resolve
-from valuechain.data.pit import EMPTY_ZERO, KNOWN, LABEL, PitProblem, Window
+from valuechain.data.pit import DAY_US, EMPTY_ZERO, KNOWN, LABEL, RECENCY, PitProblem, Window
 from valuechain.data.plan import Plan
 from valuechain.data.sources import Catalog
 from valuechain.errors import EngineError
@@ -50,6 +50,18 @@ _SQL_AGG = {
 }
 _BIG = 9_223_372_036_854_775_807
 
+
+
+def _recency_sql(agg: str, v: str, frame: str, own: bool, lag: int) -> str:
+    """A recency aggregate over the frame (rows in ``(time, tie)`` order; members are the
+    rows where ``v`` is not null); ``tm`` of the probing row is ``t`` (own source) or
+    ``t - lag`` (another source)."""
+    if agg == "last":
+        return f"last_value({v} IGNORE NULLS) OVER ({frame})"
+    t = "tm" if own else f"(tm + {lag})"
+    pick = "min" if agg == "since_first" else "max"
+    member_t = f"{pick}(CASE WHEN {v} IS NOT NULL THEN tm END) OVER ({frame})"
+    return f"({t} - {member_t})::DOUBLE / {DAY_US}.0"
 
 
 def _in_point_order(table: pa.Table, n: int) -> dict[str, pa.Array]:
@@ -250,6 +262,11 @@ class DuckDBKernel:
                         f"WHERE {quote_ident(plan.column or '')} IS NOT NULL")
         source = "outcome_rows" if plan.kind == "amount" else _src(plan.outcome)
         known_by = "" if plan.known_by_us is None else f" AND o.__t <= {int(plan.known_by_us)}"
+        if plan.absent:  # 1 when no outcome falls in the horizon, known at its end
+            label = "CASE WHEN h.__row IS NULL THEN 1 ELSE 0 END"
+            known_at = f"CASE WHEN h.__row IS NULL THEN p.__t + {plan.horizon_us} ELSE h.known END"
+        else:
+            label, known_at = f"coalesce(h.lab, {empty})", "h.known"
         con.execute(f"""
             CREATE TEMP TABLE labels AS
             WITH hits AS (
@@ -258,7 +275,7 @@ class DuckDBKernel:
                   ON {on} AND o.__e > p.__t AND o.__e <= p.__t + {plan.horizon_us}
                  AND o.__e IS NOT NULL AND o.__t IS NOT NULL{known_by}
                 GROUP BY p.__row)
-            SELECT p.__row, coalesce(h.lab, {empty}) AS {LABEL}, h.known AS {KNOWN}
+            SELECT p.__row, {label} AS {LABEL}, {known_at} AS {KNOWN}
             FROM points p LEFT JOIN hits h USING (__row)""")
 
     # -- windows -------------------------------------------------------------------------
@@ -334,6 +351,9 @@ class DuckDBKernel:
                 exprs.append(f"count(ev) OVER ({frame}) AS n{i}")
                 continue
             v = "ev" if w.value is None else val_of[w.value]
+            if w.agg in RECENCY:
+                exprs.append(f"{_recency_sql(w.agg, v, frame, own, lag)} AS a{i}")
+                continue
             call, wrap = _SQL_AGG[w.agg]
             windowed = f"{call.format(v=v)} OVER ({frame})"
             exprs.append(f"{wrap.format(x=windowed)} AS a{i}")

@@ -45,7 +45,7 @@ class ReferenceEngine:
         con = connect()
         try:
             con.execute("SET threads = 1")
-            resolved = resolve(plan, Catalog(plan, con=con), progress)
+            resolved = resolve(plan, Catalog(plan, con=con), progress, reference_points=True)
         finally:
             con.close()
         return output(plan, resolved, ReferenceKernel().compute(resolved.problem))

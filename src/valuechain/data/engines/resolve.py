@@ -28,6 +28,7 @@ from valuechain.data.pit import (
     PitProblem,
     Window,
     label_delay,
+    scheduled_members,
 )
 from valuechain.data.plan import EventPointsPlan, Plan, SchedulePlan
 from valuechain.data.sources import Catalog, datetime_to_us, us_to_datetime
@@ -35,7 +36,8 @@ from valuechain.errors import DataError, SpecError
 from valuechain.expressions import Expression
 from valuechain.sql import quote_ident, quote_literal
 
-__all__ = ["Resolved", "awareness", "missing_reason", "output", "resolve"]
+__all__ = ["Resolved", "awareness", "missing_reason", "output", "resolve",
+           "schedule_points_sql"]
 
 _INTS = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER")
 _NUMERIC = ("INT", "DOUBLE", "FLOAT", "DECIMAL", "REAL", "BOOLEAN", "NUMERIC")
@@ -135,6 +137,13 @@ def _check_types(plan: Plan, catalog: Catalog) -> None:
         if w.of is None:
             continue
         kind = catalog.columns(w.source)[w.of]
+        if w.agg == "last" and w.fill is not None and not _is_number(kind):
+            raise DataError(
+                f"{plan.where('features', w.index, 'fill')}: feature '{w.name}' is the last "
+                f"'{w.of}' of source '{w.source}' ({catalog.display_path(w.source)}), of type "
+                f"{kind}, but `fill` is the number {w.fill!r}. Expected no `fill` for a "
+                "non-numeric column (an empty window stays null); remove `fill`."
+            )
         if w.agg in ("sum", "mean", "std", "rate") and not _is_number(kind):
             detail = (_text_values(catalog, w.source, w.of) if "VARCHAR" in kind else
                       f"column '{w.of}' of source '{w.source}' "
@@ -387,9 +396,107 @@ def _check_early_times(plan: Plan, catalog: Catalog, tsql: dict[tuple[str, str],
         )
 
 
+def _interval_sql(catalog: Catalog, points: SchedulePlan, aware: bool,
+                  any_times: bool) -> dict[str, str]:
+    """Epoch-µs SQL of the schedule's ``active_from`` / ``active_until`` columns; DataError
+    when their time-zone awareness differs from the other time columns'."""
+    out: dict[str, str] = {}
+    for fld in ("active_from", "active_until"):
+        column = getattr(points, fld)
+        if not column:
+            continue
+        expr, col_aware = catalog.time_us(points.population, column,
+                                          "decision_points", "schedule", fld)
+        if any_times and col_aware != aware:
+            kinds = ("time-zone aware", "naive")
+            raise DataError(
+                f"{catalog.where('decision_points', 'schedule', fld)}: column '{column}' of "
+                f"source '{points.population}' ({catalog.display_path(points.population)}) is "
+                f"{kinds[0] if col_aware else kinds[1]} but the sources' other time columns "
+                f"are {kinds[0] if aware else kinds[1]}. Expected one kind; store all times "
+                "as aware (with an offset) or all as naive."
+            )
+        out[fld] = expr
+    return out
+
+
+def _schedule_sql(plan: Plan, catalog: Catalog, points: SchedulePlan,
+                  tsql: dict[tuple[str, str], str], aware: bool, as_of_us: int,
+                  reference: bool) -> str:
+    """SQL of the scheduled decision points (``__row``, key, ``__t``, ``__o``,
+    ``decision_time``). Who is a point at ``t`` is :func:`valuechain.data.pit.
+    scheduled_members`; ``reference`` computes it with that function, else in DuckDB."""
+    pop = points.population
+    intervals = _interval_sql(catalog, points, aware, bool(tsql))
+    f_sql, u_sql = intervals.get("active_from"), intervals.get("active_until")
+    seen_sql = _availability(tsql, pop) or f_sql
+    assert seen_sql is not None  # make_plan refuses a population without times
+    start = check_moment(plan, points.start, aware,
+                         plan.where("decision_points", "schedule", "start"))
+    end = (check_moment(plan, points.end, aware, plan.where("decision_points", "schedule", "end"))
+           if points.end else as_of_us)
+    key = quote_ident(points.key)
+    ev = (f"SELECT {key} AS k, {seen_sql} AS a, {f_sql or 'NULL::BIGINT'} AS f, "
+          f"{u_sql or 'NULL::BIGINT'} AS u FROM {catalog.view(pop)} "
+          f"WHERE {key} IS NOT NULL AND {seen_sql} IS NOT NULL"
+          + (f" AND {f_sql} IS NOT NULL" if f_sql else ""))
+    if reference:
+        rows = catalog.con.sql(ev).to_arrow_table()
+        pairs = scheduled_members(
+            range(start, end + 1, points.every_us),
+            zip(*(rows.column(c).to_pylist() for c in ("k", "a", "f", "u")), strict=True),
+            points.active_within_us, intervals=bool(intervals))
+        catalog.con.register("__schedule_pairs", pa.table({
+            "k": pa.array([k for k, _ in pairs], rows.schema.field("k").type),
+            "__t": pa.array([t for _, t in pairs], pa.int64())}))
+        chosen = "SELECT k, __t FROM __schedule_pairs"
+    else:
+        within = (f"AND last_seen > __t - {points.active_within_us}"
+                  if points.active_within_us else "")
+        active = ""
+        if intervals:
+            active = (f"JOIN (SELECT DISTINCT e.k, times.__t FROM ev e JOIN times "
+                      f"ON greatest(e.a, coalesce(e.f, e.a)) <= times.__t "
+                      f"AND coalesce(e.u, {_BIG}) > times.__t) act USING (k, __t)")
+        chosen = f"""
+            WITH ev AS ({ev}),
+                 times AS (SELECT unnest(range({start}, {end + 1}, {points.every_us})) AS __t),
+                 ents AS (SELECT k, min(a) AS first FROM ev GROUP BY k),
+                 cand AS (SELECT k, __t FROM ents JOIN times ON first <= __t),
+                 seen AS (SELECT c.k, c.__t, e.a AS last_seen FROM cand c
+                          ASOF JOIN ev e ON c.k = e.k AND e.a <= c.__t)
+            SELECT k, __t FROM seen {active} WHERE TRUE {within}"""
+    return f"""
+        SELECT row_number() OVER (ORDER BY __t, k) - 1 AS __row, k AS {key}, __t,
+               dense_rank() OVER (ORDER BY k) AS __o, make_timestamp(__t) AS decision_time
+        FROM ({chosen}) ORDER BY __row"""
+
+
+_BIG = 9_223_372_036_854_775_807
+
+
+def schedule_points_sql(plan: Plan, catalog: Catalog) -> str:
+    """DuckDB SQL of ``plan``'s scheduled decision points (columns ``__row``, the key,
+    ``__t``, ``__o``, ``decision_time``) up to the schedule's end, else the latest time in
+    the sources: the build's own definition, for checks that need the points (the audit)."""
+    assert isinstance(plan.points, SchedulePlan)
+    aware, tsql = awareness(catalog)
+    if plan.as_of is not None:
+        as_of_us = check_moment(plan, plan.as_of, aware, "the `as_of` argument")
+    else:
+        parts = [f"SELECT max({expr}) AS m FROM {catalog.view(src)}"
+                 for (src, _), expr in tsql.items()]
+        as_of_us = int(catalog.scalar(f"SELECT max(m) FROM ({' UNION ALL '.join(parts)})"))
+    return _schedule_sql(plan, catalog, plan.points, tsql, aware, as_of_us, False)
+
+
 def resolve(plan: Plan, catalog: Catalog | None = None,
-            progress: Progress | None = None) -> Resolved:
-    """Read ``plan``'s sources and make the :class:`PitProblem` a kernel computes."""
+            progress: Progress | None = None, *, reference_points: bool = False) -> Resolved:
+    """Read ``plan``'s sources and make the :class:`PitProblem` a kernel computes.
+
+    ``reference_points``: compute scheduled decision points with the reference definition
+    (:func:`valuechain.data.pit.scheduled_members`, slow) instead of DuckDB SQL.
+    """
     catalog = catalog or Catalog(plan)
     con = catalog.con
     aware, tsql = awareness(catalog)
@@ -439,30 +546,8 @@ def resolve(plan: Plan, catalog: Catalog | None = None,
             ORDER BY __row"""
     else:
         assert isinstance(points_spec, SchedulePlan)
-        pop = points_spec.population
-        a_sql = _availability(tsql, pop)
-        assert a_sql is not None  # make_plan refuses a population without times
-        start = check_moment(plan, points_spec.start, aware,
-                             plan.where("decision_points", "schedule", "start"))
-        end = (check_moment(plan, points_spec.end, aware,
-                             plan.where("decision_points", "schedule", "end"))
-               if points_spec.end else as_of_us)
-        active = (f"AND last_seen > __t - {points_spec.active_within_us}"
-                  if points_spec.active_within_us else "")
-        key = quote_ident(points_spec.key)
-        sql = f"""
-            WITH ev AS (SELECT {key} AS k, {a_sql} AS a FROM {catalog.view(pop)}
-                        WHERE {key} IS NOT NULL AND {a_sql} IS NOT NULL),
-                 times AS (SELECT unnest(range({start}, {end + 1}, {points_spec.every_us}))
-                                  AS __t),
-                 ents AS (SELECT k, min(a) AS first FROM ev GROUP BY k),
-                 cand AS (SELECT k, __t FROM ents JOIN times ON first <= __t),
-                 seen AS (SELECT c.k, c.__t, e.a AS last_seen FROM cand c
-                          ASOF JOIN ev e ON c.k = e.k AND e.a <= c.__t)
-            SELECT row_number() OVER (ORDER BY __t, k) - 1 AS __row, k AS {key}, __t,
-                   dense_rank() OVER (ORDER BY k) AS __o,
-                   make_timestamp(__t) AS decision_time
-            FROM seen WHERE TRUE {active} ORDER BY __row"""
+        sql = _schedule_sql(plan, catalog, points_spec, tsql, aware, as_of_us,
+                            reference_points)
         if row_sql:
             sql = f"SELECT *, {', '.join(row_sql)} FROM ({sql}) ORDER BY __row"
     if progress:
@@ -535,7 +620,7 @@ def resolve(plan: Plan, catalog: Catalog | None = None,
             f"WHERE {e_sql} IS NOT NULL AND {a_sql} IS NOT NULL"
         ).to_arrow_table()
         label = LabelPlan(kind=lab.kind, horizon_us=lab.horizon_us, outcome=out, keys=pairs,
-                          column=lab.column, known_by_us=as_of_us)
+                          column=lab.column, known_by_us=as_of_us, absent=lab.absent)
         ref = plan.sources[out]
         gap = (catalog.scalar(f"SELECT max({a_sql} - {e_sql}) FROM {catalog.view(out)}")
                if ref.available_at and ref.available_at != ref.event_time else None)
