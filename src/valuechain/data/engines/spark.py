@@ -51,7 +51,7 @@ from pydantic import Field
 
 from valuechain.data.engines.base import EngineConfig, EngineOutput, Progress
 from valuechain.data.engines.resolve import output, resolve
-from valuechain.data.pit import EMPTY_ZERO, KNOWN, LABEL, PitProblem, Window
+from valuechain.data.pit import DAY_US, EMPTY_ZERO, KNOWN, LABEL, RECENCY, PitProblem, Window
 from valuechain.data.plan import Plan
 from valuechain.data.sources import Catalog
 from valuechain.errors import EngineError
@@ -317,6 +317,13 @@ class SparkKernel:
         cond += [F.col("__oe") > F.col("__t"),
                  F.col("__oe") <= F.col("__t") + F.lit(plan.horizon_us)]
         joined = p.join(o, on=_all(cond), how="inner")
+        if plan.kind == "binary" and plan.absent:
+            # 1 when no outcome falls in the horizon (known at its end), else 0
+            hits = joined.groupBy("__row").agg(F.lit(0).alias("__lab"),
+                                               F.min("__ot").alias("__kn"))
+            return (points.select("__row", "__t").join(hits, "__row", "left").select(
+                "__row", F.coalesce(F.col("__lab"), F.lit(1)).alias(LABEL),
+                F.coalesce(F.col("__kn"), F.col("__t") + F.lit(plan.horizon_us)).alias(KNOWN)))
         if plan.kind == "binary":
             hits = joined.groupBy("__row").agg(F.lit(1).alias("__lab"),
                                                F.min("__ot").alias(KNOWN))
@@ -347,7 +354,8 @@ class SparkKernel:
 
         if own:
             u = points.select("__row", _c(first.key).alias("__k"), F.col("__t").alias("__tm"),
-                              F.col("__o").alias("__tie"), F.lit(1).alias("__probe"),
+                              F.col("__o").cast("long").alias("__tie"),
+                              F.lit(1).alias("__probe"),
                               *vals(F.coalesce(_c(first.filter), F.lit(False))
                                     if first.filter else F.lit(True)))
         else:
@@ -356,13 +364,15 @@ class SparkKernel:
             rows = src.where(F.col("__t").isNotNull() & _c(first.source_key).isNotNull()) \
                 .select(F.lit(None).cast("long").alias("__row"),
                         _c(first.source_key).cast(key_type).alias("__k"),
-                        F.col("__t").alias("__tm"), F.lit(0).alias("__probe"),
+                        F.col("__t").alias("__tm"), F.col("__o").cast("long").alias("__tie"),
+                        F.lit(0).alias("__probe"),
                         *vals(F.coalesce(_c(first.filter), F.lit(False))
                               if first.filter else F.lit(True)))
             types = dict(rows.dtypes)
             probes = points.select(
                 "__row", _c(first.key).alias("__k"),
-                (F.col("__t") - F.lit(lag)).alias("__tm"), F.lit(1).alias("__probe"),
+                (F.col("__t") - F.lit(lag)).alias("__tm"), F.lit(_BIG).alias("__tie"),
+                F.lit(1).alias("__probe"),
                 F.lit(None).cast("int").alias("__ev"),
                 *[F.lit(None).cast(types[val_of[v]]).alias(val_of[v]) for v in values])
             u = rows.unionByName(probes)
@@ -388,6 +398,10 @@ class SparkKernel:
                 cols.append(n.alias(f"__n{i}"))
                 continue
             v = "__ev" if w.value is None else val_of[w.value]
+            if w.agg in RECENCY:
+                t = F.col("__tm") + F.lit(0 if own else lag)
+                cols.append(_recency(w.agg, v, specs, t).alias(f"__a{i}"))
+                continue
             cols.append(_aggregate(w.agg, v, specs).alias(f"__a{i}"))
         agg = u.select("__row", "__k", "__probe", *cols).where(F.col("__probe") == 1)
 
@@ -492,6 +506,26 @@ def _add(parts: list[Column]) -> Column:
     for c in parts[1:]:
         out = out + c
     return out
+
+
+def _recency(agg: str, v: str, specs: tuple[Any, ...], t: Column) -> Column:
+    """since_first / since_last (float days to ``t``) or last (the value of the latest member
+    by ``(availability, tie order)``) over the members whose ``v`` is not null."""
+    from pyspark.sql import functions as F
+
+    present = F.col(v).isNotNull()
+    if agg == "last":
+        got = [F.max(F.when(present, F.struct(F.col("__tm").alias("t"),
+                                               F.col("__tie").alias("o"),
+                                               F.col(v).alias("v")))).over(s) for s in specs]
+        return (got[0] if len(got) == 1 else F.greatest(*got)).getField("v")
+    if agg == "since_first":
+        firsts = [F.min(F.when(present, F.col("__tm"))).over(s) for s in specs]
+        member = firsts[0] if len(firsts) == 1 else F.least(*firsts)
+    else:
+        lasts = [F.max(F.when(present, F.col("__tm"))).over(s) for s in specs]
+        member = lasts[0] if len(lasts) == 1 else F.greatest(*lasts)
+    return (t - member).cast("double") / F.lit(float(DAY_US))
 
 
 def _aggregate(agg: str, v: str, specs: tuple[Any, ...]) -> Column:
