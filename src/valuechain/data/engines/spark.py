@@ -246,8 +246,13 @@ class SparkKernel:
         try:
             frames = self._load(problem, folder)
             result = self._plan(problem, frames)
+            selected = result.select("__row", *[_c(n) for n in names])
             try:
-                table = result.select("__row", *[_c(n) for n in names]).toArrow()
+                if problem.points.num_rows <= _LOCAL_ROWS:
+                    table = selected.toArrow()
+                else:  # through files: a big result need not fit the driver's JVM heap
+                    selected.write.parquet(str(folder / "result"))
+                    table = pq.read_table(folder / "result")
             except Exception as err:
                 raise EngineError(f"Spark engine failed: {type(err).__name__}: "
                                   f"{str(err).strip().splitlines()[0]}") from err
