@@ -74,10 +74,14 @@ def test_spark_scoring_gives_the_single_machine_actions(events: tuple[Path, Path
 
 def test_score_spark_command(events: tuple[Path, Path], tmp_path: Path) -> None:
     project, batch = events
-    result = CliRunner().invoke(app, ["score-spark", "--spec", str(project), "-i", str(batch),
-                                      "--out", str(tmp_path / "d"), "--json"])
+    result = CliRunner().invoke(app, ["score", "--engine", "spark", "--spec", str(project),
+                                      "-i", str(batch), "--out", str(tmp_path / "d"),
+                                      "--json"])
     assert result.exit_code == 0, result.output
     assert '"engine": "spark"' in result.output
-    bad = CliRunner().invoke(app, ["score-spark", "--spec", str(project), "-i", str(batch),
-                                   "--master", "nowhere"])
+    bad = CliRunner().invoke(app, ["score", "--engine", "spark", "--spec", str(project),
+                                   "-i", str(batch), "--master", "nowhere"])
     assert bad.exit_code == 2 and "master 'nowhere'" in bad.output
+    log = CliRunner().invoke(app, ["score", "--engine", "spark", "--spec", str(project),
+                                   "-i", str(batch), "--log", str(tmp_path / "l.sqlite")])
+    assert log.exit_code == 2 and "--log: not available with `--engine spark`" in log.output

@@ -852,7 +852,6 @@ from valuechain import cli_registry as _cli_registry  # noqa: E402, F401  (regis
 from valuechain import cli_retrain as _cli_retrain  # noqa: E402, F401  (registers commands)
 from valuechain import cli_segment as _cli_segment  # noqa: E402, F401  (registers commands)
 from valuechain import cli_serve as _cli_serve  # noqa: E402, F401  (registers commands)
-from valuechain import cli_spark as _cli_spark  # noqa: E402, F401  (registers commands)
 from valuechain import cli_uplift as _cli_uplift  # noqa: E402, F401  (registers commands)
 
 

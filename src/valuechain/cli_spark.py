@@ -1,4 +1,4 @@
-"""``valuechain score-spark``: batch scoring on Spark (:mod:`valuechain.serve.spark_score`).
+"""``valuechain score --engine spark``: batch scoring on Spark (:mod:`valuechain.serve.spark_score`).
 
 The same decisions as ``valuechain score`` on the same rows, with the features built by the
 Spark engine and the bundle applied per partition. See docs/scale.md.
@@ -7,40 +7,31 @@ Spark engine and the bundle applied per partition. See docs/scale.md.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
-import typer
 from rich.table import Table
 
-from valuechain.cli import JsonOpt, SpecOpt, _emit, app, console, user_errors
+from valuechain.cli import _emit, console
+from valuechain.errors import SpecError
 
-__all__ = ["score_spark"]
+__all__ = ["score_on_spark"]
 
 
-@app.command("score-spark")
-@user_errors
-def score_spark(
-    spec: SpecOpt = Path("."),
-    input: Annotated[Path, typer.Option(
-        "--input", "-i", help="Parquet or CSV file of decision events.")] = Path("events.parquet"),
-    out: Annotated[Path | None, typer.Option(
-        help="Decisions directory (Parquet files); default <workspace>/score/<input>."
-        "decisions.spark.")] = None,
-    version: Annotated[str | None, typer.Option(
-        help="Bundle version; default the registry's production version.")] = None,
-    top: Annotated[int | None, typer.Option(
-        help="Also write the N highest scores per capacity period (<out>.topN.csv).")] = None,
-    master: Annotated[str | None, typer.Option(
-        help="Spark master URL; default VALUECHAIN_SPARK_MASTER or local[2].")] = None,
-    capacity_limit: Annotated[int | None, typer.Option(
-        help="Override the spec's capacity limit per period.")] = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Decide a batch of events on Spark: features by the Spark engine, the bundle's model,
-    calibrator and policy per partition, capacity in decision order. See docs/scale.md."""
+def score_on_spark(spec: Path, input: Path, *, out: Path | None, version: str | None,
+                   top: int | None, master: str | None, capacity_limit: int | None,
+                   as_json: bool, unsupported: dict[str, bool]) -> None:
+    """Decide a batch of events on Spark and print the result (``score --engine spark``).
+
+    ``unsupported`` names the ``score`` flags that were set but have no meaning on Spark
+    (the decision log, per-decision reasons, the row-by-row path); any set is refused.
+    """
     from valuechain.data.engines.spark import SparkConfig
     from valuechain.serve.spark_score import score_spark as run
 
+    refused = [flag for flag, given in unsupported.items() if given]
+    if refused:
+        raise SpecError(f"{', '.join(refused)}: not available with `--engine spark`, which "
+                        "writes decisions as Parquet files without a decision log or "
+                        "reasons. Drop the flag, or score with `--engine duckdb`.")
     config = SparkConfig.model_validate({"type": "spark", "master": master})
     result = run(spec, input, out=out, version=version, top=top, engine=config,
                  capacity_limit=capacity_limit)
