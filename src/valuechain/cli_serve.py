@@ -129,6 +129,13 @@ def score(
     capacity_limit: Annotated[int | None, typer.Option(
         help="Override the spec's capacity limit per period (e.g. fewer reviewers).")
     ] = None,
+    engine: Annotated[str, typer.Option(
+        metavar="<duckdb|spark>", help="duckdb (this machine) or spark (features by the Spark "
+        "engine, the bundle applied per partition; Parquet decisions, no log or reasons; "
+        "see docs/scale.md).")] = "duckdb",
+    master: Annotated[str | None, typer.Option(
+        help="With --engine spark: the Spark master URL; default VALUECHAIN_SPARK_MASTER "
+        "or local[2].")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Decide a whole batch of events as the service would; log them, write the decisions.
@@ -138,6 +145,18 @@ def score(
     """
     from valuechain.serve.score import score_file
 
+    if engine not in ("duckdb", "spark"):
+        raise SpecError(f"`--engine` {engine!r}: expected duckdb or spark.")
+    if engine == "spark":
+        from valuechain.cli_spark import score_on_spark
+
+        score_on_spark(spec, input, out=out, version=version, top=top, master=master,
+                       capacity_limit=capacity_limit, as_json=as_json, unsupported={
+                           "--log": log is not None, "--online": online,
+                           "--reasons": reasons != "all"})
+        return
+    if master is not None:
+        raise SpecError("`--master` is a Spark setting: use it with `--engine spark`.")
     if chunk < 1:
         raise SpecError(f"`chunk` must be at least 1, got {chunk}.")
     with _progress(not as_json, "score") as progress:

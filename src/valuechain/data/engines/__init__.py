@@ -4,7 +4,7 @@ See :mod:`valuechain.data.engines.base` for the interface and the registry, and
 ``docs/engines.md`` for how to write and register an engine.
 
 >>> sorted(ENGINES)
-['duckdb', 'reference']
+['duckdb', 'reference', 'spark']
 >>> get_engine("duckdb").name
 'duckdb'
 """
@@ -22,6 +22,7 @@ from valuechain.data.engines.base import (
 )
 from valuechain.data.engines.duckdb import DuckDBConfig, DuckDBEngine, DuckDBKernel
 from valuechain.data.engines.reference import ReferenceConfig, ReferenceEngine
+from valuechain.data.engines.spark import SparkConfig, SparkEngine
 
 __all__ = [
     "ENGINES",
@@ -33,6 +34,8 @@ __all__ = [
     "EngineOutput",
     "ReferenceConfig",
     "ReferenceEngine",
+    "SparkConfig",
+    "SparkEngine",
     "engine_class",
     "get_engine",
     "register_engine",

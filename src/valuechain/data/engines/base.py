@@ -96,6 +96,7 @@ class Engine(Protocol):
 ENGINES: dict[str, str] = {
     "duckdb": "valuechain.data.engines.duckdb:DuckDBEngine",
     "reference": "valuechain.data.engines.reference:ReferenceEngine",
+    "spark": "valuechain.data.engines.spark:SparkEngine",
 }
 """Short name -> ``"module:Class"``; extend with :func:`register_engine`."""
 
