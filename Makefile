@@ -22,11 +22,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
-	$(BIN)/pytest -n 2 -q tests src/valuechain --doctest-modules
+	$(BIN)/pytest -n 2 --dist loadgroup -q tests src/valuechain --doctest-modules
 
 # The same without the tests marked slow (handbook reproductions, end-to-end walkthroughs).
 test-fast: $(STAMP)
-	$(BIN)/pytest -n 2 -q -m "not slow" tests src/valuechain --doctest-modules
+	$(BIN)/pytest -n 2 --dist loadgroup -q -m "not slow" tests src/valuechain --doctest-modules
 
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e ".[ml,dev,spark,bench]"

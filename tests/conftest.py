@@ -15,6 +15,17 @@ import pytest
 # fighting over the same cores (a 5-10x slowdown for LightGBM otherwise).
 os.environ.setdefault("VALUECHAIN_THREADS", "1")
 
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that starts Spark runs in one xdist worker (``--dist loadgroup``), so the
+    suite starts one JVM, not one per worker."""
+    for item in items:
+        if item.path.name.startswith("test_spark_") or "spark" in getattr(
+                item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("spark"))
+
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 

@@ -391,9 +391,12 @@ class SparkKernel:
             for w in windows:
                 parts.append((by_time.rangeBetween(-(w.window_us - 1), -1), ties)
                              if w.window_us > 1 else (ties,))
-        else:
+        elif own:  # a lag over the decision source: members in (t - lag - w, t - lag]
             for w in windows:
                 parts.append((by_time.rangeBetween(-(w.window_us + lag - 1), -lag),))
+        else:  # another source: the probes already sit at t - lag
+            for w in windows:
+                parts.append((by_time.rangeBetween(-(w.window_us - 1), 0),))
 
         cols: list[Column] = []
         outcome = [(i, w) for i, w in enumerate(windows) if w.outcome]
