@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -50,6 +50,10 @@ from valuechain.serve.decider import REASONS, Decider, Pending, time_us
 from valuechain.serve.features import OnlineFeatures
 from valuechain.serve.log import DecisionLog
 from valuechain.spec.loader import LoadedSpec
+
+if TYPE_CHECKING:
+    from valuechain.data.plan import Plan
+    from valuechain.registry import Bundle
 
 __all__ = ["ScoreResult", "read_events", "score_file"]
 
@@ -171,6 +175,49 @@ def _online_chunks(decider: Decider, online: OnlineFeatures, events: pd.DataFram
         yield _table(out, decider.key_columns, decider.time_column, names)
 
 
+
+@dataclass(frozen=True)
+class Batch:
+    """A batch of decision events checked against the bundle that will decide them."""
+
+    loaded: LoadedSpec
+    registry: Path  # the registry folder, resolved (executors open the bundle from it)
+    bundle: Bundle
+    plan: Plan
+    features: OnlineFeatures
+    frame: pd.DataFrame
+    name: str  # the input as named in messages
+    stem: str  # the default output file's stem
+
+
+def open_batch(spec: str | Path | LoadedSpec, input: str | Path | pd.DataFrame, *,
+               version: str | None = None, registry: str | Path | None = None) -> Batch:
+    """Load the spec and the bundle, read the events and check they carry every column the
+    features read (one paragraph naming the column otherwise); shared by every batch path."""
+    from valuechain.registry import Registry, default_registry
+    from valuechain.serve.state import MemoryState
+    from valuechain.spec.loader import load_spec
+
+    loaded = spec if isinstance(spec, LoadedSpec) else load_spec(Path(spec))
+    registry_path = Path(registry or default_registry(loaded)).resolve()
+    bundle = Registry(registry_path).load(version)
+    plan = bundle.plan(loaded.root)
+    if isinstance(input, pd.DataFrame):
+        frame, name, stem = input.reset_index(drop=True), "DataFrame", "batch"
+    else:
+        frame, name, stem = read_events(Path(input)), str(input), Path(input).stem
+    features = OnlineFeatures(plan, MemoryState())
+    missing = [c for c in features.required if c not in frame.columns]
+    if missing:
+        raise DataError(f"`input` {name}, column '{missing[0]}': missing column(s) {missing}; "
+                        f"the decision events need the columns of source '{features.own}' the "
+                        f"features read: {list(features.required)} (keys "
+                        f"{list(features.keys)}, time '{features.time_column}').")
+    if frame.empty:
+        raise DataError(f"`input` {name}: no rows to score.")
+    return Batch(loaded, registry_path, bundle, plan, features, frame, name, stem)
+
+
 def score_file(spec: Path | str | LoadedSpec, input: Path | str | pd.DataFrame, *,
                out: Path | None = None, version: str | None = None, top: int | None = None,
                log_path: Path | None = None, log: bool = True, registry: Path | None = None,
@@ -224,10 +271,7 @@ def score_file(spec: Path | str | LoadedSpec, input: Path | str | pd.DataFrame, 
     >>> result.rows_per_second  # doctest: +SKIP
     """
     from valuechain.data.sources import us_to_datetime
-    from valuechain.registry import Registry, default_registry
     from valuechain.serve.batch_features import batch_features
-    from valuechain.serve.state import MemoryState
-    from valuechain.spec.loader import load_spec
 
     if reasons not in REASONS:
         raise SpecError(f"`reasons` must be one of {', '.join(REASONS)}, got {reasons!r}.")
@@ -235,23 +279,10 @@ def score_file(spec: Path | str | LoadedSpec, input: Path | str | pd.DataFrame, 
         raise SpecError(f"`chunk` must be at least 1, got {chunk}.")
     started = time.perf_counter()
     stages: dict[str, float] = {}
-    loaded = spec if isinstance(spec, LoadedSpec) else load_spec(Path(spec))
-    bundle = Registry(registry or default_registry(loaded)).load(version)
-    plan = bundle.plan(loaded.root)
-    if isinstance(input, pd.DataFrame):
-        frame, name, stem = input.reset_index(drop=True), "DataFrame", "batch"
-    else:
-        frame, name, stem = read_events(Path(input)), str(input), Path(input).stem
-    features = OnlineFeatures(plan, MemoryState())
+    batch = open_batch(spec, input, version=version, registry=registry)
+    loaded, bundle, plan, features = batch.loaded, batch.bundle, batch.plan, batch.features
+    frame, name, stem = batch.frame, batch.name, batch.stem
     keys, tcol = features.keys, features.time_column
-    missing = [c for c in features.required if c not in frame.columns]
-    if missing:
-        raise DataError(f"`input` {name}, column '{missing[0]}': missing column(s) {missing}; "
-                        f"the decision events need the columns of source '{features.own}' the "
-                        f"features read: {list(features.required)} (keys {list(keys)}, time "
-                        f"'{tcol}').")
-    if frame.empty:
-        raise DataError(f"`input` {name}: no rows to score.")
     target = Path(out) if out else loaded.workspace / "score" / f"{stem}.decisions.parquet"
     logger = DecisionLog(log_path or loaded.workspace / "serve" / "decisions.sqlite",
                          max_batch=max(chunk, 1)) if log else None

@@ -39,7 +39,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from valuechain.data.engines.spark import SparkConfig, spark_session
-from valuechain.errors import DataError
 from valuechain.io import atomic_path
 from valuechain.policy.capacity import PERIOD_ANCHOR_US
 from valuechain.spec.loader import LoadedSpec
@@ -134,35 +133,18 @@ def score_spark(spec: Path | str | LoadedSpec, input: Path | str | pd.DataFrame,
     from pyspark.sql import Window as W
     from pyspark.sql import functions as F
 
-    from valuechain.registry import Registry, default_registry
     from valuechain.serve.batch_features import batch_features
     from valuechain.serve.decider import Decider
-    from valuechain.serve.features import OnlineFeatures
-    from valuechain.serve.score import read_events
-    from valuechain.serve.state import MemoryState
-    from valuechain.spec.loader import load_spec
+    from valuechain.serve.score import open_batch
 
     started = time.perf_counter()
     stages: dict[str, float] = {}
     config = engine or SparkConfig.model_validate({"type": "spark"})
     session = spark_session(config)
-    loaded = spec if isinstance(spec, LoadedSpec) else load_spec(Path(spec))
-    registry_path = Path(registry or default_registry(loaded)).resolve()
-    bundle = Registry(registry_path).load(version)
-    plan = bundle.plan(loaded.root)
-    if isinstance(input, pd.DataFrame):
-        frame, name, stem = input.reset_index(drop=True), "DataFrame", "batch"
-    else:
-        frame, name, stem = read_events(Path(input)), str(input), Path(input).stem
-    features = OnlineFeatures(plan, MemoryState())
+    batch = open_batch(spec, input, version=version, registry=registry)
+    loaded, bundle, plan, features = batch.loaded, batch.bundle, batch.plan, batch.features
+    frame, name, stem = batch.frame, batch.name, batch.stem
     keys, tcol = features.keys, features.time_column
-    missing = [c for c in features.required if c not in frame.columns]
-    if missing:
-        raise DataError(f"`input` {name}, column '{missing[0]}': missing column(s) {missing}; "
-                        f"the decision events need the columns of source '{features.own}' the "
-                        f"features read: {list(features.required)}.")
-    if frame.empty:
-        raise DataError(f"`input` {name}: no rows to score.")
     decider = Decider(bundle, features, None, state=features.state, origin="score",
                       capacity_limit=capacity_limit)
     spans = features.spans()
@@ -180,7 +162,7 @@ def score_spark(spec: Path | str | LoadedSpec, input: Path | str | pd.DataFrame,
     rows = session.createDataFrame(table)
     parts = partitions or session.sparkContext.defaultParallelism
     scored = (rows.repartition(parts)
-              .mapInPandas(_scorer(str(registry_path), bundle.version, names),
+              .mapInPandas(_scorer(str(batch.registry), bundle.version, names),
                            "__i long, score double, policy_action string"))
     decided = rows.join(scored, "__i")
     cap = decider.capacity
