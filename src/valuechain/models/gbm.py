@@ -205,9 +205,14 @@ class LightGBM:
             self.levels[name] = [str(level) for level, _ in ranked[: self.max_levels]]
 
     def fit(
-        self, train: pd.DataFrame, y_train: np.ndarray, valid: pd.DataFrame, y_valid: np.ndarray
+        self, train: pd.DataFrame, y_train: np.ndarray, valid: pd.DataFrame, y_valid: np.ndarray,
+        *, sample_weight: np.ndarray | None = None, valid_weight: np.ndarray | None = None,
     ) -> Self:
-        """Boost on ``train``, stopping early on ``valid``; keeps trees up to the best round."""
+        """Boost on ``train``, stopping early on ``valid``; keeps trees up to the best round.
+
+        ``sample_weight`` / ``valid_weight`` weigh the rows of each (e.g. inverse propensities
+        of an uplift learner); default every row counts once.
+        """
         lgb = require("lightgbm", "the lightgbm candidate")
         y = check_labels(y_train, "y_train")
         yv = check_labels(y_valid, "y_valid")
@@ -219,9 +224,11 @@ class LightGBM:
         self._learn_levels(train)
         names = _safe_names(self.features.columns)
         categorical = list(range(len(self.features.numeric), len(names)))
-        dtrain = lgb.Dataset(self.matrix(train), label=y, feature_name=names,
-                             categorical_feature=categorical, free_raw_data=True)
-        dvalid = lgb.Dataset(self.matrix(valid), label=yv, reference=dtrain)
+        dtrain = lgb.Dataset(self.matrix(train), label=y, weight=sample_weight,
+                             feature_name=names, categorical_feature=categorical,
+                             free_raw_data=True)
+        dvalid = lgb.Dataset(self.matrix(valid), label=yv, weight=valid_weight,
+                             reference=dtrain)
         params = {**self.params, "metric": _METRICS[self.early_stopping_metric],
                   "first_metric_only": True}
         booster = lgb.train(

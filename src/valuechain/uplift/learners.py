@@ -55,8 +55,7 @@ from valuechain.artifacts import open_artifact
 from valuechain.errors import ArtifactError, DataError
 from valuechain.io import write_json
 from valuechain.models import Candidate, FeatureSet, LightGBM, load_candidate, make_candidate
-from valuechain.models.base import check_labels, require
-from valuechain.models.gbm import _METRICS, _safe_names
+from valuechain.models.base import check_labels
 
 __all__ = [
     "BASES",
@@ -98,33 +97,6 @@ class UpliftModel(Protocol):
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         """``p(label | no action) - p(label | action)`` per row (positive: the action helps)."""
         ...
-
-
-class _WeightedLightGBM(LightGBM):
-    """The LightGBM candidate fitted with row weights (saved and loaded as ``lightgbm``)."""
-
-    def fit_weighted(self, train: pd.DataFrame, y: F64, w: F64, valid: pd.DataFrame,
-                     yv: F64, wv: F64) -> LightGBM:
-        lgb = require("lightgbm", "the class-transformation learner")
-        self._learn_levels(train)
-        names = _safe_names(self.features.columns)
-        categorical = list(range(len(self.features.numeric), len(names)))
-        dtrain = lgb.Dataset(self.matrix(train), label=y, weight=w, feature_name=names,
-                             categorical_feature=categorical, free_raw_data=True)
-        dvalid = lgb.Dataset(self.matrix(valid), label=yv, weight=wv, reference=dtrain)
-        params = {**self.params, "metric": _METRICS[self.early_stopping_metric],
-                  "first_metric_only": True}
-        booster = lgb.train(
-            params, dtrain, num_boost_round=self.num_boost_round, valid_sets=[dvalid],
-            valid_names=["valid"],
-            callbacks=[lgb.early_stopping(self.early_stopping_rounds, first_metric_only=True,
-                                          verbose=False)])
-        best = int(booster.best_iteration or booster.current_iteration())
-        self.best_iteration = best
-        self.best_score = {k: float(v) for k, v in booster.best_score.get("valid", {}).items()}
-        self.booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
-        self.n_train = len(y)
-        return self
 
 
 def _weighted_logistic(features: FeatureSet, seed: int, train: pd.DataFrame, y: F64,
@@ -254,9 +226,8 @@ def fit_learner(
     z, w = transformed_label(yy, t, propensity)
     zv, wv = transformed_label(yv, tv, propensity_valid)
     if base == "lightgbm":
-        fitted: Candidate = _WeightedLightGBM(features, seed=seed,
-                                              **LIGHTGBM_OPTIONS).fit_weighted(
-            train, z, w, valid, zv, wv)
+        fitted: Candidate = LightGBM(features, seed=seed, **LIGHTGBM_OPTIONS).fit(
+            train, z, valid, zv, sample_weight=w, valid_weight=wv)
     else:
         fitted = _weighted_logistic(features, seed, train, z, w)
     return ClassTransformation(base, features, fitted)
