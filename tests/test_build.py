@@ -331,7 +331,8 @@ def test_engine_settings_from_the_spec_and_the_cache_key(tmp_path: Path) -> None
 @pytest.mark.parametrize(("engine", "needle"), [
     ({"type": "duckdb", "thread": 2}, "thread: Extra inputs are not permitted"),
     ({"type": "duckdb", "memory_limit": "lots"}, "memory_limit"),
-    ({"type": "spark"}, "unknown engine 'spark'"),
+    ({"type": "polars"}, "unknown engine 'polars'"),
+    ({"type": "spark", "masters": "local[2]"}, "masters: Extra inputs are not permitted"),
 ])
 def test_bad_engine_settings_name_the_field(tmp_path: Path, engine: dict, needle: str) -> None:
     project = _orders_project(tmp_path, schedule=False, extra={"engine": engine})
