@@ -21,6 +21,16 @@ from valuechain.errors import SpecError
 __all__ = ["score", "serve"]
 
 
+def actions_table(title: str, actions: dict[str, int]) -> Table:
+    """Decisions per action, as ``score`` prints them."""
+    table = Table(title=title)
+    table.add_column("action")
+    table.add_column("decisions", justify="right")
+    for action, count in sorted(actions.items()):
+        table.add_row(action, f"{count:,}")
+    return table
+
+
 @app.command()
 @user_errors
 def serve(
@@ -166,13 +176,8 @@ def score(
     if as_json:
         _emit(result.to_json())
         return
-    table = Table(title=f"Scored {result.rows:,} events with bundle {result.bundle_version} "
-                  f"({result.mode})")
-    table.add_column("action")
-    table.add_column("decisions", justify="right")
-    for action, count in sorted(result.actions.items()):
-        table.add_row(action, f"{count:,}")
-    console.print(table)
+    console.print(actions_table(f"Scored {result.rows:,} events with bundle "
+                                f"{result.bundle_version} ({result.mode})", result.actions))
     console.print(f"{result.rows_per_second:,.0f} rows/s ({result.seconds:.1f} s); "
                   f"{result.overflow:,} over capacity (overflow rule applied)")
     console.print(f"decisions: {result.out}", highlight=False)

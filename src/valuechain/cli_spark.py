@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rich.table import Table
-
 from valuechain.cli import _emit, console
 from valuechain.errors import SpecError
 
@@ -24,6 +22,7 @@ def score_on_spark(spec: Path, input: Path, *, out: Path | None, version: str | 
     ``unsupported`` names the ``score`` flags that were set but have no meaning on Spark
     (the decision log, per-decision reasons, the row-by-row path); any set is refused.
     """
+    from valuechain.cli_serve import actions_table
     from valuechain.data.engines.spark import SparkConfig
     from valuechain.serve.spark_score import score_spark as run
 
@@ -38,13 +37,8 @@ def score_on_spark(spec: Path, input: Path, *, out: Path | None, version: str | 
     if as_json:
         _emit(result.to_json())
         return
-    table = Table(title=f"Scored {result.rows:,} events on Spark with bundle "
-                  f"{result.bundle_version}")
-    table.add_column("action")
-    table.add_column("decisions", justify="right")
-    for action, count in sorted(result.actions.items()):
-        table.add_row(action, f"{count:,}")
-    console.print(table)
+    console.print(actions_table(f"Scored {result.rows:,} events on Spark with bundle "
+                                f"{result.bundle_version}", result.actions))
     console.print(f"{result.seconds:.1f} s; {result.overflow:,} over capacity", highlight=False)
     console.print(f"decisions: {result.out}", highlight=False)
     if result.top_path:

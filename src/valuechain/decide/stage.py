@@ -208,23 +208,18 @@ def decide_project(
         days=test.days, baselines={"rules": rule} if rule is not None else None, kind=kind,
         objective=objective, action=action, overflow=overflow,  # type: ignore[arg-type]
         percentile=percentile, per=per, seed=seed)
-    sensitivity = []
-    moves = [(f, x) for f in ("false_negative", "false_positive", "review") for x in (0.5, 2.0)]
-    for number, (field, factor) in enumerate(moves):
-        if progress:
-            progress(f"sensitivity {number + 1}/{len(moves)}: {field.replace('_', ' ')} "
-                     f"cost x{factor:g}", 0.6 + 0.35 * number / len(moves))
+    def reprice(field: str, factor: float) -> dict[str, Any]:
         moved_val, moved_test = validation.scaled(field, factor), test.scaled(field, factor)
         opt = optimise(kind, moved_val, limit, overflow, percentile, per, objective)
         cost = realised_cost(moved_test, apply(opt.policy, moved_test, limit, overflow))
-        entry: dict[str, Any] = {"cost": field, "factor": factor,
-                                 "policy": opt.policy.to_dict(),
-                                 "test_cost": float(cost.sum())}
+        entry: dict[str, Any] = {"policy": opt.policy.to_dict(), "test_cost": float(cost.sum())}
         for name in ("approve_all", "rules"):
             if name in priced.baseline_actions:
                 entry[f"savings_vs_{name}"] = float(realised_cost(
                     moved_test, priced.baseline_actions[name]).sum() - cost.sum())
-        sensitivity.append(Sensitivity(**entry))
+        return entry
+
+    sensitivity = _sensitivity(reprice, progress)
     policy_path = run_dir / "policy.yaml"
     # The policy names what it was made from, for the bundle and the decision log later.
     policy = replace(priced.policy, metadata={
@@ -277,19 +272,13 @@ def _decide_outreach(loaded: LoadedSpec, run: TrainResult, run_dir: Path,
                               objective=objective, seed=seed)
 
     priced = priced_with(validation, test)
-    sensitivity = []
-    moves = [(f, x) for f in ("false_negative", "false_positive", "review") for x in (0.5, 2.0)]
-    for number, (field, factor) in enumerate(moves):
-        if progress:
-            progress(f"sensitivity {number + 1}/{len(moves)}: {field.replace('_', ' ')} "
-                     f"cost x{factor:g}", 0.6 + 0.35 * number / len(moves))
+    def reprice(field: str, factor: float) -> dict[str, Any]:
         moved = priced_with(validation.scaled(field, factor), test.scaled(field, factor))
-        entry: dict[str, Any] = {"cost": field, "factor": factor,
-                                 "policy": moved.policy.to_dict(),
-                                 "test_cost": moved.test.expected_cost}
-        for name, s in (moved.test.savings or {}).items():
-            entry[f"savings_vs_{name}"] = s.value
-        sensitivity.append(Sensitivity(**entry))
+        return {"policy": moved.policy.to_dict(), "test_cost": moved.test.expected_cost,
+                **{f"savings_vs_{name}": s.value
+                   for name, s in (moved.test.savings or {}).items()}}
+
+    sensitivity = _sensitivity(reprice, progress)
     policy_path = run_dir / "policy.yaml"
     policy = replace(priced.policy, metadata={
         **priced.policy.metadata, "run_id": run.run_id, "candidate": run.best_candidate,
@@ -349,6 +338,19 @@ def _outreach_chain(loaded: LoadedSpec, run: TrainResult, body: dict[str, Any],
                  f"{currency} {today['value']:,.0f} vs {today_name} over the test period "
                  "(intervals resample customers)"},
     ]
+
+
+def _sensitivity(reprice: Callable[[str, float], dict[str, Any]],
+                 progress: Callable[[str, float], None] | None) -> list[Sensitivity]:
+    """Each cost halved and doubled in turn: the policy chosen again and priced on test."""
+    moves = [(f, x) for f in ("false_negative", "false_positive", "review") for x in (0.5, 2.0)]
+    out = []
+    for number, (field, factor) in enumerate(moves):
+        if progress:
+            progress(f"sensitivity {number + 1}/{len(moves)}: {field.replace('_', ' ')} "
+                     f"cost x{factor:g}", 0.6 + 0.35 * number / len(moves))
+        out.append(Sensitivity(cost=field, factor=factor, **reprice(field, factor)))
+    return out
 
 
 def _threshold_curve(rows: Decisions, points: int = 60) -> list[dict[str, float]]:
