@@ -29,6 +29,8 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from valuechain.errors import EngineError
+
 __all__ = ["check_monotone", "range_std", "sliding_distinct", "sliding_extreme"]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -49,7 +51,8 @@ def check_monotone(lo: I64, hi: I64) -> None:
     """The sliding kernels' precondition: ``lo <= hi`` and neither ever decreases."""
     if len(lo) and not (np.all(lo <= hi) and np.all(np.diff(lo) >= 0)
                         and np.all(np.diff(hi) >= 0)):
-        raise AssertionError("window ranges must be non-decreasing (rows sorted by key, time)")
+        raise EngineError("internal: window ranges must be non-decreasing (rows sorted by "
+                          "key, time); please report this with the spec")
 
 
 @jit

@@ -63,6 +63,7 @@ from valuechain.errors import EngineError
 from valuechain.sql import connect
 
 if TYPE_CHECKING:  # pragma: no cover
+    from pyspark import Broadcast
     from pyspark.sql import DataFrame, SparkSession
 
 __all__ = ["SparkConfig", "SparkEngine", "SparkKernel", "StageStats", "spark_session"]
@@ -226,30 +227,54 @@ class _Stage:
         return out + [w.name for w in self.windows] + [lk.name for lk in self.lookups]
 
 
-def _stages(problem: PitProblem) -> list[_Stage]:
-    """One stage per point column that windows, lookups or the label match on (the label
-    first: outcome-derived windows read its result)."""
+def _stages(problem: PitProblem, small: set[str]) -> list[_Stage]:
+    """The stages: one per point column whose rows must meet in one task.
+
+    Windows over the decision source need all of a key's points together, so each of their
+    keys is a stage; so is each key matched with a table that is not ``small``. Work that
+    reads only small tables (sent whole to every task) needs no partitioning of its own and
+    joins another stage: the label the stage with outcome-derived windows (which then reads
+    it at once), lookups and windows over small tables the first stage. Stages that compute
+    the label come first; stages whose windows read it from another stage after.
+    """
     stages: dict[str, _Stage] = {}
 
     def stage(key: str) -> _Stage:
         return stages.setdefault(key, _Stage(key))
 
+    own = problem.own
+    riding: list[Window | LookupPlan] = []
+    for w in problem.windows:
+        if w.source == own or w.source not in small:
+            s = stage(w.key)
+            s.windows.append(w)
+            s.needs_labels |= w.outcome
+            if w.source != own:
+                s.on[w.source] = w.source_key
+        else:
+            riding.append(w)
+    for lk in problem.lookups:
+        if lk.source in small:
+            riding.append(lk)
+        else:
+            stage(lk.key).lookups.append(lk)
+            stage(lk.key).on[lk.source] = lk.on
     label = problem.label
     if label is not None:
-        first = stage(label.keys[0][0] if label.outcome else "__row")
-        first.label = label
-        if label.outcome is not None:
-            first.on[label.outcome] = label.keys[0][1]
-    for w in problem.windows:
-        s = stage(w.key)
-        s.windows.append(w)
-        s.needs_labels |= w.outcome
-        if w.source != problem.own:
-            s.on[w.source] = w.source_key
-    for lk in problem.lookups:
-        s = stage(lk.key)
-        s.lookups.append(lk)
-        s.on[lk.source] = lk.on
+        if label.outcome is None or label.outcome in small:
+            readers = [s for s in stages.values() if s.needs_labels]
+            home = readers[0] if readers else (
+                next(iter(stages.values())) if stages else stage("__row"))
+        else:
+            home = stage(label.keys[0][0])
+            home.on[label.outcome] = label.keys[0][1]
+        home.label = label
+    first = next(iter(stages.values())) if stages else stage("__row")
+    for item in riding:
+        if isinstance(item, Window):
+            first.windows.append(item)
+        else:
+            first.lookups.append(item)
     return sorted(stages.values(), key=lambda s: s.label is None)
 
 
@@ -301,9 +326,10 @@ class SparkKernel:
     name: ClassVar[str] = "spark"
 
     def __init__(self, session: SparkSession, partitions: int | None = None,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, broadcast_rows: int = 2_000_000) -> None:
         self.spark = session
         self.progress = progress
+        self.broadcast_rows = broadcast_rows
         self.partitions = partitions or int(
             session.conf.get("spark.sql.shuffle.partitions") or 4)
         self.stats: list[StageStats] = []
@@ -318,7 +344,9 @@ class SparkKernel:
         arrays: dict[str, pa.Array] = {}
         self.stats = []
         try:
-            stages = _stages(problem)
+            small = {name for name, table in problem.tables.items()
+                     if name != problem.own and table.num_rows <= self.broadcast_rows}
+            stages = _stages(problem, small)
             for index, stage in enumerate(stages):
                 if self.progress:
                     self.progress(f"Spark stage {index + 1}/{len(stages)}: by {stage.key}",
@@ -353,8 +381,14 @@ class SparkKernel:
         schema = pa.schema([pa.field("__row", pa.int64()),
                             *DuckDBKernel(threads=1).compute(empty).schema])
         folder.mkdir(parents=True)
-        loaded = {name: self._frame(table, folder / f"in{i}.parquet")
-                  for i, (name, table) in enumerate(inputs.items())}
+        # small tables go to every task whole (as a broadcast join); the points and big
+        # tables are shuffled by key
+        shuffled = [name for name, table in inputs.items()
+                    if name == "" or table.num_rows > self.broadcast_rows]
+        broadcast = {name: _ipc(table) for name, table in inputs.items()
+                     if name not in shuffled}
+        loaded = {name: self._frame(inputs[name], folder / f"in{i}.parquet")
+                  for i, name in enumerate(shuffled)}
         key_type = loaded[""].schema[stage.key].dataType
         frames = []
         for i, (name, frame) in enumerate(loaded.items()):
@@ -366,11 +400,16 @@ class SparkKernel:
         for frame in frames[1:]:
             union = union.unionByName(frame, allowMissingColumns=True)
         run = _PartitionRun(problem=_sub_problem(problem, stage, inputs[""].slice(0, 0), {}),
-                            inputs=list(inputs), schema=schema)
+                            inputs=shuffled, schema=schema,
+                            broadcast=self.spark.sparkContext.broadcast(broadcast))
         result = (union.repartition(self.partitions, "__pk")
                   .mapInArrow(run, from_arrow_schema(schema.append(_PART))))
-        result.write.parquet(str(folder / "out"))
-        got = pq.read_table(folder / "out")
+        if inputs[""].num_rows <= _LOCAL_ROWS:
+            got = result.toArrow()
+        else:  # through files: a big result need not fit the driver's JVM heap
+            result.write.parquet(str(folder / "out"))
+            got = pq.read_table(folder / "out")
+        run.broadcast.unpersist()
         sizes = np.bincount(np.asarray(got.column("__part").to_numpy(), dtype=np.int64),
                             minlength=self.partitions)
         self.stats.append(StageStats(
@@ -389,10 +428,12 @@ class SparkKernel:
 class _PartitionRun:
     """The per-partition function: the single-machine kernel over one partition's rows."""
 
-    def __init__(self, problem: PitProblem, inputs: list[str], schema: pa.Schema) -> None:
+    def __init__(self, problem: PitProblem, inputs: list[str], schema: pa.Schema,
+                 broadcast: Broadcast[dict[str, bytes]]) -> None:
         self.problem = problem
-        self.inputs = inputs
+        self.inputs = inputs  # the shuffled inputs, by tag ("" = the points)
         self.schema = schema
+        self.broadcast = broadcast  # the small tables, whole, as Arrow IPC
 
     def __call__(self, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         import pyarrow.compute as pc
@@ -408,6 +449,8 @@ class _PartitionRun:
             prefix = f"{i}:"
             cols = [c for c in rows.column_names if c.startswith(prefix)]
             parts[name] = mine.select(cols).rename_columns([c[len(prefix):] for c in cols])
+        for name, data in self.broadcast.value.items():
+            parts[name] = pa.ipc.open_stream(data).read_all()
         points = parts.pop("")
         if points.num_rows == 0:
             return
@@ -424,6 +467,14 @@ class _PartitionRun:
         part = pa.array(np.full(len(rows), context.partitionId() if context else 0, np.int32))
         out = computed.add_column(0, "__row", rows).cast(self.schema).append_column(_PART, part)
         yield from out.to_batches(max_chunksize=65_536)
+
+
+def _ipc(table: pa.Table) -> bytes:
+    """``table`` as Arrow IPC stream bytes."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue())
 
 
 def _q(name: str) -> str:
