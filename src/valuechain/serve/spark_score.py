@@ -293,9 +293,11 @@ def score_spark(spec: Path | str | LoadedSpec, input: Path | str | pd.DataFrame,
         target.parent.mkdir(parents=True, exist_ok=True)
         output.orderBy("__i").drop("__i", "__period").write.mode("overwrite").parquet(
             str(target))
-        counts = {r["action"]: int(r["count"])
-                  for r in output.groupBy("action").count().collect()}
-        overflow = output.where(F.col("overflow")).count()
+        tally = output.groupBy("action").agg(
+            F.count(F.lit(1)).alias("n"), F.sum(F.col("overflow").cast("long")).alias("over")
+        ).collect()  # one job for both counts
+        counts = {r["action"]: int(r["n"]) for r in tally}
+        overflow = sum(int(r["over"] or 0) for r in tally)
         stages["decide"] = time.perf_counter() - begun
         top_path = None
         if top:
