@@ -5,10 +5,12 @@ Usage::
     python benchmarks/spark.py --rows 1000000 10000000 [--hot-share 0.05] [--out FILE]
 
 For each size the fraud world (``valuechain.demo.fraud.generate_fraud``) is generated once;
-each engine builds the frame of ``examples/fraud`` in a fresh process (so the peak resident
-memory of the process and its children, the Spark JVM included, is the build's own). With
+each engine executes the plan of ``examples/fraud`` (reading the sources, decision points,
+features and labels; not writing the frame) in a fresh process, so the peak resident memory
+of the process and its children, the Spark JVM included, is the build's own. With
 ``--hot-share`` a second world has one hot customer holding that share of the transactions
-(the skew case: one key's window sorts land in one task). Prints a Markdown table.
+(the skew case: that key's rows all land in one task). Prints a Markdown table, and for
+Spark each stage's seconds and skew (largest partition / median partition).
 """
 
 from __future__ import annotations
@@ -21,18 +23,24 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
 _CHILD = """
 import json, resource, sys, time
-from valuechain.data.build import build_frame
+from valuechain.data.engines import get_engine
+from valuechain.data.plan import make_plan
 from valuechain.spec import load_spec
-engine = json.loads(sys.argv[2])
+settings = json.loads(sys.argv[2])
+engine = get_engine(settings)
+plan = make_plan(load_spec(sys.argv[1]), None)
 started = time.perf_counter()
-result = build_frame(load_spec(sys.argv[1]), engine=engine, force=True)
+out = engine.execute(plan)
 seconds = time.perf_counter() - started
-if engine["type"] == "spark":
+stages = [dict(key=s.key, rows=s.rows, seconds=round(s.seconds, 1), skew=round(s.skew, 2))
+          for s in getattr(engine, "stats", [])]
+if settings["type"] == "spark":
     from pyspark.sql import SparkSession
     session = SparkSession.getActiveSession()
     if session is not None:
@@ -40,8 +48,8 @@ if engine["type"] == "spark":
     time.sleep(1)
 own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-print(json.dumps({"seconds": seconds, "rows": result.rows.total,
-                  "peak_mb": own + children}))
+print(json.dumps({"seconds": seconds, "rows": out.frame.num_rows,
+                  "peak_mb": own + children, "stages": stages}))
 """
 
 
@@ -64,7 +72,7 @@ def world(folder: Path, rows: int, hot_share: float) -> Path:
     return folder
 
 
-def build(project: Path, engine: dict[str, object], timeout: float) -> dict[str, float]:
+def build(project: Path, engine: dict[str, object], timeout: float) -> dict[str, Any]:
     """Build in a fresh process; seconds, rows and peak memory (MB, process + children)."""
     done = subprocess.run([sys.executable, "-c", _CHILD, str(project), json.dumps(engine)],
                           capture_output=True, text=True, timeout=timeout, check=False)
@@ -102,6 +110,9 @@ def main(argv: list[str] | None = None) -> None:
                     got = build(project, engine, args.timeout)
                     cell = (f"{got['seconds']:.1f} | {got['peak_mb']:,.0f}" if "seconds" in got
                             else f"failed: {got['error']} | -")
+                    for stage in got.get("stages", []):
+                        print(f"#   stage {stage['key']}: {stage['rows']:,} rows, "
+                              f"{stage['seconds']} s, skew {stage['skew']}", flush=True)
                     line = f"| {rows:,} | {label} | {name} | {cell} |"
                     lines.append(line)
                     print(line, flush=True)

@@ -168,7 +168,9 @@ class PitProblem:
     ``points`` has ``__row`` (position), ``__t`` (decision time), ``__o`` (tie order) and
     the columns features read. Each table in ``tables`` has ``__t`` (availability time,
     null for static rows) and ``__o``; outcome tables also ``__e`` (outcome event time).
-    When ``own`` names a source, its rows are the points themselves.
+    When ``own`` names a source, its rows are the points themselves. Without a ``label``,
+    outcome-derived windows read the labels from the points' ``__label`` and ``__known``
+    columns (labels computed earlier, e.g. by an engine that partitions by another key).
     """
 
     points: pa.Table
@@ -412,11 +414,13 @@ class ReferenceKernel:
     def compute(self, problem: PitProblem) -> pa.Table:
         points = _rows(problem.points)
         out: dict[str, list[Any]] = {}
-        labels: list[tuple[Any, Any]] = []
+        labels: dict[int, tuple[Any, Any]] = {}
         if problem.label is not None:
-            labels = [self._label(problem, p) for p in points]
-            out[LABEL] = [lab for lab, _ in labels]
-            out[KNOWN] = [known for _, known in labels]
+            labels = {p["__row"]: self._label(problem, p) for p in points}
+            out[LABEL] = [lab for lab, _ in labels.values()]
+            out[KNOWN] = [known for _, known in labels.values()]
+        elif LABEL in problem.points.column_names:  # given (see PitProblem)
+            labels = {p["__row"]: (p[LABEL], p[KNOWN]) for p in points}
         for window in problem.windows:
             out[window.name] = [self._window(problem, window, p, labels) for p in points]
         for lookup in problem.lookups:
@@ -445,7 +449,7 @@ class ReferenceKernel:
         problem: PitProblem,
         window: Window,
         point: dict[str, Any],
-        labels: list[tuple[Any, Any]],
+        labels: dict[int, tuple[Any, Any]],
     ) -> Any:
         own = window.source == problem.own
         t, key = point["__t"], point[window.key]

@@ -20,13 +20,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
+from valuechain.data.engines.asof import asof_values
 from valuechain.data.engines.base import EngineConfig, EngineOutput, Progress
-from valuechain.data.engines.prefix import (
-    DECOMPOSABLE,
-    SortedGroup,
-    sort_group,
-    window_values,
-)
+from valuechain.data.engines.prefix import SortedGroup, sort_group, window_values
 from valuechain.data.engines.resolve import output, resolve
 from valuechain.data.pit import DAY_US, EMPTY_ZERO, KNOWN, LABEL, RECENCY, PitProblem, Window
 from valuechain.data.plan import Plan
@@ -161,6 +157,8 @@ class DuckDBKernel:
         if problem.label is not None:
             self._labels(con, problem)
             parts.append("labels")
+        elif LABEL in problem.points.column_names:  # given (see PitProblem)
+            con.execute(f"CREATE TEMP TABLE labels AS SELECT __row, {LABEL}, {KNOWN} FROM points")
         groups: dict[tuple[object, ...], list[Window]] = defaultdict(list)
         for w in problem.windows:
             own = w.source == problem.own
@@ -169,35 +167,18 @@ class DuckDBKernel:
         arrays: dict[str, pa.Array] = {}
         for index, windows in enumerate(groups.values()):
             first = windows[0]
-            sorted_group = (
-                sort_group(problem.points, first.key, first.filter)
-                if first.source == problem.own and all(w.agg in DECOMPOSABLE for w in windows)
-                else None
-            )
+            sorted_group = (sort_group(problem.points, first.key, first.filter)
+                            if first.source == problem.own else None)
             if sorted_group is not None:
                 arrays.update(self._prefix_group(con, problem, windows, sorted_group))
                 continue
             table = f"win_{index}"
             self._window_group(con, problem, windows, table)
             parts.append(table)
-        for index, lookup in enumerate(problem.lookups):
-            table = f"look_{index}"
-            con.execute(f"""
-                CREATE TEMP TABLE dim_{index} AS
-                SELECT {quote_ident(lookup.on)} AS k, coalesce(__t, -{_BIG}) AS t,
-                       {quote_ident(lookup.column)} AS v
-                FROM {_src(lookup.source)}
-                WHERE {quote_ident(lookup.on)} IS NOT NULL
-                QUALIFY row_number() OVER (PARTITION BY {quote_ident(lookup.on)}, coalesce(__t, -{_BIG})
-                                           ORDER BY __o DESC) = 1""")
-            fill = "" if lookup.fill is None else f", {lookup.fill!r}"
-            con.execute(f"""
-                CREATE TEMP TABLE {table} AS
-                SELECT p.__row, {"coalesce(" if fill else ""}d.v{fill}{")" if fill else ""}
-                       AS {quote_ident(lookup.name)}
-                FROM points p ASOF LEFT JOIN dim_{index} d
-                  ON p.{quote_ident(lookup.key)} = d.k AND d.t <= p.__t""")
-            parts.append(table)
+        for lookup in problem.lookups:
+            arrays[lookup.name] = asof_values(problem.points, lookup.key,
+                                              problem.table(lookup.source), lookup.on,
+                                              lookup.column, lookup.fill)
         names = [LABEL, KNOWN] if problem.label is not None else []
         names += [w.name for w in problem.windows] + [lk.name for lk in problem.lookups]
         if not names:
@@ -214,7 +195,7 @@ class DuckDBKernel:
         windows: list[Window],
         group: SortedGroup,
     ) -> dict[str, pa.Array]:
-        """Decomposable windows over the points, by prefix sums; outcome numerators in SQL."""
+        """Windows over the points, by sorted ranges; outcome numerators in SQL."""
         out = {}
         outcome = [(i, w) for i, w in enumerate(windows) if w.outcome]
         for w in windows:

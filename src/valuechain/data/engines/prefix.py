@@ -1,10 +1,14 @@
-"""Prefix-sum kernel for decomposable windows (count, sum, mean, rate) over the points.
+"""Sorted-range kernel for windows over the decision source (every aggregate).
 
-Used by the DuckDB engine for windows over the decision source itself. Rows are sorted once
-by ``(key, time, tie order)``; each window's first and last member are found with binary
-search on a composite ``key * M + time`` code, and counts and sums are differences of
-prefix sums (accumulated in extended precision, so sums stay within ~1e-11 of exact).
-Membership follows :mod:`valuechain.data.pit` exactly; the property tests check it.
+Used by the DuckDB engine (and so by each Spark task) for windows over the decision source
+itself. Rows are sorted once by ``(key, time, tie order)``; each window's first and last
+member are found with binary search on a composite ``key * M + time`` code, so every
+decision's members are one range ``[lo, hi)`` of sorted rows. Counts, sums, means and rates
+are differences of prefix sums (accumulated in extended precision, so sums stay within
+~1e-11 of exact); min, max, distinct_count and std slide over the ranges in one pass
+(:mod:`valuechain.data.engines.sliding`); the recency aggregates read the first or last
+member of the range. Membership follows :mod:`valuechain.data.pit` exactly; the property
+tests check it.
 """
 
 from __future__ import annotations
@@ -18,11 +22,12 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from valuechain.data.pit import Window
+from valuechain.data.engines.sliding import range_std, sliding_distinct, sliding_extreme
+from valuechain.data.pit import DAY_US, EMPTY_ZERO, Window
 
 __all__ = ["DECOMPOSABLE", "SortedGroup", "sort_group", "window_values"]
 
-DECOMPOSABLE = frozenset({"count", "sum", "mean", "rate"})
+DECOMPOSABLE = frozenset({"count", "sum", "mean", "rate"})  # by prefix sums
 I64 = npt.NDArray[np.int64]
 _LIMIT = 2**62
 T = TypeVar("T")
@@ -101,16 +106,93 @@ def _columns(group: SortedGroup, points: pa.Table, value: str | None) -> tuple[
     return counts, sums
 
 
-def window_values(group: SortedGroup, points: pa.Table, window: Window) -> pa.Array:
-    """One decomposable window's values, in points order (not for outcome windows)."""
-    n = len(group.order)
-    # Members of sorted row i occupy sorted positions [lo, hi).
+def _ranges(group: SortedGroup, window: Window) -> tuple[I64, I64]:
+    """Per sorted row: its members' positions ``[lo, hi)`` (both non-decreasing)."""
     start = window.lag_us + window.window_us
     lo = group.cached(("bound", start), lambda: _bound(group, start))
     if window.lag_us:
         hi = group.cached(("bound", window.lag_us), lambda: _bound(group, window.lag_us))
     else:
-        hi = np.maximum(np.arange(n, dtype=np.int64) + int(window.include_current), lo)
+        hi = group.cached(("upto", start, window.include_current), lambda: np.maximum(
+            np.arange(len(group.order), dtype=np.int64) + int(window.include_current), lo))
+    return lo, hi
+
+
+def _codes(group: SortedGroup, points: pa.Table, value: str) -> tuple[I64, pa.Array]:
+    """Per sorted row: the rank of its value among the sorted distinct values (-1 when null
+    or filtered out), and those values."""
+    column = points.column(value).combine_chunks()
+    distinct = pc.unique(column.drop_null())
+    distinct = distinct.take(pc.array_sort_indices(distinct))
+    ranks = pc.index_in(column, value_set=distinct).fill_null(-1)
+    codes = np.asarray(ranks.to_numpy(), dtype=np.int64)[group.order]
+    codes[~group.passes] = -1
+    return codes, distinct
+
+
+def _from_sorted(group: SortedGroup, values: pa.Array) -> pa.Array:
+    """Values in sorted order, put back in points order."""
+    inverse = np.empty(len(group.order), dtype=np.int64)
+    inverse[group.order] = np.arange(len(group.order), dtype=np.int64)
+    return values.take(pa.array(inverse))
+
+
+def _taken(values: pa.Array, index: I64) -> pa.Array:
+    """``values[index]``, null where ``index < 0``."""
+    return values.take(pa.array(np.maximum(index, 0), mask=index < 0))
+
+
+def _ordered(group: SortedGroup, points: pa.Table, window: Window, lo: I64,
+             hi: I64) -> pa.Array:
+    """min, max, distinct_count, std or a recency aggregate, in sorted order."""
+    n = len(group.order)
+    agg = window.agg
+    if agg in ("min", "max", "distinct_count"):
+        assert window.value is not None
+        codes, distinct = group.cached(("codes", window.value),
+                                       lambda: _codes(group, points, window.value or ""))
+        if agg == "distinct_count":
+            return pa.array(sliding_distinct(codes, lo, hi, len(distinct)))
+        return _taken(distinct, sliding_extreme(codes, lo, hi, agg == "max"))
+    present = group.passes.copy()
+    column = None if window.value is None else points.column(window.value).combine_chunks()
+    if column is not None:
+        present &= np.asarray(pc.is_valid(column).to_numpy(zero_copy_only=False),
+                              dtype=bool)[group.order]
+    if agg == "std":
+        assert column is not None
+        raw = np.asarray(pc.cast(column, pa.float64()).fill_null(0.0).to_numpy(),
+                         dtype=np.float64)[group.order]
+        std = range_std(raw, present, lo, hi)
+        return pa.array(std, mask=np.isnan(std))
+    index = np.arange(n, dtype=np.int64)
+    if agg == "since_first":  # the first member at or after lo
+        first = np.minimum.accumulate(np.where(present, index, n)[::-1])[::-1]
+        member = np.append(first, n)[lo]
+    else:  # the last member before hi
+        last = np.maximum.accumulate(np.where(present, index, -1))
+        member = np.where(hi > 0, last[np.maximum(hi - 1, 0)], -1)
+    member = np.where((member >= lo) & (member < hi), member, -1)
+    if agg == "last":
+        assert column is not None
+        return _taken(column, np.where(member >= 0, group.order[np.maximum(member, 0)], -1))
+    times = group.code - group.base  # the sorted rows' own times
+    days = (times - times[np.maximum(member, 0)]) / DAY_US
+    return pa.array(days, mask=member < 0)
+
+
+def window_values(group: SortedGroup, points: pa.Table, window: Window) -> pa.Array:
+    """One window over the decision source, in points order (for an outcome window: the
+    members only)."""
+    lo, hi = _ranges(group, window)
+    if window.agg not in DECOMPOSABLE:
+        ordered = _ordered(group, points, window, lo, hi)
+        empty = pa.scalar(0 if window.agg in EMPTY_ZERO else None, ordered.type)
+        values = _from_sorted(group, pc.if_else(pa.array(group.valid), ordered, empty))
+        if window.fill is not None:  # as SQL's coalesce(value, fill): a number
+            values = pc.fill_null(pc.cast(values, pa.float64()), window.fill)
+        return values
+    n = len(group.order)
     counts, sums = group.cached(("prefix", window.value),
                                 lambda: _columns(group, points, window.value))
     count = counts[hi] - counts[lo]

@@ -1,32 +1,33 @@
-"""The Spark engine: point-in-time windows, labels and lookups as Spark SQL, partitioned by key.
+"""The Spark engine: the point-in-time kernel run per key partition, one shuffle per key.
 
 The plan's sources are read and the decision points made exactly as for the DuckDB engine
 (:func:`valuechain.data.engines.resolve.resolve`, on the driver); the result is a
-:class:`~valuechain.data.pit.PitProblem` whose tables are handed to Spark as Parquet.
-:class:`SparkKernel` then computes labels, windows and lookups with the DataFrame API, every
-step partitioned by the entity key (so the work spreads over executors by key, and each key's
-rows are sorted by time inside its partition):
+:class:`~valuechain.data.pit.PitProblem`. Every definition in :mod:`valuechain.data.pit` is
+*keyed*: a window reads only rows with the decision's key, a lookup only the dimension rows
+matched on its key, a label only the outcome rows matched on the label's keys. So the work
+splits into one **stage** per point column that something matches on (the label's first key,
+each window key, each lookup key), and each stage is embarrassingly parallel by key:
 
-* **windows over another source**: the source rows are united with one *probe* row per
-  decision at ``t - lag``; a ``RANGE`` frame of width ``window - 1`` µs ending at the probe
-  (peers included) holds exactly the rows available in ``(t - lag - w, t - lag]``;
-* **windows over the decision source, no lag**: the rows strictly before ``t`` come from a
-  ``RANGE`` frame ``[t - w + 1, t - 1]``, the tied rows before the decision (and the decision
-  itself with ``include_current``) from a ``ROWS`` frame over ``(key, t)`` ordered by tie
-  order; the two parts are combined (counts and sums add, min/max take the least/greatest,
-  ``std`` merges the two parts' moments, ``distinct_count`` unites the value sets);
-* **windows over the decision source with a lag**: one ``RANGE`` frame
-  ``[t - lag - w + 1, t - lag]``;
-* **outcome-derived windows**: the member count from the frames above, the known positives
-  by a range join on the key with ``known <= t`` (positives are rare);
-* **labels**: a join of points and outcome rows on the label keys and
-  ``t < event <= t + horizon``, grouped by point;
-* **as-of lookups**: dimension rows united with the points, ordered by
-  ``(known, dimension first, tie order)``: the last dimension row at or before each point.
+1. the points (only the columns the stage reads) and the stage's tables are handed to Spark
+   (Parquet files, or inline when small) and united into one DataFrame, each row tagged with
+   its table and its partition key (the point's key, or the table's matching column cast to
+   the point key's type);
+2. one shuffle, ``repartition(partitions, key)``, puts every row of a key in the same task;
+3. ``mapInArrow`` hands each task its rows as Arrow batches; the task splits them back into a
+   small ``PitProblem`` and runs the single-machine kernel on it
+   (:class:`~valuechain.data.engines.duckdb.DuckDBKernel`, one thread: sorted ranges and
+   sliding aggregates for windows over the decision source, sorted search for as-of lookups,
+   DuckDB for labels and windows over other sources);
+4. the results, keyed by the point's ``__row``, are written by Spark as Parquet and put back
+   in decision order on the driver.
 
-Every definition is the one in :mod:`valuechain.data.pit`; the conformance suite checks the
-engine against the reference. The Spark session is made once per process from the engine's
-options (:class:`SparkConfig`); a missing Java runtime or a bad master URL is an
+The label's stage runs first; outcome-derived windows of a later stage read its labels as
+the points' ``__label``/``__known`` columns. Since each task computes exactly what the
+single-machine kernel computes for its keys, the Spark frame equals the DuckDB frame (the
+conformance suite checks it against the reference; the handbook frame to 1e-9). A task holds
+its partition in memory: set ``shuffle_partitions`` so that rows / partitions stays at a few
+million. The Spark session is made once per process from the engine's options
+(:class:`SparkConfig`); a missing Java runtime or a bad master URL is an
 :class:`~valuechain.errors.EngineError` saying how to fix it.
 
 >>> SparkConfig(type="spark").shuffle_partitions
@@ -40,9 +41,12 @@ import re
 import shutil
 import sys
 import tempfile
+import time
 from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -50,20 +54,22 @@ import pyarrow.parquet as pq
 from pydantic import Field
 
 from valuechain.data.engines.base import EngineConfig, EngineOutput, Progress
+from valuechain.data.engines.duckdb import DuckDBKernel
 from valuechain.data.engines.resolve import output, resolve
-from valuechain.data.pit import DAY_US, EMPTY_ZERO, KNOWN, LABEL, RECENCY, PitProblem, Window
+from valuechain.data.pit import KNOWN, LABEL, LabelPlan, LookupPlan, PitProblem, Window
 from valuechain.data.plan import Plan
 from valuechain.data.sources import Catalog
 from valuechain.errors import EngineError
 from valuechain.sql import connect
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
-__all__ = ["SparkConfig", "SparkEngine", "SparkKernel", "spark_session"]
+__all__ = ["SparkConfig", "SparkEngine", "SparkKernel", "StageStats", "spark_session"]
 
 _BIG = 9_223_372_036_854_775_807
 _LOCAL_ROWS = 50_000
+_PART = pa.field("__part", pa.int32())  # the Spark partition a point's row was computed in
 # the master URLs Spark accepts (SparkContext.createTaskScheduler), checked before the JVM starts
 _MASTER = re.compile(r"^(local(\[(\*|\d+)(,\s*\d+)?\])?|local-cluster\[.+\]|"
                      r"(spark|mesos|k8s)://.+|yarn)$")
@@ -156,6 +162,7 @@ def spark_session(config: SparkConfig | None = None) -> SparkSession:
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.sql.adaptive.enabled": "true",
+        "spark.sql.execution.arrow.maxRecordsPerBatch": "100000",
         **config.conf,
     }
     builder = SparkSession.builder.master(master).appName(config.app_name)
@@ -183,6 +190,7 @@ class SparkEngine:
     def __init__(self, config: EngineConfig | None = None) -> None:
         self.config = (config if isinstance(config, SparkConfig)
                        else SparkConfig.model_validate({}))
+        self.stats: list[StageStats] = []  # the last execute's stages
 
     def execute(self, plan: Plan, progress: Progress | None = None) -> EngineOutput:
         config = self.config
@@ -195,17 +203,235 @@ class SparkEngine:
             con.close()
         if progress:
             progress("features and labels (Spark)", 0.3)
-        return output(plan, resolved, SparkKernel(session).compute(resolved.problem))
+        kernel = SparkKernel(session, config.shuffle_partitions, progress)
+        computed = kernel.compute(resolved.problem)
+        self.stats = kernel.stats
+        return output(plan, resolved, computed)
 
 
-def _c(name: str) -> Column:
-    from pyspark.sql import functions as F
+class _Stage:
+    """The work of one shuffle: the points and the tables matched on one point column."""
 
-    return F.col("`" + name.replace("`", "``") + "`")
+    def __init__(self, key: str) -> None:
+        self.key = key  # the point column the rows are partitioned by
+        self.windows: list[Window] = []
+        self.lookups: list[LookupPlan] = []
+        self.label: LabelPlan | None = None
+        self.on: dict[str, str] = {}  # table -> its column matched with the key
+        self.needs_labels = False
+
+    def names(self) -> list[str]:
+        """The output columns, in the kernel's order."""
+        out = [LABEL, KNOWN] if self.label is not None else []
+        return out + [w.name for w in self.windows] + [lk.name for lk in self.lookups]
+
+
+def _stages(problem: PitProblem) -> list[_Stage]:
+    """One stage per point column that windows, lookups or the label match on (the label
+    first: outcome-derived windows read its result)."""
+    stages: dict[str, _Stage] = {}
+
+    def stage(key: str) -> _Stage:
+        return stages.setdefault(key, _Stage(key))
+
+    label = problem.label
+    if label is not None:
+        first = stage(label.keys[0][0] if label.outcome else "__row")
+        first.label = label
+        if label.outcome is not None:
+            first.on[label.outcome] = label.keys[0][1]
+    for w in problem.windows:
+        s = stage(w.key)
+        s.windows.append(w)
+        s.needs_labels |= w.outcome
+        if w.source != problem.own:
+            s.on[w.source] = w.source_key
+    for lk in problem.lookups:
+        s = stage(lk.key)
+        s.lookups.append(lk)
+        s.on[lk.source] = lk.on
+    return sorted(stages.values(), key=lambda s: s.label is None)
+
+
+def _sub_problem(problem: PitProblem, stage: _Stage, points: pa.Table,
+                 tables: dict[str, pa.Table]) -> PitProblem:
+    return PitProblem(points=points, tables=tables, own=problem.own,
+                      windows=tuple(stage.windows), lookups=tuple(stage.lookups),
+                      label=stage.label)
+
+
+def _stage_columns(problem: PitProblem, stage: _Stage) -> dict[str, list[str]]:
+    """The columns each input of ``stage`` carries (``""`` = the points)."""
+    need = _needed(_sub_problem(problem, stage, problem.points, dict(problem.tables)))
+    if stage.needs_labels and stage.label is None:
+        need[""] |= {LABEL, KNOWN}
+    need[""].add(stage.key)
+    out = {}
+    for name, columns in need.items():
+        table = problem.points if name == "" else problem.table(name)
+        out[name] = [c for c in table.column_names if c in columns]
+    if stage.needs_labels and stage.label is None:
+        out[""] += [LABEL, KNOWN]
+    return out
+
+
+@dataclass(frozen=True)
+class StageStats:
+    """What one stage did: its key, the rows it shuffled (points and table rows), seconds,
+    and the points per partition (largest and median: the skew)."""
+
+    key: str
+    rows: int
+    seconds: float
+    largest_partition: int
+    median_partition: float
+
+    @property
+    def skew(self) -> float:
+        """Largest partition / median partition (1 = even)."""
+        return self.largest_partition / self.median_partition if self.median_partition else 1.0
+
+
+class SparkKernel:
+    """Labels, windows and lookups of a :class:`PitProblem` on Spark (see module doc).
+
+    ``stats`` holds a :class:`StageStats` per stage of the last :meth:`compute`.
+    """
+
+    name: ClassVar[str] = "spark"
+
+    def __init__(self, session: SparkSession, partitions: int | None = None,
+                 progress: Progress | None = None) -> None:
+        self.spark = session
+        self.progress = progress
+        self.partitions = partitions or int(
+            session.conf.get("spark.sql.shuffle.partitions") or 4)
+        self.stats: list[StageStats] = []
+
+    def compute(self, problem: PitProblem) -> pa.Table:
+        names = [LABEL, KNOWN] if problem.label is not None else []
+        names += [w.name for w in problem.windows] + [lk.name for lk in problem.lookups]
+        if not names:
+            return pa.table({})
+        n = problem.points.num_rows
+        folder = Path(tempfile.mkdtemp(prefix="valuechain-spark-"))
+        arrays: dict[str, pa.Array] = {}
+        self.stats = []
+        try:
+            stages = _stages(problem)
+            for index, stage in enumerate(stages):
+                if self.progress:
+                    self.progress(f"Spark stage {index + 1}/{len(stages)}: by {stage.key}",
+                                  0.3 + 0.55 * index / len(stages))
+                points = problem.points
+                if stage.needs_labels and stage.label is None:
+                    points = points.append_column(LABEL, arrays[LABEL]).append_column(
+                        KNOWN, arrays[KNOWN])
+                arrays.update(self._run(problem, stage, points, folder / f"s{index}", n))
+        except EngineError:
+            raise
+        except Exception as err:
+            raise EngineError(f"Spark engine failed: {type(err).__name__}: "
+                              f"{str(err).strip().splitlines()[0]}") from err
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        return pa.table({name: arrays[name] for name in names})
+
+    def _run(self, problem: PitProblem, stage: _Stage, points: pa.Table, folder: Path,
+             n: int) -> dict[str, pa.Array]:
+        """One stage: inputs to Spark, one shuffle by key, the kernel per partition."""
+        from pyspark.sql import functions as F
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        began = time.perf_counter()
+        columns = _stage_columns(problem, stage)
+        inputs = {name: (points if name == "" else problem.table(name)).select(cols)
+                  for name, cols in columns.items()}
+        # the output's types: the kernel on no rows
+        empty = _sub_problem(problem, stage, inputs[""].slice(0, 0),
+                             {k: v.slice(0, 0) for k, v in inputs.items() if k})
+        schema = pa.schema([pa.field("__row", pa.int64()),
+                            *DuckDBKernel(threads=1).compute(empty).schema])
+        folder.mkdir(parents=True)
+        loaded = {name: self._frame(table, folder / f"in{i}.parquet")
+                  for i, (name, table) in enumerate(inputs.items())}
+        key_type = loaded[""].schema[stage.key].dataType
+        frames = []
+        for i, (name, frame) in enumerate(loaded.items()):
+            on = stage.key if name == "" else stage.on[name]
+            frames.append(frame.select(
+                F.lit(i).cast("int").alias("__src"), F.col(_q(on)).cast(key_type).alias("__pk"),
+                *[F.col(_q(c)).alias(f"{i}:{c}") for c in frame.columns]))
+        union = frames[0]
+        for frame in frames[1:]:
+            union = union.unionByName(frame, allowMissingColumns=True)
+        run = _PartitionRun(problem=_sub_problem(problem, stage, inputs[""].slice(0, 0), {}),
+                            inputs=list(inputs), schema=schema)
+        result = (union.repartition(self.partitions, "__pk")
+                  .mapInArrow(run, from_arrow_schema(schema.append(_PART))))
+        result.write.parquet(str(folder / "out"))
+        got = pq.read_table(folder / "out")
+        sizes = np.bincount(np.asarray(got.column("__part").to_numpy(), dtype=np.int64),
+                            minlength=self.partitions)
+        self.stats.append(StageStats(
+            key=stage.key, rows=sum(t.num_rows for t in inputs.values()),
+            seconds=time.perf_counter() - began, largest_partition=int(sizes.max()),
+            median_partition=float(np.median(sizes))))
+        return _in_point_order(got.select(schema.names).cast(schema), n, schema.names[1:])
+
+    def _frame(self, table: pa.Table, path: Path) -> DataFrame:
+        if table.num_rows <= _LOCAL_ROWS:  # a small table travels in the plan (no file scan)
+            return self.spark.createDataFrame(table)
+        pq.write_table(table, path)
+        return self.spark.read.parquet(str(path))
+
+
+class _PartitionRun:
+    """The per-partition function: the single-machine kernel over one partition's rows."""
+
+    def __init__(self, problem: PitProblem, inputs: list[str], schema: pa.Schema) -> None:
+        self.problem = problem
+        self.inputs = inputs
+        self.schema = schema
+
+    def __call__(self, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        import pyarrow.compute as pc
+
+        got = list(batches)
+        if not got:
+            return
+        rows = pa.Table.from_batches(got)
+        source = rows.column("__src")
+        parts: dict[str, pa.Table] = {}
+        for i, name in enumerate(self.inputs):
+            mine = rows.filter(pc.equal(source, i))
+            prefix = f"{i}:"
+            cols = [c for c in rows.column_names if c.startswith(prefix)]
+            parts[name] = mine.select(cols).rename_columns([c[len(prefix):] for c in cols])
+        points = parts.pop("")
+        if points.num_rows == 0:
+            return
+        rows = points.column("__row").cast(pa.int64())  # kernels want positions as __row
+        points = points.set_column(points.schema.get_field_index("__row"), "__row",
+                                   pa.array(np.arange(points.num_rows, dtype=np.int64)))
+        p = self.problem
+        computed = DuckDBKernel(threads=1).compute(PitProblem(
+            points=points, tables=parts, own=p.own, windows=p.windows, lookups=p.lookups,
+            label=p.label))
+        from pyspark import TaskContext
+
+        context = TaskContext.get()
+        part = pa.array(np.full(len(rows), context.partitionId() if context else 0, np.int32))
+        out = computed.add_column(0, "__row", rows).cast(self.schema).append_column(_PART, part)
+        yield from out.to_batches(max_chunksize=65_536)
+
+
+def _q(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
 
 
 def _needed(problem: PitProblem) -> dict[str, set[str]]:
-    """The columns each table (``""`` = the points) must carry to Spark."""
+    """The columns each table (``""`` = the points) must carry."""
     need: dict[str, set[str]] = defaultdict(set)
     need[""] |= {"__row", "__t", "__o"}
     own = problem.own
@@ -229,355 +455,10 @@ def _needed(problem: PitProblem) -> dict[str, set[str]]:
     return need
 
 
-class SparkKernel:
-    """Labels, windows and lookups of a :class:`PitProblem` in Spark (see module doc)."""
-
-    name: ClassVar[str] = "spark"
-
-    def __init__(self, session: SparkSession) -> None:
-        self.spark = session
-
-    def compute(self, problem: PitProblem) -> pa.Table:
-        names = [LABEL, KNOWN] if problem.label is not None else []
-        names += [w.name for w in problem.windows] + [lk.name for lk in problem.lookups]
-        if not names:
-            return pa.table({})
-        folder = Path(tempfile.mkdtemp(prefix="valuechain-spark-"))
-        try:
-            frames = self._load(problem, folder)
-            result = self._plan(problem, frames)
-            selected = result.select("__row", *[_c(n) for n in names])
-            try:
-                if problem.points.num_rows <= _LOCAL_ROWS:
-                    table = selected.toArrow()
-                else:  # through files: a big result need not fit the driver's JVM heap
-                    selected.write.parquet(str(folder / "result"))
-                    table = pq.read_table(folder / "result")
-            except Exception as err:
-                raise EngineError(f"Spark engine failed: {type(err).__name__}: "
-                                  f"{str(err).strip().splitlines()[0]}") from err
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
-        return _in_point_order(table, problem.points.num_rows, names)
-
-    # -- input -----------------------------------------------------------------------------
-    def _load(self, problem: PitProblem, folder: Path) -> dict[str, DataFrame]:
-        frames: dict[str, DataFrame] = {}
-        for name, columns in _needed(problem).items():
-            table = problem.points if name == "" else problem.table(name)
-            part = table.select([c for c in table.column_names if c in columns])
-            if part.num_rows <= _LOCAL_ROWS:
-                # a small table travels in the plan (no file scan); big ones as Parquet
-                frames[name] = self.spark.createDataFrame(part)
-                continue
-            path = folder / f"t{len(frames)}.parquet"
-            pq.write_table(part, path)
-            frames[name] = self.spark.read.parquet(str(path))
-        return frames
-
-    # -- the whole computation, one lazy DataFrame keyed by __row ----------------------------
-    def _plan(self, problem: PitProblem, frames: dict[str, DataFrame]) -> DataFrame:
-        points = frames[""]
-        result = points.select("__row")
-        labels = None
-        if problem.label is not None:
-            labels = self._labels(problem, frames)
-            result = result.join(labels, "__row", "left")
-        groups: dict[tuple[object, ...], list[Window]] = defaultdict(list)
-        for w in problem.windows:
-            own = w.source == problem.own
-            groups[(w.source, w.key, w.source_key, w.lag_us, w.filter,
-                    w.include_current if own else True)].append(w)
-        for windows in groups.values():
-            part = self._window_group(problem, frames, windows, labels)
-            result = result.join(part, "__row", "left")
-        for lookup in problem.lookups:
-            result = result.join(self._lookup(frames, lookup), "__row", "left")
-        return result
-
-    # -- labels ----------------------------------------------------------------------------
-    def _labels(self, problem: PitProblem, frames: dict[str, DataFrame]) -> DataFrame:
-        from pyspark.sql import functions as F
-
-        plan = problem.label
-        assert plan is not None
-        points = frames[""]
-        if plan.outcome is None:
-            assert plan.column is not None
-            return points.select("__row", _c(plan.column).alias(LABEL),
-                                 (F.col("__t") + F.lit(plan.horizon_us)).alias(KNOWN))
-        o = frames[plan.outcome]
-        o = o.where(F.col("__e").isNotNull() & F.col("__t").isNotNull())
-        if plan.known_by_us is not None:
-            o = o.where(F.col("__t") <= F.lit(int(plan.known_by_us)))
-        if plan.kind == "amount":
-            o = o.where(_c(plan.column or "").isNotNull())
-        o = o.select(*[_c(b).alias(f"__ok{i}") for i, (_, b) in enumerate(plan.keys)],
-                     F.col("__e").alias("__oe"), F.col("__t").alias("__ot"),
-                     *([_c(plan.column).cast("double").alias("__oa")]
-                       if plan.kind == "amount" and plan.column else []))
-        p = points.select("__row", "__t", *[_c(a).alias(f"__pk{i}")
-                                            for i, (a, _) in enumerate(plan.keys)])
-        cond = [F.col(f"__pk{i}") == F.col(f"__ok{i}") for i in range(len(plan.keys))]
-        cond += [F.col("__oe") > F.col("__t"),
-                 F.col("__oe") <= F.col("__t") + F.lit(plan.horizon_us)]
-        joined = p.join(o, on=_all(cond), how="inner")
-        if plan.kind == "binary" and plan.absent:
-            # 1 when no outcome falls in the horizon (known at its end), else 0
-            hits = joined.groupBy("__row").agg(F.lit(0).alias("__lab"),
-                                               F.min("__ot").alias("__kn"))
-            return (points.select("__row", "__t").join(hits, "__row", "left").select(
-                "__row", F.coalesce(F.col("__lab"), F.lit(1)).alias(LABEL),
-                F.coalesce(F.col("__kn"), F.col("__t") + F.lit(plan.horizon_us)).alias(KNOWN)))
-        if plan.kind == "binary":
-            hits = joined.groupBy("__row").agg(F.lit(1).alias("__lab"),
-                                               F.min("__ot").alias(KNOWN))
-            empty = F.lit(0)
-        else:
-            hits = joined.groupBy("__row").agg(F.sum("__oa").alias("__lab"),
-                                               F.max("__ot").alias(KNOWN))
-            empty = F.lit(0.0)
-        return (points.select("__row").join(hits, "__row", "left")
-                .select("__row", F.coalesce(F.col("__lab"), empty).alias(LABEL), KNOWN))
-
-    # -- windows ---------------------------------------------------------------------------
-    def _window_group(self, problem: PitProblem, frames: dict[str, DataFrame],
-                      windows: list[Window], labels: DataFrame | None) -> DataFrame:
-        from pyspark.sql import Window as W
-        from pyspark.sql import functions as F
-
-        first = windows[0]
-        own = first.source == problem.own
-        lag = first.lag_us
-        points = frames[""]
-        values = sorted({w.value for w in windows if w.value and not w.outcome})
-        val_of = {v: f"__v{i}" for i, v in enumerate(values)}
-
-        def vals(frame_keep: Column) -> list[Column]:
-            ev = F.when(frame_keep, F.lit(1)).alias("__ev")
-            return [ev, *[F.when(frame_keep, _c(v)).alias(val_of[v]) for v in values]]
-
-        if own:
-            u = points.select("__row", _c(first.key).alias("__k"), F.col("__t").alias("__tm"),
-                              F.col("__o").cast("long").alias("__tie"),
-                              F.lit(1).alias("__probe"),
-                              *vals(F.coalesce(_c(first.filter), F.lit(False))
-                                    if first.filter else F.lit(True)))
-        else:
-            src = frames[first.source]
-            key_type = points.schema[first.key].dataType
-            rows = src.where(F.col("__t").isNotNull() & _c(first.source_key).isNotNull()) \
-                .select(F.lit(None).cast("long").alias("__row"),
-                        _c(first.source_key).cast(key_type).alias("__k"),
-                        F.col("__t").alias("__tm"), F.col("__o").cast("long").alias("__tie"),
-                        F.lit(0).alias("__probe"),
-                        *vals(F.coalesce(_c(first.filter), F.lit(False))
-                              if first.filter else F.lit(True)))
-            types = dict(rows.dtypes)
-            probes = points.select(
-                "__row", _c(first.key).alias("__k"),
-                (F.col("__t") - F.lit(lag)).alias("__tm"), F.lit(_BIG).alias("__tie"),
-                F.lit(1).alias("__probe"),
-                F.lit(None).cast("int").alias("__ev"),
-                *[F.lit(None).cast(types[val_of[v]]).alias(val_of[v]) for v in values])
-            u = rows.unionByName(probes)
-
-        by_time = W.partitionBy("__k").orderBy("__tm")
-        parts: list[tuple[Any, ...]] = []  # per window: the frames whose union are members
-        if own and lag == 0:
-            end = W.currentRow if first.include_current else -1
-            ties = W.partitionBy("__k", "__tm").orderBy("__tie").rowsBetween(
-                W.unboundedPreceding, end)
-            for w in windows:
-                parts.append((by_time.rangeBetween(-(w.window_us - 1), -1), ties)
-                             if w.window_us > 1 else (ties,))
-        elif own:  # a lag over the decision source: members in (t - lag - w, t - lag]
-            for w in windows:
-                parts.append((by_time.rangeBetween(-(w.window_us + lag - 1), -lag),))
-        else:  # another source: the probes already sit at t - lag
-            for w in windows:
-                parts.append((by_time.rangeBetween(-(w.window_us - 1), 0),))
-
-        cols: list[Column] = []
-        outcome = [(i, w) for i, w in enumerate(windows) if w.outcome]
-        for i, (w, specs) in enumerate(zip(windows, parts, strict=True)):
-            if w.outcome:
-                n = _add([F.count("__ev").over(s) for s in specs])
-                cols.append(n.alias(f"__n{i}"))
-                continue
-            v = "__ev" if w.value is None else val_of[w.value]
-            if w.agg in RECENCY:
-                t = F.col("__tm") + F.lit(0 if own else lag)
-                cols.append(_recency(w.agg, v, specs, t).alias(f"__a{i}"))
-                continue
-            cols.append(_aggregate(w.agg, v, specs).alias(f"__a{i}"))
-        agg = u.select("__row", "__k", "__probe", *cols).where(F.col("__probe") == 1)
-
-        if outcome:
-            assert labels is not None
-            if not own:
-                raise EngineError("outcome-derived windows must aggregate the decision source")
-            agg = agg.join(self._outcome_counts(points, labels, outcome, first), "__row",
-                           "left")
-        out = []
-        for i, w in enumerate(windows):
-            if w.outcome:
-                count = F.coalesce(F.col(f"__c{i}"), F.lit(0)).cast("long")
-                total = F.coalesce(F.col(f"__s{i}"), F.lit(0.0)).cast("double")
-                if w.agg == "count":
-                    expr = count
-                elif w.agg == "sum":
-                    expr = total
-                else:
-                    expr = F.when(F.col(f"__n{i}") > 0, total / F.col(f"__n{i}"))
-                empty = F.lit(0) if w.agg in ("count", "sum") else F.lit(None)
-            else:
-                expr = F.col(f"__a{i}")
-                empty = F.lit(0) if w.agg in EMPTY_ZERO else F.lit(None)
-            expr = F.when(F.col("__k").isNull(), empty).otherwise(expr)
-            if w.fill is not None:
-                expr = F.coalesce(expr, F.lit(float(w.fill)))
-            out.append(expr.alias(w.name))
-        return agg.select("__row", *out)
-
-    def _outcome_counts(self, points: DataFrame, labels: DataFrame,
-                        windows: list[tuple[int, Window]], first: Window) -> DataFrame:
-        """Known positive outcomes per decision and window: a range join on positives."""
-        from pyspark.sql import functions as F
-
-        lag = first.lag_us
-        widest = max(w.window_us for _, w in windows)
-        base = points.join(labels, "__row")
-        positive = (F.col(LABEL) > 0) & F.col(KNOWN).isNotNull() & _c(first.key).isNotNull()
-        if first.filter:
-            positive = positive & F.coalesce(_c(first.filter), F.lit(False))
-        e = base.where(positive).select(
-            F.col("__row").alias("__er"), F.col("__t").alias("__et"),
-            F.col("__o").alias("__eo"), _c(first.key).alias("__ek"),
-            F.col(LABEL).cast("double").alias("__el"), F.col(KNOWN).alias("__ekn"))
-        p = points.select("__row", "__t", "__o", _c(first.key).alias("__pk"))
-        upper = (F.col("__et") <= F.col("__t")) if lag == 0 else (
-            F.col("__et") <= F.col("__t") - F.lit(lag))
-        cond = ((F.col("__pk") == F.col("__ek")) & (F.col("__er") != F.col("__row"))
-                & (F.col("__ekn") <= F.col("__t"))
-                & (F.col("__et") > F.col("__t") - F.lit(widest + lag)) & upper)
-        joined = p.join(e, on=cond, how="inner")
-        sums = []
-        for i, w in windows:
-            inside = F.col("__et") > F.col("__t") - F.lit(w.window_us + lag)
-            if lag == 0:
-                inside = inside & ((F.col("__et") < F.col("__t"))
-                                   | (F.col("__eo") < F.col("__o")))
-            else:
-                inside = inside & (F.col("__et") <= F.col("__t") - F.lit(lag))
-            sums.append(F.count(F.when(inside, F.lit(1))).alias(f"__c{i}"))
-            sums.append(F.sum(F.when(inside, F.col("__el"))).alias(f"__s{i}"))
-        return joined.groupBy("__row").agg(*sums)
-
-    # -- lookups ---------------------------------------------------------------------------
-    def _lookup(self, frames: dict[str, DataFrame], lookup: Any) -> DataFrame:
-        from pyspark.sql import Window as W
-        from pyspark.sql import functions as F
-
-        points = frames[""]
-        dim = frames[lookup.source]
-        key_type = points.schema[lookup.key].dataType
-        value_type = dim.schema[lookup.column].dataType
-        d = dim.where(_c(lookup.on).isNotNull()).select(
-            F.lit(None).cast("long").alias("__row"), _c(lookup.on).cast(key_type).alias("__k"),
-            F.coalesce(F.col("__t"), F.lit(-_BIG)).alias("__tm"), F.lit(0).alias("__probe"),
-            F.col("__o").cast("long").alias("__tie"),
-            F.struct(_c(lookup.column).alias("v")).alias("__s"))
-        p = points.select("__row", _c(lookup.key).alias("__k"), F.col("__t").alias("__tm"),
-                          F.lit(1).alias("__probe"), F.lit(0).cast("long").alias("__tie"),
-                          F.lit(None).cast(f"struct<v:{value_type.simpleString()}>")
-                          .alias("__s"))
-        spec = (W.partitionBy("__k").orderBy("__tm", "__probe", "__tie")
-                .rowsBetween(W.unboundedPreceding, W.currentRow))
-        found = d.unionByName(p).select(
-            "__row", "__probe", F.last("__s", ignorenulls=True).over(spec).alias("__s"))
-        value = F.col("__s.v")
-        if lookup.fill is not None:
-            value = F.coalesce(value, F.lit(float(lookup.fill)))
-        return found.where(F.col("__probe") == 1).select("__row", value.alias(lookup.name))
-
-
-def _all(conditions: list[Column]) -> Column:
-    out = conditions[0]
-    for c in conditions[1:]:
-        out = out & c
-    return out
-
-
-def _add(parts: list[Column]) -> Column:
-    out = parts[0]
-    for c in parts[1:]:
-        out = out + c
-    return out
-
-
-def _recency(agg: str, v: str, specs: tuple[Any, ...], t: Column) -> Column:
-    """since_first / since_last (float days to ``t``) or last (the value of the latest member
-    by ``(availability, tie order)``) over the members whose ``v`` is not null."""
-    from pyspark.sql import functions as F
-
-    present = F.col(v).isNotNull()
-    if agg == "last":
-        got = [F.max(F.when(present, F.struct(F.col("__tm").alias("t"),
-                                               F.col("__tie").alias("o"),
-                                               F.col(v).alias("v")))).over(s) for s in specs]
-        return (got[0] if len(got) == 1 else F.greatest(*got)).getField("v")
-    if agg == "since_first":
-        firsts = [F.min(F.when(present, F.col("__tm"))).over(s) for s in specs]
-        member = firsts[0] if len(firsts) == 1 else F.least(*firsts)
-    else:
-        lasts = [F.max(F.when(present, F.col("__tm"))).over(s) for s in specs]
-        member = lasts[0] if len(lasts) == 1 else F.greatest(*lasts)
-    return (t - member).cast("double") / F.lit(float(DAY_US))
-
-
-def _aggregate(agg: str, v: str, specs: tuple[Any, ...]) -> Column:
-    """The aggregate ``agg`` of column ``v`` over the union of the frames ``specs``."""
-    from pyspark.sql import functions as F
-
-    col = F.col(v)
-    if agg == "count":
-        return _add([F.count(col).over(s) for s in specs])
-    if agg == "distinct_count":
-        sets = [F.collect_set(col).over(s) for s in specs]
-        merged = sets[0] if len(sets) == 1 else F.array_union(sets[0], sets[1])
-        return F.size(merged).cast("long")
-    if agg == "min":
-        got = [F.min(col).over(s) for s in specs]
-        return got[0] if len(got) == 1 else F.least(*got)
-    if agg == "max":
-        got = [F.max(col).over(s) for s in specs]
-        return got[0] if len(got) == 1 else F.greatest(*got)
-    x = col.cast("double")
-    n = _add([F.count(x).over(s) for s in specs])
-    total = _add([F.coalesce(F.sum(x).over(s), F.lit(0.0)) for s in specs])
-    if agg == "sum":
-        return total
-    if agg in ("mean", "rate"):
-        return F.when(n > 0, total / n)
-    if agg == "std":
-        if len(specs) == 1:
-            return F.stddev_samp(x).over(specs[0])
-        # merge the two parts' moments (Chan et al.): M2 = M2a + M2b + d^2 na nb / n
-        na, nb = (F.count(x).over(s) for s in specs)
-        ma, mb = (F.coalesce(F.avg(x).over(s), F.lit(0.0)) for s in specs)
-        m2a, m2b = (F.coalesce(F.var_pop(x).over(s), F.lit(0.0)) * F.count(x).over(s)
-                    for s in specs)
-        delta = mb - ma
-        m2 = m2a + m2b + F.when(n > 0, delta * delta * na * nb / n).otherwise(F.lit(0.0))
-        return F.when(n >= 2, F.sqrt(F.greatest(m2, F.lit(0.0)) / (n - 1)))
-    raise EngineError(f"unknown aggregate '{agg}'")
-
-
-def _in_point_order(table: pa.Table, n: int, names: list[str]) -> pa.Table:
+def _in_point_order(table: pa.Table, n: int, names: list[str]) -> dict[str, pa.Array]:
     """The ``__row``-keyed result in points order (rows absent become null)."""
     rows = np.asarray(table.column("__row").to_numpy(), dtype=np.int64)
     position = np.full(n, -1, dtype=np.int64)
     position[rows] = np.arange(len(rows), dtype=np.int64)
     take = pa.array(position, mask=position < 0)
-    return pa.table({name: table.column(name).combine_chunks().take(take) for name in names})
+    return {name: table.column(name).combine_chunks().take(take) for name in names}
