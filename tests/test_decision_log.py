@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from valuechain.errors import ArtifactError
+from valuechain.errors import ArtifactError, SpecError
 from valuechain.serve.log import DecisionLog, DecisionRecord
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -55,6 +55,27 @@ def test_a_failed_batch_raises_for_its_callers_and_writes_nothing(tmp_path: Path
         assert log.count() == 1
         log.append(DecisionRecord.example("after"))  # the writer keeps working
         assert log.read()["decision_id"].tolist() == ["same", "after"]
+
+
+def test_a_repeated_decision_id_is_refused_or_skipped_as_asked(tmp_path: Path) -> None:
+    """The service's appends refuse a logged id (a random id seen twice is a bug); batch
+    scoring's (``on_repeat="skip"``, stable ids) keep the decision logged first, append the
+    others and count the skipped ones: re-running a batch logs nothing twice."""
+    with DecisionLog(tmp_path / "log.sqlite") as log:
+        assert log.append_many([DecisionRecord.example(f"d{i}") for i in range(3)]) == 3
+        again = [DecisionRecord.example("d1", action="review"),
+                 DecisionRecord.example("d3"), DecisionRecord.example("d3")]
+        with pytest.raises(ArtifactError, match="logged twice"):
+            log.append_many(again)
+        assert log.append_many(again, on_repeat="skip") == 1
+        assert log.append_many(again, on_repeat="skip") == 0
+        frame = log.read()
+        assert frame["decision_id"].tolist() == ["d0", "d1", "d2", "d3"]
+        assert log.get("d1")["action"] == "approve"  # never replaced
+        assert frame["seq"].is_unique and frame["seq"].is_monotonic_increasing
+        assert log.stats.records == 4 and log.stats.repeated == 5
+        with pytest.raises(SpecError, match="on_repeat"):
+            log.append_many(again, on_repeat="replace")
 
 
 def test_read_json_columns_journal_and_export(tmp_path: Path) -> None:

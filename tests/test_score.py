@@ -101,6 +101,7 @@ def test_batch_equals_the_online_replay_with_ties_outcomes_and_dimension_updates
 
     # decision order, keys and actions: identical; scores to 1e-9
     assert got["key"].tolist() == want["key"].tolist()
+    assert got["decision_id"].tolist() == want["decision_id"].tolist()  # stable ids
     assert got["time_us"].is_monotonic_increasing
     assert got["action"].tolist() == want["action"].tolist()
     assert got["policy_action"].tolist() == want["policy_action"].tolist()

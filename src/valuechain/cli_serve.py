@@ -141,8 +141,9 @@ def score(
     ] = None,
     engine: Annotated[str, typer.Option(
         metavar="<duckdb|spark>", help="duckdb (this machine) or spark (features by the Spark "
-        "engine, the bundle applied per partition; Parquet decisions, no log or reasons; "
-        "see docs/scale.md).")] = "duckdb",
+        "engine, the bundle and the reasons per partition, a Parquet directory of decisions, "
+        "then the decision log from the driver; no --online; see docs/scale.md).")
+    ] = "duckdb",
     master: Annotated[str | None, typer.Option(
         help="With --engine spark: the Spark master URL; default VALUECHAIN_SPARK_MASTER "
         "or local[2].")] = None,
@@ -161,9 +162,9 @@ def score(
         from valuechain.cli_spark import score_on_spark
 
         score_on_spark(spec, input, out=out, version=version, top=top, master=master,
-                       capacity_limit=capacity_limit, as_json=as_json, unsupported={
-                           "--log": log is not None, "--online": online,
-                           "--reasons": reasons != "all"})
+                       capacity_limit=capacity_limit, as_json=as_json,
+                       unsupported={"--online": online}, reasons=reasons, log=log,
+                       no_log=no_log, chunk=chunk)
         return
     if master is not None:
         raise SpecError("`--master` is a Spark setting: use it with `--engine spark`.")
@@ -184,4 +185,7 @@ def score(
     if result.top_path:
         console.print(f"top {top} per period: {result.top_path}", highlight=False)
     if result.log_path:
-        console.print(f"logged to {result.log_path}", highlight=False)
+        again = result.rows - result.logged
+        console.print(f"logged to {result.log_path}: {result.logged:,} appended"
+                      + (f", {again:,} already there (the same decision ids)" if again
+                         else ""), highlight=False)

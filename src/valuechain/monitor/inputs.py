@@ -44,6 +44,7 @@ was trained on.
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "decisions.sqlite"
 >>> with DecisionLog(path) as log:
 ...     log.append_many([DecisionRecord.example(f"d{i}") for i in range(3)])
+3
 >>> table = read_decisions(path)
 >>> table[["decision_id", "action", "amount", "event.transaction_id"]].to_dict("list")
 {'decision_id': ['d0', 'd1', 'd2'], 'action': ['approve', 'approve', 'approve'], \

@@ -12,11 +12,18 @@ batch_features`, in decision order) and, chunk by chunk,
    the service's own rule (:class:`~valuechain.serve.decider.Decider`: first come, first
    served per capacity period, counted in the decider's state; the overflow rule beyond the
    limit) — only the rows whose policy action is the capacity-limited one go through it;
-4. builds each decision's log record (:class:`~valuechain.serve.log.DecisionRecord`: a
-   fresh decision id, the key, the features in the model's order, the top reasons — the
-   largest absolute contributions, as the service picks them) and appends the chunk to the
-   decision log in one group commit (``DecisionLog.append_many``), overlapping the next
-   chunk's work.
+4. builds each decision's log record (:class:`~valuechain.serve.log.DecisionRecord`: the
+   decision id — stable for batch scoring, :meth:`Decider.decision_id
+   <valuechain.serve.decider.Decider.decision_id>` —, the key, the features in the model's
+   order, the top reasons — the largest absolute contributions, as the service picks them)
+   and appends the chunk to the decision log in one group commit
+   (``DecisionLog.append_many``; a decision id already logged is kept as it is, so
+   re-scoring a batch logs nothing twice), overlapping the next chunk's work.
+
+The pieces that turn a chunk's Arrow columns into values, keys, reasons and their JSON
+(:func:`plain_rows`, :func:`key_texts`, :func:`reason_contributions`, :func:`top_reasons`,
+:func:`reasons_json`) are also what :mod:`valuechain.serve.spark_score` runs per partition
+on Spark, so both paths give the same text.
 
 The decisions equal those of the service receiving the same events in decision order, with
 the outcomes and dimension updates of the sources arriving when they become known (the
@@ -27,7 +34,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import date, datetime
@@ -42,7 +48,8 @@ from valuechain.serve.batch_features import BatchFeatures
 from valuechain.serve.decider import REASONS, Decider
 from valuechain.serve.log import DecisionLog, DecisionRecord, iso_us
 
-__all__ = ["REASONS", "PlainRecord", "decide_batch", "event_rows"]
+__all__ = ["REASONS", "PlainRecord", "decide_batch", "event_rows", "key_texts", "plain_rows",
+           "reason_contributions", "reasons_json", "top_reasons"]
 
 
 
@@ -117,25 +124,26 @@ def _act(decider: Decider, scores: np.ndarray, t_us: np.ndarray
     return out
 
 
-def _contributions(decider: Decider, matrix: pd.DataFrame, actions: Sequence[str],
-                   reasons: str) -> np.ndarray | None:
-    """``(n, n_features)`` contributions the reasons come from; rows without reasons are
+def reason_contributions(bundle: Any, matrix: pd.DataFrame, actions: Sequence[str],
+                         reasons: str, lowest: str) -> np.ndarray | None:
+    """``(n, n_features)`` per-feature contributions (``bundle.contributions`` on the
+    feature frame) the reasons come from, under the ``reasons`` mode: every row (``all``),
+    the rows whose action is not ``lowest`` (``flagged``), none; rows without reasons are
     NaN; None when no row gets any."""
     if reasons == "none":
         return None
     if reasons == "all":
-        return np.asarray(decider.bundle.contributions(matrix), dtype=np.float64)
-    chosen = [i for i, a in enumerate(actions) if a != decider.lowest_action]
+        return np.asarray(bundle.contributions(matrix), dtype=np.float64)
+    chosen = [i for i, a in enumerate(actions) if a != lowest]
     if not chosen:
         return None
-    out = np.full((len(actions), len(decider.feature_names)), np.nan)
-    out[chosen] = np.asarray(decider.bundle.contributions(matrix.iloc[chosen]),
-                             dtype=np.float64)
+    out = np.full((len(actions), matrix.shape[1]), np.nan)
+    out[chosen] = np.asarray(bundle.contributions(matrix.iloc[chosen]), dtype=np.float64)
     return out
 
 
-def _reasons(names: Sequence[str], values: list[dict[str, Any]], contribs: np.ndarray | None,
-             top: int) -> list[list[dict[str, Any]]]:
+def top_reasons(names: Sequence[str], values: list[dict[str, Any]],
+                contribs: np.ndarray | None, top: int) -> list[list[dict[str, Any]]]:
     """The top reasons of each row as the service writes them (``Reason.to_json``): the
     ``top`` largest absolute contributions, ties in feature order (a stable sort)."""
     n = len(values)
@@ -152,6 +160,29 @@ def _reasons(names: Sequence[str], values: list[dict[str, Any]], contribs: np.nd
         out.append([{"feature": names[j], "value": row[names[j]], "contribution": c}
                     for j, c in zip(idx, con, strict=True)])
     return out
+
+
+_reasons = top_reasons  # the former name
+
+
+def reasons_json(why: Sequence[Sequence[dict[str, Any]]]) -> list[str]:
+    """Each row's reasons as the ``reasons`` column of the decisions file holds them."""
+    return [json.dumps(r, default=str) for r in why]
+
+
+def plain_rows(table: pa.Table | pa.RecordBatch, names: Sequence[str] | None = None
+               ) -> list[dict[str, Any]]:
+    """The rows of ``table`` (``names``' columns, default all) as plain values, as the log
+    holds them (:func:`_plain_column`)."""
+    names = list(table.column_names if names is None else names)
+    columns = [_plain_column(table.column(c)) for c in names]
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+
+
+def key_texts(table: pa.Table | pa.RecordBatch, keys: Sequence[str]) -> list[str]:
+    """Each row's decision-point key text (the log's ``key``: key values joined by ``|``)."""
+    columns = [_plain_column(table.column(k)) for k in keys]
+    return ["|".join(_key_text(v) for v in row) for row in zip(*columns, strict=True)]
 
 
 def _plain_column(column: pa.ChunkedArray | pa.Array) -> list[Any]:
@@ -191,7 +222,7 @@ def decide_batch(decider: Decider, features: BatchFeatures, *,
     build_us = int(features.seconds.get("total", 0.0) * 1e6) // max(n, 1)
     bundle, policy_version = decider.bundle, decider.policy_version
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="score-log")
-    pending_log: Future[None] | None = None
+    pending_log: Future[int] | None = None
     try:
         for start in range(0, n, chunk):
             stop = min(start + chunk, n)
@@ -199,28 +230,26 @@ def decide_batch(decider: Decider, features: BatchFeatures, *,
             began = time.perf_counter_ns()
             part = frame.slice(start, size)
             given = features.events.slice(start, size)
-            event_columns = [_plain_column(given.column(c)) for c in given.column_names]
-            events = [dict(zip(given.column_names, row, strict=True))
-                      for row in zip(*event_columns, strict=True)]
-            plain = [_plain_column(part.column(c)) for c in names]
-            values = [dict(zip(names, row, strict=True)) for row in zip(*plain, strict=True)]
+            events = plain_rows(given)
+            values = plain_rows(part, names)
             matrix = part.select(names).to_pandas()
             t_features = time.perf_counter_ns()
             scores = np.asarray(bundle.score(matrix), dtype=np.float64)
             t_model = time.perf_counter_ns()
             acted = _act(decider, scores, times[start:stop])
             t_policy = time.perf_counter_ns()
-            contribs = _contributions(decider, matrix, [a[0] for a in acted], reasons)
-            why = _reasons(names, values, contribs, decider.top_reasons)
+            contribs = reason_contributions(bundle, matrix, [a[0] for a in acted], reasons,
+                                            decider.lowest_action)
+            why = top_reasons(names, values, contribs, decider.top_reasons)
             t_reasons = time.perf_counter_ns()
             latency = {"features": build_us + (t_features - began) // size // 1000,
                        "model": (t_model - t_features + t_reasons - t_policy) // size // 1000,
                        "policy": (t_policy - t_model) // size // 1000}
-            ids = [uuid.uuid4().hex for _ in range(size)]
-            key_text = ["|".join(_key_text(e.get(k)) for k in keys) for e in events]
+            key_text = key_texts(given, keys)
             created = time.time_ns() // 1000
             score_list = scores.tolist()
             t_list = times[start:stop].tolist()
+            ids = [decider.decision_id(k, t) for k, t in zip(key_text, t_list, strict=True)]
             records = [
                 PlainRecord(
                     decision_id=i, time_us=t, key=k, bundle_version=bundle.version,
@@ -233,7 +262,7 @@ def decide_batch(decider: Decider, features: BatchFeatures, *,
             if log is not None:
                 if pending_log is not None:
                     pending_log.result()
-                pending_log = pool.submit(log.append_many, records)
+                pending_log = pool.submit(log.append_many, records, on_repeat="skip")
             table = {k: part.column(k) for k in keys}
             table[tcol] = pa.array(times[start:stop], pa.timestamp("us", tz="UTC"))
             table.update({
@@ -242,7 +271,7 @@ def decide_batch(decider: Decider, features: BatchFeatures, *,
                 "action": pa.array([a[0] for a in acted], pa.string()),
                 "policy_action": pa.array([a[1] for a in acted], pa.string()),
                 "overflow": pa.array([a[2] for a in acted], pa.bool_()),
-                "reasons": pa.array([json.dumps(r, default=str) for r in why], pa.string())})
+                "reasons": pa.array(reasons_json(why), pa.string())})
             table.update({f"feature.{c}": part.column(c) for c in names})
             if progress:
                 progress(f"{stop:,} of {n:,} events", 0.3 + 0.7 * stop / n)

@@ -64,6 +64,7 @@ __all__ = [
     "Scored",
     "ScoringBundle",
     "policy_version",
+    "stable_decision_id",
     "time_us",
 ]
 
@@ -136,6 +137,12 @@ class Capacity:
         :func:`~valuechain.policy.capacity_period`, as offline)."""
         return PERIOD_ANCHOR_US + capacity_period(t_us, self.per_us) * self.per_us
 
+    def full_note(self, t_us: int) -> str:
+        """The ``capacity_note`` of a decision at ``t_us`` the overflow rule acted on."""
+        return (f"{self.action} capacity {self.limit} per {self.per} is full for the period "
+                f"starting {iso_us(self.period_start(t_us))}: overflow rule `{self.overflow}` "
+                f"gives `{self.spill_to}`")
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -205,6 +212,18 @@ def policy_version(policy: Policy) -> str:
     """
     digest = hashlib.sha256(policy.to_yaml().encode("utf-8")).hexdigest()[:12]
     return f"{policy.kind}@{digest}"
+
+
+def stable_decision_id(scope: str, key: str, t_us: int) -> str:
+    """A batch decision's id: 32 hex characters (blake2b-128) of its scope (origin, bundle,
+    policy and capacity limit, :attr:`Decider.id_scope`), its key text and its time in µs.
+
+    >>> stable_decision_id("score|v1|three_band@0|", "tx1", 0) == stable_decision_id(
+    ...     "score|v1|three_band@0|", "tx1", 0)
+    True
+    """
+    return hashlib.blake2b(f"{scope}\x1f{key}\x1f{int(t_us)}".encode(), digest_size=16
+                           ).hexdigest()
 
 
 def time_us(value: Any, field_name: str = "time") -> int:
@@ -358,13 +377,17 @@ class Decider:
         Which decisions get their top reasons (:data:`REASONS`): ``"flagged"`` skips the
         per-feature contributions for decisions given the policy's lowest action (approved
         payments), which are most of them; their reasons are empty in the response and log.
+    stable_ids : bool, optional
+        Give each decision a stable id (:meth:`decision_id`) instead of a random one;
+        default for ``origin="score"`` (batch scoring), so the same batch gets the same ids
+        and is logged once however often it is scored.
     """
 
     def __init__(self, bundle: ScoringBundle, online: Online, log: DecisionLog | None, *,
                  state: CapacityState | None = None, time_column: str | None = None,
                  key_columns: Sequence[str] | None = None, top_reasons: int = 3,
                  origin: str = "serve", capacity_limit: int | None = None,
-                 reasons: str = "all") -> None:
+                 reasons: str = "all", stable_ids: bool | None = None) -> None:
         if reasons not in REASONS:
             raise SpecError(f"`reasons` must be one of {', '.join(REASONS)}, got {reasons!r}.")
         self.reasons = reasons
@@ -396,6 +419,12 @@ class Decider:
         if self.capacity is not None and self.state is None:
             raise SpecError("the bundle limits capacity but the decider has no state store "
                             "to count it in; pass `state`.")
+        #: What a stable decision id hashes besides the key and time (None: random ids).
+        self.id_scope: str | None = None
+        stable = origin == "score" if stable_ids is None else stable_ids
+        if stable:
+            limit = "" if self.capacity is None else str(self.capacity.limit)
+            self.id_scope = f"{origin}|{bundle.version}|{self.policy_version}|{limit}"
         self.feature_names = tuple(bundle.feature_names)
         self.scorer = _Scorer(bundle)
         # OnlineFeatures skips checking an event twice (``checked=True``); others may not
@@ -441,15 +470,23 @@ class Decider:
         assert self.state is not None
         if self.state.take_capacity(cap.action, start, cap.limit):
             return policy_action, policy_action, False, None, (cap.action, start)
-        note = (f"{cap.action} capacity {cap.limit} per {cap.per} is full for the period "
-                f"starting {iso_us(start)}: overflow rule `{cap.overflow}` gives "
-                f"`{cap.spill_to}`")
-        return cap.spill_to, policy_action, True, note, None
+        return cap.spill_to, policy_action, True, cap.full_note(t_us), None
 
     _act = act  # the former name (batch scoring used it)
 
     def _key(self, event: Mapping[str, Any]) -> str:
         return "|".join(str(_plain(event.get(k))) for k in self.key_columns)
+
+    def decision_id(self, key: str, t_us: int) -> str:
+        """A new decision's id (32 hex characters): random (``uuid4``) for the service;
+        with :attr:`id_scope` (batch scoring) :func:`stable_decision_id` of the scope, the
+        decision point's key text and its time — the same for the same event scored again
+        with the same bundle, policy and capacity limit, whichever batch path (one machine,
+        row by row, Spark) scored it. The log keeps the first of a repeated id
+        (``DecisionLog.append_many(on_repeat="skip")``)."""
+        if self.id_scope is None:
+            return uuid.uuid4().hex
+        return stable_decision_id(self.id_scope, key, t_us)
 
     def _finish(self, scored: Scored, contrib: npt.NDArray[np.float64],
                 contrib_ns: int) -> Pending:
@@ -459,8 +496,9 @@ class Decider:
         ordered = {n: _plain(scored.features.get(n)) for n in self.feature_names}
         reasons = self._reasons(ordered, contrib) if self.wants_reasons(scored) else ()
         checked = scored.event
+        key = self._key(checked)
         decision = Decision(
-            decision_id=uuid.uuid4().hex, key=self._key(checked), time=iso_us(scored.t_us),
+            decision_id=self.decision_id(key, scored.t_us), key=key, time=iso_us(scored.t_us),
             score=scored.score, action=scored.action, policy_action=scored.policy_action,
             overflow=scored.overflow, capacity_note=scored.note, reasons=reasons,
             bundle_version=self.bundle.version, policy_version=self.policy_version,
@@ -600,7 +638,9 @@ class Decider:
         pendings = self.prepare_batch(events)
         if self.log is None:
             raise DataError("this decider has no decision log; pass one to log decisions.")
-        self.log.append_many([p.record for p in pendings])
+        # stable ids (batch scoring): a decision logged before stays as it was logged
+        self.log.append_many([p.record for p in pendings],
+                             on_repeat="error" if self.id_scope is None else "skip")
         return [p.decision for p in pendings]
 
     def guard_keys(self, event: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:

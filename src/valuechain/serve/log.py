@@ -43,6 +43,17 @@ Schema (``PRAGMA user_version`` = :data:`SCHEMA_VERSION`)::
 >>> log.count(), log.get("d1")["action"]
 (1, 'approve')
 >>> log.close()
+
+**A decision id logged twice.** The id is the primary key. By default (``on_repeat="error"``,
+the service's appends) a batch holding an id already in the log is refused whole
+(:class:`~valuechain.errors.ArtifactError`, nothing of it written): a repeated random id is a
+bug. Batch scoring gives each decision a *stable* id (the same batch scored with the same
+bundle, policy and capacity gets the same ids, see
+:meth:`Decider.decision_id <valuechain.serve.decider.Decider.decision_id>`) and appends with
+``on_repeat="skip"``: a decision whose id is already logged is left as it was logged first
+(never replaced, never duplicated), the others are appended. Re-running a batch, or resuming
+one that stopped half way, therefore logs each decision once; :attr:`LogStats.repeated` counts
+the decisions skipped.
 """
 
 from __future__ import annotations
@@ -68,6 +79,7 @@ from valuechain.errors import ArtifactError, SpecError
 from valuechain.io import write_parquet
 
 __all__ = [
+    "ON_REPEAT",
     "SCHEMA_VERSION",
     "DecisionLog",
     "DecisionRecord",
@@ -118,6 +130,9 @@ _COLUMNS: Final = ("seq", "decision_id", "time", "time_us", "key", "bundle_versi
                    "created_at")
 _INSERT_DECISION = (f"INSERT INTO decisions ({', '.join(_COLUMNS)}) VALUES "
                     f"({', '.join('?' * len(_COLUMNS))})")
+_INSERT_DECISION_ONCE = _INSERT_DECISION + " ON CONFLICT (decision_id) DO NOTHING"
+#: What an append does with a decision id the log already holds (see the module docstring).
+ON_REPEAT: Final = ("error", "skip")
 _INSERT_UPDATE = "INSERT INTO updates (seq, kind, source, row, created_at) VALUES (?,?,?,?,?)"
 _JSON_COLUMNS: Final = ("event", "features", "reasons", "latency_us")
 
@@ -239,17 +254,21 @@ class JournalEntry:
 
 @dataclass(frozen=True)
 class LogStats:
-    """Counters of the group commit since the log was opened."""
+    """Counters of the group commit since the log was opened: records written, transactions,
+    the largest transaction, and decisions skipped because their id was already logged
+    (appends with ``on_repeat="skip"``)."""
 
     records: int
     batches: int
     max_batch: int
+    repeated: int = 0
 
 
 @dataclass
 class _Item:
     rows: list[tuple[str, Any]]  # ("decision", DecisionRecord) | ("update", (kind, src, row))
-    future: Future[None]
+    future: Future[int]  # the rows written (repeated decision ids skipped are not counted)
+    skip_repeated: bool = False
 
 
 _STOP: Final = object()
@@ -282,6 +301,7 @@ class DecisionLog:
     >>> with DecisionLog(pathlib.Path(tempfile.mkdtemp()) / "log.sqlite") as log:
     ...     log.append_many([DecisionRecord.example(f"d{i}") for i in range(3)])
     ...     log.read()["decision_id"].tolist()
+    3
     ['d0', 'd1', 'd2']
     """
 
@@ -295,7 +315,7 @@ class DecisionLog:
         self._conn = self._connect()
         self._init_schema()
         self._queue: queue.SimpleQueue[_Item | object] = queue.SimpleQueue()
-        self._records = self._batches = self._max_seen = 0
+        self._records = self._batches = self._max_seen = self._repeated = 0
         self._closed = False
         self._thread = threading.Thread(target=self._writer, name="decision-log-writer",
                                         daemon=True)
@@ -353,25 +373,28 @@ class DecisionLog:
                 assert isinstance(nxt, _Item)
                 items.append(nxt)
                 count += len(nxt.rows)
-            error = self._commit(items)
-            for item in items:
-                if error is None:
-                    item.future.set_result(None)
+            written = self._commit(items)
+            for item, result in zip(items, written, strict=True):
+                if isinstance(result, BaseException):
+                    item.future.set_exception(result)
                 else:
-                    item.future.set_exception(error)
+                    item.future.set_result(result)
             if stop:
                 return
 
-    def _commit(self, items: list[_Item]) -> BaseException | None:
+    def _commit(self, items: list[_Item]) -> list[int | BaseException]:
+        """One transaction for ``items``; per item the rows written, or the error (the same
+        for every item: nothing of the transaction is written)."""
         conn = self._conn
+        written: list[int] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 seq = int(conn.execute("SELECT value FROM meta WHERE name='seq'").fetchone()[0])
-                decisions: list[tuple[Any, ...]] = []
-                updates: list[tuple[Any, ...]] = []
                 now = iso_us(time.time_ns() // 1000)
                 for item in items:
+                    decisions: list[tuple[Any, ...]] = []
+                    updates: list[tuple[Any, ...]] = []
                     for kind, payload in item.rows:
                         seq += 1
                         if kind == "decision":
@@ -379,58 +402,79 @@ class DecisionLog:
                         else:
                             what, source, row = payload
                             updates.append((seq, what, source, _dumps(_clean(row)), now))
-                if decisions:
-                    conn.executemany(_INSERT_DECISION, decisions)
-                if updates:
-                    conn.executemany(_INSERT_UPDATE, updates)
+                    before = conn.total_changes
+                    if decisions:
+                        conn.executemany(_INSERT_DECISION_ONCE if item.skip_repeated
+                                         else _INSERT_DECISION, decisions)
+                    if updates:
+                        conn.executemany(_INSERT_UPDATE, updates)
+                    written.append(conn.total_changes - before)
                 conn.execute("UPDATE meta SET value=? WHERE name='seq'", (seq,))
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
         except Exception as err:  # reported to every waiter of the batch
-            return _as_log_error(self.path, err)
-        n = sum(len(i.rows) for i in items)
+            error = _as_log_error(self.path, err)
+            return [error for _ in items]
+        n = sum(written)
         self._records += n
+        self._repeated += sum(len(i.rows) for i in items) - n
         self._batches += 1
         self._max_seen = max(self._max_seen, n)
-        return None
+        return list(written)
 
-    def _submit(self, rows: list[tuple[str, Any]]) -> Future[None]:
+    def _submit(self, rows: list[tuple[str, Any]], skip_repeated: bool = False
+                ) -> Future[int]:
         if self._closed:
             raise ArtifactError(f"{self.path}: the decision log is closed; open a new "
                                 "DecisionLog to append.")
-        future: Future[None] = Future()
-        self._queue.put(_Item(rows, future))
+        future: Future[int] = Future()
+        self._queue.put(_Item(rows, future, skip_repeated))
         return future
 
     def append(self, record: DecisionRecord) -> None:
         """Append one decision; returns once it is durable (raises if its batch failed)."""
         self._submit([("decision", record)]).result()
 
-    def append_many(self, records: Sequence[DecisionRecord]) -> None:
-        """Append several decisions in one transaction (batch scoring); durable on return."""
+    def append_many(self, records: Sequence[DecisionRecord], *, on_repeat: str = "error"
+                    ) -> int:
+        """Append several decisions, one transaction per ``max_batch`` of them (batch
+        scoring); durable on return. Returns the decisions written.
+
+        ``on_repeat``: ``"error"`` refuses a transaction holding a decision id already in the
+        log (or twice in it): :class:`~valuechain.errors.ArtifactError`, nothing of it
+        written; ``"skip"`` keeps the decision logged first and writes the others (batch
+        scoring's stable ids: re-running a batch logs nothing twice).
+        """
+        if on_repeat not in ON_REPEAT:
+            raise SpecError(f"`on_repeat` must be one of {', '.join(ON_REPEAT)}, got "
+                            f"{on_repeat!r}.")
+        written = 0
         for start in range(0, len(records), self.max_batch):
-            self._submit([("decision", r) for r in records[start:start + self.max_batch]]
-                         ).result()
+            written += self._submit([("decision", r)
+                                     for r in records[start:start + self.max_batch]],
+                                    on_repeat == "skip").result()
+        return written
 
     async def append_async(self, record: DecisionRecord) -> None:
         """:meth:`append` for an event loop: awaits durability without blocking the loop."""
         await asyncio.wrap_future(self._submit([("decision", record)]))
 
-    def submit(self, record: DecisionRecord) -> Future[None]:
+    def submit(self, record: DecisionRecord) -> Future[int]:
         """Queue one decision; the future resolves once it is durable."""
         return self._submit([("decision", record)])
 
     def append_updates(self, kind: str, source: str, rows: Sequence[Mapping[str, Any]]
-                       ) -> Future[None]:
+                       ) -> Future[int]:
         """Journal outcome or dimension rows; the future resolves once they are durable."""
         return self._submit([("update", (kind, source, dict(r))) for r in rows])
 
     @property
     def stats(self) -> LogStats:
-        """Records and batches committed since opening (batch size shows the grouping)."""
-        return LogStats(self._records, self._batches, self._max_seen)
+        """Records and batches committed since opening (batch size shows the grouping),
+        and the decisions skipped as already logged."""
+        return LogStats(self._records, self._batches, self._max_seen, self._repeated)
 
     def close(self) -> None:
         """Finish the queued appends, stop the writer thread and close the database."""

@@ -19,7 +19,11 @@ the build orders tied events). Two paths give the same decisions:
 Both count the outcomes *known by each decision time*, reported during the batch included
 (before this, the row-by-row path applied no outcome reported during the scored period; see
 docs/batch-scoring.md). Every decision is appended to the decision log (``origin =
-"score"``, one group commit per chunk); the decisions (keys, time, decision id, score,
+"score"``, one group commit per chunk) under a stable id (the same event scored with the
+same bundle, policy and capacity limit gets the same id:
+:meth:`Decider.decision_id <valuechain.serve.decider.Decider.decision_id>`); an id already in
+the log is kept as logged first, so re-running a batch appends nothing twice
+(``ScoreResult.logged`` counts what was appended). The decisions (keys, time, decision id, score,
 action, policy action, overflow, reasons as JSON, the feature values) go to Parquet or CSV,
 and with ``top`` the ``top`` highest scores of each capacity period (the review list) to
 ``<out>.top<N>.csv``.
@@ -67,7 +71,9 @@ class ScoreResult:
 
     ``mode`` is ``"batch"`` or ``"online"``; ``history_rows`` the decision source's rows
     used as history (batch) or loaded into the state (online); ``stages`` seconds per stage;
-    ``peak_rss_mb`` the process's peak resident memory when it finished.
+    ``peak_rss_mb`` the process's peak resident memory when it finished; ``logged`` the
+    decisions appended to the log (fewer than ``rows`` when some were logged by an earlier
+    run of the same batch).
     """
 
     rows: int
@@ -83,6 +89,7 @@ class ScoreResult:
     history_rows: int = 0
     stages: dict[str, float] = field(default_factory=dict)
     peak_rss_mb: float = 0.0
+    logged: int = 0
 
     @property
     def rows_per_second(self) -> float:
@@ -93,7 +100,7 @@ class ScoreResult:
                 "rows_per_second": round(self.rows_per_second, 1), "out": str(self.out),
                 "top": str(self.top_path) if self.top_path else None,
                 "log": str(self.log_path) if self.log_path else None,
-                "actions": self.actions, "overflow": self.overflow,
+                "logged": self.logged, "actions": self.actions, "overflow": self.overflow,
                 "bundle_version": self.bundle_version, "policy_version": self.policy_version,
                 "mode": self.mode, "history_rows": self.history_rows,
                 "stages": {k: round(v, 3) for k, v in self.stages.items()},
@@ -168,7 +175,7 @@ def _online_chunks(decider: Decider, online: OnlineFeatures, events: pd.DataFram
             run.append(row)
         out += decider.prepare_batch(run)
         if logger is not None:
-            logger.append_many([p.record for p in out])
+            logger.append_many([p.record for p in out], on_repeat="skip")
         done = stop
         if progress:
             progress(f"{done:,} of {n:,} events", 0.1 + 0.9 * done / n)
@@ -243,7 +250,8 @@ def score_file(spec: Path | str | LoadedSpec, input: Path | str | pd.DataFrame, 
     log_path : Path, optional
         The decision log; default the service's ``<workspace>/serve/decisions.sqlite``.
     log : bool, default True
-        Append the decisions to the decision log (``origin = "score"``).
+        Append the decisions to the decision log (``origin = "score"``); a decision id
+        already logged (the same batch scored before) is not appended again.
     registry : Path, optional
         The registry folder; default the project's.
     chunk : int, default 50000
@@ -329,7 +337,8 @@ def score_file(spec: Path | str | LoadedSpec, input: Path | str | pd.DataFrame, 
                        actions=actions, overflow=overflow, bundle_version=bundle.version,
                        policy_version=decider.policy_version,
                        mode="online" if online else "batch", history_rows=history_rows,
-                       stages=stages, peak_rss_mb=_peak_rss_mb())
+                       stages=stages, peak_rss_mb=_peak_rss_mb(),
+                       logged=logger.stats.records if logger else 0)
 
 
 def _write(target: Path, chunks: Iterator[pa.Table]) -> tuple[dict[str, int], int, int]:
