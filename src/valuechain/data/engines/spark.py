@@ -92,6 +92,9 @@ class SparkConfig(EngineConfig):
     master: str | None = Field(default=None, description="Spark master URL; default "
                                "VALUECHAIN_SPARK_MASTER or local[2].")
     shuffle_partitions: int = Field(default=4, ge=1, description="spark.sql.shuffle.partitions.")
+    broadcast_rows: int = Field(default=2_000_000, ge=0, description="Tables (dimensions, "
+                                "outcomes, other sources) with at most this many rows go "
+                                "whole to every task; bigger ones are shuffled by key.")
     app_name: str = Field(default="valuechain", min_length=1)
     conf: dict[str, str] = Field(default_factory=dict, description="Extra Spark settings.")
 
@@ -164,6 +167,9 @@ def spark_session(config: SparkConfig | None = None) -> SparkSession:
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.sql.adaptive.enabled": "true",
         "spark.sql.execution.arrow.maxRecordsPerBatch": "100000",
+        # one machine: shuffle files stay on the local disk, compressing them costs more
+        **({"spark.shuffle.compress": "false", "spark.shuffle.spill.compress": "false"}
+           if master.startswith("local") else {}),
         **config.conf,
     }
     builder = SparkSession.builder.master(master).appName(config.app_name)
@@ -204,10 +210,16 @@ class SparkEngine:
             con.close()
         if progress:
             progress("features and labels (Spark)", 0.3)
-        kernel = SparkKernel(session, config.shuffle_partitions, progress)
+        kernel = SparkKernel(session, config.shuffle_partitions, progress,
+                             broadcast_rows=config.broadcast_rows)
         computed = kernel.compute(resolved.problem)
         self.stats = kernel.stats
         return output(plan, resolved, computed)
+
+
+def _reads_labels(stage: _Stage) -> bool:
+    """The stage's outcome-derived windows read labels another stage computes."""
+    return stage.needs_labels and stage.label is None
 
 
 class _Stage:
@@ -220,6 +232,7 @@ class _Stage:
         self.label: LabelPlan | None = None
         self.on: dict[str, str] = {}  # table -> its column matched with the key
         self.needs_labels = False
+        self.folded: list[str] = []  # keys of stages folded into this one
 
     def names(self) -> list[str]:
         """The output columns, in the kernel's order."""
@@ -278,6 +291,38 @@ def _stages(problem: PitProblem, small: set[str]) -> list[_Stage]:
     return sorted(stages.values(), key=lambda s: s.label is None)
 
 
+def _determines(points: pa.Table, key: str, other: str) -> bool:
+    """Whether each value of ``key`` comes with one value of ``other`` (null counting as
+    a value): then partitioning by ``other`` also keeps each ``key``'s rows together."""
+    import pyarrow.compute as pc
+
+    pairs = points.select([key, other]).filter(pc.is_valid(points.column(key)))
+    if pairs.num_rows == 0:
+        return True
+    counts = pairs.group_by(key).aggregate([(other, "count_distinct",
+                                             pc.CountOptions(mode="all"))])
+    return bool(pc.max(counts.column(f"{other}_count_distinct")).as_py() <= 1)
+
+
+def _co_partition(stages: list[_Stage], points: pa.Table) -> list[_Stage]:
+    """Fold a stage into an earlier one whose key its key determines (a card belongs to one
+    customer: partitioning by customer keeps every card's rows in one task), saving a
+    shuffle. Stages that shuffle a table by their own key stay apart."""
+    kept: list[_Stage] = []
+    for stage in stages:
+        home = next((k for k in kept if not stage.on and not k.on and "__row" not in
+                     (k.key, stage.key) and _determines(points, stage.key, k.key)), None)
+        if home is None:
+            kept.append(stage)
+            continue
+        home.windows += stage.windows
+        home.lookups += stage.lookups
+        home.needs_labels |= stage.needs_labels
+        home.label = home.label or stage.label
+        home.folded.append(stage.key)
+    return sorted(kept, key=lambda s: s.label is None)
+
+
 def _sub_problem(problem: PitProblem, stage: _Stage, points: pa.Table,
                  tables: dict[str, pa.Table]) -> PitProblem:
     return PitProblem(points=points, tables=tables, own=problem.own,
@@ -330,6 +375,7 @@ class SparkKernel:
         self.spark = session
         self.progress = progress
         self.broadcast_rows = broadcast_rows
+        self._shared: tuple[pa.Table, DataFrame] | None = None  # the points, in Spark
         self.partitions = partitions or int(
             session.conf.get("spark.sql.shuffle.partitions") or 4)
         self.stats: list[StageStats] = []
@@ -346,13 +392,17 @@ class SparkKernel:
         try:
             small = {name for name, table in problem.tables.items()
                      if name != problem.own and table.num_rows <= self.broadcast_rows}
-            stages = _stages(problem, small)
+            stages = _co_partition(_stages(problem, small), problem.points)
+            wanted = {c for stage in stages for c in _stage_columns(problem, stage)[""]}
+            shared = problem.points.select([c for c in problem.points.column_names
+                                            if c in wanted])
+            self._shared = None
             for index, stage in enumerate(stages):
                 if self.progress:
                     self.progress(f"Spark stage {index + 1}/{len(stages)}: by {stage.key}",
                                   0.3 + 0.55 * index / len(stages))
-                points = problem.points
-                if stage.needs_labels and stage.label is None:
+                points = shared
+                if _reads_labels(stage):
                     points = points.append_column(LABEL, arrays[LABEL]).append_column(
                         KNOWN, arrays[KNOWN])
                 arrays.update(self._run(problem, stage, points, folder / f"s{index}", n))
@@ -387,8 +437,10 @@ class SparkKernel:
                     if name == "" or table.num_rows > self.broadcast_rows]
         broadcast = {name: _ipc(table) for name, table in inputs.items()
                      if name not in shuffled}
-        loaded = {name: self._frame(inputs[name], folder / f"in{i}.parquet")
+        loaded = {name: (self._points(points, folder.parent) if name == "" else
+                         self._frame(inputs[name], folder / f"in{i}.parquet"))
                   for i, name in enumerate(shuffled)}
+        loaded[""] = loaded[""].select(*[_q(c) for c in columns[""]])
         key_type = loaded[""].schema[stage.key].dataType
         frames = []
         for i, (name, frame) in enumerate(loaded.items()):
@@ -417,6 +469,13 @@ class SparkKernel:
             seconds=time.perf_counter() - began, largest_partition=int(sizes.max()),
             median_partition=float(np.median(sizes))))
         return _in_point_order(got.select(schema.names).cast(schema), n, schema.names[1:])
+
+    def _points(self, points: pa.Table, folder: Path) -> DataFrame:
+        """The points as one Spark DataFrame, written once for the stages that share them
+        (stages select their columns)."""
+        if self._shared is None or self._shared[0] is not points:
+            self._shared = (points, self._frame(points, folder / f"points{id(points)}.parquet"))
+        return self._shared[1]
 
     def _frame(self, table: pa.Table, path: Path) -> DataFrame:
         if table.num_rows <= _LOCAL_ROWS:  # a small table travels in the plan (no file scan)
@@ -449,11 +508,12 @@ class _PartitionRun:
             prefix = f"{i}:"
             cols = [c for c in rows.column_names if c.startswith(prefix)]
             parts[name] = mine.select(cols).rename_columns([c[len(prefix):] for c in cols])
-        for name, data in self.broadcast.value.items():
-            parts[name] = pa.ipc.open_stream(data).read_all()
         points = parts.pop("")
         if points.num_rows == 0:
             return
+        for name, data in self.broadcast.value.items():
+            parts[name] = _matching(pa.ipc.open_stream(data).read_all(), points,
+                                    _matches(self.problem, name))
         rows = points.column("__row").cast(pa.int64())  # kernels want positions as __row
         points = points.set_column(points.schema.get_field_index("__row"), "__row",
                                    pa.array(np.arange(points.num_rows, dtype=np.int64)))
@@ -467,6 +527,34 @@ class _PartitionRun:
         part = pa.array(np.full(len(rows), context.partitionId() if context else 0, np.int32))
         out = computed.add_column(0, "__row", rows).cast(self.schema).append_column(_PART, part)
         yield from out.to_batches(max_chunksize=65_536)
+
+
+def _matches(problem: PitProblem, name: str) -> list[tuple[str, str]]:
+    """The (point column, table column) pairs that ``problem`` matches table ``name`` on."""
+    pairs = [(w.key, w.source_key) for w in problem.windows if w.source == name]
+    pairs += [(lk.key, lk.on) for lk in problem.lookups if lk.source == name]
+    label = problem.label
+    if label is not None and label.outcome == name:
+        pairs.append(label.keys[0])
+    return pairs
+
+
+def _matching(table: pa.Table, points: pa.Table, pairs: list[tuple[str, str]]) -> pa.Table:
+    """The rows of a broadcast ``table`` that some point matches (the rest cannot count)."""
+    import pyarrow.compute as pc
+
+    keep = None
+    for key, on in pairs:
+        column = table.column(on)
+        wanted = pc.unique(points.column(key).drop_null())
+        if wanted.type != column.type:
+            try:
+                wanted = pc.cast(wanted, column.type)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                return table  # the kernel will compare the types itself
+        hit = pc.is_in(column, value_set=wanted)
+        keep = hit if keep is None else pc.or_(keep, hit)
+    return table if keep is None else table.filter(keep)
 
 
 def _ipc(table: pa.Table) -> bytes:
