@@ -2,7 +2,8 @@
 
 Usage::
 
-    python benchmarks/spark.py --rows 1000000 10000000 [--hot-share 0.05] [--out FILE]
+    python benchmarks/spark.py --rows 1000000 10000000 [--hot-share 0.05] [--hot-rows 1000000]
+        [--out FILE]
 
 For each size the fraud world (``valuechain.demo.fraud.generate_fraud``) is generated once;
 each engine executes the plan of ``examples/fraud`` (reading the sources, decision points,
@@ -85,6 +86,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000])
     parser.add_argument("--hot-share", type=float, default=0.05)
+    parser.add_argument("--hot-rows", type=int, nargs="*",
+                        help="sizes that also get the hot-key world (default: the smallest)")
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--timeout", type=float, default=3600)
@@ -100,7 +103,8 @@ def main(argv: list[str] | None = None) -> None:
         for rows in args.rows:
             for label, share in (("uniform", 0.0), (f"hot key {args.hot_share:.0%}",
                                                     args.hot_share)):
-                if share == 0.0 and label != "uniform":
+                hot_rows = args.hot_rows if args.hot_rows is not None else [min(args.rows)]
+                if share > 0.0 and rows not in hot_rows:
                     continue
                 began = time.perf_counter()
                 project = world(base / f"{rows}-{label[:3]}", rows, share)

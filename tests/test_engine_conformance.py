@@ -178,3 +178,33 @@ def test_missing_java_is_one_paragraph_with_the_fix(tmp_path: Path) -> None:
     assert out.startswith("ERROR The Spark engine needs a Java runtime"), done.stderr[-2000:]
     assert "openjdk-17-jre-headless" in out and "--engine duckdb" in out
     assert out.count("\n") == 0
+
+
+def test_spark_kernel_through_the_driver_equals_duckdb(spark: object) -> None:
+    """On a cluster (no shared temporary folder) tables go in with createDataFrame and come
+    back with toArrow; a problem with windows, a lookup and a label (stages folded by a key
+    dependency, a table broadcast) gives the DuckDB kernel's columns that way too."""
+    from valuechain.data.engines.duckdb import DuckDBKernel
+    from valuechain.data.engines.spark import SparkKernel
+    from valuechain.data.pit import LabelPlan, LookupPlan, PitProblem, Window
+
+    n = 60_000  # above the inline limit, so the local path would use files
+    rows = list(range(n))
+    points = pa.table({"__row": rows, "__t": [r * 1000 for r in rows], "__o": rows,
+                       "cust": [r % 97 for r in rows], "card": [r % 194 for r in rows],
+                       "amount": [float(r % 13) for r in rows]})
+    dim = pa.table({"__t": [None, 5_000_000], "__o": [0, 1], "id": [1, 1], "tier": ["a", "b"]})
+    outcomes = pa.table({"__t": [2_000_000, 9_000_000], "__o": [0, 1], "__e": [1_500, 8_000],
+                         "cust": [1, 2]})
+    problem = PitProblem(points=points, tables={"d": dim, "o": outcomes}, own="tx", windows=(
+        Window(name="n", source="tx", key="cust", agg="count", window_us=50_000),
+        Window(name="m", source="tx", key="card", agg="max", value="amount", window_us=90_000),
+        Window(name="r", source="tx", key="cust", agg="rate", window_us=10**9, outcome=True)),
+        lookups=(LookupPlan(name="tier", source="d", key="cust", on="id", column="tier"),),
+        label=LabelPlan(kind="binary", horizon_us=10_000, outcome="o",
+                        keys=(("cust", "cust"),)))
+    kernel = SparkKernel(spark, 2)  # type: ignore[arg-type]
+    kernel._local = False
+    got = kernel.compute(problem)
+    assert got.equals(DuckDBKernel(threads=1).compute(problem))
+    assert [s.key for s in kernel.stats] == ["cust + card"]

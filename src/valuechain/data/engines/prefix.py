@@ -38,9 +38,11 @@ class SortedGroup:
     """The points of one (key, filter) group, sorted, with the composite search code."""
 
     order: I64  # sorted position -> point index
-    code: I64  # composite key*M + time offset, ascending
-    base: I64  # per sorted row: key*M - time origin (add a time to get its code)
-    floor: I64  # per sorted row: just below the smallest code of its key
+    times: I64  # per sorted row: its time
+    point_times: I64  # the times in points order (usually ascending: fast to search)
+    instants: I64  # the distinct times, ascending
+    code: I64  # per sorted row: key * (distinct times + 1) + rank of its time + 1, ascending
+    base: I64  # per sorted row: key * (distinct times + 1)
     valid: npt.NDArray[np.bool_]  # key is not null
     passes: npt.NDArray[np.bool_]  # row passes the group's filter (sorted order)
     _cache: dict[object, object] = field(default_factory=dict, compare=False, repr=False)
@@ -53,27 +55,30 @@ class SortedGroup:
 
 
 def sort_group(points: pa.Table, key: str, filter_column: str | None) -> SortedGroup | None:
-    """Sort the points by (key, time, tie); None when the composite code could overflow."""
+    """Sort the points by (key, time, tie); None when the composite code could overflow.
+
+    Times enter the code by their rank among the distinct times, so the code stays small
+    (keys x rows) whatever the time span."""
     keys = points.column(key).combine_chunks()
     valid = ~np.asarray(pc.is_null(keys).to_numpy(zero_copy_only=False), dtype=bool)
     encoded = pc.dictionary_encode(keys)
-    codes = np.asarray(encoded.indices.fill_null(-1).to_numpy(), dtype=np.int64)
+    codes = np.asarray(encoded.indices.fill_null(-1).to_numpy(), dtype=np.int64) + 1
     t = np.asarray(points.column("__t").to_numpy(), dtype=np.int64)
     tie = np.asarray(points.column("__o").to_numpy(), dtype=np.int64)
-    t0 = int(t.min()) if len(t) else 0
-    span = (int(t.max()) - t0 if len(t) else 0) + 2
+    instants, rank = np.unique(t, return_inverse=True)
+    span = len(instants) + 1
     if (len(encoded.dictionary) + 2) * span >= _LIMIT:
         return None
     in_time_order = len(t) < 2 or bool(np.all(
         (t[1:] > t[:-1]) | ((t[1:] == t[:-1]) & (tie[1:] >= tie[:-1]))))
     order = (np.argsort(codes, kind="stable") if in_time_order  # already (t, tie)-sorted
              else np.lexsort((tie, t, codes))).astype(np.int64)
-    code_s = codes[order]
-    base = code_s * span - t0
+    base = codes[order] * span
     filt = (np.ones(len(t), dtype=bool) if filter_column is None else
             np.asarray(points.column(filter_column).fill_null(False).to_numpy(
                 zero_copy_only=False), dtype=bool))
-    return SortedGroup(order=order, code=base + t[order], base=base, floor=code_s * span - 1,
+    return SortedGroup(order=order, times=t[order], point_times=t, instants=instants,
+                       code=base + rank.reshape(-1)[order] + 1, base=base,
                        valid=valid[order], passes=filt[order])
 
 
@@ -85,8 +90,10 @@ def _prefix(values: npt.NDArray[np.floating]) -> npt.NDArray[np.longdouble]:
 
 def _bound(group: SortedGroup, offset: int) -> I64:
     """Per sorted row: the first position after every row at or before ``t - offset``."""
-    target = np.maximum(group.code - offset, group.floor)
-    return np.searchsorted(group.code, target, side="right").astype(np.int64)
+    # rows of the key at or before t - offset have codes <= base + (distinct times <= it)
+    at_or_before = np.searchsorted(group.instants, group.point_times - offset,
+                                   side="right")[group.order]
+    return np.searchsorted(group.code, group.base + at_or_before, side="right").astype(np.int64)
 
 
 def _columns(group: SortedGroup, points: pa.Table, value: str | None) -> tuple[
@@ -176,7 +183,7 @@ def _ordered(group: SortedGroup, points: pa.Table, window: Window, lo: I64,
     if agg == "last":
         assert column is not None
         return _taken(column, np.where(member >= 0, group.order[np.maximum(member, 0)], -1))
-    times = group.code - group.base  # the sorted rows' own times
+    times = group.times
     days = (times - times[np.maximum(member, 0)]) / DAY_US
     return pa.array(days, mask=member < 0)
 

@@ -234,10 +234,6 @@ class _Stage:
         self.needs_labels = False
         self.folded: list[str] = []  # keys of stages folded into this one
 
-    def names(self) -> list[str]:
-        """The output columns, in the kernel's order."""
-        out = [LABEL, KNOWN] if self.label is not None else []
-        return out + [w.name for w in self.windows] + [lk.name for lk in self.lookups]
 
 
 def _stages(problem: PitProblem, small: set[str]) -> list[_Stage]:
@@ -375,6 +371,7 @@ class SparkKernel:
         self.spark = session
         self.progress = progress
         self.broadcast_rows = broadcast_rows
+        self._local = (session.sparkContext.master or "local").startswith("local")
         self._shared: tuple[pa.Table, DataFrame] | None = None  # the points, in Spark
         self.partitions = partitions or int(
             session.conf.get("spark.sql.shuffle.partitions") or 4)
@@ -456,8 +453,8 @@ class SparkKernel:
                             broadcast=self.spark.sparkContext.broadcast(broadcast))
         result = (union.repartition(self.partitions, "__pk")
                   .mapInArrow(run, from_arrow_schema(schema.append(_PART))))
-        if inputs[""].num_rows <= _LOCAL_ROWS:
-            got = result.toArrow()
+        if inputs[""].num_rows <= _LOCAL_ROWS or not self._local:
+            got = result.toArrow()  # on a cluster: through the driver, no shared folder
         else:  # through files: a big result need not fit the driver's JVM heap
             result.write.parquet(str(folder / "out"))
             got = pq.read_table(folder / "out")
@@ -465,7 +462,8 @@ class SparkKernel:
         sizes = np.bincount(np.asarray(got.column("__part").to_numpy(), dtype=np.int64),
                             minlength=self.partitions)
         self.stats.append(StageStats(
-            key=stage.key, rows=sum(t.num_rows for t in inputs.values()),
+            key=" + ".join([stage.key, *stage.folded]),
+            rows=sum(t.num_rows for t in inputs.values()),
             seconds=time.perf_counter() - began, largest_partition=int(sizes.max()),
             median_partition=float(np.median(sizes))))
         return _in_point_order(got.select(schema.names).cast(schema), n, schema.names[1:])
@@ -478,7 +476,9 @@ class SparkKernel:
         return self._shared[1]
 
     def _frame(self, table: pa.Table, path: Path) -> DataFrame:
-        if table.num_rows <= _LOCAL_ROWS:  # a small table travels in the plan (no file scan)
+        if table.num_rows <= _LOCAL_ROWS or not self._local:
+            # a small table travels in the plan (no file scan); on a cluster the executors
+            # cannot read the driver's temporary folder
             return self.spark.createDataFrame(table)
         pq.write_table(table, path)
         return self.spark.read.parquet(str(path))
