@@ -47,6 +47,10 @@ except ImportError:  # pragma: no cover - numba is a dependency; plain Python st
         return func
 
 
+def _i64(values: npt.ArrayLike) -> I64:
+    return np.ascontiguousarray(values, dtype=np.int64)
+
+
 def check_monotone(lo: I64, hi: I64) -> None:
     """The sliding kernels' precondition: ``lo <= hi`` and neither ever decreases."""
     if len(lo) and not (np.all(lo <= hi) and np.all(np.diff(lo) >= 0)
@@ -83,9 +87,7 @@ def _extreme(codes: I64, lo: I64, hi: I64, want_max: bool) -> I64:  # pragma: no
 def sliding_extreme(codes: I64, lo: I64, hi: I64, want_max: bool) -> I64:
     """Per range ``[lo, hi)``: the largest (``want_max``) or smallest code ``>= 0``, or -1."""
     check_monotone(lo, hi)
-    return _extreme(np.ascontiguousarray(codes, dtype=np.int64),  # type: ignore[no-any-return]
-                    np.ascontiguousarray(lo, dtype=np.int64),
-                    np.ascontiguousarray(hi, dtype=np.int64), want_max)
+    return _extreme(_i64(codes), _i64(lo), _i64(hi), want_max)  # type: ignore[no-any-return]
 
 
 @jit
@@ -118,9 +120,7 @@ def _distinct(codes: I64, lo: I64, hi: I64, n_codes: int) -> I64:  # pragma: no 
 def sliding_distinct(codes: I64, lo: I64, hi: I64, n_codes: int) -> I64:
     """Per range ``[lo, hi)``: how many different codes ``>= 0`` it holds (codes < n_codes)."""
     check_monotone(lo, hi)
-    return _distinct(np.ascontiguousarray(codes, dtype=np.int64),  # type: ignore[no-any-return]
-                     np.ascontiguousarray(lo, dtype=np.int64),
-                     np.ascontiguousarray(hi, dtype=np.int64), int(n_codes))
+    return _distinct(_i64(codes), _i64(lo), _i64(hi), int(n_codes))  # type: ignore[no-any-return]
 
 
 @jit
@@ -156,5 +156,4 @@ def range_std(values: npt.NDArray[np.float64], present: npt.NDArray[np.bool_], l
     [nan, 2.0]
     """
     return _std(np.ascontiguousarray(values, dtype=np.float64),  # type: ignore[no-any-return]
-                np.ascontiguousarray(present, dtype=np.bool_),
-                np.ascontiguousarray(lo, dtype=np.int64), np.ascontiguousarray(hi, dtype=np.int64))
+                np.ascontiguousarray(present, dtype=np.bool_), _i64(lo), _i64(hi))
