@@ -22,7 +22,7 @@ from pydantic import Field
 
 from valuechain.data.engines.asof import asof_values
 from valuechain.data.engines.base import EngineConfig, EngineOutput, Progress
-from valuechain.data.engines.prefix import SortedGroup, sort_group, window_values
+from valuechain.data.engines.prefix import DECOMPOSABLE, SortedGroup, sort_group, window_values
 from valuechain.data.engines.resolve import output, resolve
 from valuechain.data.pit import DAY_US, EMPTY_ZERO, KNOWN, LABEL, RECENCY, PitProblem, Window
 from valuechain.data.plan import Plan
@@ -168,7 +168,8 @@ class DuckDBKernel:
         for index, windows in enumerate(groups.values()):
             first = windows[0]
             sorted_group = (sort_group(problem.points, first.key, first.filter)
-                            if first.source == problem.own else None)
+                            if first.source == problem.own
+                            and all(w.agg in DECOMPOSABLE for w in windows) else None)
             if sorted_group is not None:
                 arrays.update(self._prefix_group(con, problem, windows, sorted_group))
                 continue
